@@ -1,0 +1,45 @@
+"""xpmstore: run experiments as typed, content-addressed tasks.
+
+The public names are importable from here; everything else is private and may change.
+"""
+
+from .config import Config, Task, TaskPath
+from .errors import (
+    ClassNotFoundError,
+    ConfigError,
+    ExperimentFailed,
+    FormatVersionError,
+    InvalidIdentifierError,
+    MissingFieldError,
+    NotFound,
+    TagConflictError,
+    UnsupportedValueError,
+    XpmstoreError,
+)
+from .fields import Constant, Meta, Option, Param, field, pathgenerator
+from .serialize import load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClassNotFoundError",
+    "Config",
+    "ConfigError",
+    "Constant",
+    "ExperimentFailed",
+    "FormatVersionError",
+    "InvalidIdentifierError",
+    "Meta",
+    "MissingFieldError",
+    "NotFound",
+    "Option",
+    "Param",
+    "Task",
+    "TaskPath",
+    "TagConflictError",
+    "UnsupportedValueError",
+    "XpmstoreError",
+    "field",
+    "load",
+    "pathgenerator",
+]

@@ -1,0 +1,118 @@
+"""The one exception hierarchy of xpmstore.
+
+Every error a user can cause derives from :class:`XpmstoreError` *and* from the builtin whose
+meaning it carries (``TypeError`` for a value of the wrong type, ``ValueError`` for a bad value,
+``LookupError`` for something absent), so callers may catch either.  Messages are one line that
+names the thing at fault and says what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClassNotFoundError",
+    "ConfigError",
+    "ConfigTypeError",
+    "ConfigValueError",
+    "ConstantFieldError",
+    "CorruptObjectError",
+    "ExperimentFailed",
+    "FormatVersionError",
+    "InputPathError",
+    "InvalidIdentifierError",
+    "MissingFieldError",
+    "NotFound",
+    "SealedConfigError",
+    "TagConflictError",
+    "UnboundPathError",
+    "UnknownFieldError",
+    "UnsupportedValueError",
+    "XpmstoreError",
+]
+
+
+class XpmstoreError(Exception):
+    """Base of every error raised by xpmstore."""
+
+
+class ConfigError(XpmstoreError):
+    """A configuration class or instance is wrong; the message names the class and the field."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A field received a value of the wrong type."""
+
+
+class ConfigValueError(ConfigError, ValueError):
+    """A field or a class declaration holds a value that is not allowed."""
+
+
+class UnknownFieldError(ConfigTypeError):
+    """A keyword names no field of the class."""
+
+
+class UnsupportedValueError(ConfigTypeError):
+    """A value of a type that cannot be encoded into an identifier (never silently dropped)."""
+
+
+class ConstantFieldError(ConfigTypeError):
+    """A ``Constant`` or a generated path was given a value."""
+
+
+class MissingFieldError(ConfigValueError):
+    """A required field has no value when the config is identified or submitted."""
+
+
+class TagConflictError(ConfigValueError):
+    """Two different values for one tag name in one config tree."""
+
+
+class InputPathError(ConfigValueError):
+    """An input path is missing, or is a special file, or a directory holds a cycle."""
+
+
+class SealedConfigError(ConfigError, AttributeError):
+    """A field of a sealed (identified or submitted) config was assigned."""
+
+
+class UnboundPathError(ConfigError, ValueError):
+    """A generated path was turned into a file-system path before its task was bound."""
+
+
+class InvalidIdentifierError(XpmstoreError, ValueError):
+    """A string that is not 1–64 lowercase hexadecimal characters was given as an identifier."""
+
+
+class FormatVersionError(XpmstoreError, ValueError):
+    """A file was written by a newer xpmstore (or is not an xpmstore file)."""
+
+
+class ClassNotFoundError(XpmstoreError, LookupError):
+    """A recorded configuration class can no longer be imported."""
+
+
+class NotFound(XpmstoreError, LookupError):
+    """No object matches the identifier, prefix or query."""
+
+
+class CorruptObjectError(XpmstoreError, ValueError):
+    """Stored bytes do not match what their manifest or identifier promises.
+
+    Attributes:
+        identifier: the object at fault (or ``""`` when unknown).
+        expected: what the manifest or identifier promised.
+        got: what was found.
+    """
+
+    def __init__(self, message: str, identifier: str = "", expected: str = "", got: str = ""):
+        super().__init__(message)
+        self.identifier = identifier
+        self.expected = expected
+        self.got = got
+
+
+class ExperimentFailed(XpmstoreError, RuntimeError):
+    """Some jobs of an experiment failed; ``failed`` lists (identifier, name, log path)."""
+
+    def __init__(self, message: str, failed: list[tuple[str, str, str]] | None = None):
+        super().__init__(message)
+        self.failed = failed or []

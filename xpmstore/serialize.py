@@ -1,0 +1,373 @@
+"""params.json: the serialization of a config, and :func:`load` that rebuilds it.
+
+A params.json has two sections (DESIGN §5):
+
+* ``identity``: exactly what the encoder hashes (identity names, non-default Params, Constants,
+  input digests, task identifiers), from which :func:`xpmstore.identifier.from_params` recomputes
+  the identifier without importing user code;
+* ``values``: what :func:`load` needs to rebuild the live objects (classes, every field value as
+  given, Meta fields, tags, omitted defaults, ``dep`` marks), as a table of objects so that shared
+  sub-configs stay shared.
+
+The JSON forms are documented in ``docs/identifiers.md``.  Pure apart from :func:`load` and
+:func:`write_params`; thread-safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import importlib
+import importlib.util
+import json
+import math
+import os
+import sys
+import warnings
+from pathlib import Path, PurePath
+from typing import Any
+
+from . import identifier, inputs
+from .config import Config, FieldSpec, Task, TaskPath, class_spec
+from .errors import ClassNotFoundError, FormatVersionError, NotFound, UnsupportedValueError
+from .fields import FieldKind
+
+__all__ = ["PARAMS_VERSION", "from_params_file", "load", "params_of", "read_params",
+           "to_json_bytes"]
+
+PARAMS_VERSION = 1
+_FORMAT = "xpmstore.params"
+_MAIN_ALIAS = "__xpm_main__"
+
+
+def _float_json(value: float) -> Any:
+    if math.isfinite(value):
+        return value
+    return {"$float": "nan" if value != value else ("inf" if value > 0 else "-inf")}
+
+
+def _class_path(cls: type) -> str:
+    module = cls.__module__
+    if module == _MAIN_ALIAS:
+        module = "__main__"
+    return f"{module}:{cls.__qualname__}"
+
+
+class _Writer:
+    """Builds both sections for one root config."""
+
+    def __init__(self) -> None:
+        self.keys: dict[int, str] = {}
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.script = _main_script()
+
+    # identity section ------------------------------------------------------------------------
+
+    def identity(self, config: Config) -> dict[str, Any]:
+        spec = class_spec(type(config))
+        fields = {}
+        for field_spec, value, included in _identity_fields(config):
+            if included:
+                fields[field_spec.name] = self.identity_value(value)
+        tree: dict[str, Any] = {
+            "name": spec.identity_name,
+            "pathgens": sorted(relpath for _, relpath in spec.pathgens),
+            "fields": fields,
+        }
+        producer = config.__dict__.get("_xpm_producer")
+        if producer is not None and producer is not config:
+            tree["output"] = producer.__identifier__
+        return tree
+
+    def identity_value(self, value: Any) -> Any:
+        if value is None or isinstance(value, (bool, str)) and not isinstance(value, enum.Enum):
+            return value
+        if isinstance(value, Task):
+            return {"$task": value.__identifier__, "name": class_spec(type(value)).identity_name}
+        if isinstance(value, Config):
+            return {"$config": self.identity(value)}
+        if isinstance(value, TaskPath):
+            task, rel = value.task_and_relpath()
+            return {"$file": task.__identifier__, "rel": rel}
+        if isinstance(value, enum.Enum):
+            return {"$enum": identifier.enum_identity_name(type(value)), "member": value.name}
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return _float_json(value)
+        if isinstance(value, bytes):
+            return {"$bytes": base64.b64encode(value).decode("ascii")}
+        if isinstance(value, PurePath):
+            found = inputs.digest_input(value)
+            if isinstance(found, tuple):
+                return {"$file": found[0], "rel": found[1]}
+            return {"$digest": found.hex()}
+        if isinstance(value, list):
+            return [self.identity_value(v) for v in value]
+        if isinstance(value, tuple):
+            return {"$tuple": [self.identity_value(v) for v in value]}
+        if isinstance(value, (set, frozenset)):
+            ordered = sorted(value, key=lambda v: identifier.encode_value(v, inputs.digest_input))
+            return {"$set": [self.identity_value(v) for v in ordered]}
+        if isinstance(value, dict):
+            return {"$dict": {k: self.identity_value(value[k]) for k in sorted(value)}}
+        raise UnsupportedValueError(f"a {type(value).__qualname__} cannot enter params.json")
+
+    # values section --------------------------------------------------------------------------
+
+    def key(self, config: Config) -> str:
+        found = self.keys.get(id(config))
+        if found is not None:
+            return found
+        key = str(len(self.keys))
+        self.keys[id(config)] = key
+        self.objects[key] = self.describe(config)
+        return key
+
+    def describe(self, config: Config) -> dict[str, Any]:
+        spec = class_spec(type(config))
+        entry: dict[str, Any] = {"class": _class_path(type(config)), "id": config.__identifier__}
+        if type(config).__module__ in ("__main__", _MAIN_ALIAS) and self.script:
+            entry["script"] = self.script
+        if spec.is_task:
+            entry["task"] = True
+        fields: dict[str, Any] = {}
+        defaults: dict[str, Any] = {}
+        omitted = {f.name for f, _, included in _identity_fields(config) if not included}
+        for name, field_spec in spec.fields.items():
+            if field_spec.kind in (FieldKind.GENERATED, FieldKind.CONSTANT):
+                continue
+            if name not in config.__dict__:
+                continue
+            target = defaults if name in omitted else fields
+            target[name] = self.value(config.__dict__[name])
+        entry["fields"] = fields
+        if defaults:
+            entry["defaults"] = defaults
+        tags = config.__dict__.get("_xpm_tags")
+        if tags:
+            entry["tags"] = dict(tags)
+        producer = config.__dict__.get("_xpm_producer")
+        if producer is not None and producer is not config:
+            entry["producer"] = self.key(producer)
+        return entry
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, Config):
+            return {"$ref": self.key(value)}
+        if isinstance(value, TaskPath):
+            return {"$taskpath": self.key(value.owner), "name": value.name}
+        if isinstance(value, enum.Enum):
+            return {"$enum": _class_path(type(value)), "member": value.name}
+        if isinstance(value, PurePath):
+            return {"$path": os.fspath(value)}
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        if isinstance(value, tuple):
+            return {"$tuple": [self.value(v) for v in value]}
+        if isinstance(value, (set, frozenset)):
+            return {"$set": [self.value(v) for v in value]}
+        if isinstance(value, dict):
+            return {"$dict": {k: self.value(v) for k, v in value.items()}}
+        return self.identity_value(value)
+
+
+def _identity_fields(config: Config) -> list[tuple[FieldSpec, Any, bool]]:
+    spec = class_spec(type(config))
+    out = []
+    for field_spec in spec.identity_fields:
+        value = config.__dict__[field_spec.name]
+        included = True
+        if field_spec.kind is FieldKind.PARAM and field_spec.has_default:
+            encoded = identifier.encode_value(value, inputs.digest_input)
+            included = encoded != field_spec.default_encoding()
+        out.append((field_spec, value, included))
+    return out
+
+
+def _main_script() -> str | None:
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return os.path.abspath(path) if path else None
+
+
+def params_of(config: Config) -> dict[str, Any]:
+    """The params.json document of ``config`` (identifies and so seals it)."""
+    ident = config.__identifier__
+    writer = _Writer()
+    return {
+        "format": _FORMAT,
+        "version": PARAMS_VERSION,
+        "identifier": ident,
+        "identity": writer.identity(config),
+        "values": {"root": writer.key(config), "objects": writer.objects},
+    }
+
+
+def to_json_bytes(document: dict[str, Any]) -> bytes:
+    """Stable JSON bytes (sorted keys, UTF-8) of a params document."""
+    return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False).encode("utf-8")
+
+
+def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a params.json (a file, or a directory holding one).
+
+    Raises NotFound when absent, FormatVersionError when not ours or from a newer version.
+    """
+    target = Path(path)
+    if target.is_dir():
+        target = target / "params.json"
+    try:
+        document = json.loads(target.read_bytes())
+    except FileNotFoundError:
+        raise NotFound(f"{target}: no params.json here") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatVersionError(f"{target}: not a valid params.json ({exc})") from None
+    if not isinstance(document, dict) or document.get("format") != _FORMAT:
+        raise FormatVersionError(f"{target}: not an xpmstore params.json")
+    version = document.get("version")
+    if not isinstance(version, int) or version > PARAMS_VERSION:
+        raise FormatVersionError(
+            f"{target}: params.json version {version!r} is newer than this xpmstore reads"
+            f" ({PARAMS_VERSION}); upgrade xpmstore"
+        )
+    return document
+
+
+def from_params_file(path: str | os.PathLike[str]) -> str:
+    """The identifier recomputed from a params.json's identity section (no user code)."""
+    return identifier.from_params(read_params(path)["identity"])
+
+
+# --- load ----------------------------------------------------------------------------------------
+
+
+def _import_class(path: str, script: str | None) -> type:
+    module_name, _, qualname = path.partition(":")
+    try:
+        if module_name == "__main__":
+            module = _main_module(script)
+        else:
+            module = importlib.import_module(module_name)
+        found: Any = module
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as exc:
+        raise ClassNotFoundError(
+            f"class {path} recorded in params.json cannot be imported ({exc}); restore it or"
+            " install the code that defines it"
+        ) from None
+    if not isinstance(found, type):
+        raise ClassNotFoundError(f"{path} recorded in params.json is no longer a class")
+    return found
+
+
+def _main_module(script: str | None) -> Any:
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    if main is not None and (not script or (main_file and os.path.abspath(main_file) == script)):
+        return main
+    if _MAIN_ALIAS in sys.modules:
+        return sys.modules[_MAIN_ALIAS]
+    if not script:
+        raise ImportError("no script recorded for a class of __main__")
+    spec = importlib.util.spec_from_file_location(_MAIN_ALIAS, script)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {script}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_MAIN_ALIAS] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Reader:
+    def __init__(self, objects: dict[str, Any]):
+        self.objects = objects
+        self.built: dict[str, Config] = {}
+
+    def build(self, key: str) -> Config:
+        found = self.built.get(key)
+        if found is not None:
+            return found
+        entry = self.objects[key]
+        cls = _import_class(entry["class"], entry.get("script"))
+        if not (isinstance(cls, type) and issubclass(cls, Config)):
+            raise ClassNotFoundError(f"{entry['class']} is no longer a Config")
+        kwargs = {name: self.value(v) for name, v in entry.get("fields", {}).items()}
+        spec = class_spec(cls)
+        for name in list(kwargs):
+            if name not in spec.fields:
+                warnings.warn(f"{entry['class']}.{name}: field no longer exists; ignored",
+                              stacklevel=3)
+                del kwargs[name]
+        config = cls(**kwargs)
+        self._check_defaults(cls, entry)
+        for name, value in entry.get("tags", {}).items():
+            config.tag(name, value)
+        if "producer" in entry:
+            config.__dict__["_xpm_producer"] = self.build(entry["producer"])
+        self.built[key] = config
+        return config
+
+    def _check_defaults(self, cls: type, entry: dict[str, Any]) -> None:
+        spec = class_spec(cls)
+        for name, recorded in entry.get("defaults", {}).items():
+            field_spec = spec.fields.get(name)
+            if field_spec is None or not field_spec.has_default:
+                continue
+            current = _Writer().value(field_spec.make_default())
+            if current != recorded:
+                warnings.warn(
+                    f"{entry['class']}.{name}: the default changed since this result was made"
+                    f" (was {recorded!r}, now {current!r}); the result is reused as is — bump a"
+                    " Constant to invalidate",
+                    stacklevel=3,
+                )
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if "$ref" in value:
+            return self.build(value["$ref"])
+        if "$taskpath" in value:
+            return TaskPath(self.build(value["$taskpath"]), value["name"])
+        if "$path" in value:
+            return Path(value["$path"])
+        if "$enum" in value:
+            path = value["$enum"]
+            if ":" not in path:
+                raise ClassNotFoundError(f"enum {path} has no module recorded")
+            return _import_class(path, None)[value["member"]]
+        if "$tuple" in value:
+            return tuple(self.value(v) for v in value["$tuple"])
+        if "$set" in value:
+            return {self.value(v) for v in value["$set"]}
+        if "$dict" in value:
+            return {k: self.value(v) for k, v in value["$dict"].items()}
+        if "$float" in value:
+            return float(value["$float"])
+        if "$bytes" in value:
+            return base64.b64decode(value["$bytes"])
+        raise FormatVersionError(f"params.json value {value!r} has no known tag")
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Rebuild the config recorded in a params.json (or a task directory holding one).
+
+    The result has the same class, values, tags and ``dep`` marks, hence the same identifier.
+    Raises NotFound, FormatVersionError, or ClassNotFoundError naming the class.  A result whose
+    default changed since gives one warning; so does a class whose identity changed.
+    """
+    document = read_params(path)
+    values = document["values"]
+    config = _Reader(values["objects"]).build(values["root"])
+    recorded = document.get("identifier")
+    if recorded and config.__identifier__ != recorded:
+        warnings.warn(
+            f"{type(config).__qualname__}: the class changed since {path} was written"
+            f" (identifier now {config.__identifier__[:12]}, recorded {recorded[:12]})",
+            stacklevel=2,
+        )
+    return config
