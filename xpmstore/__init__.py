@@ -3,6 +3,7 @@
 The public names are importable from here; everything else is private and may change.
 """
 
+from .cache import cache
 from .config import Config, Task, TaskPath
 from .errors import (
     ClassNotFoundError,
@@ -18,6 +19,7 @@ from .errors import (
 )
 from .fields import Constant, Meta, Option, Param, field, pathgenerator
 from .serialize import load
+from .store import Record, Store
 
 __version__ = "0.1.0"
 
@@ -34,11 +36,14 @@ __all__ = [
     "NotFound",
     "Option",
     "Param",
+    "Record",
+    "Store",
     "Task",
     "TaskPath",
     "TagConflictError",
     "UnsupportedValueError",
     "XpmstoreError",
+    "cache",
     "field",
     "load",
     "pathgenerator",

@@ -9,6 +9,7 @@ names the thing at fault and says what to do.
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousPrefixError",
     "ClassNotFoundError",
     "ConfigError",
     "ConfigTypeError",
@@ -80,6 +81,14 @@ class UnboundPathError(ConfigError, ValueError):
 
 class InvalidIdentifierError(XpmstoreError, ValueError):
     """A string that is not 1–64 lowercase hexadecimal characters was given as an identifier."""
+
+
+class AmbiguousPrefixError(InvalidIdentifierError):
+    """A prefix matches several objects; ``candidates`` lists their identifiers."""
+
+    def __init__(self, message: str, candidates: list[str] | None = None):
+        super().__init__(message)
+        self.candidates = candidates or []
 
 
 class FormatVersionError(XpmstoreError, ValueError):

@@ -304,6 +304,11 @@ def _json_tagged(value: dict[str, Any]) -> bytes:
     raise UnsupportedValueError(f"identity value {value!r} has no known tag")
 
 
+def identity_value_bytes(value: Any) -> bytes:
+    """The encoding of one value of a params.json identity section (see :func:`from_params`)."""
+    return _json_value(value)
+
+
 def _identity_digest(identity: dict[str, Any]) -> bytes:
     header = object_header(identity["name"], identity.get("pathgens", []))
     fields = [_str_bytes(name) + _json_value(v) for name, v in sorted(identity["fields"].items())]

@@ -354,13 +354,21 @@ class _Reader:
 
 
 def load(path: str | os.PathLike[str]) -> Config:
-    """Rebuild the config recorded in a params.json (or a task directory holding one).
+    """Rebuild the config recorded in a params.json, a task directory holding one, or the
+    task of an identifier or unique prefix in the default workspace.
 
     The result has the same class, values, tags and ``dep`` marks, hence the same identifier.
     Raises NotFound, FormatVersionError, or ClassNotFoundError naming the class.  A result whose
     default changed since gives one warning; so does a class whose identity changed.
     """
-    document = read_params(path)
+    target = os.fspath(path)
+    if not os.path.exists(target) and isinstance(path, str) and path and all(
+        c in "0123456789abcdef" for c in path
+    ):
+        from .store import Store  # an identifier or prefix: look it up in the default workspace
+
+        target = os.fspath(Store().get(path).path)
+    document = read_params(target)
     values = document["values"]
     config = _Reader(values["objects"]).build(values["root"])
     recorded = document.get("identifier")

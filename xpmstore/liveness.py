@@ -1,0 +1,65 @@
+"""Is the holder of a launch record alive?  (DESIGN §7)
+
+A launch record ``.xpm/launch.json`` names ``{host, boot_id, pid, pid_start, launcher,
+slurm_job_id}``.  On the same host (same boot), the holder is alive when a process with that pid
+exists and started at ``pid_start`` (so a recycled pid is not mistaken for it).  On another host,
+the runner's heartbeat file is fresh (refreshed every 10 s, stale after 60 s).  Reads only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["HEARTBEAT_STALE", "boot_id", "launch_is_live", "process_start", "read_launch"]
+
+HEARTBEAT_STALE = 60.0
+
+
+def boot_id() -> str:
+    """This machine's boot id (changes at every reboot)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot, or None when it is gone
+    (zombies count as gone)."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = data[data.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def read_launch(directory: Path) -> dict[str, Any] | None:
+    """The launch record of an object directory, or None."""
+    try:
+        data = json.loads((directory / ".xpm" / "launch.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def launch_is_live(directory: Path, record: dict[str, Any] | None = None) -> bool:
+    """Whether the launch record of ``directory`` names a live holder (local pid or heartbeat)."""
+    record = record if record is not None else read_launch(directory)
+    if record is None:
+        return False
+    if record.get("host") == socket.gethostname() and record.get("boot_id") == boot_id():
+        pid = record.get("pid")
+        return isinstance(pid, int) and process_start(pid) == record.get("pid_start")
+    try:
+        beat = (directory / ".xpm" / "heartbeat").stat().st_mtime
+    except OSError:
+        return False
+    return time.time() - beat < HEARTBEAT_STALE

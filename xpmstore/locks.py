@@ -1,0 +1,137 @@
+"""Every lock of xpmstore, in one place.
+
+* :func:`object_lock`: the exclusive lock of one object (a claim of a job, a ``@cache`` miss),
+  through ``filelock.UnixFileLock`` (imported lazily: never on a hit or a lookup).  A lock held by
+  a process that was killed is released by the kernel with the process (flock semantics), so it
+  never goes stale on one host.
+* :func:`gc_lock`: the workspace's shared/exclusive gc lock (``flock`` ``LOCK_SH``/``LOCK_EX``).
+* :func:`path_lock`: a short exclusive lock on any file (opening the index).
+
+A file system whose locks do not work is a clear :class:`LockUnavailableError` naming the mount,
+never a silent fallback to a soft lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import XpmstoreError
+
+__all__ = ["LockTimeout", "LockUnavailableError", "gc_lock", "object_lock", "path_lock",
+           "try_object_lock"]
+
+
+class LockUnavailableError(XpmstoreError, OSError):
+    """The file system refuses locks (some NFS mounts without lockd)."""
+
+
+class LockTimeout(XpmstoreError, TimeoutError):
+    """A lock was not acquired within the time asked for."""
+
+
+def _mount_of(path: Path) -> str:
+    target = os.path.realpath(path)
+    best = "/"
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+            for line in handle:
+                point = line.split()[4].replace("\\040", " ")
+                if (target == point or target.startswith(point.rstrip("/") + "/")) and len(
+                    point
+                ) > len(best):
+                    best = point
+    except OSError:
+        pass
+    return best
+
+
+def _unsupported(path: Path, exc: OSError) -> LockUnavailableError:
+    return LockUnavailableError(
+        f"cannot lock {path}: the file system mounted at {_mount_of(path)} does not support"
+        f" locks ({exc.strerror}); put the workspace on a file system with working locks"
+    )
+
+
+_NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
+
+
+def _filelock(path: Path, timeout: float) -> Any:
+    from filelock import UnixFileLock  # lazy: filelock is never on a hot path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return UnixFileLock(str(path), timeout=timeout, is_singleton=False)
+
+
+@contextlib.contextmanager
+def object_lock(path: Path, timeout: float = -1) -> Iterator[None]:
+    """Hold the exclusive lock file ``path`` (created if needed); ``timeout`` < 0 waits forever.
+
+    Raises LockTimeout after ``timeout`` seconds, LockUnavailableError on a file system without
+    locks.  Safe across processes and threads (each call opens its own descriptor).
+    """
+    from filelock import Timeout
+
+    lock = _filelock(path, timeout)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise LockTimeout(f"lock {path} is held by another process") from None
+    except OSError as exc:
+        if exc.errno in _NO_LOCKS:
+            raise _unsupported(path, exc) from None
+        raise
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def try_object_lock(path: Path) -> Iterator[bool]:
+    """Take the lock ``path`` without waiting; yields whether it was acquired."""
+    try:
+        with object_lock(path, timeout=0):
+            yield True
+    except LockTimeout:
+        yield False
+
+
+@contextlib.contextmanager
+def _flock(path: Path, operation: int, blocking: bool) -> Iterator[bool]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, operation | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        except OSError as exc:
+            if exc.errno in _NO_LOCKS:
+                raise _unsupported(path, exc) from None
+            raise
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def gc_lock(path: Path, *, exclusive: bool, blocking: bool = True) -> contextlib.AbstractContextManager[bool]:
+    """The gc lock: shared for submits (record and check reuse), exclusive for gc.
+
+    Yields whether it was acquired (always True when ``blocking``).
+    """
+    return _flock(path, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, blocking)
+
+
+def path_lock(path: Path) -> contextlib.AbstractContextManager[bool]:
+    """A short exclusive lock on ``path`` (e.g. while opening or replacing the index)."""
+    return _flock(path, fcntl.LOCK_EX, True)
