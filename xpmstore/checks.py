@@ -50,7 +50,7 @@ def _blocked(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
     raise TypeError(f"{type(self).__name__} is immutable: a config's values cannot change")
 
 
-class FrozenList(list):  # type: ignore[type-arg]
+class FrozenList(list):
     """A list that refuses changes; encodes and serializes as a list."""
 
     __slots__ = ()
@@ -70,7 +70,7 @@ class FrozenList(list):  # type: ignore[type-arg]
         return self
 
 
-class FrozenDict(dict):  # type: ignore[type-arg]
+class FrozenDict(dict):
     """A dict that refuses changes; encodes and serializes as a dict."""
 
     __slots__ = ()
@@ -142,7 +142,7 @@ def _check_none(value: Any) -> None:
 def _as_path(value: Any) -> Any:
     if isinstance(value, TASKPATH_TYPE):
         return value
-    if isinstance(value, (str, PurePath)) or isinstance(value, os.PathLike):
+    if isinstance(value, (str, PurePath, os.PathLike)):
         text = os.fspath(value)
         if not isinstance(text, str) or not text:
             _refuse(value, "a path")

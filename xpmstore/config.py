@@ -226,7 +226,7 @@ def class_spec(cls: type) -> ClassSpec:
     """
     spec = cls.__dict__.get("_xpm_spec")
     if spec is not None:
-        return spec  # type: ignore[no-any-return]
+        return spec
     hints = _resolve_hints(cls)
     fields: dict[str, FieldSpec] = {}
     for name, hint in hints.items():
@@ -263,7 +263,7 @@ def _type_error(cls: type, name: str, exc: Mismatch, lead: str = "") -> ConfigTy
     return kind(f"{where}: {lead}{exc.message}")
 
 
-class TaskPath(os.PathLike):  # type: ignore[type-arg]
+class TaskPath(os.PathLike):
     """A generated path: ``relpath`` inside the task directory of the task that owns ``owner``.
 
     ``os.fspath()`` works once the task is bound to a workspace (at submit, in a Store lookup,
@@ -443,7 +443,7 @@ class Config:
         if found is None:
             found = _identify(self).hex()
             self.__dict__["_xpm_id"] = found
-        return found  # type: ignore[no-any-return]
+        return found
 
     def __xpm_encode__(self, digest: identifier.Digest) -> bytes:
         raw = self.__dict__.get("_xpm_raw")
@@ -677,12 +677,15 @@ class Task(Config):
 
     def submit(self, launcher: Any = None, hooks: Any = ()) -> Any:
         """Submit the task to the active experiment; returns what ``task_outputs`` returns."""
-        from . import experiment as experiment_module  # the scheduler is imported on demand
+        import importlib  # the scheduler is imported on demand
 
-        submit = getattr(experiment_module, "submit_task", None)
-        if submit is None:  # pragma: no cover - until the scheduler lands
-            raise XpmstoreError("submit(): the scheduler is not available in this version")
-        return submit(self, launcher=launcher, hooks=hooks)
+        try:
+            scheduler = importlib.import_module("xpmstore.experiment")
+        except ImportError:
+            raise XpmstoreError(
+                f"{type(self).__qualname__}.submit(): this version of xpmstore has no scheduler"
+            ) from None
+        return scheduler.submit_task(self, launcher=launcher, hooks=hooks)
 
     @property
     def __taskdir__(self) -> Path:

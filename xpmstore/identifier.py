@@ -152,7 +152,7 @@ def _path_bytes(path: PurePath, digest: Digest) -> bytes:
 
 
 def taskfile_bytes(identifier: str, relpath: str) -> bytes:
-    """The encoding of a file ``relpath`` inside the task directory or cache entry ``identifier``."""
+    """The encoding of the file ``relpath`` inside the object (task or cache) ``identifier``."""
     return bytes([T_TASKFILE]) + bytes.fromhex(identifier) + _str_bytes(relpath)
 
 
@@ -164,11 +164,12 @@ def ref_bytes(raw_identifier: bytes) -> bytes:
 def _encode_other(value: Any, digest: Digest) -> bytes:
     encode = getattr(value, "__xpm_encode__", None)
     if encode is not None:
-        return encode(digest)  # type: ignore[no-any-return]
+        return encode(digest)
     if isinstance(value, bool):
         return _TRUE if value else _FALSE
     if isinstance(value, enum.Enum):
-        return bytes([T_ENUM]) + _str_bytes(enum_identity_name(type(value))) + _str_bytes(value.name)
+        name = _str_bytes(enum_identity_name(type(value)))
+        return bytes([T_ENUM]) + name + _str_bytes(value.name)
     if isinstance(value, int):
         return _int_bytes(int(value))
     if isinstance(value, float):

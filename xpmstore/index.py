@@ -76,7 +76,8 @@ def index_location(workspace: Workspace) -> Path:
     configured = workspace.settings.get("index_path") or user_settings().get("index_path")
     if configured:
         return Path(str(configured)).expanduser()
-    key = f"{socket.gethostname()}-{blake3(os.path.realpath(workspace.root).encode()).hexdigest()[:16]}"
+    digest = blake3(os.path.realpath(workspace.root).encode()).hexdigest()[:16]
+    key = f"{socket.gethostname()}-{digest}"
     env = os.environ.get("XPMSTORE_INDEX_DIR")
     if env:
         return Path(env).expanduser() / key
@@ -245,7 +246,11 @@ class Index:
     def put_many(self, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Record many objects in one transaction."""
         items = list(records)
-        self.write(lambda txn: [self._put(txn, i, r) for i, r in items])
+        def body(txn: Any) -> None:
+            for identifier, record in items:
+                self._put(txn, identifier, record)
+
+        self.write(body)
 
     def delete(self, identifier: str) -> bool:
         """Forget one object; returns whether it was known."""

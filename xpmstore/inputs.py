@@ -31,8 +31,8 @@ from blake3 import blake3
 from .errors import InputPathError
 
 __all__ = [
-    "DIGEST_FILE",
     "DIGEST_DIRECTORY",
+    "DIGEST_FILE",
     "PersistentMemo",
     "digest_input",
     "hash_file",

@@ -9,7 +9,6 @@ the runner's heartbeat file is fresh (refreshed every 10 s, stale after 60 s).  
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from pathlib import Path

@@ -124,7 +124,9 @@ def _flock(path: Path, operation: int, blocking: bool) -> Iterator[bool]:
         os.close(fd)
 
 
-def gc_lock(path: Path, *, exclusive: bool, blocking: bool = True) -> contextlib.AbstractContextManager[bool]:
+def gc_lock(
+    path: Path, *, exclusive: bool, blocking: bool = True
+) -> contextlib.AbstractContextManager[bool]:
     """The gc lock: shared for submits (record and check reuse), exclusive for gc.
 
     Yields whether it was acquired (always True when ``blocking``).

@@ -80,7 +80,7 @@ class _Writer:
         return tree
 
     def identity_value(self, value: Any) -> Any:
-        if value is None or isinstance(value, (bool, str)) and not isinstance(value, enum.Enum):
+        if value is None or (isinstance(value, (bool, str)) and not isinstance(value, enum.Enum)):
             return value
         if isinstance(value, Task):
             return {"$task": value.__identifier__, "name": class_spec(type(value)).identity_name}
@@ -339,7 +339,8 @@ class _Reader:
             path = value["$enum"]
             if ":" not in path:
                 raise ClassNotFoundError(f"enum {path} has no module recorded")
-            return _import_class(path, None)[value["member"]]
+            enum_class: Any = _import_class(path, None)
+            return enum_class[value["member"]]
         if "$tuple" in value:
             return tuple(self.value(v) for v in value["$tuple"])
         if "$set" in value:
