@@ -124,7 +124,10 @@ def _check_float(value: Any) -> float:
     if isinstance(value, float):
         return float(value)
     if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            _refuse(value, "float (this int is too large for a float)")
     _refuse(value, "float")
 
 

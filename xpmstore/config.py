@@ -68,6 +68,8 @@ class FieldSpec:
     pathgen: str | None = None
     name_bytes: bytes = b""
     _default_encoding: bytes | None = None
+    skippable: bool = False
+    """A Param with a default: left out of the identity when its encoding equals the default's."""
 
     @property
     def has_default(self) -> bool:
@@ -104,6 +106,7 @@ class ClassSpec:
     identity_fields: list[FieldSpec]
     defaulted: list[FieldSpec]
     required: list[str]
+    required_meta: bool
     pathgens: list[tuple[str, str]]
     header: bytes
     is_task: bool
@@ -234,6 +237,8 @@ def class_spec(cls: type) -> ClassSpec:
         if built is not None:
             fields[name] = built
     identity = sorted((f for f in fields.values() if f.in_identity), key=lambda f: f.name)
+    for field_spec in identity:
+        field_spec.skippable = field_spec.kind is FieldKind.PARAM and field_spec.has_default
     pathgens = [(f.name, f.pathgen) for f in fields.values() if f.pathgen is not None]
     name = identity_name(cls)
     spec = ClassSpec(
@@ -244,6 +249,8 @@ def class_spec(cls: type) -> ClassSpec:
         defaulted=[f for f in fields.values() if f.has_default],
         required=[f.name for f in fields.values()
                   if not f.has_default and f.kind is not FieldKind.GENERATED],
+        required_meta=any(not f.has_default and f.kind is FieldKind.META
+                          for f in fields.values()),
         pathgens=[(n, str(p)) for n, p in pathgens],
         header=identifier.object_header(name, (str(p) for _, p in pathgens)),
         is_task=_is_task_class(cls),
@@ -491,32 +498,48 @@ def _same_tag(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _identify(config: Config) -> bytes:
-    values = config.__dict__
-    spec = class_spec(type(config))
+def _missing(config: Config, spec: ClassSpec) -> MissingFieldError | None:
     for name in spec.required:
-        if name not in values:
-            raise MissingFieldError(
+        if name not in config.__dict__:
+            return MissingFieldError(
                 f"{type(config).__qualname__}.{name}: required field has no value"
             )
-    digest = inputs.digest_input
+    return None
+
+
+def _identify(config: Config) -> bytes:
+    """Encode and hash ``config`` (the hot path: kept tight), then seal it."""
+    values = config.__dict__
+    spec = type(config).__dict__.get("_xpm_spec") or class_spec(type(config))
+    if spec.required_meta:
+        missing = _missing(config, spec)
+        if missing is not None:
+            raise missing
     encode = identifier.encode_value
+    digest = inputs.digest_input
     parts = []
-    for field_spec in spec.identity_fields:
-        try:
+    append = parts.append
+    field_spec = None
+    try:
+        for field_spec in spec.identity_fields:
             encoded = encode(values[field_spec.name], digest)
-        except UnsupportedValueError as exc:
-            raise UnsupportedValueError(
-                f"{type(config).__qualname__}.{field_spec.name}: {exc}"
-            ) from None
-        if field_spec.kind is FieldKind.PARAM and encoded == field_spec.default_encoding():
-            continue
-        parts.append(field_spec.name_bytes + encoded)
+            if field_spec.skippable and encoded == field_spec.default_encoding():
+                continue
+            append(field_spec.name_bytes + encoded)
+    except KeyError:
+        missing = _missing(config, spec)
+        if missing is None:
+            raise
+        raise missing from None
+    except UnsupportedValueError as exc:
+        where = f"{type(config).__qualname__}.{field_spec.name if field_spec else '?'}"
+        raise UnsupportedValueError(f"{where}: {exc}") from None
     producer = values.get("_xpm_producer")
-    raw_producer = None
     if producer is not None and producer is not config:
         raw_producer = bytes.fromhex(producer.__identifier__)
-    raw = identifier.hash_object(identifier.object_bytes(spec.header, parts, raw_producer))
+        raw = identifier.hash_object(identifier.object_bytes(spec.header, parts, raw_producer))
+    else:
+        raw = identifier.hash_fields(spec.header, parts)
     values["_xpm_raw"] = raw
     values["_xpm_sealed"] = True
     return raw
