@@ -517,7 +517,7 @@ def _identify(config: Config) -> bytes:
             raise missing
     encode = identifier.encode_value
     digest = inputs.digest_input
-    parts = []
+    parts: list[bytes] = []
     append = parts.append
     field_spec = None
     try:
