@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from xpmstore import Config, Constant, Meta, Param, Task, field, load, pathgenerator
+from xpmstore import Config, Constant, Meta, Param, Store, Task, cache, field, load, pathgenerator
 from xpmstore.identifier import from_params
 from xpmstore.serialize import params_of, to_json_bytes
 
@@ -39,6 +39,23 @@ class ModelLearn(Task):
 
     def execute(self) -> None:
         self.parameters.write_text(f"{self.model.hidden} {self.epochs}\n")
+
+
+class Vocabulary(Config):
+    """The sorted distinct words of a text, cached in the workspace."""
+
+    __xpmid__ = "demo.Vocabulary"
+    text: Param[str]
+
+    @cache("words.txt")
+    def words(self, path: Path) -> list[str]:
+        if path.is_file():
+            print(f"  reused   {path}")
+            return path.read_text().split()
+        print(f"  computed {path}")
+        words = sorted(set(self.text.split()))
+        path.write_text(" ".join(words))
+        return words
 
 
 class Evaluate(Task):
@@ -73,6 +90,23 @@ def main() -> None:
     again = load(target)
     print(f"\nreloaded from {target}: {again!r}")
     print(f"same identifier after load: {again.__identifier__ == evaluation.__identifier__}")
+
+    print("\n@cache: the first call computes (on a first run of the demo), the next ones reuse")
+    vocabulary = Vocabulary(text="the cat saw the dog and the dog saw the cat")
+    for _ in range(2):
+        print(f"  words: {vocabulary.words()}")
+
+    store = Store(workspace)
+    record = store.get(_entry_id(vocabulary)[:8])
+    print(f"\nStore(ws).get(prefix) -> {record.kind} {record.name} {record.status},"
+          f" {record.size} bytes at {record.path}")
+    print(f"objects in the store: {len(store.records())}")
+
+
+def _entry_id(config: Config) -> str:
+    from xpmstore.identifier import cache_identifier
+
+    return cache_identifier(config.__identifier__, "words.txt")
 
 
 if __name__ == "__main__":
