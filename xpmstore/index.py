@@ -115,6 +115,7 @@ class Index:
         self._requested_map = map_size
         self.env: Any = None
         self.dbs: dict[bytes, Any] = {}
+        self._pending_digests: list[tuple[bytes, bytes]] = []
         self._open()
 
     # --- opening ----------------------------------------------------------------------------
@@ -134,8 +135,13 @@ class Index:
 
     @classmethod
     def for_workspace(cls, workspace: Workspace) -> Index:
-        """The index of ``workspace`` (see :func:`index_location`)."""
-        return cls.open(index_location(workspace))
+        """The index of ``workspace`` (see :func:`index_location`); it also becomes the
+        persistent memo of input digests of this process."""
+        from . import inputs
+
+        index = cls.open(index_location(workspace))
+        inputs.set_persistent_memo(index)
+        return index
 
     def _map_size(self) -> int:
         if self._requested_map is not None:
@@ -370,9 +376,20 @@ class Index:
         return self.read(lambda txn: txn.get(packed, db=self.dbs[b"digests"]))
 
     def put_digest(self, key: tuple[int, int, int, int, int], digest: bytes) -> None:
-        """Record the digest of a file version."""
-        packed = _digest_key(*key)
-        self.write(lambda txn: txn.put(packed, digest, db=self.dbs[b"digests"]))
+        """Record the digest of a file version (buffered until :meth:`flush_digests`)."""
+        self._pending_digests.append((_digest_key(*key), digest))
+        if len(self._pending_digests) >= 4096:
+            self.flush_digests()
+
+    def flush_digests(self) -> None:
+        """Write the buffered digests in one transaction."""
+        pending, self._pending_digests = self._pending_digests, []
+        if pending:
+            def body(txn: Any) -> None:
+                for packed, digest in pending:
+                    txn.put(packed, digest, db=self.dbs[b"digests"])
+
+            self.write(body)
 
     # --- rebuild --------------------------------------------------------------------------------
 

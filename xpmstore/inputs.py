@@ -60,6 +60,9 @@ class PersistentMemo(Protocol):
     def put_digest(self, key: MemoKey, digest: bytes) -> None:
         """Record ``digest`` for ``key`` (may be batched)."""
 
+    def flush_digests(self) -> None:
+        """Write what :meth:`put_digest` batched."""
+
 
 _memo: dict[MemoKey, bytes] = {}
 _persistent: PersistentMemo | None = None
@@ -197,10 +200,14 @@ def digest_input(path: PurePath) -> bytes | tuple[str, str]:
         raise InputPathError(
             f"input path {text} does not exist (declare a path that is not an input as Meta[Path])"
         ) from exc
-    if stat.S_ISREG(st.st_mode):
-        return _file_digest(text, st)
-    if stat.S_ISDIR(st.st_mode):
-        return _directory_digest(text, st)
+    try:
+        if stat.S_ISREG(st.st_mode):
+            return _file_digest(text, st)
+        if stat.S_ISDIR(st.st_mode):
+            return _directory_digest(text, st)
+    finally:
+        if _persistent is not None:
+            _persistent.flush_digests()
     raise InputPathError(f"input path {text} is not a regular file or directory")
 
 

@@ -98,7 +98,6 @@ class Store:
         """The workspace's index (opened on first use)."""
         if self._index is None:
             self._index = Index.for_workspace(self.workspace)
-            inputs.set_persistent_memo(self._index)
         return self._index
 
     def _directory(self, config: Config) -> Path:
