@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="xpmstore", standalone_mode=False)
     except click.exceptions.Exit as done:
         return done.exit_code
-    except click.ClickException as error:
-        error.show()
+    except click.ClickException as error:  # usage errors too: one line, no usage block
+        click.echo(f"xpmstore: {' '.join(error.format_message().split())}", err=True)
         return 2 if error.exit_code == 2 else 1
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -17,7 +17,9 @@ from .errors import (
     UnsupportedValueError,
     XpmstoreError,
 )
+from .experiment import experiment
 from .fields import Constant, Meta, Option, Param, field, pathgenerator
+from .hooks import Job, SubmitHook
 from .serialize import load
 from .store import Record, Store
 
@@ -31,6 +33,7 @@ __all__ = [
     "ExperimentFailed",
     "FormatVersionError",
     "InvalidIdentifierError",
+    "Job",
     "Meta",
     "MissingFieldError",
     "NotFound",
@@ -38,12 +41,14 @@ __all__ = [
     "Param",
     "Record",
     "Store",
+    "SubmitHook",
     "TagConflictError",
     "Task",
     "TaskPath",
     "UnsupportedValueError",
     "XpmstoreError",
     "cache",
+    "experiment",
     "field",
     "load",
     "pathgenerator",

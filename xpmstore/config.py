@@ -27,6 +27,7 @@ from .errors import (
     ConfigTypeError,
     ConfigValueError,
     ConstantFieldError,
+    InputPathError,
     MissingFieldError,
     SealedConfigError,
     TagConflictError,
@@ -531,9 +532,9 @@ def _identify(config: Config) -> bytes:
         if missing is None:
             raise
         raise missing from None
-    except UnsupportedValueError as exc:
+    except (UnsupportedValueError, InputPathError) as exc:
         where = f"{type(config).__qualname__}.{field_spec.name if field_spec else '?'}"
-        raise UnsupportedValueError(f"{where}: {exc}") from None
+        raise type(exc)(f"{where}: {exc}") from None
     producer = values.get("_xpm_producer")
     if producer is not None and producer is not config:
         raw_producer = bytes.fromhex(producer.__identifier__)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+from .errors import ConfigValueError
+
 __all__ = ["Constant", "FieldKind", "Meta", "Option", "Param", "PathGenerator", "field",
            "pathgenerator"]
 
@@ -47,7 +49,9 @@ class PathGenerator:
 
     def __post_init__(self) -> None:
         if not self.name or self.name.startswith("/") or ".." in self.name.split("/"):
-            raise ValueError(f"pathgenerator({self.name!r}): expected a relative path without '..'")
+            raise ConfigValueError(
+                f"pathgenerator({self.name!r}): expected a relative path without '..'"
+            )
 
 
 def pathgenerator(name: str) -> PathGenerator:
@@ -72,5 +76,5 @@ def field(*, default: Any = _MISSING, default_factory: Callable[[], Any] | None 
     Raises ValueError when both or neither of ``default`` and ``default_factory`` are given.
     """
     if (default is _MISSING) == (default_factory is None):
-        raise ValueError("field(): give exactly one of default= and default_factory=")
+        raise ConfigValueError("field(): give exactly one of default= and default_factory=")
     return FieldDefault(default, default_factory)

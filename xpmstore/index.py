@@ -7,16 +7,20 @@ missing or corrupt index is rebuilt from them.  Databases:
               size, tags, dependencies, and for a cache entry config/method/file)
 ``names``     identity name NUL raw id → ""
 ``tags``      name NUL json(value) NUL raw id → ""
+              (a prefix too long for an LMDB key is replaced by 0xFF blake3(prefix) NUL)
 ``deps``      raw dependency id + raw dependent id → ""
 ``pins``      raw id → ""  (gc roots set by hand)
 ``digests``   (dev, inode, size, mtime_ns, ctime_ns) → 33-byte input digest
 ``meta``      schema version
 
-Concurrency: one Environment per (path, pid); a forked child reopens instead of using an
-inherited handle (``os.register_at_fork``).  Every process opens with the same constants.  One
-transaction helper doubles the map on ``MapFullError`` and adopts another process's growth on
-``MapResizedError``.  Writers are serialised by LMDB; readers never block.  Not safe on network
-file systems: :func:`index_location` keeps it on a local disk.
+Concurrency: one Environment per (path, pid), shared by every Index object of that path in the
+process; a forked child reopens instead of using an inherited handle (``os.register_at_fork``
+forgets the cache, and an inherited Index object reopens on its first use in the child).  Only
+real damage (not an LMDB file, corrupted pages, another schema) moves an index aside.  Every
+process opens with the same constants.  One transaction helper doubles the map on
+``MapFullError`` and adopts another process's growth on ``MapResizedError``.  Writers are
+serialised by LMDB; readers never block.  Not safe on network file systems:
+:func:`index_location` keeps it on a local disk.
 """
 
 from __future__ import annotations
@@ -53,11 +57,29 @@ _digest_key = struct.Struct(">QQQqq").pack
 T = TypeVar("T")
 
 _open: dict[str, tuple[int, Index]] = {}
-_abandoned: list[Any] = []  # handles inherited across fork: never used, never closed
-_open_lock = threading.Lock()
+_abandoned: list[Any] = []  # Index objects inherited across fork: kept so they are never freed
+_open_lock = threading.RLock()
+
+_envs: dict[str, tuple[int, Any, dict[bytes, Any]]] = {}
+"""real path → (pid, lmdb Environment, its databases): the one environment of each index in
+this process.  py-lmdb refuses to open the same files twice in one process (LMDB's fcntl locks
+belong to the process), so every Index of a path shares it.  After a fork the entry names the
+parent's pid until the child opens its own (:meth:`Index._attach`)."""
+
+
+class _Damaged(Exception):
+    """The index cannot be used as it is (another schema)."""
+
+
+_DAMAGE = (lmdb.InvalidError, lmdb.CorruptedError, lmdb.VersionMismatchError,
+           lmdb.PageNotFoundError, lmdb.IncompatibleError, lmdb.BadChecksumError, _Damaged)
+"""What moves an index aside.  Nothing else does: a transient error (map resized by another
+process, readers full, permissions, a second open) must never throw the pins and the memo away."""
 
 
 def _forget_after_fork() -> None:
+    global _open_lock
+    _open_lock = threading.RLock()  # another thread of the parent may have held it at the fork
     _abandoned.extend(_open.values())
     _open.clear()
 
@@ -68,12 +90,16 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 def index_location(workspace: Workspace) -> Path:
     """Where the index of ``workspace`` lives (DESIGN §6).
 
-    ``index_path`` in the workspace's or the user's settings; else
+    ``index_path`` in the workspace's settings (relative to the workspace) or in the user's
+    settings; else
     ``$XPMSTORE_INDEX_DIR/<host>-<hash>``; else ``WORKSPACE/.xpmstore/index`` on a local file
     system; else ``/var/tmp/xpmstore-$UID/<host>-<blake3(realpath)[:16]>`` (LMDB is unsafe on
     network file systems, and no two hosts may share one index).
     """
-    configured = workspace.settings.get("index_path") or user_settings().get("index_path")
+    configured = workspace.settings.get("index_path")
+    if configured:  # relative to the workspace, never to the cwd of whichever process reads it
+        return workspace.root / Path(str(configured)).expanduser()
+    configured = user_settings().get("index_path")
     if configured:
         return Path(str(configured)).expanduser()
     digest = blake3(os.path.realpath(workspace.root).encode()).hexdigest()[:16]
@@ -94,12 +120,28 @@ def _raw(identifier: str) -> bytes:
     return bytes.fromhex(identifier)
 
 
+_MAX_PREFIX = 511 - 32
+"""LMDB keys are at most 511 bytes and a secondary key ends with a 32-byte identifier."""
+
+
+def _bounded(prefix: bytes) -> bytes:
+    """``prefix``, or when a key holding it would be too long for LMDB (a long tag value or
+    identity name), 0xFF and its blake3: 0xFF never starts a UTF-8 name, so no clash."""
+    if len(prefix) <= _MAX_PREFIX:
+        return prefix
+    return b"\xff" + blake3(prefix).digest() + b"\0"
+
+
 def _tag_prefix(name: str, value: Any) -> bytes:
-    return f"{name}\0{json.dumps(value)}\0".encode()
+    return _bounded(f"{name}\0{json.dumps(value)}\0".encode())
+
+
+def _name_prefix(name: str) -> bytes:
+    return _bounded(name.encode() + b"\0")
 
 
 def _secondary_keys(raw: bytes, record: dict[str, Any]) -> list[tuple[bytes, bytes]]:
-    keys = [(b"names", record["name"].encode() + b"\0" + raw)]
+    keys = [(b"names", _name_prefix(record["name"]) + raw)]
     for name, value in (record.get("tags") or {}).items():
         keys.append((b"tags", _tag_prefix(name, value) + raw))
     for dependency in record.get("dependencies") or ():
@@ -111,12 +153,15 @@ class Index:
     """An open LMDB index.  Use :meth:`for_workspace` or :meth:`open` (cached per process)."""
 
     def __init__(self, path: Path, map_size: int | None = None):
-        self.path = path
+        self.path = Path(os.path.abspath(path))
+        self._key = os.path.realpath(self.path)  # one environment per files, whatever the path
         self._requested_map = map_size
         self.env: Any = None
         self.dbs: dict[bytes, Any] = {}
+        self._pid = 0
+        self._held: tuple[int, Any, dict[bytes, Any]] | None = None
         self._pending_digests: list[tuple[bytes, bytes]] = []
-        self._open()
+        self._attach()
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -124,12 +169,12 @@ class Index:
     def open(cls, path: Path, map_size: int | None = None) -> Index:
         """The index at ``path`` for this process (opened once per process, reopened after fork).
         """
-        key = os.path.abspath(path)
+        key = os.path.realpath(path)  # a symlinked workspace names the same files
         with _open_lock:
             found = _open.get(key)
             if found is not None and found[0] == os.getpid():
                 return found[1]
-            index = cls(Path(key), map_size)
+            index = cls(Path(os.path.abspath(path)), map_size)
             _open[key] = (os.getpid(), index)
             return index
 
@@ -152,14 +197,58 @@ class Index:
             size = 0
         return max(2 * size, MIN_MAP_SIZE)
 
+    def _attach(self) -> None:
+        """Use this process's environment of the path, opening it if there is none yet.
+
+        Called at construction and whenever the object is used in another process than the one
+        that attached it (a forked child) or after :meth:`close`: the child then closes the
+        inherited handle (it never used it; the parent's stays open) and opens its own.
+        """
+        with _open_lock:
+            held = _envs.get(self._key)
+            if held is None or held[0] != os.getpid():
+                if held is not None:
+                    del _envs[self._key]
+                    try:
+                        held[1].close()  # inherited across fork: py-lmdb refuses a second open
+                    except lmdb.Error:
+                        pass
+                self._open()
+                held = _envs[self._key] = (os.getpid(), self.env, self.dbs)
+            self._pid, self.env, self.dbs, self._held = held[0], held[1], held[2], held
+
+    def _ensure(self) -> None:
+        if self._pid != os.getpid() or _envs.get(self._key) is not self._held:
+            self._attach()
+
+    def close(self) -> None:
+        """Close this process's environment of the index (every Index object of the path in
+        this process reopens it on its next use)."""
+        with _open_lock:
+            self.flush_digests()
+            held = _envs.get(self._key)
+            if held is not None and held[0] == os.getpid():
+                del _envs[self._key]
+                held[1].close()
+            found = _open.get(self._key)
+            if found is not None and found[1] is self:
+                del _open[self._key]
+
     def _open(self) -> None:
+        self.env = None  # never close another handle (inherited or closed) when moving aside
         self.path.mkdir(parents=True, exist_ok=True)
         with path_lock(self.path.parent / f"{self.path.name}.lock"):
             try:
-                self._open_env()
-            except (lmdb.Error, ValueError, OSError) as exc:
-                self._move_aside(str(exc))
-                self._open_env()
+                try:
+                    self._open_env()
+                except _DAMAGE as exc:
+                    self._move_aside(str(exc))
+                    self._open_env()
+            except BaseException:
+                if self.env is not None:  # half open: close it, or the next try is refused
+                    self.env.close()
+                    self.env = None
+                raise
 
     def _open_env(self) -> None:
         self.env = lmdb.open(
@@ -167,13 +256,21 @@ class Index:
             max_readers=MAX_READERS, subdir=True, readahead=False,
         )
         self.env.reader_check()
-        with self.env.begin(write=True) as txn:
-            self.dbs = {name: self.env.open_db(name, txn=txn) for name in _DB_NAMES}
-            schema = txn.get(b"schema", db=self.dbs[b"meta"])
-            if schema is None:
-                txn.put(b"schema", SCHEMA, db=self.dbs[b"meta"])
-            elif schema != SCHEMA:
-                raise ValueError(f"index schema {schema!r}, expected {SCHEMA!r}")
+        for _ in range(64):
+            try:
+                txn = self.env.begin(write=True)
+            except lmdb.MapResizedError:  # another process grew the map since we opened
+                self.env.set_mapsize(0)
+                continue
+            with txn:
+                self.dbs = {name: self.env.open_db(name, txn=txn) for name in _DB_NAMES}
+                schema = txn.get(b"schema", db=self.dbs[b"meta"])
+                if schema is None:
+                    txn.put(b"schema", SCHEMA, db=self.dbs[b"meta"])
+                elif schema != SCHEMA:
+                    raise _Damaged(f"index schema {schema!r}, expected {SCHEMA!r}")
+            return
+        raise RuntimeError("index map kept changing size")  # pragma: no cover
 
     def _move_aside(self, reason: str) -> None:
         if self.env is not None:
@@ -188,12 +285,14 @@ class Index:
 
     def reader_check(self) -> int:
         """Clear reader slots of dead processes; returns how many were cleared."""
+        self._ensure()
         return int(self.env.reader_check())
 
     # --- transactions -----------------------------------------------------------------------
 
     def read(self, body: Callable[[Any], T]) -> T:
         """Run ``body(txn)`` in a read transaction (adopting another process's map growth)."""
+        self._ensure()
         for _ in range(8):
             try:
                 with self.env.begin(buffers=False) as txn:
@@ -207,6 +306,7 @@ class Index:
 
         ``body`` may run more than once (after a map resize): it must only touch the txn.
         """
+        self._ensure()
         for _ in range(64):
             try:
                 with self.env.begin(write=True) as txn:
@@ -336,7 +436,7 @@ class Index:
 
     def by_name(self, name: str) -> list[str]:
         """Identifiers of the objects whose identity name is ``name``."""
-        return [raw.hex() for raw in self._scan_prefix(b"names", name.encode() + b"\0")]
+        return [raw.hex() for raw in self._scan_prefix(b"names", _name_prefix(name))]
 
     def by_tag(self, name: str, value: Any) -> list[str]:
         """Identifiers of the objects tagged ``name=value``."""

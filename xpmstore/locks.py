@@ -65,7 +65,13 @@ def _filelock(path: Path, timeout: float) -> Any:
     from filelock import UnixFileLock  # lazy: filelock is never on a hot path
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    return UnixFileLock(str(path), timeout=timeout, is_singleton=False)
+    try:
+        # filelock >= 4 falls back to a soft (marker file) lock where flock is missing, which a
+        # killed holder leaves stale: refuse it, so that such a file system is a clear error.
+        return UnixFileLock(str(path), timeout=timeout, is_singleton=False,
+                            fallback_to_soft=False)
+    except TypeError:  # filelock 3 has no fallback (it raises NotImplementedError instead)
+        return UnixFileLock(str(path), timeout=timeout, is_singleton=False)
 
 
 @contextlib.contextmanager
@@ -82,6 +88,8 @@ def object_lock(path: Path, timeout: float = -1) -> Iterator[None]:
         lock.acquire()
     except Timeout:
         raise LockTimeout(f"lock {path} is held by another process") from None
+    except NotImplementedError as exc:  # filelock 3 on a file system without flock
+        raise _unsupported(path, OSError(errno.ENOSYS, str(exc))) from None
     except OSError as exc:
         if exc.errno in _NO_LOCKS:
             raise _unsupported(path, exc) from None
@@ -94,12 +102,19 @@ def object_lock(path: Path, timeout: float = -1) -> Iterator[None]:
 
 @contextlib.contextmanager
 def try_object_lock(path: Path) -> Iterator[bool]:
-    """Take the lock ``path`` without waiting; yields whether it was acquired."""
-    try:
-        with object_lock(path, timeout=0):
-            yield True
-    except LockTimeout:
-        yield False
+    """Take the lock ``path`` without waiting; yields whether it was acquired.
+
+    Only the acquisition is guarded: an exception of the ``with`` body (a LockTimeout of another
+    lock included) propagates unchanged.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(object_lock(path, timeout=0))
+        except LockTimeout:
+            acquired = False
+        else:
+            acquired = True
+        yield acquired
 
 
 @contextlib.contextmanager

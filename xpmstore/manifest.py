@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import TEMP_MARK
 from .errors import CorruptObjectError, FormatVersionError
 from .inputs import hash_file
 
@@ -107,6 +109,10 @@ def parse(data: bytes, where: str = "manifest") -> Manifest:
         raise CorruptObjectError(f"{where}: a done manifest with missing fields") from None
 
 
+_TEMPORARY = re.compile(r"\..+" + re.escape(TEMP_MARK) + r"[0-9]+-[0-9a-f]+")
+"""The name of a temporary file of :func:`xpmstore.atomic.write_atomic` (garbage: never listed)."""
+
+
 def _excluded(rel: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(rel, pattern) for pattern in patterns)
 
@@ -128,12 +134,14 @@ def scan(directory: Path, exclude: Iterable[str] = ()) -> tuple[list[FileEntry],
             rel_dir = ""
         for name in sorted(dirnames):
             full = os.path.join(current, name)
-            if os.path.islink(full):
-                links.append(LinkEntry(os.path.join(rel_dir, name), os.readlink(full)))
+            rel = os.path.join(rel_dir, name)
+            # a link to a directory is listed as a link, so the globs apply to it as to files
+            if os.path.islink(full) and not _excluded(rel, patterns):
+                links.append(LinkEntry(rel, os.readlink(full)))
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(current, d))]
         for name in filenames:
             rel = os.path.join(rel_dir, name)
-            if _excluded(rel, patterns):
+            if _excluded(rel, patterns) or _TEMPORARY.fullmatch(name):
                 continue
             full = os.path.join(current, name)
             st = os.lstat(full)

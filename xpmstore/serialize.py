@@ -28,6 +28,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from . import identifier, inputs
+from .checks import freeze_any
 from .config import Config, FieldSpec, Task, TaskPath, class_spec
 from .errors import ClassNotFoundError, FormatVersionError, NotFound, UnsupportedValueError
 from .fields import FieldKind
@@ -48,7 +49,7 @@ def _float_json(value: float) -> Any:
 
 def _class_path(cls: type) -> str:
     module = cls.__module__
-    if module == _MAIN_ALIAS:
+    if module.startswith(_MAIN_ALIAS):
         module = "__main__"
     return f"{module}:{cls.__qualname__}"
 
@@ -127,8 +128,9 @@ class _Writer:
     def describe(self, config: Config) -> dict[str, Any]:
         spec = class_spec(type(config))
         entry: dict[str, Any] = {"class": _class_path(type(config)), "id": config.__identifier__}
-        if type(config).__module__ in ("__main__", _MAIN_ALIAS) and self.script:
-            entry["script"] = self.script
+        script = self.script_of(type(config))
+        if script:
+            entry["script"] = script
         if spec.is_task:
             entry["task"] = True
         fields: dict[str, Any] = {}
@@ -152,13 +154,22 @@ class _Writer:
             entry["producer"] = self.key(producer)
         return entry
 
+    def script_of(self, cls: type) -> str | None:
+        """The script defining ``cls`` when it is a class of ``__main__``, else None."""
+        module = cls.__module__
+        if module == "__main__":
+            return self.script
+        return _module_script(module) if module.startswith(_MAIN_ALIAS) else None
+
     def value(self, value: Any) -> Any:
         if isinstance(value, Config):
             return {"$ref": self.key(value)}
         if isinstance(value, TaskPath):
             return {"$taskpath": self.key(value.owner), "name": value.name}
         if isinstance(value, enum.Enum):
-            return {"$enum": _class_path(type(value)), "member": value.name}
+            found = {"$enum": _class_path(type(value)), "member": value.name}
+            script = self.script_of(type(value))
+            return {**found, "script": script} if script else found
         if isinstance(value, PurePath):
             return {"$path": os.fspath(value)}
         if isinstance(value, list):
@@ -183,6 +194,11 @@ def _identity_fields(config: Config) -> list[tuple[FieldSpec, Any, bool]]:
             included = encoded != field_spec.default_encoding()
         out.append((field_spec, value, included))
     return out
+
+
+def _module_script(name: str) -> str | None:
+    path = getattr(sys.modules.get(name), "__file__", None)
+    return os.path.abspath(path) if path else None
 
 
 def _main_script() -> str | None:
@@ -267,15 +283,18 @@ def _main_module(script: str | None) -> Any:
     main_file = getattr(main, "__file__", None)
     if main is not None and (not script or (main_file and os.path.abspath(main_file) == script)):
         return main
-    if _MAIN_ALIAS in sys.modules:
-        return sys.modules[_MAIN_ALIAS]
+    aliases = [name for name in sys.modules if name.startswith(_MAIN_ALIAS)]
+    for name in aliases:  # a script already imported (by the runner, or an earlier load)
+        if not script or _module_script(name) == script:
+            return sys.modules[name]
     if not script:
         raise ImportError("no script recorded for a class of __main__")
-    spec = importlib.util.spec_from_file_location(_MAIN_ALIAS, script)
+    alias = f"{_MAIN_ALIAS}{len(aliases)}" if aliases else _MAIN_ALIAS
+    spec = importlib.util.spec_from_file_location(alias, script)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {script}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[_MAIN_ALIAS] = module
+    sys.modules[alias] = module
     spec.loader.exec_module(module)
     return module
 
@@ -339,12 +358,12 @@ class _Reader:
             path = value["$enum"]
             if ":" not in path:
                 raise ClassNotFoundError(f"enum {path} has no module recorded")
-            enum_class: Any = _import_class(path, None)
+            enum_class: Any = _import_class(path, value.get("script"))
             return enum_class[value["member"]]
         if "$tuple" in value:
             return tuple(self.value(v) for v in value["$tuple"])
-        if "$set" in value:
-            return {self.value(v) for v in value["$set"]}
+        if "$set" in value:  # elements come back hashable (a set of sets is one of frozensets)
+            return frozenset(freeze_any(self.value(v)) for v in value["$set"])
         if "$dict" in value:
             return {k: self.value(v) for k, v in value["$dict"].items()}
         if "$float" in value:

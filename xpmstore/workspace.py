@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import XpmstoreError
+from .errors import InvalidIdentifierError, XpmstoreError
 from .identifier import check_identifier
 
 __all__ = [
@@ -142,8 +142,9 @@ class Workspace:
     def object_dir(self, kind: str, name: str, identifier: str) -> Path:
         """The directory of an object (``kind`` is "task" or "cache")."""
         check_identifier(identifier)
-        if len(identifier) != 64:
-            raise ValueError(f"{identifier!r}: a full identifier has 64 hex characters")
+        if len(identifier) != 64:  # an InvalidIdentifierError (a ValueError), like the index's
+            raise InvalidIdentifierError(
+                f"{identifier!r}: a full identifier has 64 hex characters")
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"{name!r} is not an identity name")
         return self.root / KINDS[kind] / name / identifier

@@ -1,0 +1,1 @@
+"""Stress tests of the store: many real processes at once."""

@@ -1,0 +1,1 @@
+"""Unit tests of the foundation: configs, checks, identifiers, inputs, params.json, CLI."""

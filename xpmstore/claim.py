@@ -1,0 +1,130 @@
+"""The claim protocol: at most one running copy of a job, exactly one completion (DESIGN §7).
+
+Two locks per job, both ``flock``-based (released by the kernel when their holder dies, so a
+``kill -9`` never leaves a stale lock on one host):
+
+* the **claim lock** (``.xpmstore/locks/<ab>/<id>``), held for milliseconds by a scheduler that
+  decides whether to launch;
+* the **run lock** (``…/<id>.run``), held by the job's process for its whole run.
+
+A scheduler claims a job under the claim lock: it re-checks ``.xpm/done``; if the run lock is
+held, or ``.xpm/launch.json`` names a live holder, it waits for that holder instead of launching;
+otherwise it moves the logs of a failed attempt to ``.xpm/attempts/<n>/``, writes the launch
+record atomically and launches.  The job's process then takes the run lock without waiting (it
+exits as ``waited`` if another process holds it), re-checks done, and rewrites the launch record
+with its own pid.  Safe across processes and hosts sharing the file system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_atomic
+from .liveness import boot_id, launch_is_live, process_start, read_launch
+from .locks import object_lock, try_object_lock
+from .objects import is_done
+from .workspace import Workspace
+
+__all__ = [
+    "Claim",
+    "claim",
+    "launch_record",
+    "move_attempt",
+    "read_state",
+    "run_lock_held",
+    "run_lock_path",
+    "write_state",
+]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of a claim: ``"done"``, ``"held"`` (by ``holder``) or ``"launch"``."""
+
+    outcome: str
+    holder: str = ""
+    failed_before: bool = False
+
+
+def run_lock_path(workspace: Workspace, identifier: str) -> Path:
+    """The run lock of a job, held by its process while it runs."""
+    return workspace.lock_path(identifier).with_suffix(".run")
+
+
+def run_lock_held(workspace: Workspace, identifier: str) -> bool:
+    """Whether some process holds the job's run lock right now."""
+    with try_object_lock(run_lock_path(workspace, identifier)) as acquired:
+        return not acquired
+
+
+def launch_record(**extra: Any) -> dict[str, Any]:
+    """A launch record naming this process: host, boot id, pid and its start time, plus extra."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "boot_id": boot_id(), "pid": pid,
+            "pid_start": process_start(pid), "time": time.time(), **extra}
+
+
+def read_state(taskdir: Path) -> dict[str, Any]:
+    """The job's state file (``{}`` when absent or unreadable)."""
+    try:
+        data = json.loads((taskdir / ".xpm" / "state.json").read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_state(taskdir: Path, state: str, **fields: Any) -> None:
+    """Write the job's state (waiting, running, done, failed) with its fields, atomically."""
+    document = {"state": state, "time": time.time(), **fields}
+    write_atomic(taskdir / ".xpm" / "state.json", json.dumps(document).encode(), durable=False)
+
+
+def move_attempt(taskdir: Path) -> int | None:
+    """Move stdout, stderr and state of a previous attempt to ``.xpm/attempts/<n>/``; other
+    files stay (tasks may resume).  Returns n, or None when there was nothing to move."""
+    moved = [p for p in (taskdir / "stdout", taskdir / "stderr", taskdir / ".xpm" / "state.json")
+             if p.exists()]
+    if not moved:
+        return None
+    attempts = taskdir / ".xpm" / "attempts"
+    attempts.mkdir(parents=True, exist_ok=True)
+    number = 1 + max((int(p.name) for p in attempts.iterdir() if p.name.isdigit()), default=0)
+    target = attempts / str(number)
+    target.mkdir()
+    for path in moved:
+        shutil.move(str(path), target / path.name)
+    return number
+
+
+def claim(workspace: Workspace, identifier: str, taskdir: Path, **launch: Any) -> Claim:
+    """Decide, under the job's claim lock, whether this process launches the job.
+
+    ``launch`` goes into the launch record (launcher name, Slurm job id...).  Raises
+    LockUnavailableError on a file system without working locks.
+    """
+    with object_lock(workspace.lock_path(identifier)):
+        if is_done(taskdir):
+            return Claim("done")
+        if run_lock_held(workspace, identifier):
+            holder = read_launch(taskdir) or {}
+            return Claim("held", str(holder.get("host", "?")))
+        record = read_launch(taskdir)
+        if record is not None and launch_is_live(taskdir, record) and (
+            record.get("pid") != os.getpid()
+        ):
+            return Claim("held", str(record.get("host", "?")))
+        state = read_state(taskdir)
+        failed_before = state.get("state") in ("failed", "running")
+        move_attempt(taskdir)
+        (taskdir / ".xpm").mkdir(parents=True, exist_ok=True)
+        write_atomic(taskdir / ".xpm" / "launch.json",
+                     json.dumps(launch_record(**launch)).encode(), durable=False)
+        write_state(taskdir, "waiting")
+        return Claim("launch", failed_before=failed_before)

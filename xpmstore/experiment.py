@@ -1,0 +1,515 @@
+"""Experiments: submit tasks, run only what is absent, exactly once (DESIGN §7).
+
+```python
+with experiment("WORKSPACE", "my-experiment", launcher=LocalLauncher(workers=4)) as xp:
+    out = learn.submit()                    # what task_outputs(dep) returns
+    Evaluate(learned=out).submit()
+# leaving the block waits for every job and raises ExperimentFailed naming the failed ones
+```
+
+``submit()`` gathers the task and every task it references (submitted with the same launcher),
+asks the pure planner (:mod:`xpmstore.plan`) what to do given what is done, held or failed, and
+records each job with its reason in the run record, under the shared gc lock.  A scheduler thread
+then claims and launches jobs whose dependencies are done (:mod:`xpmstore.claim`), waits on jobs
+another process holds, and blocks the dependents of a failed job while the rest go on.
+
+Interrupts: an exception in the block (Ctrl-C included) stops new launches, sends SIGTERM to the
+process groups of this experiment's running jobs (SIGKILL after 10 s, or at once on a second
+Ctrl-C), marks them failed ``interrupted`` and re-raises.  After ``kill -9`` of the scheduler, its
+jobs finish in their own sessions and the next scheduler waits for them.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from . import objects, runner
+from .claim import claim, read_state, run_lock_held, write_state
+from .config import Config, Task, class_spec, dependencies, iter_configs, tags_of
+from .errors import ExperimentFailed, XpmstoreError
+from .hooks import Job, SubmitHook, gather_hooks
+from .index import Index
+from .launchers.base import Launcher
+from .launchers.local import LocalLauncher
+from .liveness import launch_is_live, read_launch
+from .locks import gc_lock
+from .plan import Job as PlanJob
+from .plan import make_plan
+from .progress import Progress
+from .runrecord import RunRecord
+from .workspace import Workspace, set_active_workspace
+
+__all__ = ["active_experiment", "experiment", "submit_task"]
+
+_active: experiment | None = None
+_INTERRUPT_GRACE = 10.0
+_TERMINAL = ("done", "failed", "blocked")
+
+
+def active_experiment() -> experiment | None:
+    """The experiment whose ``with`` block is running in this process, if any."""
+    return _active
+
+
+def submit_task(task: Task, launcher: Launcher | None = None,
+                hooks: Iterable[SubmitHook] = ()) -> Any:
+    """Submit ``task`` to the active experiment (what ``Task.submit`` calls)."""
+    if _active is None:
+        raise XpmstoreError(
+            f"{type(task).__qualname__}.submit(): no active experiment; submit inside"
+            " `with experiment(workspace, name):`"
+        )
+    return _active.submit(task, launcher=launcher, hooks=hooks)
+
+
+class _Job:
+    """The scheduler's view of one job."""
+
+    def __init__(self, task: Task, workspace: Workspace, launcher: Launcher,
+                 hooks: list[SubmitHook], tags: dict[str, Any]):
+        self.task = task
+        self.identifier = task.__identifier__
+        self.name = class_spec(type(task)).identity_name
+        self.taskdir = workspace.task_dir(self.name, self.identifier)
+        self.dependencies = sorted({d.__identifier__ for d in dependencies(task)})
+        self.launcher = launcher
+        self.hooks = hooks
+        self.tags = tags
+        self.status = "pending"  # pending, running, waiting, done, failed, blocked
+        self.reason = ""
+        self.pid = 0
+        self.exit_code: int | None = None
+        self.detail = ""
+        self.poll_at = 0.0
+        self.poll_every = 0.02
+        self.fresh = bool(getattr(type(task), "fresh_process", False))
+
+
+def _modules_and_scripts(task: Task) -> tuple[list[str], list[str]]:
+    modules: set[str] = set()
+    scripts: set[str] = set()
+    stack: list[Config] = [task]
+    seen: set[int] = set()
+    while stack:
+        config = stack.pop()
+        if id(config) in seen:
+            continue
+        seen.add(id(config))
+        module = type(config).__module__
+        if module == "__main__" or module.startswith("__xpm_main__"):
+            main = sys.modules.get(module)
+            path = getattr(main, "__file__", None)
+            if path:
+                scripts.add(os.path.abspath(path))
+        else:
+            modules.add(module)
+        stack.extend(c for _, c in iter_configs(config))
+    return sorted(modules), sorted(scripts)
+
+
+class experiment:
+    """A run of an experiment in ``workspace`` (see the module doc).
+
+    ``launcher`` defaults to ``LocalLauncher()``.  ``dry_run=True`` prints what would run, with
+    reasons, and writes nothing.  Raises ExperimentFailed at the end of the block when jobs
+    failed; XpmstoreError when entered inside a job's process or inside another experiment.
+    """
+
+    def __init__(self, workspace: str | os.PathLike[str] | Workspace | None, name: str,
+                 launcher: Launcher | None = None, dry_run: bool = False,
+                 progress: Progress | None = None):
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"experiment name {name!r}: expected a plain, non-empty name")
+        self.workspace = Workspace.at(workspace)
+        self.name = name
+        self.launcher = launcher or LocalLauncher()
+        self.dry_run = dry_run
+        self.progress = progress or Progress(name)
+        self.jobs: dict[str, _Job] = {}
+        self.order: list[_Job] = []
+        self.record: RunRecord | None = None
+        self._lock = threading.RLock()  # guards the jobs' states
+        self._cond = threading.Condition(self._lock)  # notified after every scheduler step
+        self._events: queue.SimpleQueue[tuple[str, int] | None] = queue.SimpleQueue()
+        self._stop = False
+        self._no_launch = False
+        self._thread: threading.Thread | None = None
+        self._launchers: set[Launcher] = set()
+        self._to_index: list[_Job] = []
+        self._previous_workspace: Workspace | None = None
+        self._warned_defaults: set[str] = set()
+
+    # --- the with block -------------------------------------------------------------------------
+
+    def __enter__(self) -> experiment:
+        global _active
+        if runner.inside_job():
+            raise XpmstoreError(
+                "experiment() was entered inside a job's process: the script that defines your"
+                ' tasks is imported by jobs; guard the experiment with `if __name__ == "__main__":`'
+            )
+        if _active is not None:
+            raise XpmstoreError(f"experiment {self.name!r}: experiment {_active.name!r} is"
+                                " already active in this process; experiments do not nest")
+        if not self.dry_run:
+            self.workspace.ensure()
+            self.record = RunRecord(self.workspace.experiments, self.name)
+            self._thread = threading.Thread(target=self._loop, daemon=True,
+                                            name=f"xpmstore-{self.name}")
+            self._thread.start()
+        self._previous_workspace = set_active_workspace(self.workspace)
+        _active = self
+        return self
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> Literal[False]:
+        global _active
+        try:
+            if self.dry_run:
+                return False
+            if kind is not None:
+                self._interrupt()
+                self._close("interrupted")
+                return False
+            try:
+                self._wait_all()
+            except KeyboardInterrupt:
+                self._interrupt()
+                self._close("interrupted")
+                raise
+            failed = [j for j in self.order if j.status == "failed"]
+            self._close("failed" if failed else "ok")
+            if failed:
+                self._raise_failed(failed)
+            return False
+        finally:
+            _active = None
+            set_active_workspace(self._previous_workspace)
+
+    def _raise_failed(self, failed: list[_Job]) -> None:
+        shown = "; ".join(f"{j.name} {j.identifier[:12]} ({j.detail or 'failed'}, log"
+                          f" {j.taskdir / 'stderr'})" for j in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        raise ExperimentFailed(
+            f"experiment {self.name!r}: {len(failed)} job(s) failed: {shown}{more}",
+            failed=[(j.identifier, j.name, str(j.taskdir / "stderr")) for j in failed],
+        )
+
+    # --- submit ---------------------------------------------------------------------------------
+
+    def submit(self, task: Task, launcher: Launcher | None = None,
+               hooks: Iterable[SubmitHook] = ()) -> Any:
+        """Submit ``task`` (and the tasks it references); returns ``task_outputs(dep)``."""
+        if not isinstance(task, Task):
+            raise TypeError(f"submit() takes a Task, got {type(task).__qualname__}")
+        chosen = launcher or self.launcher
+        new: list[_Job] = []
+        self._collect(task, chosen, list(hooks), new, set())
+        if new:
+            self._plan_and_record(new)
+        objects.bind(task, self.workspace)
+        outputs = task.__xpm_outputs__()
+        if isinstance(outputs, Config):
+            objects.bind(outputs, self.workspace)
+        return outputs
+
+    def _collect(self, task: Task, launcher: Launcher, hooks: list[SubmitHook],
+                 new: list[_Job], visiting: set[str]) -> None:
+        identifier = task.__identifier__
+        if identifier in self.jobs or identifier in visiting:
+            return
+        visiting.add(identifier)
+        for dependency in dependencies(task):
+            self._collect(dependency, launcher, [], new, visiting)
+        new.append(_Job(task, self.workspace, launcher, gather_hooks(task, hooks),
+                        tags_of(task)))
+
+    def _plan_and_record(self, new: list[_Job]) -> None:
+        done, held, failed_before = set(), {}, set()
+        graph = {j.identifier: PlanJob(j.identifier, j.name, tuple(j.dependencies)) for j in new}
+        context = gc_lock(self.workspace.gc_lock_path, exclusive=False) if not self.dry_run \
+            else _nothing()
+        with context:
+            for job in new:
+                if objects.is_done(job.taskdir):
+                    done.add(job.identifier)
+                    continue
+                launch = read_launch(job.taskdir)
+                if launch is not None and launch_is_live(job.taskdir, launch):
+                    held[job.identifier] = str(launch.get("host", "?"))
+                elif read_state(job.taskdir).get("state") in ("failed", "running"):
+                    failed_before.add(job.identifier)
+            decisions = {d.identifier: d for d in make_plan(graph, done, held=held,
+                                                            failed_before=failed_before)}
+            if self.dry_run:
+                for job in new:
+                    decision = decisions[job.identifier]
+                    print(f"[dry run] {decision.action:<6} {job.name} {job.identifier[:12]}"
+                          f" ({decision.reason})", file=self.progress.stream)
+                    self.jobs[job.identifier] = job
+                return
+            assert self.record is not None
+            self.record.append_many([
+                {"type": "job", "id": j.identifier, "name": j.name,
+                 "reason": decisions[j.identifier].reason, "tags": j.tags,
+                 "dependencies": j.dependencies} for j in new
+            ])
+        with self._cond:
+            for job in new:
+                decision = decisions[job.identifier]
+                job.reason = decision.reason
+                self.jobs[job.identifier] = job
+                self.order.append(job)
+                self._launchers.add(job.launcher)
+                if decision.action == "reuse":
+                    job.status = "done"
+                    self.progress.finished_job(job.identifier, job.name, "reused")
+        self._events.put(None)
+        for job in new:
+            if job.status == "done":
+                self._warn_changed_defaults(job)
+
+    def _warn_changed_defaults(self, job: _Job) -> None:
+        if job.name in self._warned_defaults:
+            return
+        self._warned_defaults.add(job.name)
+        for message in _changed_defaults(job.task, job.taskdir):
+            print(f"xpmstore: warning: {message}", file=sys.stderr)
+
+    # --- the scheduler thread -------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                event = self._events.get(timeout=self._next_wakeup())
+            except queue.Empty:
+                event = None
+            with self._cond:
+                while True:
+                    if event is not None:
+                        self._handle_exit(*event)
+                    try:
+                        event = self._events.get_nowait()
+                    except queue.Empty:
+                        break
+                if self._stop:
+                    self._cond.notify_all()
+                    return
+                try:
+                    if not self._no_launch:
+                        self._step()
+                except Exception as exc:
+                    print(f"xpmstore: scheduler error: {exc!r}", file=sys.stderr)
+                self._flush_index()
+                self._cond.notify_all()
+
+    def _next_wakeup(self) -> float:
+        now = time.time()
+        with self._lock:
+            waits = [j.poll_at - now for j in self.order if j.status == "waiting"]
+        return max(0.005, min(waits, default=1.0))
+
+    def _step(self) -> None:
+        for job in self.order:
+            if job.status == "pending":
+                states = [self.jobs[d].status for d in job.dependencies if d in self.jobs]
+                bad = next((d for d in job.dependencies
+                            if d in self.jobs and self.jobs[d].status in ("failed", "blocked")),
+                           None)
+                if bad is not None:
+                    job.status = "blocked"
+                    job.detail = f"dependency {self.jobs[bad].name} {bad[:12]} failed"
+                    self.progress.finished_job(job.identifier, job.name, "blocked", job.detail)
+                elif all(s == "done" for s in states) and job.launcher.capacity(job.identifier):
+                    self._start(job)
+            elif job.status == "waiting" and time.time() >= job.poll_at:
+                self._check_holder(job)
+
+    def _start(self, job: _Job) -> None:
+        objects.prepare_task_dir(self.workspace, job.task)
+        assert self.record is not None
+        outcome = claim(self.workspace, job.identifier, job.taskdir,
+                        launcher=job.launcher.describe(), tags=job.tags,
+                        experiment=self.name, run=self.record.run)
+        if outcome.outcome == "done":
+            job.status = "done"
+            self.progress.finished_job(job.identifier, job.name, "reused")
+            return
+        if outcome.outcome == "held":
+            self._wait_for(job, outcome.holder)
+            return
+        job.reason = "ran:failed-before" if outcome.failed_before else "ran:new"
+        hook_job = Job(config=job.task, taskdir=job.taskdir)
+        for hook in job.hooks:
+            hook.process(hook_job, job.launcher)
+        modules, scripts = _modules_and_scripts(job.task)
+        job.status = "running"
+        self.progress.started_job(job.identifier, job.name)
+        job.pid = job.launcher.launch(job.identifier, job.taskdir, hook_job.environ, job.tags,
+                                      modules, scripts, job.fresh, self._on_exit)
+
+    def _wait_for(self, job: _Job, holder: str) -> None:
+        job.status = "waiting"
+        job.reason = f"waited:{holder}"
+        job.poll_every = 0.02
+        job.poll_at = time.time() + job.poll_every
+
+    def _check_holder(self, job: _Job) -> None:
+        if objects.is_done(job.taskdir):
+            job.status = "done"
+            self._to_index.append(job)
+            self.progress.finished_job(job.identifier, job.name, "done")
+            return
+        if run_lock_held(self.workspace, job.identifier) or launch_is_live(job.taskdir):
+            job.poll_every = min(job.poll_every * 1.5, 0.5)
+            job.poll_at = time.time() + job.poll_every
+            return
+        state = read_state(job.taskdir)
+        if state.get("state") == "failed":
+            job.status = "failed"
+            job.detail = f"failed in {job.reason.removeprefix('waited:')}: " \
+                         f"{state.get('reason', 'exit code ' + str(state.get('exit_code')))}"
+            self.progress.finished_job(job.identifier, job.name, "failed", job.detail)
+        else:
+            job.status = "pending"  # its holder died without an outcome: claim it again
+
+    def _on_exit(self, identifier: str, code: int) -> None:
+        """Called from a launcher's thread: hand the event to the scheduler thread."""
+        self._events.put((identifier, code))
+
+    def _handle_exit(self, identifier: str, code: int) -> None:
+        job = self.jobs[identifier]
+        job.exit_code = code
+        if code == runner.EXIT_WAITED:
+            self._wait_for(job, "another process")
+        elif code == 0 and objects.is_done(job.taskdir):
+            job.status = "done"
+            self._to_index.append(job)
+            self.progress.finished_job(identifier, job.name, "done")
+        else:
+            state = read_state(job.taskdir)
+            if state.get("state") != "failed":
+                write_state(job.taskdir, "failed", exit_code=code, ended=time.time(),
+                            reason=_describe_exit(code))
+                state = read_state(job.taskdir)
+            job.status = "failed"
+            job.detail = str(state.get("reason") or _describe_exit(code))
+            self.progress.finished_job(identifier, job.name, "failed", job.detail)
+
+    def _flush_index(self) -> None:
+        if not self._to_index:
+            return
+        jobs, self._to_index = self._to_index, []
+        records = []
+        for job in jobs:
+            manifest = objects.read_manifest(job.taskdir)
+            if manifest is None:
+                continue
+            from .serialize import read_params
+
+            try:
+                identity = read_params(job.taskdir)["identity"]
+            except (OSError, ValueError):
+                identity = None
+            records.append((job.identifier, objects.index_record(self.workspace, job.taskdir,
+                                                                 manifest, identity)))
+        if records:
+            Index.for_workspace(self.workspace).put_many(records)
+
+    # --- the end --------------------------------------------------------------------------------
+
+    def _wait_all(self) -> None:
+        with self._cond:
+            while any(j.status not in _TERMINAL for j in self.order):
+                self._cond.wait(0.5)
+
+    def _interrupt(self) -> None:
+        with self._cond:
+            self._no_launch = True
+            running = [j for j in self.order if j.status == "running"]
+            for job in running:
+                job.launcher.kill(job.pid)
+        deadline = time.time() + _INTERRUPT_GRACE
+        try:
+            with self._cond:
+                while any(j.status == "running" for j in running) and time.time() < deadline:
+                    self._cond.wait(0.05)
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: no more grace
+        with self._cond:
+            for job in running:
+                if job.status == "running":
+                    job.launcher.kill(job.pid, force=True)
+        end = time.time() + 5
+        while any(j.status == "running" for j in running) and time.time() < end:
+            with self._cond:
+                self._cond.wait(0.05)
+        with self._cond:
+            for job in running:
+                job.status = "failed"
+                job.detail = "interrupted"
+                write_state(job.taskdir, "failed", exit_code=job.exit_code, ended=time.time(),
+                            reason="interrupted")
+
+    def _close(self, outcome: str) -> None:
+        with self._cond:
+            self._stop = True
+        self._events.put(None)
+        if self._thread is not None:
+            self._thread.join()
+        self._flush_index()
+        for launcher in self._launchers | {self.launcher}:
+            launcher.close()
+        counts = {s: sum(1 for j in self.order if j.status == s) for s in _TERMINAL}
+        if self.record is not None:
+            self.record.end(outcome, **counts)
+        self.progress.close()
+
+    def note_root(self, identifier: str) -> None:
+        """Record that this run uses ``identifier`` (a Store lookup): a gc root while live."""
+        if self.record is not None:
+            self.record.append({"type": "root", "id": identifier})
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: Any) -> None:
+        return None
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _changed_defaults(task: Task, taskdir: Path) -> list[str]:
+    """One line per default that changed since the reused result was made."""
+    from .serialize import _Writer, read_params
+
+    try:
+        document = read_params(taskdir)
+        root = document["values"]["objects"][document["values"]["root"]]
+    except (XpmstoreError, KeyError, OSError):
+        return []
+    spec = class_spec(type(task))
+    lines = []
+    for name, recorded in root.get("defaults", {}).items():
+        field_spec = spec.fields.get(name)
+        if field_spec is None or not field_spec.has_default:
+            continue
+        current = _Writer().value(field_spec.make_default())
+        if current != recorded:
+            lines.append(
+                f"{type(task).__qualname__}.{name}: reused a result made when its default was"
+                f" {recorded!r}; it is now {current!r} (bump a Constant to invalidate)"
+            )
+    return lines

@@ -1,0 +1,40 @@
+"""The interface between the scheduler and a launcher."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ExitCallback", "Launcher"]
+
+ExitCallback = Callable[[str, int], None]
+"""``on_exit(identifier, exit_code)``, called from a launcher thread when a job's process ends."""
+
+
+class Launcher:
+    """Starts job processes.  Subclasses implement :meth:`capacity`, :meth:`launch`,
+    :meth:`kill` and :meth:`close`; the scheduler calls them from its own thread."""
+
+    name = "launcher"
+
+    def capacity(self, identifier: str) -> bool:
+        """Whether one more job can start now."""
+        raise NotImplementedError
+
+    def launch(self, identifier: str, taskdir: Path, environ: dict[str, str],
+               tags: dict[str, Any], modules: list[str], scripts: list[str],
+               fresh_process: bool, on_exit: ExitCallback) -> int:
+        """Start the job's process; returns its pid (its process group)."""
+        raise NotImplementedError
+
+    def kill(self, pid: int, force: bool = False) -> None:
+        """Send SIGTERM (SIGKILL with ``force``) to a job's process group."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the launcher's helpers (running jobs are left to finish)."""
+
+    def describe(self) -> str:
+        """One line for logs and the launch record."""
+        return self.name
