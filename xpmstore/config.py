@@ -89,12 +89,23 @@ class FieldSpec:
         return self.checker(self.factory())
 
     def default_encoding(self) -> bytes | None:
-        """The encoding of the default, computed once; None without a default."""
-        if self._default_encoding is None and self.has_default:
-            self._default_encoding = identifier.encode_value(
-                self.make_default(), inputs.digest_input
-            )
-        return self._default_encoding
+        """The encoding of the default (computed once, but every time for a default that holds
+        a path, whose content may change); None without a default or when the default is an
+        input path that does not exist (then no given value can equal it)."""
+        if self._default_encoding is not None or not self.has_default:
+            return self._default_encoding
+        default = self.make_default()
+        try:
+            encoded = identifier.encode_value(default, inputs.digest_input)
+        except InputPathError:
+            return None
+        if not _holds_path(default):
+            self._default_encoding = encoded
+        return encoded
+
+
+def _holds_path(value: Any) -> bool:
+    return any(isinstance(item, os.PathLike) for item in iter_values(value))
 
 
 @dataclass
@@ -496,7 +507,7 @@ class Config:
 
 
 def _same_tag(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
+    return type(a) is type(b) and (a == b or (a != a and b != b))  # NaN is NaN
 
 
 def _missing(config: Config, spec: ClassSpec) -> MissingFieldError | None:
@@ -569,10 +580,25 @@ def iter_configs(config: Config, *, params_only: bool = False) -> Iterator[tuple
             continue
         if params_only and not field_spec.in_identity:
             continue
-        for index, item in enumerate(iter_values(config.__dict__[name])):
-            if isinstance(item, Config):
-                path = name if index == 0 else f"{name}/{index}"
-                yield path, item
+        yield from _config_paths(config.__dict__[name], name)
+
+
+def _config_paths(value: Any, path: str) -> Iterator[tuple[str, Config]]:
+    """Configs inside a field value with their folder: ``field``, ``field/<index>`` in a list or
+    tuple, ``field/<key>`` in a dict (a set has no stable order: its items are numbered in the
+    order of their identifiers' computation-free repr, so avoid sets of configs with generated
+    paths)."""
+    if isinstance(value, Config):
+        yield path, value
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _config_paths(item, f"{path}/{index}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _config_paths(item, f"{path}/{key}")
+    elif isinstance(value, (set, frozenset)):
+        for index, item in enumerate(sorted(value, key=repr)):
+            yield from _config_paths(item, f"{path}/{index}")
 
 
 def _claim_subconfigs(task: Task) -> None:

@@ -313,11 +313,14 @@ def _json_tagged(value: dict[str, Any]) -> bytes:
     if "$enum" in value:
         return bytes([T_ENUM]) + _str_bytes(value["$enum"]) + _str_bytes(value["member"])
     if "$digest" in value:
-        return bytes([T_DIGEST]) + bytes.fromhex(value["$digest"])
+        digest = bytes.fromhex(value["$digest"])
+        if len(digest) != 33 or digest[0] not in (1, 2):
+            raise UnsupportedValueError(f"identity digest {value['$digest']!r} is malformed")
+        return bytes([T_DIGEST]) + digest
     if "$file" in value:
-        return taskfile_bytes(check_identifier(value["$file"]), value["rel"])
+        return taskfile_bytes(_full_identifier(value["$file"]), value["rel"])
     if "$task" in value:
-        return ref_bytes(bytes.fromhex(check_identifier(value["$task"])))
+        return ref_bytes(bytes.fromhex(_full_identifier(value["$task"])))
     if "$config" in value:
         return ref_bytes(_identity_digest(value["$config"]))
     raise UnsupportedValueError(f"identity value {value!r} has no known tag")
@@ -328,11 +331,17 @@ def identity_value_bytes(value: Any) -> bytes:
     return _json_value(value)
 
 
+def _full_identifier(text: Any) -> str:
+    if check_identifier(text) and len(text) != 64:
+        raise UnsupportedValueError(f"identity reference {text!r} is not a full identifier")
+    return str(text)
+
+
 def _identity_digest(identity: dict[str, Any]) -> bytes:
     header = object_header(identity["name"], identity.get("pathgens", []))
     fields = [_str_bytes(name) + _json_value(v) for name, v in sorted(identity["fields"].items())]
     producer = identity.get("output")
-    raw_producer = bytes.fromhex(check_identifier(producer)) if producer else None
+    raw_producer = bytes.fromhex(_full_identifier(producer)) if producer else None
     return hash_object(object_bytes(header, fields, raw_producer))
 
 

@@ -196,15 +196,23 @@ def digest_input(path: PurePath) -> bytes | tuple[str, str]:
         return inside
     try:
         st = os.stat(text)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, NotADirectoryError) as exc:
         raise InputPathError(
             f"input path {text} does not exist (declare a path that is not an input as Meta[Path])"
         ) from exc
+    except OSError as exc:
+        raise InputPathError(f"input path {text} cannot be read: {exc.strerror}") from exc
     try:
         if stat.S_ISREG(st.st_mode):
             return _file_digest(text, st)
         if stat.S_ISDIR(st.st_mode):
             return _directory_digest(text, st)
+    except InputPathError:
+        raise
+    except OSError as exc:
+        raise InputPathError(
+            f"input path {text} cannot be read: {exc.strerror} ({exc.filename or text})"
+        ) from exc
     finally:
         if _persistent is not None:
             _persistent.flush_digests()

@@ -30,7 +30,13 @@ from typing import Any
 from . import identifier, inputs
 from .checks import freeze_any
 from .config import Config, FieldSpec, Task, TaskPath, class_spec
-from .errors import ClassNotFoundError, FormatVersionError, NotFound, UnsupportedValueError
+from .errors import (
+    ClassNotFoundError,
+    FormatVersionError,
+    InputPathError,
+    NotFound,
+    UnsupportedValueError,
+)
 from .fields import FieldKind
 
 __all__ = ["PARAMS_VERSION", "from_params_file", "load", "params_of", "read_params",
@@ -152,6 +158,9 @@ class _Writer:
         producer = config.__dict__.get("_xpm_producer")
         if producer is not None and producer is not config:
             entry["producer"] = self.key(producer)
+        owner = config.__dict__.get("_xpm_owner")
+        if owner is not None:  # the directory of its generated paths: out/<field>/... of a task
+            entry["owner"] = [self.key(owner[0]), owner[1]]
         return entry
 
     def script_of(self, cls: type) -> str | None:
@@ -211,11 +220,19 @@ def params_of(config: Config) -> dict[str, Any]:
     """The params.json document of ``config`` (identifies and so seals it)."""
     ident = config.__identifier__
     writer = _Writer()
+    identity = writer.identity(config)
+    if identifier.from_params(identity) != ident:
+        # an input file changed between the identification and now: never write a params.json
+        # whose identity section disagrees with its identifier
+        raise InputPathError(
+            f"{type(config).__qualname__}: an input file changed while the config was being"
+            " identified; build the config again once its inputs are stable"
+        )
     return {
         "format": _FORMAT,
         "version": PARAMS_VERSION,
         "identifier": ident,
-        "identity": writer.identity(config),
+        "identity": identity,
         "values": {"root": writer.key(config), "objects": writer.objects},
     }
 
@@ -303,6 +320,15 @@ class _Reader:
     def __init__(self, objects: dict[str, Any]):
         self.objects = objects
         self.built: dict[str, Config] = {}
+        self.owners: list[tuple[Config, str, str]] = []
+
+    def build_root(self, key: str) -> Config:
+        """Build the object ``key`` and everything it references, then bind owners."""
+        root = self.build(key)
+        for config, owner_key, prefix in self.owners:
+            if "_xpm_owner" not in config.__dict__:
+                config.__dict__["_xpm_owner"] = (self.build(owner_key), prefix)
+        return root
 
     def build(self, key: str) -> Config:
         found = self.built.get(key)
@@ -325,6 +351,8 @@ class _Reader:
             config.tag(name, value)
         if "producer" in entry:
             config.__dict__["_xpm_producer"] = self.build(entry["producer"])
+        if "owner" in entry:  # applied once every object exists (the owner holds this one)
+            self.owners.append((config, entry["owner"][0], entry["owner"][1]))
         self.built[key] = config
         return config
 
@@ -390,7 +418,7 @@ def load(path: str | os.PathLike[str]) -> Config:
         target = os.fspath(Store().get(path).path)
     document = read_params(target)
     values = document["values"]
-    config = _Reader(values["objects"]).build(values["root"])
+    config = _Reader(values["objects"]).build_root(values["root"])
     recorded = document.get("identifier")
     if recorded and config.__identifier__ != recorded:
         warnings.warn(
