@@ -17,6 +17,7 @@ with its own pid.  Safe across processes and hosts sharing the file system.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -35,11 +36,12 @@ from .workspace import Workspace
 __all__ = [
     "Claim",
     "claim",
+    "holder_state",
     "launch_record",
     "move_attempt",
     "read_state",
-    "run_lock_held",
     "run_lock_path",
+    "start_run",
     "write_state",
 ]
 
@@ -58,8 +60,9 @@ def run_lock_path(workspace: Workspace, identifier: str) -> Path:
     return workspace.lock_path(identifier).with_suffix(".run")
 
 
-def run_lock_held(workspace: Workspace, identifier: str) -> bool:
-    """Whether some process holds the job's run lock right now."""
+def _run_lock_held(workspace: Workspace, identifier: str) -> bool:
+    """Whether some process holds the job's run lock right now (a probe: call it under the
+    claim lock, or it may collide with a job taking its run lock)."""
     with try_object_lock(run_lock_path(workspace, identifier)) as acquired:
         return not acquired
 
@@ -106,15 +109,22 @@ def move_attempt(taskdir: Path) -> int | None:
 def claim(workspace: Workspace, identifier: str, taskdir: Path, **launch: Any) -> Claim:
     """Decide, under the job's claim lock, whether this process launches the job.
 
+    The order matters: the run lock first (a running job holds it and publishes its done
+    manifest before it lets go), then the done manifest, then the launch record (a job launched
+    but not started yet).  Job processes take their run lock under the claim lock too (see
+    :func:`start_run`), so no probe here ever makes a starting job believe it has a rival.
+
     ``launch`` goes into the launch record (launcher name, Slurm job id...).  Raises
     LockUnavailableError on a file system without working locks.
     """
     with object_lock(workspace.lock_path(identifier)):
-        if is_done(taskdir):
-            return Claim("done")
-        if run_lock_held(workspace, identifier):
+        if _run_lock_held(workspace, identifier):
+            if is_done(taskdir):
+                return Claim("done")
             holder = read_launch(taskdir) or {}
             return Claim("held", str(holder.get("host", "?")))
+        if is_done(taskdir):
+            return Claim("done")
         record = read_launch(taskdir)
         if record is not None and launch_is_live(taskdir, record) and (
             record.get("pid") != os.getpid()
@@ -128,3 +138,31 @@ def claim(workspace: Workspace, identifier: str, taskdir: Path, **launch: Any) -
                      json.dumps(launch_record(**launch)).encode(), durable=False)
         write_state(taskdir, "waiting")
         return Claim("launch", failed_before=failed_before)
+
+
+def holder_state(workspace: Workspace, identifier: str, taskdir: Path) -> str:
+    """Under the claim lock: ``"done"``, ``"running"`` (run lock held or a live launch record
+    naming another process) or ``"gone"`` (nobody holds the job and it is not done)."""
+    with object_lock(workspace.lock_path(identifier)):
+        if is_done(taskdir):
+            return "done"
+        if _run_lock_held(workspace, identifier):
+            return "running"
+        record = read_launch(taskdir)
+        if record is not None and record.get("pid") != os.getpid() and launch_is_live(
+            taskdir, record
+        ):
+            return "running"
+        return "done" if is_done(taskdir) else "gone"
+
+
+def start_run(workspace: Workspace, identifier: str) -> contextlib.ExitStack[bool | None]:
+    """Take the job's run lock for this process (the job's process calls it).
+
+    The run lock is taken under the claim lock, so that the probes of claims never collide with
+    it; raises LockTimeout when another process runs the job.
+    """
+    stack = contextlib.ExitStack()
+    with object_lock(workspace.lock_path(identifier)):
+        stack.enter_context(object_lock(run_lock_path(workspace, identifier), timeout=0))
+    return stack

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import objects, runner
-from .claim import claim, read_state, run_lock_held, write_state
+from .claim import claim, holder_state, read_state, write_state
 from .config import Config, Task, class_spec, dependencies, iter_configs, tags_of
 from .errors import ExperimentFailed, XpmstoreError
 from .hooks import Job, SubmitHook, gather_hooks
@@ -339,12 +339,13 @@ class experiment:
                         experiment=self.name, run=self.record.run)
         if outcome.outcome == "done":
             job.status = "done"
+            self._set_reason(job, "reused:local")
             self.progress.finished_job(job.identifier, job.name, "reused")
             return
         if outcome.outcome == "held":
             self._wait_for(job, outcome.holder)
             return
-        job.reason = "ran:failed-before" if outcome.failed_before else "ran:new"
+        self._set_reason(job, "ran:failed-before" if outcome.failed_before else "ran:new")
         hook_job = Job(config=job.task, taskdir=job.taskdir)
         for hook in job.hooks:
             hook.process(hook_job, job.launcher)
@@ -354,19 +355,27 @@ class experiment:
         job.pid = job.launcher.launch(job.identifier, job.taskdir, hook_job.environ, job.tags,
                                       modules, scripts, job.fresh, self._on_exit)
 
+    def _set_reason(self, job: _Job, reason: str) -> None:
+        """Record a reason decided at launch time (it replaces the planned one)."""
+        if reason != job.reason:
+            job.reason = reason
+            assert self.record is not None
+            self.record.append({"type": "reason", "id": job.identifier, "reason": reason})
+
     def _wait_for(self, job: _Job, holder: str) -> None:
         job.status = "waiting"
-        job.reason = f"waited:{holder}"
+        self._set_reason(job, f"waited:{holder}")
         job.poll_every = 0.02
         job.poll_at = time.time() + job.poll_every
 
     def _check_holder(self, job: _Job) -> None:
-        if objects.is_done(job.taskdir):
+        holder = holder_state(self.workspace, job.identifier, job.taskdir)
+        if holder == "done":
             job.status = "done"
             self._to_index.append(job)
             self.progress.finished_job(job.identifier, job.name, "done")
             return
-        if run_lock_held(self.workspace, job.identifier) or launch_is_live(job.taskdir):
+        if holder == "running":
             job.poll_every = min(job.poll_every * 1.5, 0.5)
             job.poll_at = time.time() + job.poll_every
             return

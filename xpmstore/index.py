@@ -256,6 +256,8 @@ class Index:
             max_readers=MAX_READERS, subdir=True, readahead=False,
         )
         self.env.reader_check()
+        # A write transaction even when every database exists: LMDB refuses writes through
+        # database handles opened in a read-only transaction.
         for _ in range(64):
             try:
                 txn = self.env.begin(write=True)
@@ -321,8 +323,16 @@ class Index:
 
     def get(self, identifier: str) -> dict[str, Any] | None:
         """The record of ``identifier`` or None; one read transaction."""
-        raw = _raw(identifier)
-        data = self.read(lambda txn: txn.get(raw, db=self.dbs[b"objects"]))
+        return self.get_raw(_raw(identifier))
+
+    def get_raw(self, raw: bytes) -> dict[str, Any] | None:
+        """The record of the 32-byte identifier ``raw`` or None (the hot path: no checks)."""
+        self._ensure()
+        try:
+            with self.env.begin(buffers=False) as txn:
+                data = txn.get(raw, db=self.dbs[b"objects"])
+        except lmdb.MapResizedError:
+            data = self.read(lambda txn: txn.get(raw, db=self.dbs[b"objects"]))
         return None if data is None else json.loads(data)
 
     def _put(self, txn: Any, identifier: str, record: dict[str, Any]) -> None:

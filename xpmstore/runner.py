@@ -73,7 +73,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
     from . import claim, objects
     from .atomic import write_atomic
     from .config import Task, class_spec
-    from .locks import object_lock
+    from .locks import LockTimeout
     from .serialize import load
     from .workspace import Workspace, set_active_workspace
 
@@ -81,9 +81,8 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
     workspace = Workspace.at(_workspace_of(directory))
     identifier = directory.name
     try:
-        lock = object_lock(claim.run_lock_path(workspace, identifier), timeout=0)
-        lock.__enter__()
-    except Exception:
+        lock = claim.start_run(workspace, identifier)
+    except LockTimeout:
         return EXIT_WAITED
     stop = threading.Event()
     try:
@@ -128,7 +127,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
         return EXIT_OK
     finally:
         stop.set()
-        lock.__exit__(None, None, None)
+        lock.close()
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from .errors import AmbiguousPrefixError, ConfigTypeError, NotFound, UnknownFiel
 from .fields import FieldKind
 from .index import Index
 from .objects import bind, is_done, list_object_dirs, record_from_disk
-from .workspace import Workspace, current_workspace
+from .workspace import DONE, Workspace, current_workspace
 
 __all__ = ["Explanation", "Record", "Store"]
 
@@ -69,7 +69,11 @@ class Explanation:
 
 
 def object_status(directory: Path) -> str:
-    """"done", "failed", "running" or "absent", read from an object directory."""
+    """"done", "failed", "running" or "absent", read from an object directory.
+
+    A job whose state says running but whose holder is gone (killed, machine rebooted) is
+    "failed": it will run again on the next submit.
+    """
     if is_done(directory):
         return "done"
     state = directory / ".xpm" / "state.json"
@@ -77,12 +81,14 @@ def object_status(directory: Path) -> str:
         data = json.loads(state.read_bytes())
     except (OSError, ValueError):
         data = None
-    if isinstance(data, dict) and data.get("state") in ("failed", "running"):
-        if data["state"] == "running":
-            from . import liveness  # the scheduler's module, only when something ran
+    if isinstance(data, dict) and data.get("state") in ("failed", "running", "waiting"):
+        from . import liveness  # the scheduler's module, only when something ran
 
-            return "running" if liveness.launch_is_live(directory) else "absent"
-        return "failed"
+        if data["state"] == "failed":
+            return "failed"
+        if liveness.launch_is_live(directory):
+            return "running"
+        return "failed" if data["state"] == "running" else "absent"
     return "absent"
 
 
@@ -92,6 +98,8 @@ class Store:
     def __init__(self, workspace: str | os.PathLike[str] | Workspace | None = None):
         self.workspace = Workspace.at(workspace) if workspace is not None else current_workspace()
         self._index: Index | None = None
+        self._root = str(self.workspace.root)
+        self._jobs = str(self.workspace.jobs)
 
     @property
     def index(self) -> Index:
@@ -108,7 +116,10 @@ class Store:
 
     def status(self, config: Config) -> str:
         """"done", "failed", "running" or "absent" for a task (one identifier, one stat)."""
-        return object_status(self._directory(config))
+        directory = f"{self._jobs}/{class_spec(type(config)).identity_name}/{config.__identifier__}"
+        if os.path.exists(directory + "/" + DONE):
+            return "done"
+        return object_status(Path(directory))
 
     def outputs(self, task: Task) -> Any:
         """What ``task.task_outputs`` returns, bound to this workspace; NotFound unless done."""
@@ -125,10 +136,11 @@ class Store:
         return result
 
     def _record(self, ident: str, data: dict[str, Any]) -> Record:
-        path = self.workspace.root / data["path"]
+        text = f"{self._root}/{data['path']}"
+        status = "done" if os.path.exists(text + "/" + DONE) else object_status(Path(text))
         return Record(
-            identifier=ident, kind=data["kind"], name=data["name"], status=object_status(path),
-            path=path, created=data["created"], last_access=data.get("last_access", 0.0),
+            identifier=ident, kind=data["kind"], name=data["name"], status=status,
+            path=Path(text), created=data["created"], last_access=data.get("last_access", 0.0),
             size=data.get("size", 0), tags=data.get("tags") or {},
             dependencies=data.get("dependencies") or [], config=data.get("config"),
         )
@@ -157,7 +169,7 @@ class Store:
         """
         text = identifier.check_identifier(identifier_or_prefix)
         if len(text) == 64:
-            data = self.index.get(text) or self._from_disk(text)
+            data = self.index.get_raw(bytes.fromhex(text)) or self._from_disk(text)
             if data is None:
                 raise NotFound(f"no object {text} in {self.workspace.root}")
             return self._record(text, data)

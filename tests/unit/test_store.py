@@ -90,11 +90,11 @@ def test_status_failed_and_running(ws: Workspace, store: Store) -> None:
     assert store.status(task) == "running"
     dead_pid = fork_call(lambda: os.getpid())  # a child that has exited and been reaped
     write_state(directory, "running", dict(me, pid=dead_pid))
-    assert store.status(task) == "absent"
+    assert store.status(task) == "failed"  # its holder died: it crashed
     write_state(directory, "running", dict(me, pid_start=(me["pid_start"] or 0) + 1))
-    assert store.status(task) == "absent"  # a recycled pid is not the holder
+    assert store.status(task) == "failed"  # a recycled pid is not the holder
     write_state(directory, "running")  # no launch record at all
-    assert store.status(task) == "absent"
+    assert store.status(task) == "failed"
     (directory / ".xpm" / "state.json").write_text("{not json")
     assert store.status(task) == "absent"
     run(ws, task)

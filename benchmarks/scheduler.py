@@ -1,0 +1,360 @@
+"""The scheduler: xpmstore's ``experiment`` against the anchor, experimaestro 2.7.0, in one run.
+
+Run it with ``benchmarks/run scheduler`` (``--quick`` for a smoke run): the wrapper creates the
+benchmark environment ``benchmarks/.venv-bench`` where both libraries are installed.
+
+Every measurement runs one system in its own new process (this script with ``--child``), so
+imports and state never mix; the child times its ``with experiment(...)`` block (submitting every
+task and waiting for all of them; the task configs are built inside the block) and its imports,
+and this process times the whole child process.  The task is the same for both systems
+(``benchmarks/schedtasks.py``): one ``int`` param, ``execute()`` writes a few bytes to
+``out.txt`` in the task directory.
+
+1. **Cold run.** 200 tasks in a fresh (deleted) workspace.  xpmstore with its default launcher,
+   ``LocalLauncher()`` (workers = the number of cores); experimaestro with its default local
+   launcher (every job a new process), carbon tracking off (``no_environmental_impact=True``:
+   otherwise it sleeps 3 s to show a warning when codecarbon is missing), no web server.
+2. **Re-submitting done tasks.** A workspace where the tasks are already done, prepared once and
+   reused between runs: xpmstore 10,000 tasks made by ``objects.run_here`` (the task directory
+   and done manifest the scheduler would write, and the index record), experimaestro 1,000 tasks
+   made by its own run (about 0.4 s a task: 10,000 would take over an hour).  A new process
+   submits them all and finds them done.  experimaestro is measured on 1,000 and its time per
+   task scaled to 10,000 (printed as an estimate); xpmstore is also measured on the first 1,000
+   of its 10,000, the same work as experimaestro's.
+3. **Per-task overhead.** 200 tasks in a fresh workspace with ``LocalLauncher(workers=1)``:
+   block time / 200; and the same with ``workers=2``.
+
+Each run is checked: the number of task directories with a done marker and an ``out.txt``; for a
+cold run, every ``out.txt`` written after the child started; for a re-submission, none.  The
+children's output (progress lines, experimaestro's log) goes to ``benchmarks/.work/scheduler-
+logs/``.  Medians over the repetitions; the systems alternate inside each repetition.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / ".work"
+LOGS = WORK / "scheduler-logs"
+EXPERIMENT = "bench"
+SYSTEMS = ("xpmstore", "experimaestro")
+DONE_MARKER = {"xpmstore": ".xpm/done", "experimaestro": "write.done"}
+
+TARGET_COLD_SPEEDUP = 40.0
+TARGET_RESUBMIT_S = 1.0
+TARGET_RESUBMIT_SPEEDUP = 50.0
+TARGET_OVERHEAD_MS = 10.0
+
+
+# --- the child: one system, one experiment, in a new process --------------------------------------
+
+
+def child(system: str, workspace: Path, count: int, workers: int, result: Path) -> None:
+    """Run one experiment of ``count`` tasks (see the module doc); write the timings as JSON."""
+    start = time.perf_counter()
+    import schedtasks
+
+    report: dict[str, Any] = {}
+    if system == "xpmstore":
+        import xpmstore
+        from xpmstore.launchers import LocalLauncher
+
+        task = schedtasks.XWrite
+        launcher = LocalLauncher(workers=workers) if workers else None  # None: the default
+        imported = time.perf_counter()
+        with xpmstore.experiment(workspace, EXPERIMENT, launcher=launcher) as xp:
+            for index in range(count):
+                task(index=index).submit()
+        ended = time.perf_counter()
+        report["counts"] = dict(xp.progress.counts)
+        report["workers"] = xp.launcher.workers  # type: ignore[attr-defined]
+    elif system == "experimaestro":
+        from experimaestro import experiment
+
+        etask = schedtasks.EWrite
+        imported = time.perf_counter()
+        with experiment(workspace, EXPERIMENT, no_environmental_impact=True):
+            for index in range(count):
+                etask.C(index=index).submit()
+        ended = time.perf_counter()
+    elif system == "xpmstore-prepare":  # done tasks without the scheduler
+        from xpmstore import objects
+        from xpmstore.workspace import Workspace, set_active_workspace
+
+        task = schedtasks.XWrite
+        imported = time.perf_counter()
+        space = Workspace.at(workspace)
+        space.ensure()
+        set_active_workspace(space)
+        for index in range(count):
+            objects.run_here(space, task(index=index))
+        ended = time.perf_counter()
+    else:
+        raise ValueError(f"unknown system {system!r}")
+    report.update(import_s=imported - start, block_s=ended - imported)
+    result.write_text(json.dumps(report))
+
+
+@dataclass
+class Outcome:
+    """What one child reported, and the parent's own timing of it."""
+
+    block_s: float
+    whole_s: float
+    import_s: float
+    report: dict[str, Any]
+
+
+def run_child(system: str, workspace: Path, count: int, label: str, workers: int = 0,
+              expect: str = "ran") -> Outcome:
+    """Run one child; check the workspace afterwards (``expect``: "ran" or "reused")."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    result = LOGS / f"{label}.json"
+    result.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XPMSTORE_WORKSPACE", "XPMSTORE_INDEX_DIR")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p
+    )  # the jobs' processes import schedtasks
+    command = [sys.executable, __file__, "--child", system, "--workspace", str(workspace),
+               "--count", str(count), "--workers", str(workers), "--result", str(result)]
+    with open(LOGS / f"{label}.log", "wb") as log:
+        began = time.time()
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                              stderr=subprocess.STDOUT, check=False)
+        whole = time.perf_counter() - start
+    if done.returncode != 0 or not result.exists():
+        tail = (LOGS / f"{label}.log").read_text(errors="replace").splitlines()[-20:]
+        raise RuntimeError(f"{label}: the child failed (exit {done.returncode}); end of "
+                           f"{LOGS / label}.log:\n" + "\n".join(tail))
+    check(system, workspace, count, began, expect, label)
+    report = json.loads(result.read_text())
+    if system == "xpmstore" and expect == "reused" and report["counts"]["reused"] != count:
+        raise AssertionError(f"{label}: xpmstore reports {report['counts']}, expected "
+                             f"{count} reused")
+    return Outcome(report["block_s"], whole, report["import_s"], report)
+
+
+def check(system: str, workspace: Path, count: int, began: float, expect: str,
+          label: str) -> None:
+    """Fail unless the workspace holds at least ``count`` done tasks with their ``out.txt``, and
+    they were (``expect="ran"``) or were not (``"reused"``) written after ``began``."""
+    marker = DONE_MARKER["xpmstore" if system.startswith("xpmstore") else system]
+    done = fresh = 0
+    for kind in os.scandir(workspace / "jobs"):
+        for entry in os.scandir(kind.path):
+            if not os.path.exists(os.path.join(entry.path, marker)):
+                continue
+            out = os.path.join(entry.path, "out.txt")
+            done += 1
+            fresh += os.stat(out).st_mtime >= began - 0.05  # file times lag by a clock tick
+    if done < count:
+        raise AssertionError(f"{label}: {done} done tasks in {workspace}, expected {count}")
+    if expect == "ran" and fresh < count:
+        raise AssertionError(f"{label}: only {fresh} of {count} tasks ran in this process")
+    if expect == "reused" and fresh:
+        raise AssertionError(f"{label}: {fresh} tasks ran again instead of being reused")
+
+
+# --- the measurements -----------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the table: a system doing some work, measured over repetitions."""
+
+    system: str
+    work: str
+    count: int
+    outcomes: list[Outcome] = field(default_factory=list)
+    scale: int = 1  # > 1: an estimate for count * scale tasks, from the time per task
+    ratio: str = ""
+    target: str = ""
+
+    @property
+    def block_s(self) -> float:
+        return statistics.median(o.block_s for o in self.outcomes) * self.scale
+
+    @property
+    def whole_s(self) -> float:
+        return statistics.median(o.whole_s for o in self.outcomes) * self.scale
+
+    @property
+    def per_task_ms(self) -> float:
+        return self.block_s / (self.count * self.scale) * 1e3
+
+
+def fresh(path: Path) -> Path:
+    """``path``, deleted first."""
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def bench_cold(count: int, repetitions: int, anchor_repetitions: int,
+               names: dict[str, str]) -> list[Row]:
+    """Part 1: ``count`` tasks in a fresh workspace, both systems with their default launcher."""
+    xpm = Row(names["xpmstore"], f"{count} trivial tasks, fresh workspace, "
+              f"`LocalLauncher()` ({os.cpu_count()} workers)", count)
+    anchor = Row(names["experimaestro"],
+                 f"{count} trivial tasks, fresh workspace, default local launcher", count)
+    for repetition in range(max(repetitions, anchor_repetitions)):
+        if repetition < repetitions:
+            xpm.outcomes.append(run_child("xpmstore", fresh(WORK / "scheduler-cold-xpmstore"),
+                                          count, f"cold-xpmstore-{repetition}"))
+        if repetition < anchor_repetitions:
+            anchor.outcomes.append(run_child(
+                "experimaestro", fresh(WORK / "scheduler-cold-experimaestro"), count,
+                f"cold-experimaestro-{repetition}"))
+    speedup = anchor.block_s / xpm.block_s
+    anchor.ratio = f"{speedup:.1f}x"
+    anchor.target = (f"xpmstore ≥ {TARGET_COLD_SPEEDUP:.0f}x faster: "
+                     f"{'met' if speedup >= TARGET_COLD_SPEEDUP else 'NOT met'}")
+    return [xpm, anchor]
+
+
+def prepared(system: str, count: int) -> Path:
+    """A workspace of ``count`` done tasks of ``system`` (made once, then reused)."""
+    workspace = WORK / f"scheduler-done-{system}-{count}"
+    stamp = workspace / "bench-stamp.json"
+    want = {"count": count, "system": system, "version": version(system)}
+    try:
+        if json.loads(stamp.read_text()) == want:
+            return workspace
+    except (OSError, ValueError):
+        pass
+    how = "objects.run_here" if system == "xpmstore" else "its own run"
+    print(f"preparing {workspace} ({count:,} done {system} tasks, by {how}; once)",
+          file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    run_child("xpmstore-prepare" if system == "xpmstore" else system, fresh(workspace), count,
+              f"prepare-{system}-{count}")
+    print(f"  prepared in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    stamp.write_text(json.dumps(want))
+    return workspace
+
+
+def bench_resubmit(count: int, anchor_count: int, repetitions: int,
+                   names: dict[str, str]) -> list[Row]:
+    """Part 2: submit ``count`` (experimaestro: ``anchor_count``) done tasks in a new process."""
+    xpm_space = prepared("xpmstore", count)
+    anchor_space = prepared("experimaestro", anchor_count)
+    xpm = Row(names["xpmstore"], f"re-submit {count:,} done tasks", count)
+    xpm_small = Row(names["xpmstore"], f"re-submit {anchor_count:,} done tasks "
+                    f"(the first {anchor_count:,} of the {count:,})", anchor_count)
+    anchor = Row(names["experimaestro"], f"re-submit {anchor_count:,} done tasks",
+                 anchor_count)
+    for repetition in range(repetitions):
+        xpm.outcomes.append(run_child("xpmstore", xpm_space, count,
+                                      f"resubmit-xpmstore-{count}-{repetition}",
+                                      expect="reused"))
+        xpm_small.outcomes.append(run_child("xpmstore", xpm_space, anchor_count,
+                                            f"resubmit-xpmstore-{anchor_count}-{repetition}",
+                                            expect="reused"))
+        anchor.outcomes.append(run_child("experimaestro", anchor_space, anchor_count,
+                                         f"resubmit-experimaestro-{repetition}",
+                                         expect="reused"))
+    scale = max(count // anchor_count, 1)
+    estimate = Row(names["experimaestro"],
+                   f"re-submit {anchor_count * scale:,} done tasks: **estimate**, "
+                   f"{anchor_count:,} measured x {scale}", anchor_count, anchor.outcomes,
+                   scale=scale)
+    small_speedup = anchor.per_task_ms / xpm_small.per_task_ms
+    anchor.ratio = f"{small_speedup:.1f}x"
+    speedup = estimate.block_s / xpm.block_s
+    estimate.ratio = f"{speedup:.1f}x"
+    estimate.target = (f"xpmstore ≥ {TARGET_RESUBMIT_SPEEDUP:.0f}x faster: "
+                       f"{'met' if speedup >= TARGET_RESUBMIT_SPEEDUP else 'NOT met'}")
+    xpm.target = (f"≤ {TARGET_RESUBMIT_S:.0f} s: "
+                  f"{'met' if xpm.block_s <= TARGET_RESUBMIT_S else 'NOT met'}")
+    return [xpm, xpm_small, anchor, estimate]
+
+
+def bench_overhead(count: int, repetitions: int, names: dict[str, str]) -> list[Row]:
+    """Part 3: ``count`` tasks in a fresh workspace with 1 and 2 workers: time per task."""
+    rows = [Row(names["xpmstore"], f"{count} trivial tasks, fresh workspace, "
+                f"`LocalLauncher(workers={workers})`", count) for workers in (1, 2)]
+    for repetition in range(repetitions):
+        for workers, row in zip((1, 2), rows, strict=True):
+            row.outcomes.append(run_child(
+                "xpmstore", fresh(WORK / f"scheduler-overhead-{workers}"), count,
+                f"overhead-{workers}-{repetition}", workers=workers))
+    per_task = rows[0].per_task_ms
+    rows[0].target = (f"≤ {TARGET_OVERHEAD_MS:.0f} ms a task: "
+                      f"{'met' if per_task <= TARGET_OVERHEAD_MS else 'NOT met'}")
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    """The results, as a Markdown table."""
+    print("| system | work | block s | whole process s | per task ms | ratio | target |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for row in rows:
+        whole = f"{row.whole_s:.2f}" if row.scale == 1 else ""  # no estimate of it
+        print(f"| {row.system} | {row.work} | {row.block_s:.2f} | {whole} "
+              f"| {row.per_task_ms:.2f} | {row.ratio} | {row.target} |")
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the three measurements and print the table; exit status 0 even when a target is
+    missed."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 20 cold tasks, 1,000 (experimaestro 50) re-submitted, "
+                             "50 tasks for the overhead, one repetition")
+    parser.add_argument("--repetitions", type=int, default=None,
+                        help="repetitions of each xpmstore run and of each re-submission "
+                             "(default 3, 1 with --quick)")
+    parser.add_argument("--anchor-repetitions", type=int, default=1,
+                        help="repetitions of experimaestro's cold run (default 1: ~90 s each)")
+    parser.add_argument("--child", choices=[*SYSTEMS, "xpmstore-prepare"],
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--workspace", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child, args.workspace, args.count, args.workers, args.result)
+        return 0
+    quick = args.quick
+    cold = 20 if quick else 200
+    resubmit, anchor_resubmit = (1_000, 50) if quick else (10_000, 1_000)
+    overhead = 50 if quick else 200
+    repetitions = args.repetitions or (1 if quick else 3)
+    names = {s: f"{s} {version(s)}" for s in SYSTEMS}
+    WORK.mkdir(exist_ok=True)
+    print(f"python {platform.python_version()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f} before the run, {names['xpmstore']}, "
+          f"{names['experimaestro']}, lmdb {version('lmdb')}", flush=True)
+    rows = bench_cold(cold, repetitions, args.anchor_repetitions, names)
+    rows += bench_resubmit(resubmit, anchor_resubmit, repetitions, names)
+    rows += bench_overhead(overhead, repetitions, names)
+    print(f"\nScheduler: block = the `with experiment(...)` block in the child process "
+          f"(submit + wait), whole process = the child from start to exit; median of "
+          f"{repetitions} (experimaestro cold: {args.anchor_repetitions})\n")
+    print_table(rows)
+    print()
+    for row in rows:
+        if row.target:
+            print(f"target {row.target} ({row.system}, {row.work})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
