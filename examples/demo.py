@@ -1,19 +1,31 @@
-"""The demonstration: a few configs, their identifiers and their params.json identity.
+"""The demonstration: a small experiment run twice (the second run reuses everything), then
+lookups of its results with ``Store`` and a ``@cache`` entry computed once.
 
 Run it with ``scripts/demo`` (the README's first command).  The workspace is
-``$XPMSTORE_WORKSPACE`` (``./demo-workspace`` by default).
+``$XPMSTORE_WORKSPACE`` (``./demo-workspace`` by default); delete it to see the tasks run again.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
-from xpmstore import Config, Constant, Meta, Param, Store, Task, cache, field, load, pathgenerator
-from xpmstore.identifier import from_params
-from xpmstore.serialize import params_of, to_json_bytes
+from xpmstore import (
+    Config,
+    Constant,
+    Meta,
+    Param,
+    Store,
+    Task,
+    cache,
+    experiment,
+    load,
+    pathgenerator,
+)
+from xpmstore.launchers import LocalLauncher
+from xpmstore.progress import Progress
 
 
 class Model(Config):
@@ -22,7 +34,6 @@ class Model(Config):
     __xpmid__ = "demo.Model"  # classes of a script (__main__) name themselves
 
     hidden: Param[int] = 128
-    layers: Param[list[int]] = field(default_factory=lambda: [64, 64])
 
 
 class ModelLearn(Task):
@@ -32,13 +43,25 @@ class ModelLearn(Task):
 
     model: Param[Model]
     epochs: Param[int] = 100
-    lr: Param[float] = 1e-3
     version: Constant[int] = 1
-    verbose: Meta[bool] = False
+    verbose: Meta[bool] = False  # not part of the identity
     parameters: Annotated[Path, pathgenerator("parameters.pth")]
 
     def execute(self) -> None:
+        print(f"learning hidden={self.model.hidden} for {self.epochs} epochs")  # -> its stdout
         self.parameters.write_text(f"{self.model.hidden} {self.epochs}\n")
+
+
+class Evaluate(Task):
+    """Evaluate what a ModelLearn produced; the score goes to ``score.txt``."""
+
+    __xpmid__ = "demo.Evaluate"
+
+    learned: Param[ModelLearn]
+
+    def execute(self) -> None:
+        hidden, epochs = map(int, Path(self.learned.parameters).read_text().split())
+        Path("score.txt").write_text(f"{hidden / (hidden + epochs):.3f}\n")  # cwd: task dir
 
 
 class Vocabulary(Config):
@@ -50,7 +73,6 @@ class Vocabulary(Config):
     @cache("words.txt")
     def words(self, path: Path) -> list[str]:
         if path.is_file():
-            print(f"  reused   {path}")
             return path.read_text().split()
         print(f"  computed {path}")
         words = sorted(set(self.text.split()))
@@ -58,55 +80,60 @@ class Vocabulary(Config):
         return words
 
 
-class Evaluate(Task):
-    """Evaluate what a ModelLearn produced."""
+def plan() -> list[Evaluate]:
+    """Six learners (3 sizes × 2 lengths), each evaluated: 12 tasks."""
+    return [Evaluate(learned=ModelLearn(model=Model(hidden=hidden), epochs=epochs)
+                     .tag("hidden", hidden))
+            for hidden in (32, 64, 128) for epochs in (10, 100)]
 
-    __xpmid__ = "demo.Evaluate"
 
-    learned: Param[ModelLearn]
+def run(workspace: Path, label: str) -> None:
+    """One run of the experiment; prints what ran and what was reused."""
+    print(f"\n--- {label} run of the experiment 'demo' ---", flush=True)
+    with experiment(workspace, "demo", launcher=LocalLauncher(workers=2),
+                    progress=Progress("demo", stream=sys.stdout)) as xp:
+        for evaluation in plan():
+            evaluation.submit()
+    reasons = [job.reason for job in xp.order]
+    ran = sum(r.startswith("ran:") for r in reasons)
+    reused = sum(r.startswith("reused:") for r in reasons)
+    print(f"{label} run: {ran} task(s) ran, {reused} reused", flush=True)
+    if label == "first" and not ran:
+        print(f"  (an earlier run of the demo did the work: delete {workspace} to see it run)")
 
 
 def main() -> None:
-    workspace = Path(os.environ.get("XPMSTORE_WORKSPACE", "demo-workspace"))
-    workspace.mkdir(parents=True, exist_ok=True)
-    small = ModelLearn(model=Model(hidden=64), epochs=10).tag("size", "small")
-    default = ModelLearn(model=Model())
-    same_as_default = ModelLearn(model=Model(hidden=128), epochs=100, verbose=True)
-    evaluation = Evaluate(learned=small)
+    workspace = Path(os.environ.get("XPMSTORE_WORKSPACE", "demo-workspace")).resolve()
+    print(f"workspace: {workspace}")
+    small = ModelLearn(model=Model(hidden=64), epochs=10)
+    print(f"ModelLearn(hidden=64, epochs=10) is {small.__identifier__}")
+    print("  (the same identifier on every machine: blake3 of its parameters; `verbose` is Meta"
+          " and left out)")
+    assert small.__identifier__ == ModelLearn(model=Model(hidden=64), epochs=10,
+                                              verbose=True).__identifier__
 
-    print(f"workspace: {workspace.resolve()}")
-    for label, config in [("small", small), ("default", default),
-                          ("default, spelled out, verbose", same_as_default),
-                          ("evaluate(small)", evaluation)]:
-        print(f"{config.__identifier__}  {type(config).__name__:<10} {label}")
-    assert default.__identifier__ == same_as_default.__identifier__, "defaults are left out"
+    run(workspace, "first")
+    run(workspace, "second")
 
-    document = params_of(evaluation)
-    print("\nidentity section of Evaluate's params.json:")
-    print(json.dumps(document["identity"], indent=1))
-    assert from_params(document["identity"]) == evaluation.__identifier__
-    target = workspace / "demo-params.json"
-    target.write_bytes(to_json_bytes(document))
-    again = load(target)
-    print(f"\nreloaded from {target}: {again!r}")
-    print(f"same identifier after load: {again.__identifier__ == evaluation.__identifier__}")
+    print("\n--- looking results up without running anything ---")
+    store = Store(workspace)
+    print(f"Store.status(ModelLearn(hidden=64, epochs=10)) -> {store.status(small)}")
+    print(f"Store.status(ModelLearn(hidden=999))           -> "
+          f"{store.status(ModelLearn(model=Model(hidden=999)))}")
+    learned = store.find(ModelLearn, model__hidden=64)
+    print(f"Store.find(ModelLearn, model__hidden=64) -> {len(learned)} record(s):")
+    for record in learned:
+        print(f"  {record.identifier[:12]} epochs={load(record.path).epochs:<4} at {record.path}")
+    evaluation = plan()[0]
+    record = store.get(evaluation.__identifier__[:10])
+    score = (record.path / "score.txt").read_text().strip()
+    print(f"Store.get('{evaluation.__identifier__[:10]}') -> {record.name} {record.status},"
+          f" score {score}")
 
-    print("\n@cache: the first call computes (on a first run of the demo), the next ones reuse")
+    print("\n--- @cache: computed once, then read back ---")
     vocabulary = Vocabulary(text="the cat saw the dog and the dog saw the cat")
     for _ in range(2):
         print(f"  words: {vocabulary.words()}")
-
-    store = Store(workspace)
-    record = store.get(_entry_id(vocabulary)[:8])
-    print(f"\nStore(ws).get(prefix) -> {record.kind} {record.name} {record.status},"
-          f" {record.size} bytes at {record.path}")
-    print(f"objects in the store: {len(store.records())}")
-
-
-def _entry_id(config: Config) -> str:
-    from xpmstore.identifier import cache_identifier
-
-    return cache_identifier(config.__identifier__, "words.txt")
 
 
 if __name__ == "__main__":

@@ -423,6 +423,9 @@ def drive(argv: list[str] | None = None) -> None:
     * ``blocker WS COUNTERS RELEASE KEY``: submit ``Blocker(key=KEY)``;
     * ``crashy WS COUNTERS I``: submit ``Crashy(i=I)``;
     * ``interrupt WS COUNTERS RELEASE KEY``: like blocker, after printing ``submitted``.
+    * ``waiter WS COUNTERS RELEASE KEY``: like blocker (experiment ``blocker``), and prints
+      ``holder STATE`` each time the scheduler polls the holder of a job another process runs
+      (the real ``holder_state``, watched: the test then knows that the scheduler waits).
     """
     import random
 
@@ -446,5 +449,18 @@ def drive(argv: list[str] | None = None) -> None:
     elif mode == "crashy":
         with experiment(workspace, "crash", launcher=LocalLauncher(workers=1)):
             Crashy(i=int(args[3]), counters=counters).submit()
+    elif mode == "waiter":
+        experiment_module = sys.modules["xpmstore.experiment"]  # the package's name is the class
+        real_holder_state = experiment_module.holder_state
+
+        def watched_holder_state(*holder_args: Any) -> str:
+            state = real_holder_state(*holder_args)
+            print(f"holder {state}", flush=True)
+            return state
+
+        experiment_module.holder_state = watched_holder_state
+        with experiment(workspace, "blocker", launcher=LocalLauncher(workers=1)):
+            Blocker(key=args[4], counters=counters, release=args[3]).submit()
+            print("submitted", flush=True)
     else:
         raise SystemExit(f"unknown mode {mode!r}")

@@ -1,38 +1,54 @@
 """xpmstore: run experiments as typed, content-addressed tasks.
 
 The public names are importable from here; everything else is private and may change.
+
+The names are resolved lazily (PEP 562): ``import xpmstore`` costs almost nothing, and a name is
+imported from its module on first use.  This keeps the command line's start-up short (``xpmstore
+get`` never imports the scheduler).  ``xpmstore.cache`` and ``xpmstore.experiment`` stay the
+decorator and the class even after their modules of the same name are imported.
 """
 
-from .cache import cache
-from .config import Config, Task, TaskPath
-from .errors import (
-    AmbiguousPrefixError,
-    ClassNotFoundError,
-    ConfigError,
-    ConfigTypeError,
-    ConfigValueError,
-    ConstantFieldError,
-    CorruptObjectError,
-    ExperimentFailed,
-    FormatVersionError,
-    InputPathError,
-    InvalidIdentifierError,
-    MissingFieldError,
-    NotFound,
-    SealedConfigError,
-    TagConflictError,
-    UnboundPathError,
-    UnknownFieldError,
-    UnsupportedValueError,
-    XpmstoreError,
-)
-from .experiment import experiment
-from .fields import Constant, Meta, Option, Param, field, pathgenerator
-from .hooks import Job, SubmitHook
-from .serialize import load
-from .store import Record, Store
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what a type checker (and a reader) sees: the eager imports
+    from .cache import cache
+    from .config import Config, Task, TaskPath
+    from .errors import (
+        AmbiguousPrefixError,
+        ClassNotFoundError,
+        ConfigError,
+        ConfigTypeError,
+        ConfigValueError,
+        ConstantFieldError,
+        CorruptObjectError,
+        ExperimentFailed,
+        FormatVersionError,
+        HasDependentsError,
+        InputPathError,
+        InvalidIdentifierError,
+        MissingFieldError,
+        NotFound,
+        ObjectInUseError,
+        SealedConfigError,
+        TagConflictError,
+        TextValueError,
+        UnboundPathError,
+        UnknownFieldError,
+        UnsupportedValueError,
+        XpmstoreError,
+    )
+    from .experiment import experiment
+    from .fields import Constant, Meta, Option, Param, field, pathgenerator
+    from .hooks import Job, SubmitHook
+    from .serialize import load
+    from .store import Record, Store
 
 __all__ = [
     "AmbiguousPrefixError",
@@ -46,12 +62,14 @@ __all__ = [
     "CorruptObjectError",
     "ExperimentFailed",
     "FormatVersionError",
+    "HasDependentsError",
     "InputPathError",
     "InvalidIdentifierError",
     "Job",
     "Meta",
     "MissingFieldError",
     "NotFound",
+    "ObjectInUseError",
     "Option",
     "Param",
     "Record",
@@ -61,6 +79,7 @@ __all__ = [
     "TagConflictError",
     "Task",
     "TaskPath",
+    "TextValueError",
     "UnboundPathError",
     "UnknownFieldError",
     "UnsupportedValueError",
@@ -71,3 +90,52 @@ __all__ = [
     "load",
     "pathgenerator",
 ]
+
+_HOME: dict[str, str] = {
+    "cache": "cache",
+    "Config": "config", "Task": "config", "TaskPath": "config",
+    "experiment": "experiment",
+    "Constant": "fields", "Meta": "fields", "Option": "fields", "Param": "fields",
+    "field": "fields", "pathgenerator": "fields",
+    "Job": "hooks", "SubmitHook": "hooks",
+    "load": "serialize",
+    "Record": "store", "Store": "store",
+}
+"""Public name → the module that defines it (the errors come from ``errors``)."""
+
+_SHADOWED = frozenset({"cache", "experiment"})
+"""Public names that are also the names of submodules: the public object wins."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name (or a submodule) on first use."""
+    home = _HOME.get(name)
+    if home is None and name in __all__:
+        home = "errors"
+    if home is not None:
+        value = getattr(importlib.import_module(f".{home}", __name__), name)
+        globals()[name] = value
+        return value
+    try:
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """The package's module type: importing the submodule ``xpmstore.cache`` (or
+    ``xpmstore.experiment``) does not replace the public decorator (class) of that name."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

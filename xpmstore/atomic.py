@@ -17,7 +17,6 @@ cleanups remove.  Safe across threads and processes.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 __all__ = ["TEMP_MARK", "fsync_dir", "write_atomic"]
@@ -43,7 +42,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644,
     (ENOSPC on a full disk...) and leaves no partial file at ``path``.
     """
     final = Path(path)
-    temp = final.parent / f".{final.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+    temp = final.parent / f".{final.name}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         try:

@@ -119,8 +119,11 @@ def try_object_lock(path: Path) -> Iterator[bool]:
 
 @contextlib.contextmanager
 def _flock(path: Path, operation: int, blocking: bool) -> Iterator[bool]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # its folder is missing (the first lock of a workspace)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, operation | (0 if blocking else fcntl.LOCK_NB))

@@ -25,12 +25,20 @@ from typing import Any
 from . import identifier, inputs
 from .config import Config, Task, class_spec
 from .errors import AmbiguousPrefixError, ConfigTypeError, NotFound, UnknownFieldError
+from .experiment import active_experiment
 from .fields import FieldKind
 from .index import Index
 from .objects import bind, is_done, list_object_dirs, record_from_disk
 from .workspace import DONE, Workspace, current_workspace
 
 __all__ = ["Explanation", "Record", "Store"]
+
+
+def _note_root(identifier: str) -> None:
+    """Inside an active experiment, a looked-up object becomes one of the run's roots (gc)."""
+    current = active_experiment()
+    if current is not None:
+        current.note_root(identifier)
 
 
 @dataclass(frozen=True)
@@ -116,8 +124,10 @@ class Store:
 
     def status(self, config: Config) -> str:
         """"done", "failed", "running" or "absent" for a task (one identifier, one stat)."""
-        directory = f"{self._jobs}/{class_spec(type(config)).identity_name}/{config.__identifier__}"
+        identifier = config.__identifier__
+        directory = f"{self._jobs}/{class_spec(type(config)).identity_name}/{identifier}"
         if os.path.exists(directory + "/" + DONE):
+            _note_root(identifier)
             return "done"
         return object_status(Path(directory))
 
@@ -129,6 +139,7 @@ class Store:
         if not is_done(directory):
             raise NotFound(f"{type(task).__qualname__} {task.__identifier__[:12]} is not done in"
                            f" {self.workspace.root}")
+        _note_root(task.__identifier__)
         bind(task, self.workspace)
         result = task.__xpm_outputs__()
         if isinstance(result, Config):
@@ -138,6 +149,8 @@ class Store:
     def _record(self, ident: str, data: dict[str, Any]) -> Record:
         text = f"{self._root}/{data['path']}"
         status = "done" if os.path.exists(text + "/" + DONE) else object_status(Path(text))
+        if status == "done":
+            _note_root(ident)
         return Record(
             identifier=ident, kind=data["kind"], name=data["name"], status=status,
             path=Path(text), created=data["created"], last_access=data.get("last_access", 0.0),

@@ -17,7 +17,6 @@ is built from them.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,10 +56,14 @@ def user_settings() -> dict[str, Any]:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
         return {}
+    import tomllib  # only when there is a settings file
+
+    try:
+        with handle:
+            return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise XpmstoreError(f"{path}: invalid TOML ({exc}); fix or remove it") from None
 
@@ -147,7 +150,7 @@ class Workspace:
                 f"{identifier!r}: a full identifier has 64 hex characters")
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"{name!r} is not an identity name")
-        return self.root / KINDS[kind] / name / identifier
+        return Path(f"{self.root}/{KINDS[kind]}/{name}/{identifier}")  # one parse, not three
 
     def task_dir(self, name: str, identifier: str) -> Path:
         """The task directory ``jobs/<name>/<id>``."""

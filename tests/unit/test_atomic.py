@@ -94,7 +94,7 @@ def test_write_error_leaves_neither_partial_file_nor_temp(tmp_path: Path) -> Non
 def test_symlink_at_the_temp_name_is_not_followed(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     # make the random part of the temp name predictable so that a symlink can be planted there
-    monkeypatch.setattr(atomic.secrets, "token_hex", lambda n: "deadbeef")
+    monkeypatch.setattr(atomic.os, "urandom", lambda n: bytes.fromhex("deadbeef"))
     outside = tmp_path / "outside"
     outside.mkdir()
     victim = outside / "victim"
