@@ -18,12 +18,15 @@ __all__ = [
     "CorruptObjectError",
     "ExperimentFailed",
     "FormatVersionError",
+    "HasDependentsError",
     "InputPathError",
     "InvalidIdentifierError",
     "MissingFieldError",
     "NotFound",
+    "ObjectInUseError",
     "SealedConfigError",
     "TagConflictError",
+    "TextValueError",
     "UnboundPathError",
     "UnknownFieldError",
     "UnsupportedValueError",
@@ -125,3 +128,26 @@ class ExperimentFailed(XpmstoreError, RuntimeError):
     def __init__(self, message: str, failed: list[tuple[str, str, str]] | None = None):
         super().__init__(message)
         self.failed = failed or []
+
+
+class ObjectInUseError(XpmstoreError, RuntimeError):
+    """An object is running or being computed (its lock is held, or a live launch record names
+    its holder), so it cannot be removed or repaired now; ``identifier`` names it."""
+
+    def __init__(self, message: str, identifier: str = ""):
+        super().__init__(message)
+        self.identifier = identifier
+
+
+class HasDependentsError(XpmstoreError, RuntimeError):
+    """An object cannot be removed alone: done objects depend on it (``dependents`` lists their
+    identifiers); ``xpmstore rm --cascade`` removes them too."""
+
+    def __init__(self, message: str, dependents: list[str] | None = None):
+        super().__init__(message)
+        self.dependents = dependents or []
+
+
+class TextValueError(XpmstoreError, ValueError):
+    """A value given as text (an age, a size, a ``k=v`` assignment, a tag filter) cannot be
+    read; the message quotes it and says what is expected."""

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from . import objects, runner
 from .claim import claim, holder_state, read_state, write_state
 from .config import Config, Task, class_spec, dependencies, iter_configs, tags_of
-from .errors import ExperimentFailed, XpmstoreError
+from .errors import ExperimentFailed, TextValueError, XpmstoreError
 from .hooks import Job, SubmitHook, gather_hooks
 from .index import Index
 from .launchers.base import Launcher
@@ -119,14 +119,18 @@ class experiment:
 
     ``launcher`` defaults to ``LocalLauncher()``.  ``dry_run=True`` prints what would run, with
     reasons, and writes nothing.  Raises ExperimentFailed at the end of the block when jobs
-    failed; XpmstoreError when entered inside a job's process or inside another experiment.
+    failed (a job that could not even be launched, say because a SubmitHook raised, fails too);
+    XpmstoreError when entered inside a job's process or inside another experiment;
+    TextValueError (a ValueError) for a name that is empty, holds '/' or starts with '.'.
     """
 
     def __init__(self, workspace: str | os.PathLike[str] | Workspace | None, name: str,
                  launcher: Launcher | None = None, dry_run: bool = False,
                  progress: Progress | None = None):
-        if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"experiment name {name!r}: expected a plain, non-empty name")
+        if not isinstance(name, str) or not name or "/" in name or "\0" in name \
+                or name.startswith("."):
+            raise TextValueError(f"experiment name {name!r}: expected a plain, non-empty name"
+                                 " (no '/', not starting with '.')")
         self.workspace = Workspace.at(workspace)
         self.name = name
         self.launcher = launcher or LocalLauncher()
@@ -327,9 +331,26 @@ class experiment:
                     job.detail = f"dependency {self.jobs[bad].name} {bad[:12]} failed"
                     self.progress.finished_job(job.identifier, job.name, "blocked", job.detail)
                 elif all(s == "done" for s in states) and job.launcher.capacity(job.identifier):
-                    self._start(job)
+                    try:
+                        self._start(job)
+                    except Exception as exc:
+                        self._launch_failed(job, exc)
             elif job.status == "waiting" and time.time() >= job.poll_at:
                 self._check_holder(job)
+
+    def _launch_failed(self, job: _Job, exc: Exception) -> None:
+        """A job could not be launched (a SubmitHook raised, the launcher or the disk failed):
+        it fails with that error, its dependents are blocked, and the other jobs go on."""
+        job.status = "failed"
+        job.detail = f"not launched: {type(exc).__name__}: {exc}"[:500]
+        self.progress.finished_job(job.identifier, job.name, "failed", job.detail)
+        try:
+            launch = read_launch(job.taskdir)
+            if launch is not None and launch.get("pid") == os.getpid():
+                (job.taskdir / ".xpm" / "launch.json").unlink()  # it names this scheduler
+            write_state(job.taskdir, "failed", ended=time.time(), reason=job.detail)
+        except OSError:
+            pass  # the task directory itself may be what failed
 
     def _start(self, job: _Job) -> None:
         objects.prepare_task_dir(self.workspace, job.task)

@@ -149,4 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy's: the flag that refuses an
+    # experiment inside a job must be set on ``xpmstore.runner`` itself.
+    from xpmstore import runner as _runner
+
+    sys.exit(_runner.main())

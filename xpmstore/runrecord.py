@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import socket
-import subprocess
 import time
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,8 @@ __all__ = ["RunRecord", "read_run"]
 
 
 def _git_state() -> dict[str, Any]:
+    import subprocess  # only when a run starts
+
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=5, check=False)
@@ -41,6 +40,8 @@ def _git_state() -> dict[str, Any]:
 
 
 def _packages_hash() -> str:
+    from importlib import metadata  # slow to import: only when a run starts
+
     names = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
     return blake3("\n".join(names).encode()).hexdigest()[:16]
 
@@ -54,6 +55,8 @@ class RunRecord:
         self.path = experiments_dir / name / f"{self.run}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
+        import platform
+
         from . import __version__
 
         self.append({

@@ -24,6 +24,9 @@ BUILTIN = {
     "ClassNotFoundError": LookupError,
     "NotFound": LookupError,
     "ExperimentFailed": RuntimeError,
+    "ObjectInUseError": RuntimeError,
+    "HasDependentsError": RuntimeError,
+    "TextValueError": ValueError,
 }
 
 

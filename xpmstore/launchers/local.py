@@ -13,13 +13,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import XpmstoreError
+from ..liveness import process_start
+from ..runner import EXIT_WAITED
 from .base import ExitCallback, Launcher
 
 __all__ = ["LocalLauncher"]
@@ -31,10 +34,60 @@ def _needs_fresh(environ: dict[str, str]) -> bool:
     return any(name.startswith(_STARTUP_VARIABLES) for name in environ)
 
 
+def _found_by_itself(entry: str) -> bool:
+    """Whether this interpreter puts ``entry`` on ``sys.path`` by itself: its standard library
+    (with its zip and ``lib-dynload``) or one of its site-packages."""
+    import site
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    stdlib = {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib")}
+    sites = [paths["purelib"], paths["platlib"], *getattr(site, "getsitepackages", list)()]
+    if site.ENABLE_USER_SITE:
+        sites.append(site.getusersitepackages())
+    real = os.path.realpath(entry)
+    return (real in stdlib or real in {os.path.realpath(p) for p in sites}
+            or any(real.startswith(s + os.sep) for s in stdlib)  # lib-dynload
+            or (real.endswith(".zip") and os.path.dirname(real) in
+                {os.path.dirname(s) for s in stdlib}))
+
+
+def _python_path(existing: str = "") -> str:
+    """PYTHONPATH for a job's interpreter: the entries of ``sys.path`` that it would not find by
+    itself (the script's folder, source checkouts), then ``existing``.  Never the standard
+    library or site-packages of this interpreter: they would leak into the job's environment
+    and break any other Python the job starts."""
+    entries = [p for p in sys.path if p and not _found_by_itself(p)]
+    entries += [p for p in existing.split(os.pathsep) if p and p not in entries]
+    return os.pathsep.join(entries)
+
+
+def _outcome_code(taskdir: Path | None) -> int:
+    """The exit code a job of a dead zygote is reported with, read from its task directory:
+    0 when done, the recorded code when it failed, EXIT_WAITED when it never ran (the
+    scheduler then checks who holds the job), else 1."""
+    if taskdir is None:
+        return 1
+    if (taskdir / ".xpm" / "done").exists():
+        return 0
+    try:
+        state = json.loads((taskdir / ".xpm" / "state.json").read_bytes())
+    except (OSError, ValueError):
+        return 1
+    if not isinstance(state, dict):
+        return 1
+    if state.get("state") == "failed":
+        code = state.get("exit_code")
+        return code if isinstance(code, int) and code != 0 else 1
+    return EXIT_WAITED if state.get("state") == "waiting" else 1
+
+
 class _Zygote:
     def __init__(self) -> None:
+        import subprocess  # once per launcher
+
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env["PYTHONPATH"] = _python_path()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "xpmstore.zygote"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, start_new_session=True, env=env,
@@ -46,8 +99,15 @@ class _Zygote:
         self.owner: dict[int, str] = {}
         self.pending_exits: dict[int, int] = {}
         self.imported: set[str] = set()
+        self.taskdirs: dict[int, Path] = {}
+        self.pid_starts: dict[int, int | None] = {}
+        self.dead = False
         self.reader = threading.Thread(target=self._read, daemon=True, name="xpmstore-zygote")
         self.reader.start()
+
+    def alive(self) -> bool:
+        """Whether the zygote still takes work (it may have been killed)."""
+        return not self.dead and self.process.poll() is None
 
     def _send(self, message: dict[str, Any]) -> None:
         assert self.process.stdin is not None
@@ -55,21 +115,62 @@ class _Zygote:
         self.process.stdin.flush()
 
     def _read(self) -> None:
+        try:
+            self._read_messages()
+        finally:
+            self._ended()
+
+    def _read_messages(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             message = json.loads(line)
             if message["op"] == "started":
                 with self.lock:
                     self.pids[message["token"]] = message["pid"]
+                    self.pid_starts[message["pid"]] = process_start(message["pid"])
                     self.started[message["token"]].set()
             elif message["op"] == "exited":
                 with self.lock:
                     callback = self.exits.pop(message["pid"], None)
                     identifier = self.owner.pop(message["pid"], "")
+                    self.taskdirs.pop(message["pid"], None)
+                    self.pid_starts.pop(message["pid"], None)
                     if callback is None:
                         self.pending_exits[message["pid"]] = message["code"]
                 if callback is not None:
                     callback(identifier, message["code"])
+
+    def _ended(self) -> None:
+        """The zygote's output ended (it exited, or was killed): wake the ``run`` calls that
+        wait for a start, and watch the jobs it forked, whose exits it can no longer report."""
+        with self.lock:
+            self.dead = True
+            for event in self.started.values():
+                event.set()
+            orphans = list(self.exits)
+        for pid in orphans:
+            self._watch(pid)
+
+    def _watch(self, pid: int) -> None:
+        threading.Thread(target=self._watch_orphan, args=(pid,), daemon=True,
+                         name=f"xpmstore-orphan-{pid}").start()
+
+    def _watch_orphan(self, pid: int) -> None:
+        """Wait until the job ``pid`` of a dead zygote is gone, then report its exit, as told by
+        its task directory (its exit status died with the zygote)."""
+        with self.lock:
+            start = self.pid_starts.get(pid)
+        pause = 0.005
+        while start is not None and process_start(pid) == start:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+        with self.lock:
+            callback = self.exits.pop(pid, None)
+            identifier = self.owner.pop(pid, "")
+            taskdir = self.taskdirs.pop(pid, None)
+            self.pid_starts.pop(pid, None)
+        if callback is not None:
+            callback(identifier, _outcome_code(taskdir))
 
     def run(self, identifier: str, taskdir: Path, environ: dict[str, str],
             tags: dict[str, Any], modules: list[str], scripts: list[str],
@@ -83,19 +184,34 @@ class _Zygote:
         token = identifier
         event = threading.Event()
         with self.lock:
+            if self.dead:
+                raise XpmstoreError("the zygote of the local launcher has ended")
             self.started[token] = event
-        self._send({"op": "run", "taskdir": str(taskdir), "environ": environ, "tags": tags,
-                    "token": token})
+        try:
+            self._send({"op": "run", "taskdir": str(taskdir), "environ": environ, "tags": tags,
+                        "token": token})
+        except OSError as exc:
+            with self.lock:
+                del self.started[token]
+            raise XpmstoreError(f"the zygote of the local launcher has ended ({exc})") from exc
         event.wait()
         with self.lock:
-            pid = self.pids.pop(token)
             del self.started[token]
+            pid = self.pids.pop(token, None)
+            if pid is None:
+                raise XpmstoreError("the zygote of the local launcher ended before it started"
+                                    " the job")
             code = self.pending_exits.pop(pid, None)
+            orphan = False
             if code is None:
                 self.exits[pid] = on_exit
                 self.owner[pid] = identifier
+                self.taskdirs[pid] = taskdir
+                orphan = self.dead  # else _ended will see it
         if code is not None:
             on_exit(identifier, code)
+        elif orphan:
+            self._watch(pid)
         return pid
 
     def close(self) -> None:
@@ -158,17 +274,28 @@ class LocalLauncher(Launcher):
 
         with self._lock:
             self._running.add(identifier)  # the worker is taken until the job exits
-        if fresh_process or self.fresh_process or _needs_fresh(environ):
-            return self._spawn(identifier, taskdir, environ, finished)
-        if self._zygote is None:
-            self._zygote = _Zygote()
-        return self._zygote.run(identifier, taskdir, environ, tags, modules, scripts, finished)
+        try:
+            if fresh_process or self.fresh_process or _needs_fresh(environ):
+                return self._spawn(identifier, taskdir, environ, finished)
+            if self._zygote is not None and not self._zygote.alive():
+                self._zygote.close()  # killed: its jobs are still watched; start another
+                self._zygote = None
+            if self._zygote is None:
+                self._zygote = _Zygote()
+            return self._zygote.run(identifier, taskdir, environ, tags, modules, scripts,
+                                    finished)
+        except BaseException:
+            with self._lock:  # not launched: free its worker and its GPU
+                self._running.discard(identifier)
+                self._gpu_of.pop(identifier, None)
+            raise
 
     def _spawn(self, identifier: str, taskdir: Path, environ: dict[str, str],
                finished: ExitCallback) -> int:
+        import subprocess
+
         env = {**os.environ, **environ}
-        env["PYTHONPATH"] = os.pathsep.join([*(p for p in sys.path if p),
-                                             env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["PYTHONPATH"] = _python_path(env.get("PYTHONPATH", ""))
         process = subprocess.Popen(
             [sys.executable, "-m", "xpmstore.runner", str(taskdir), json.dumps(environ)],
             start_new_session=True, env=env, stdin=subprocess.DEVNULL,

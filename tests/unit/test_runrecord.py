@@ -1,0 +1,187 @@
+"""Run records (xpmstore.runrecord): ``experiments/<name>/<run>.jsonl``, a header with versions,
+git state, packages, host and pid; job and reason lines; an end line; appended, never rewritten;
+read back by ``read_run``, which skips a torn last line."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import xpmstore
+from xpmstore.liveness import process_start
+from xpmstore.runrecord import RunRecord, read_run
+
+from ..helpers import PYTHON, REPO_ROOT
+from ..schedtasks import Blocker, Evaluate, Model, ModelLearn
+from ..storehelpers import count_of, isolate, make_workspace, wait_for
+from .test_experiment import hang_guard, xp
+
+RUN_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-(?P<host>.+)-(?P<pid>\d+)$")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate(monkeypatch, tmp_path)
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org",
+                           *args], cwd=repo, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_header_names_versions_host_and_process(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # not a git repository
+    record = RunRecord(tmp_path / "experiments", "exp")
+    record.end("ok", done=0)
+    found = RUN_NAME.match(record.run)
+    assert found, record.run
+    assert (found["host"], int(found["pid"])) == (socket.gethostname(), os.getpid())
+    assert record.path == tmp_path / "experiments" / "exp" / f"{record.run}.jsonl"
+    header = read_run(record.path)[0]
+    assert header["type"] == "header"
+    assert header["xpmstore"] == xpmstore.__version__
+    assert header["python"] == platform.python_version()
+    assert re.fullmatch(r"[0-9a-f]{16}", header["packages"])
+    assert header["host"] == socket.gethostname()
+    assert header["pid"] == os.getpid()
+    assert header["pid_start"] == process_start(os.getpid())
+    assert header["experiment"] == "exp"
+    assert header["git"] == {}
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_header_records_the_git_commit_and_dirty_flag(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "script.py").write_text("print(1)\n")
+    git(repo, "add", "script.py")
+    git(repo, "commit", "-q", "-m", "first")
+    commit = git(repo, "rev-parse", "HEAD")
+    monkeypatch.chdir(repo)
+
+    clean = RunRecord(tmp_path / "experiments", "clean")
+    clean.end("ok")
+    assert read_run(clean.path)[0]["git"] == {"commit": commit, "dirty": False}
+
+    (repo / "script.py").write_text("print(2)\n")
+    dirty = RunRecord(tmp_path / "experiments", "dirty")
+    dirty.end("ok")
+    assert read_run(dirty.path)[0]["git"] == {"commit": commit, "dirty": True}
+
+
+def test_lines_are_appended_in_order_and_the_end_closes(tmp_path: Path) -> None:
+    record = RunRecord(tmp_path, "exp")
+    record.append_many([{"type": "job", "id": "a", "reason": "ran:new"},
+                        {"type": "job", "id": "b", "reason": "reused:local"}])
+    record.append_many([])
+    record.append({"type": "reason", "id": "a", "reason": "waited:host"})
+    record.end("failed", done=1, failed=1, blocked=0)
+    lines = read_run(record.path)
+    assert [x["type"] for x in lines] == ["header", "job", "job", "reason", "end"]
+    assert lines[-1]["outcome"] == "failed"
+    assert (lines[-1]["done"], lines[-1]["failed"], lines[-1]["blocked"]) == (1, 1, 0)
+    assert isinstance(lines[-1]["ended"], float)
+    with pytest.raises(OSError):
+        record.append({"type": "late"})  # the record is closed: nothing after the end
+    assert len(read_run(record.path)) == 5
+
+
+def test_read_run_skips_a_torn_last_line(tmp_path: Path) -> None:
+    record = RunRecord(tmp_path, "exp")
+    record.append({"type": "job", "id": "a", "reason": "ran:new"})
+    with open(record.path, "ab") as handle:
+        handle.write(b'{"type":"job","id":"b","rea')  # a crash in the middle of a write
+    lines = read_run(record.path)
+    assert [x.get("id") for x in lines] == [None, "a"]
+
+
+def test_two_runs_of_one_experiment_are_two_files(tmp_path: Path) -> None:
+    first = RunRecord(tmp_path, "exp")
+    second = RunRecord(tmp_path, "exp")
+    assert first.path != second.path
+    for record in (first, second):
+        record.end("ok")
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == sorted(
+        [first.path.name, second.path.name])
+
+
+# --- the records an experiment writes --------------------------------------------------------
+
+
+def test_an_experiment_records_header_jobs_and_end(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO_ROOT)  # the git state is the one of the current directory
+    ws = make_workspace(tmp_path / "ws")
+    counters = tmp_path / "counters"
+    counters.mkdir()
+    learn = ModelLearn(epochs=2, model=Model(hidden=2), counters=str(counters))
+    evaluate = Evaluate(learned=learn, counters=str(counters))
+    with hang_guard(), xp(ws, "recorded") as run:
+        evaluate.submit()
+    assert run.record is not None
+    [path] = (ws.experiments / "recorded").glob("*.jsonl")
+    assert path == run.record.path and path.stem == run.record.run
+    record = read_run(path)
+    header = record[0]
+    assert (header["type"], header["pid"], header["experiment"]) == ("header", os.getpid(),
+                                                                    "recorded")
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=False, cwd=REPO_ROOT).stdout.strip()
+    if commit:
+        assert header["git"]["commit"] == commit
+        assert isinstance(header["git"]["dirty"], bool)
+    jobs = [line for line in record if line["type"] == "job"]
+    assert [(j["id"], j["name"], j["reason"]) for j in jobs] == [
+        (learn.__identifier__, "tests.sched.ModelLearn", "ran:new"),
+        (evaluate.__identifier__, "tests.sched.Evaluate", "ran:new"),
+    ]  # dependencies first
+    end = record[-1]
+    assert (end["type"], end["outcome"], end["done"], end["failed"], end["blocked"]) == (
+        "end", "ok", 2, 0, 0)
+    assert [line["type"] for line in record].count("end") == 1
+
+
+DRIVER = "from tests.schedtasks import drive; drive()"
+
+
+def test_a_job_another_process_runs_is_waited_for(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws")
+    counters = tmp_path / "counters"
+    counters.mkdir()
+    release = tmp_path / "release"
+    other = subprocess.Popen([PYTHON, "-c", DRIVER, "blocker", str(ws.root), str(counters),
+                              str(release), "shared"], cwd=REPO_ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with hang_guard():
+            wait_for(lambda: count_of(counters, "started-shared") == 1,
+                     "the other process's job to start")
+            with xp(ws, "waiter"):
+                Blocker(key="shared", counters=str(counters), release=str(release)).submit()
+                release.write_text("")
+        _, err = other.communicate(timeout=120)
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
+    assert other.returncode == 0, err
+    assert count_of(counters, "started-shared") == count_of(counters, "ended-shared") == 1
+    [path] = (ws.experiments / "waiter").glob("*.jsonl")
+    record = read_run(path)
+    reasons = [line["reason"] for line in record if line["type"] in ("job", "reason")]
+    waited = f"waited:{socket.gethostname()}"
+    assert reasons[0] == waited  # planned: a live process holds the job
+    # At launch time the scheduler found it still held (waited), or already done (reused).
+    assert reasons[-1] in (waited, "reused:local")
+    assert record[-1]["outcome"] == "ok" and record[-1]["done"] == 1
