@@ -645,7 +645,12 @@ def tags_of(config: Config) -> dict[str, Any]:
 
 def dependencies(config: Config) -> list[Task]:
     """The tasks that must run before ``config``'s task: every Task, ``dep``-marked output or
-    generated path of a task held by any field (Param or Meta), without entering those tasks."""
+    generated path of a task held by any field (Param or Meta), without entering those tasks.
+
+    Memoized on sealed configs (their fields no longer change)."""
+    memo = config.__dict__.get("_xpm_deps")
+    if memo is not None:
+        return list(memo)
     found: dict[int, Task] = {}
     seen: set[int] = set()
     stack: list[Any] = [config]
@@ -672,6 +677,8 @@ def dependencies(config: Config) -> list[Task]:
                     task, _ = item.task_and_relpath()
                     if task is not root:
                         found[id(task)] = task
+    if config.__dict__.get("_xpm_sealed"):
+        config.__dict__["_xpm_deps"] = tuple(found.values())
     return list(found.values())
 
 
@@ -698,7 +705,7 @@ class Dep:
 def mark_output(config: Config, task: Task) -> Config:
     """A copy of ``config`` marked as an output of ``task`` (same values, tags and owner)."""
     copy = object.__new__(type(config))
-    private = {"_xpm_id", "_xpm_raw", "_xpm_sealed"}
+    private = {"_xpm_id", "_xpm_raw", "_xpm_sealed", "_xpm_deps"}
     copy.__dict__.update((k, v) for k, v in config.__dict__.items() if k not in private)
     copy.__dict__["_xpm_producer"] = task
     for name, relpath in class_spec(type(config)).pathgens:

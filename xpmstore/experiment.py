@@ -50,6 +50,10 @@ __all__ = ["active_experiment", "experiment", "submit_task"]
 
 _active: experiment | None = None
 _INTERRUPT_GRACE = 10.0
+_BATCH_SIZE = 512  # submits are planned and recorded in batches of at most this many jobs...
+_BATCH_DELAY = 0.01  # ...or of what was submitted within this many seconds
+_AHEAD = 2  # jobs claimed ahead of a free worker, so that a worker's next job starts at once
+_INDEX_PERIOD = 0.25  # finished jobs are recorded in the index at most this often (and at the end)
 _TERMINAL = ("done", "failed", "blocked")
 
 
@@ -79,6 +83,7 @@ class _Job:
         self.name = class_spec(type(task)).identity_name
         self.taskdir = workspace.task_dir(self.name, self.identifier)
         self.dependencies = sorted({d.__identifier__ for d in dependencies(task)})
+        self.ahead = False  # claimed ahead of a free worker: launch without claiming again
         self.launcher = launcher
         self.hooks = hooks
         self.tags = tags
@@ -149,6 +154,14 @@ class experiment:
         self._to_index: list[_Job] = []
         self._previous_workspace: Workspace | None = None
         self._warned_defaults: set[str] = set()
+        self._seen: set[str] = set()  # identifiers of every job submitted (batched or planned)
+        self._live: list[_Job] = []  # planned jobs not yet done, failed or blocked
+        self._batch: list[_Job] = []  # submitted jobs not yet planned
+        self._batch_since = 0.0
+        self._batch_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one batch planned at a time, in submission order
+        self._indexed_at = 0.0
+        self._roots: set[str] = set()
 
     # --- the with block -------------------------------------------------------------------------
 
@@ -215,24 +228,49 @@ class experiment:
         chosen = launcher or self.launcher
         new: list[_Job] = []
         self._collect(task, chosen, list(hooks), new, set())
-        if new:
+        if new and self.dry_run:
             self._plan_and_record(new)
+        elif new:
+            with self._batch_lock:
+                first = not self._batch
+                if first:
+                    self._batch_since = time.monotonic()
+                self._batch.extend(new)
+                full = len(self._batch) >= _BATCH_SIZE
+            if full:
+                self._flush_batch()
+            elif first:
+                self._events.put(None)  # the scheduler thread plans it within _BATCH_DELAY
         objects.bind(task, self.workspace)
         outputs = task.__xpm_outputs__()
-        if isinstance(outputs, Config):
+        if outputs is not task and isinstance(outputs, Config):
             objects.bind(outputs, self.workspace)
         return outputs
+
+    def _flush_batch(self) -> None:
+        """Plan and record the submitted jobs not planned yet (one batch, one gc lock)."""
+        with self._flush_lock:
+            with self._batch_lock:
+                batch, self._batch = self._batch, []
+            if batch:
+                self._plan_and_record(batch)
+
+    def _batch_due(self) -> bool:
+        with self._batch_lock:
+            return bool(self._batch) and (
+                time.monotonic() - self._batch_since >= _BATCH_DELAY)
 
     def _collect(self, task: Task, launcher: Launcher, hooks: list[SubmitHook],
                  new: list[_Job], visiting: set[str]) -> None:
         identifier = task.__identifier__
-        if identifier in self.jobs or identifier in visiting:
+        if identifier in self._seen or identifier in visiting:
             return
         visiting.add(identifier)
         for dependency in dependencies(task):
             self._collect(dependency, launcher, [], new, visiting)
         new.append(_Job(task, self.workspace, launcher, gather_hooks(task, hooks),
                         tags_of(task)))
+        self._seen.add(identifier)
 
     def _plan_and_record(self, new: list[_Job]) -> None:
         done, held, failed_before = set(), {}, set()
@@ -274,6 +312,8 @@ class experiment:
                 if decision.action == "reuse":
                     job.status = "done"
                     self.progress.finished_job(job.identifier, job.name, "reused")
+                else:
+                    self._live.append(job)
         self._events.put(None)
         for job in new:
             if job.status == "done":
@@ -294,6 +334,11 @@ class experiment:
                 event = self._events.get(timeout=self._next_wakeup())
             except queue.Empty:
                 event = None
+            if self._batch_due() and not self._stop:
+                try:
+                    self._flush_batch()  # outside the condition: submit() may be flushing too
+                except Exception as exc:
+                    print(f"xpmstore: scheduler error: {exc!r}", file=sys.stderr)
             with self._cond:
                 while True:
                     if event is not None:
@@ -310,17 +355,30 @@ class experiment:
                         self._step()
                 except Exception as exc:
                     print(f"xpmstore: scheduler error: {exc!r}", file=sys.stderr)
-                self._flush_index()
+                if time.monotonic() - self._indexed_at >= _INDEX_PERIOD:
+                    self._flush_index()
                 self._cond.notify_all()
 
     def _next_wakeup(self) -> float:
         now = time.time()
         with self._lock:
-            waits = [j.poll_at - now for j in self.order if j.status == "waiting"]
-        return max(0.005, min(waits, default=1.0))
+            waits = [j.poll_at - now for j in self._live if j.status == "waiting"]
+            if self._to_index:
+                waits.append(self._indexed_at + _INDEX_PERIOD - time.monotonic())
+        with self._batch_lock:
+            if self._batch:
+                waits.append(self._batch_since + _BATCH_DELAY - time.monotonic())
+        return max(0.001, min(waits, default=1.0))
 
     def _step(self) -> None:
-        for job in self.order:
+        try:
+            self._step_jobs()
+        finally:
+            self._live = [j for j in self._live if j.status not in _TERMINAL]
+
+    def _step_jobs(self) -> None:
+        ahead = sum(1 for j in self._live if j.ahead)
+        for job in self._live:
             if job.status == "pending":
                 states = [self.jobs[d].status for d in job.dependencies if d in self.jobs]
                 bad = next((d for d in job.dependencies
@@ -330,10 +388,16 @@ class experiment:
                     job.status = "blocked"
                     job.detail = f"dependency {self.jobs[bad].name} {bad[:12]} failed"
                     self.progress.finished_job(job.identifier, job.name, "blocked", job.detail)
-                elif all(s == "done" for s in states) and job.launcher.capacity(job.identifier):
+                elif all(s == "done" for s in states):
                     try:
-                        self._start(job)
+                        if job.launcher.capacity(job.identifier):
+                            ahead -= job.ahead
+                            self._start(job)
+                        elif not job.ahead and ahead < _AHEAD and self._claim(job):
+                            job.ahead = True  # prepared and claimed while the workers are busy
+                            ahead += 1
                     except Exception as exc:
+                        job.ahead = False
                         self._launch_failed(job, exc)
             elif job.status == "waiting" and time.time() >= job.poll_at:
                 self._check_holder(job)
@@ -352,7 +416,9 @@ class experiment:
         except OSError:
             pass  # the task directory itself may be what failed
 
-    def _start(self, job: _Job) -> None:
+    def _claim(self, job: _Job) -> bool:
+        """Prepare the job's directory and claim it; True when this scheduler must launch it
+        (else it is done or another process holds it, and the job's status says so)."""
         objects.prepare_task_dir(self.workspace, job.task)
         assert self.record is not None
         outcome = claim(self.workspace, job.identifier, job.taskdir,
@@ -360,13 +426,34 @@ class experiment:
                         experiment=self.name, run=self.record.run)
         if outcome.outcome == "done":
             job.status = "done"
-            self._set_reason(job, "reused:local")
+            if not job.reason.startswith("waited:"):  # planned as waited: it still was
+                self._set_reason(job, "reused:local")
             self.progress.finished_job(job.identifier, job.name, "reused")
-            return
+            return False
         if outcome.outcome == "held":
             self._wait_for(job, outcome.holder)
-            return
+            return False
         self._set_reason(job, "ran:failed-before" if outcome.failed_before else "ran:new")
+        return True
+
+    def _release_claims(self) -> None:
+        """Give up the claims of jobs claimed ahead but never launched (the run is ending):
+        their launch records name this live process, which would make others wait for it."""
+        for job in self._live:
+            if job.ahead and job.status == "pending":
+                job.ahead = False
+                for name in ("launch.json", "state.json"):
+                    try:
+                        if name == "state.json" or (read_launch(job.taskdir) or {}).get(
+                                "pid") == os.getpid():
+                            (job.taskdir / ".xpm" / name).unlink()
+                    except OSError:
+                        pass
+
+    def _start(self, job: _Job) -> None:
+        if not job.ahead and not self._claim(job):
+            return
+        job.ahead = False
         hook_job = Job(config=job.task, taskdir=job.taskdir)
         for hook in job.hooks:
             hook.process(hook_job, job.launcher)
@@ -433,6 +520,7 @@ class experiment:
             self.progress.finished_job(identifier, job.name, "failed", job.detail)
 
     def _flush_index(self) -> None:
+        self._indexed_at = time.monotonic()
         if not self._to_index:
             return
         jobs, self._to_index = self._to_index, []
@@ -455,8 +543,9 @@ class experiment:
     # --- the end --------------------------------------------------------------------------------
 
     def _wait_all(self) -> None:
+        self._flush_batch()
         with self._cond:
-            while any(j.status not in _TERMINAL for j in self.order):
+            while self._live:
                 self._cond.wait(0.5)
 
     def _interrupt(self) -> None:
@@ -490,6 +579,7 @@ class experiment:
     def _close(self, outcome: str) -> None:
         with self._cond:
             self._stop = True
+            self._release_claims()
         self._events.put(None)
         if self._thread is not None:
             self._thread.join()
@@ -503,7 +593,8 @@ class experiment:
 
     def note_root(self, identifier: str) -> None:
         """Record that this run uses ``identifier`` (a Store lookup): a gc root while live."""
-        if self.record is not None:
+        if self.record is not None and identifier not in self._roots:
+            self._roots.add(identifier)
             self.record.append({"type": "root", "id": identifier})
 
 

@@ -106,8 +106,10 @@ def _reap(out: Any, children: set[int]) -> None:
 def main() -> int:
     """Serve requests until stdin closes (see module doc)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler handles interrupts
-    import xpmstore  # noqa: F401 - imported once, shared by every job
-    from xpmstore import runner
+    import filelock  # noqa: F401 - imported once, shared by every job (~30 ms each otherwise)
+
+    import xpmstore  # noqa: F401
+    from xpmstore import claim, manifest, objects, runner, serialize  # noqa: F401
 
     runner._inside_job = True  # a user script imported here must not start an experiment
 
