@@ -1,7 +1,8 @@
 """The ``xpmstore`` command group and its entry point.
 
 Exit codes: 0 success, 1 not found or failed, 2 bad input.  A user error is one line on stderr,
-never a traceback.
+never a traceback.  Commands live in ``commands_*.py`` and import the library inside their body,
+so that ``xpmstore --help`` and ``xpmstore get`` start fast.
 """
 
 from __future__ import annotations
@@ -11,23 +12,32 @@ import sys
 import click
 
 from xpmstore import __version__
-from xpmstore.errors import (
-    ClassNotFoundError,
-    InvalidIdentifierError,
-    NotFound,
-    XpmstoreError,
-)
+from xpmstore.errors import XpmstoreError
+
+from . import commands_objects, commands_runs, commands_store
+from .context import exit_code, one_line, workspace_option
 
 __all__ = ["cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="xpmstore")
+@workspace_option(envvar="XPMSTORE_WORKSPACE")
 def cli() -> None:
     """Run experiments as typed, content-addressed tasks, and manage their store.
 
-    Every command takes --workspace (or XPMSTORE_WORKSPACE). Exit codes: 0 ok, 1 not found or
-    failed, 2 bad input.
+    \b
+    xpmstore ls --status failed            what failed
+    xpmstore show 3fa9c1                   params, state, reason, logs of one object
+    xpmstore get 3fa9c1                    the path of a result
+    xpmstore why mypkg.tasks:Learn lr=0.1  why is this not here?
+    xpmstore gc --dry-run                  what gc would delete
+
+    Every command takes --workspace DIR (here or after the command; default:
+    $XPMSTORE_WORKSPACE, else the `workspace` user setting, else ~/.local/share/xpmstore).
+    Identifiers may be shortened to any unique prefix. Output is a table on a terminal and
+    tab-separated text otherwise; --json where the output is data. Exit codes: 0 ok, 1 not
+    found or failed, 2 bad input.
     """
 
 
@@ -43,12 +53,12 @@ def identify(path: str) -> None:
     click.echo(from_params_file(path))
 
 
-def _exit_code(error: XpmstoreError) -> int:
-    if isinstance(error, (NotFound, ClassNotFoundError)):
-        return 1
-    if isinstance(error, (InvalidIdentifierError, ValueError, TypeError)):
-        return 2
-    return 1
+for _command in (commands_objects.get, commands_objects.ls, commands_objects.show,
+                 commands_objects.rm, commands_objects.pin, commands_objects.unpin,
+                 commands_objects.why, commands_objects.du, commands_store.gc,
+                 commands_store.fsck, commands_store.index, commands_runs.jobs,
+                 commands_runs.kill, commands_runs.logs, commands_runs.experiments):
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,14 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.ClickException as error:  # usage errors too: one line, no usage block
-        click.echo(f"xpmstore: {' '.join(error.format_message().split())}", err=True)
+        click.echo(f"xpmstore: {one_line(error.format_message())}", err=True)
         return 2 if error.exit_code == 2 else 1
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 1
     except XpmstoreError as error:
-        click.echo(f"xpmstore: {error}", err=True)
-        return _exit_code(error)
+        click.echo(f"xpmstore: {one_line(str(error))}", err=True)
+        return exit_code(error)
     return 0
 
 

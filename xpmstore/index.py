@@ -9,7 +9,8 @@ missing or corrupt index is rebuilt from them.  Databases:
 ``tags``      name NUL json(value) NUL raw id → ""
               (a prefix too long for an LMDB key is replaced by 0xFF blake3(prefix) NUL)
 ``deps``      raw dependency id + raw dependent id → ""
-``pins``      raw id → ""  (gc roots set by hand)
+``pins``      raw id → ""  (gc roots set by hand: a mirror of ``.xpmstore/pins/``, which
+              :mod:`xpmstore.pins` keeps as the truth so that a rebuilt index keeps them)
 ``digests``   (dev, inode, size, mtime_ns, ctime_ns) → 33-byte input digest
 ``meta``      schema version
 
@@ -111,6 +112,21 @@ def index_location(workspace: Workspace) -> Path:
     if not network:
         return workspace.private / "index"
     return Path(f"/var/tmp/xpmstore-{os.getuid()}") / key
+
+
+_IDENTITY_KEY = b',"identity":{'
+
+
+def _summary(value: bytes) -> dict[str, Any]:
+    cut = value.find(_IDENTITY_KEY)
+    if cut > 0 and value.endswith(b"}}"):
+        try:
+            found = json.loads(value[:cut] + b"}")
+        except ValueError:
+            found = None
+        if isinstance(found, dict):
+            return found
+    return dict(json.loads(value))
 
 
 def _raw(identifier: str) -> bytes:
@@ -341,6 +357,9 @@ class Index:
         if old is not None:
             for db, key in _secondary_keys(raw, json.loads(old)):
                 txn.delete(key, db=self.dbs[db])
+        if record.get("identity") is not None:  # last, so that summaries() can skip it
+            record = {**{k: v for k, v in record.items() if k != "identity"},
+                      "identity": record["identity"]}
         txn.put(raw, json.dumps(record, separators=(",", ":")).encode(), db=self.dbs[b"objects"])
         for db, key in _secondary_keys(raw, record):
             txn.put(key, b"", db=self.dbs[db])
@@ -398,6 +417,21 @@ class Index:
             return [(key.hex(), json.loads(value)) for key, value in cursor]
 
         return iter(self.read(body))
+
+    def summaries(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every (identifier, record without its ``identity`` section), in identifier order, in
+        one read transaction: what listings and gc need, three times faster than
+        :meth:`items` on task records (whose identity section is most of their bytes).
+
+        The index writes a record's identity section last (:meth:`put`), so the bytes from
+        ``,"identity":{`` are cut before parsing; a record that does not look like that is
+        parsed whole (and keeps its identity).
+        """
+        def body(txn: Any) -> list[tuple[str, dict[str, Any]]]:
+            cursor = txn.cursor(db=self.dbs[b"objects"])
+            return [(key.hex(), _summary(value)) for key, value in cursor]
+
+        return self.read(body)
 
     def identifiers(self) -> set[str]:
         """Every known identifier."""
@@ -477,6 +511,18 @@ class Index:
             return {key.hex() for key in cursor.iternext(keys=True, values=False)}
 
         return self.read(body)
+
+    def replace_pins(self, identifiers: Iterable[str]) -> None:
+        """Make the pins exactly ``identifiers`` (one write transaction): how
+        :func:`xpmstore.pins.sync_index` mirrors the pins kept on disk."""
+        raws = [_raw(identifier) for identifier in identifiers]
+
+        def body(txn: Any) -> None:
+            txn.drop(self.dbs[b"pins"], delete=False)
+            for raw in raws:
+                txn.put(raw, b"", db=self.dbs[b"pins"])
+
+        self.write(body)
 
     # --- the input-digest memo (xpmstore.inputs.PersistentMemo) -----------------------------
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ from typing import Any
 from . import identifier, inputs
 from .config import Config, Task, class_spec
 from .errors import AmbiguousPrefixError, ConfigTypeError, NotFound, UnknownFieldError
-from .experiment import active_experiment
 from .fields import FieldKind
 from .index import Index
 from .objects import bind, is_done, list_object_dirs, record_from_disk
@@ -36,7 +36,8 @@ __all__ = ["Explanation", "Record", "Store"]
 
 def _note_root(identifier: str) -> None:
     """Inside an active experiment, a looked-up object becomes one of the run's roots (gc)."""
-    current = active_experiment()
+    module = sys.modules.get("xpmstore.experiment")  # never imported: no experiment is active
+    current = module.active_experiment() if module is not None else None
     if current is not None:
         current.note_root(identifier)
 

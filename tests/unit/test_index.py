@@ -62,6 +62,22 @@ def test_put_get_delete(index: Index) -> None:
     assert index.count() == 0
 
 
+def test_summaries_leave_the_identity_out(index: Index) -> None:
+    identity = {"name": "pkg.Learn", "fields": {"identity": {"$config": {"fields": {"a": 1}}},
+                                                "b": [1, {"c": "}}"}]}}
+    index.put(ident(1), record(identity=identity, tags={"t": "x,\"identity\":{"}))
+    index.put(ident(2), record(kind="cache", config=ident(9), method="m", file="f"))
+    index.put(ident(3), {**record(identity=identity), "after": {"kept": True}})
+    index.put(ident(4), {**record(), "identity": {"a": 1}, "later": 2})
+    summaries = dict(index.summaries())
+    full = dict(index.items())
+    assert summaries[ident(1)] == {k: v for k, v in full[ident(1)].items() if k != "identity"}
+    assert summaries[ident(2)] == full[ident(2)]  # a null identity: parsed whole
+    for n in (3, 4):  # keys after the identity: the index moves the identity last
+        assert summaries[ident(n)] == {k: v for k, v in full[ident(n)].items() if k != "identity"}
+    assert summaries[ident(3)]["after"] == {"kept": True} and summaries[ident(4)]["later"] == 2
+
+
 def test_put_many_items_identifiers(index: Index) -> None:
     index.put_many((ident(n), record(created=float(n))) for n in (3, 1, 2))
     assert [i for i, _ in index.items()] == [ident(1), ident(2), ident(3)]
@@ -149,6 +165,18 @@ def test_pins(index: Index) -> None:
     index.pin(ident(1), pinned=False)
     index.pin(ident(9), pinned=False)
     assert index.pins() == {ident(2)}
+
+
+def test_replace_pins(index: Index) -> None:
+    index.pin(ident(1))
+    index.pin(ident(2))
+    index.replace_pins([ident(2), ident(3)])
+    assert index.pins() == {ident(2), ident(3)}
+    assert reopen(index).pins() == {ident(2), ident(3)}
+    index.replace_pins([])
+    assert index.pins() == set()
+    with pytest.raises(InvalidIdentifierError):
+        index.replace_pins(["../x"])
 
 
 def test_digest_memo(index: Index) -> None:

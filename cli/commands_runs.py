@@ -1,0 +1,119 @@
+"""Commands on runs and jobs: jobs, kill, logs, experiments."""
+
+from __future__ import annotations
+
+import click
+
+from .context import open_workspace, user_errors, workspace_option
+from .output import emit_json, short, table, when
+
+__all__ = ["experiments", "jobs", "kill", "logs"]
+
+
+@click.command(short_help="Running and recent jobs.")
+@click.option("--all", "every_run", is_flag=True, help="The jobs of every run, not only of live"
+              " runs and of the latest run of each experiment.")
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+@workspace_option()
+@user_errors
+def jobs(every_run: bool, as_json: bool) -> None:
+    """Running and recent jobs: those of live runs and of the latest run of each experiment.
+
+    Columns: identifier, name, status (read from the task directory), reason, experiment, run.
+    Running jobs first.
+    """
+    from xpmstore.jobs import list_jobs
+
+    found = list_jobs(open_workspace(), every_run=every_run)
+    if as_json:
+        emit_json([j.to_json() for j in found])
+        return
+    table(["identifier", "name", "status", "reason", "experiment", "run"],
+          [[short(j.identifier), j.name, j.status, j.reason, j.experiment, j.run]
+           for j in found])
+
+
+@click.command(short_help="Stop a running job of this host.")
+@click.argument("identifier", metavar="ID|PREFIX")
+@click.option("--force", is_flag=True, help="SIGKILL instead of SIGTERM.")
+@workspace_option()
+@user_errors
+def kill(identifier: str, force: bool) -> None:
+    """Stop a running job of this host (SIGTERM to its process group).
+
+    The experiment that launched it records it failed (interrupted); it runs again on the next
+    submit.
+    """
+    from xpmstore.jobs import kill_job
+    from xpmstore.locate import locate
+
+    ident, directory = locate(open_workspace(), identifier)
+    pid = kill_job(directory, force=force)
+    click.echo(f"sent {'SIGKILL' if force else 'SIGTERM'} to {directory.parent.name}"
+               f" {short(ident)} (pid {pid})")
+
+
+@click.command(short_help="Print (-f: follow) a job's stdout and stderr.")
+@click.argument("identifier", metavar="ID|PREFIX")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing what the job writes until it"
+              " ends (like tail -f).")
+@click.option("--stream", type=click.Choice(["both", "stdout", "stderr"]), default="both",
+              show_default=True, help="Which log to print.")
+@workspace_option()
+@user_errors
+def logs(identifier: str, follow: bool, stream: str) -> None:
+    """Print a job's stdout and stderr (each under a ==> name <== line when both).
+
+    With -f, follow them (interleaved, without headers) while the job runs.
+    """
+    from xpmstore.errors import NotFound
+    from xpmstore.jobs import follow as follow_logs
+    from xpmstore.jobs import log_paths
+    from xpmstore.locate import locate
+    from xpmstore.store import object_status
+
+    _, directory = locate(open_workspace(), identifier)
+    paths = log_paths(directory)
+    chosen = [paths[s] for s in (("stdout", "stderr") if stream == "both" else (stream,))]
+    out = click.get_binary_stream("stdout")
+    if follow:
+        try:
+            follow_logs(chosen, out, lambda: object_status(directory) == "running")
+        except KeyboardInterrupt:
+            pass
+        return
+    present = [p for p in chosen if p.exists()]
+    if not present:
+        raise NotFound(f"{directory.parent.name} {directory.name[:12]} has no logs yet")
+    for path in present:
+        if len(chosen) > 1:
+            out.write(f"==> {path.name} <==\n".encode())
+        out.write(path.read_bytes())
+        out.flush()
+
+
+@click.command(short_help="Experiments and their runs.")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs (with their jobs) as"
+              " JSON.")
+@workspace_option()
+@user_errors
+def experiments(name: str | None, as_json: bool) -> None:
+    """Experiments and their runs, oldest first.
+
+    A run's status is live (running now), ok, failed, interrupted, or dead (it ended without
+    an end line: killed). Columns: experiment, run, status, started, jobs.
+    """
+    from xpmstore.errors import NotFound
+    from xpmstore.runs import read_runs
+
+    workspace = open_workspace()
+    if name is not None and (not name or "/" in name or name.startswith(".")
+                             or not (workspace.experiments / name).is_dir()):
+        raise NotFound(f"no experiment {name!r} in {workspace.root}")
+    runs = read_runs(workspace, name)
+    if as_json:
+        emit_json([run.to_json() for run in runs])
+        return
+    table(["experiment", "run", "status", "started", "jobs"],
+          [[r.experiment, r.name, r.status, when(r.started), len(r.jobs)] for r in runs])

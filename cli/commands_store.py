@@ -1,0 +1,147 @@
+"""Maintenance commands: gc, fsck, index rebuild."""
+
+from __future__ import annotations
+
+import click
+
+from .context import open_workspace, user_errors, workspace_option
+from .output import emit_json, short, size, table
+
+__all__ = ["fsck", "gc", "index"]
+
+
+@click.command(short_help="Delete what no root reaches (--dry-run first).")
+@click.option("--keep-runs", type=click.IntRange(min=0), default=1, show_default=True,
+              metavar="N", help="Keep what the last N successful runs of each experiment used.")
+@click.option("--older-than", metavar="AGE",
+              help="Spare what was used within AGE (e.g. 30d, 12h); unrooted cache entries not"
+                   " used within AGE go.")
+@click.option("--max-size", metavar="SIZE",
+              help="Then evict unrooted cache entries, least recently used first, until the"
+                   " store takes at most SIZE (e.g. 50G; KB, MB... are decimal).")
+@click.option("--dry-run", is_flag=True, help="Print what would go and the total; delete"
+              " nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Delete without asking.")
+@click.option("--json", "as_json", is_flag=True, help="Print the objects as JSON.")
+@workspace_option()
+@user_errors
+def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bool, yes: bool,
+       as_json: bool) -> None:
+    """Delete what no root reaches.
+
+    \b
+    Roots: what the last N successful runs of each experiment used (--keep-runs, default 1),
+    what live runs use, pins (xpmstore pin), and jobs whose launch record is live -- and
+    everything these depend on. Cache entries are reached by nothing: they go only with
+    --older-than or --max-size.
+
+    \b
+    xpmstore gc --dry-run              # what would go: identifier, kind, name, size, why
+    xpmstore gc                        # the same, then asks
+    xpmstore gc -y --older-than 30d --max-size 200G
+
+    Safe while experiments run: gc marks again under the workspace's exclusive gc lock (submits
+    hold it shared while they record their jobs), skips objects whose lock is held, and moves
+    objects to .xpmstore/trash/ before deleting them.
+    """
+    from xpmstore.gc import GcOptions, collect, mark, parse_age, parse_size
+
+    options = GcOptions(keep_runs=keep_runs,
+                        older_than=parse_age(older_than) if older_than is not None else None,
+                        max_size=parse_size(max_size) if max_size is not None else None)
+    workspace = open_workspace()
+    if dry_run or not yes:
+        plan = mark(workspace, options)
+        if as_json and dry_run:
+            emit_json({"candidates": [c.to_json() for c in plan.candidates], "size": plan.size,
+                       "objects": plan.objects, "total_size": plan.total_size,
+                       "roots": len(plan.roots), "reachable": len(plan.reachable),
+                       "over_max_size": plan.over_max_size})
+            return
+        table(["identifier", "kind", "name", "size", "why"],
+              [[short(c.identifier), c.kind, c.name, size(c.size), c.why]
+               for c in plan.candidates])
+        click.echo(f"{'would free' if dry_run else 'to free'}: {size(plan.size)} in"
+                   f" {len(plan.candidates)} of {plan.objects} objects ({len(plan.roots)} roots,"
+                   f" {len(plan.reachable)} objects reached)", err=not dry_run and as_json)
+        if plan.over_max_size:
+            click.echo(f"the store stays {size(plan.over_max_size)} above --max-size: what"
+                       " remains is rooted or a task", err=True)
+        if dry_run:
+            return
+        if not plan.candidates:
+            click.echo("nothing to delete")
+            return
+        if not click.confirm(f"delete these {len(plan.candidates)} objects?", default=False,
+                             err=True):
+            click.echo("nothing deleted")
+            return
+        result = collect(workspace, options, only={c.identifier for c in plan.candidates})
+    else:
+        result = collect(workspace, options)
+    if as_json:
+        emit_json({"deleted": [c.to_json() for c in result.deleted], "freed": result.freed,
+                   "skipped": [{**c.to_json(), "reason": why} for c, why in result.skipped]})
+        return
+    table(["deleted", "kind", "name", "size"],
+          [[short(c.identifier), c.kind, c.name, size(c.size)] for c in result.deleted])
+    for candidate, why in result.skipped:
+        click.echo(f"skipped {short(candidate.identifier)} {candidate.name}: {why}", err=True)
+    click.echo(f"freed {size(result.freed)} in {len(result.deleted)} objects"
+               f" ({len(result.skipped)} skipped)")
+
+
+@click.command(short_help="Re-hash every done object; --repair damaged ones.")
+@click.option("--repair", is_flag=True, help="Mark damaged objects not done, so that the next"
+              " submit computes them again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@workspace_option()
+@user_errors
+def fsck(repair: bool, as_json: bool) -> None:
+    """Verify every done object, and reconcile the index with the disk.
+
+    Every listed file is re-hashed against the done manifest (size and blake3; links by
+    target), and a task's params.json must give back its identifier. Exit code 0 when no damage
+    remains (none found, or all repaired), 1 otherwise. The index is always brought in line
+    with the disk (it is a cache of it).
+    """
+    from xpmstore.fsck import check
+
+    report = check(open_workspace(), repair=repair)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        repaired = set(report.repaired)
+        table(["damaged", "kind", "name", "problem", "action"],
+              [[short(d.identifier), d.kind, d.name, "; ".join(d.problems),
+                "marked not done" if d.identifier in repaired
+                else ("busy: left alone" if d.identifier in report.busy else "-")]
+               for d in report.damaged])
+        click.echo(f"checked {report.checked} done objects: {len(report.damaged)} damaged,"
+                   f" {len(report.repaired)} repaired; index: {report.index_added} added,"
+                   f" {report.index_removed} removed, {report.index_fixed} fixed")
+    if not report.clean:
+        click.get_current_context().exit(1)
+
+
+@click.group(short_help="Index maintenance: index rebuild.")
+def index() -> None:
+    """The index: a per-host accelerator of the workspace, never the only copy."""
+
+
+@index.command("rebuild")
+@workspace_option()
+@user_errors
+def rebuild() -> None:
+    """Refill the index from the task directories and cache entries, in one transaction.
+
+    Pins are kept (they live in WORKSPACE/.xpmstore/pins/).
+    """
+    from xpmstore.pins import pinned, sync_index
+    from xpmstore.store import Store
+
+    store = Store(open_workspace())
+    pinned(store.workspace, store.index)  # pins only the index knew go to disk first
+    count = store.rebuild()
+    pins = sync_index(store.workspace, store.index)
+    click.echo(f"rebuilt the index of {store.workspace.root}: {count} objects, {pins} pins")

@@ -1,0 +1,95 @@
+"""Tasks and driver of the command line's tests (gc, rm, fsck, jobs, kill, logs).
+
+Every class lives at module level with an explicit ``__xpmid__`` so that job processes import
+it by name.  :func:`drive` is the entry point of the experiment processes the tests start:
+``python -c "from tests.gctasks import drive; drive()" MODE ARGS…``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from xpmstore import Meta, Param, Task
+
+from .schedtasks import wait_file
+
+
+class Step(Task):
+    """One link of a chain: reads its predecessor's output (so a deleted dependency fails it)
+    and writes its own.  With ``release`` set, waits for that file first."""
+
+    __xpmid__ = "tests.gc.Step"
+    i: Param[int]
+    variant: Param[int] = 0
+    previous: Param[Task | None] = None
+    release: Meta[str] = ""
+
+    def execute(self) -> None:
+        if self.release:
+            wait_file(self.release)
+        before = ""
+        if self.previous is not None:
+            before = (self.previous.__taskdir__ / "out.txt").read_text()
+        (self.__taskdir__ / "out.txt").write_text(f"{before}{self.variant}:{self.i}\n")
+        (self.__taskdir__ / "data.bin").write_bytes(bytes([self.i % 256]) * (1000 + self.i))
+
+
+class Talker(Task):
+    """Prints ``lines`` lines on stdout and one on stderr, waiting for ``release`` (if given)
+    after the first."""
+
+    __xpmid__ = "tests.gc.Talker"
+    key: Param[str]
+    lines: Param[int] = 3
+    release: Meta[str] = ""
+
+    def execute(self) -> None:
+        print(f"{self.key} line 0", flush=True)
+        if self.release:
+            wait_file(self.release)
+        for k in range(1, self.lines):
+            print(f"{self.key} line {k}", flush=True)
+        print(f"{self.key} says goodbye", file=sys.stderr, flush=True)
+        (self.__taskdir__ / "talked.txt").write_text(self.key)
+
+
+def chain(length: int, variant: int, release: str = "") -> list[Step]:
+    """``length`` Steps, each depending on the one before; the first waits for ``release``."""
+    steps: list[Step] = []
+    for i in range(length):
+        steps.append(Step(i=i, variant=variant, previous=steps[-1] if steps else None,
+                          release=release if i == 0 else ""))
+    return steps
+
+
+def drive(argv: list[str] | None = None) -> None:
+    """The experiment processes of the tests (see the module doc):
+
+    * ``chain WS NAME LENGTH VARIANT EXTRA [RELEASE]``: submit a chain of VARIANT and one
+      ``Step(i=0, variant=EXTRA)``, print ``submitted``, and wait for the jobs;
+    * ``talker WS KEY RELEASE``: submit a Talker, print ``submitted``.
+    """
+    from xpmstore import experiment
+    from xpmstore.launchers import LocalLauncher
+
+    args = sys.argv[1:] if argv is None else argv
+    mode, workspace = args[0], args[1]
+    if mode == "chain":
+        name, length, variant, extra = args[2], int(args[3]), int(args[4]), int(args[5])
+        release = args[6] if len(args) > 6 else ""
+        with experiment(workspace, name, launcher=LocalLauncher(workers=2)):
+            chain(length, variant, release)[-1].submit()
+            Step(i=0, variant=extra).submit()
+            print("submitted", flush=True)
+    elif mode == "talker":
+        with experiment(workspace, "talk", launcher=LocalLauncher(workers=1)):
+            Talker(key=args[2], release=args[3]).submit()
+            print("submitted", flush=True)
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+def touch(path: str | Path) -> None:
+    """Create the file ``path`` (a release flag)."""
+    Path(path).write_text("go")

@@ -1,0 +1,166 @@
+"""Verification: ``xpmstore fsck [--repair]`` (DESIGN §10).
+
+:func:`check` re-hashes every done object against its done manifest (every listed file's size
+and blake3, every link's target; the manifest itself must parse, name the directory's
+identifier, kind and name; a task's params.json must give back its identifier) and reconciles
+the index with the disk (records added for done objects it lacks, dropped for objects that are
+gone or not done, rewritten where they disagree with the disk).
+
+With ``repair``, a damaged object is marked **not done**: under its lock, its ``.xpm/done`` is
+renamed to ``.xpm/done.damaged-<time>`` (kept as evidence) and its index record dropped, so the
+next submit (or ``@cache`` call) computes it again.  Nothing else of the object is touched; an
+object whose lock is held is left alone and reported.  Safe across processes; re-hashing reads
+every byte of the store.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CorruptObjectError, FormatVersionError, XpmstoreError
+from .gc import reconcile_listing
+from .index import Index
+from .locate import object_kind
+from .locks import try_object_lock
+from .manifest import verify
+from .objects import is_done, list_object_dirs, read_manifest, record_from_disk
+from .workspace import DONE, Workspace
+
+__all__ = ["Damage", "FsckReport", "check", "check_object", "mark_not_done"]
+
+_COMPARED = ("kind", "name", "path", "size", "tags", "dependencies", "identity", "config")
+"""The fields of an index record that must agree with the disk (not ``last_access``)."""
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A done object whose bytes do not match its manifest (``problems``: one line each)."""
+
+    identifier: str
+    kind: str
+    name: str
+    path: Path
+    problems: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, JSON-ready."""
+        return {"identifier": self.identifier, "kind": self.kind, "name": self.name,
+                "path": str(self.path), "problems": self.problems}
+
+
+@dataclass
+class FsckReport:
+    """What :func:`check` found and did."""
+
+    checked: int = 0
+    damaged: list[Damage] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
+    index_added: int = 0
+    index_removed: int = 0
+    index_fixed: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """Whether no damage remains (none found, or every damaged object repaired)."""
+        return len(self.repaired) == len(self.damaged)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, JSON-ready."""
+        return {"checked": self.checked, "damaged": [d.to_json() for d in self.damaged],
+                "repaired": self.repaired, "busy": self.busy, "index_added": self.index_added,
+                "index_removed": self.index_removed, "index_fixed": self.index_fixed}
+
+
+def check_object(directory: Path) -> list[str]:
+    """The problems of the done object at ``directory`` (empty when intact)."""
+    try:
+        manifest = read_manifest(directory)
+    except (CorruptObjectError, FormatVersionError) as exc:
+        return [f"done manifest: {exc}"]
+    if manifest is None:
+        return ["done manifest: missing"]
+    problems = []
+    if manifest.identifier != directory.name:
+        problems.append(f"done manifest names {manifest.identifier[:16]}, not the directory")
+    if manifest.kind != object_kind(directory) or manifest.name != directory.parent.name:
+        problems.append(f"done manifest says {manifest.kind} {manifest.name}, not where it lies")
+    problems.extend(verify(directory, manifest))
+    if manifest.kind == "task" and not any("params.json" in p for p in problems):
+        from .serialize import from_params_file
+
+        try:
+            recomputed = from_params_file(directory / "params.json")
+        except (XpmstoreError, OSError, ValueError) as exc:
+            problems.append(f"params.json: {exc}")
+        else:
+            if recomputed != directory.name:
+                problems.append(f"params.json gives identifier {recomputed[:16]}")
+    return problems
+
+
+def mark_not_done(workspace: Workspace, directory: Path) -> bool:
+    """Under the object's lock (not waiting), rename its done manifest aside so that it is no
+    longer done; returns False (nothing done) when the lock is held by another process."""
+    identifier = directory.name
+    with try_object_lock(workspace.lock_path(identifier)) as acquired:
+        if not acquired:
+            return False
+        done = directory / DONE
+        try:
+            os.rename(done, done.with_name(f"done.damaged-{time.time_ns()}"))
+        except FileNotFoundError:
+            pass
+    Index.for_workspace(workspace).delete(identifier)
+    return True
+
+
+def check(workspace: Workspace, repair: bool = False,
+          progress: Callable[[int, int], None] | None = None) -> FsckReport:
+    """Verify every done object and reconcile the index (see the module doc).
+
+    ``progress(done, total)`` is called after each object.  Raises LockUnavailableError on a
+    file system without locks (only with ``repair``).
+    """
+    report = FsckReport()
+    index = Index.for_workspace(workspace)
+    directories = [d for d in list_object_dirs(workspace) if is_done(d)]
+    intact: dict[str, Path] = {}
+    for number, directory in enumerate(sorted(directories), 1):
+        problems = check_object(directory)
+        report.checked += 1
+        if problems:
+            report.damaged.append(Damage(directory.name, object_kind(directory),
+                                         directory.parent.name, directory, problems))
+            if repair:
+                if mark_not_done(workspace, directory):
+                    report.repaired.append(directory.name)
+                else:
+                    report.busy.append(directory.name)
+        else:
+            intact[directory.name] = directory
+        if progress is not None:
+            progress(number, len(directories))
+    damaged_left = {d.identifier for d in report.damaged} - set(report.repaired)
+    done = {**intact, **{d.identifier: d.path for d in report.damaged
+                         if d.identifier in damaged_left}}
+    report.index_added, report.index_removed = reconcile_listing(index, workspace, done)
+    fixes = []
+    for ident, directory in intact.items():
+        recorded = index.get(ident)
+        expected = record_from_disk(workspace, directory)
+        if recorded is None or expected is None:
+            continue
+        if any(recorded.get(k) != expected.get(k) for k in _COMPARED):
+            expected["last_access"] = max(recorded.get("last_access") or 0.0,
+                                          expected["last_access"])
+            fixes.append((ident, expected))
+    if fixes:
+        index.put_many(fixes)
+    report.index_fixed = len(fixes)
+    return report

@@ -1,0 +1,428 @@
+"""Garbage collection: delete what no root reaches (DESIGN §10).
+
+**Roots** (:func:`find_roots`):
+
+* the jobs and lookups of the last ``keep_runs`` runs of each experiment that ended with outcome
+  ``ok`` (default 1);
+* the jobs and lookups of every **live** run (:mod:`xpmstore.runs`: no end line, process alive);
+* the pins (:mod:`xpmstore.pins`);
+* every task directory that is not done and whose launch record names a live holder;
+
+closed over their dependencies (read from the index records of done objects and from the job
+lines of the runs).
+
+**What goes** (:func:`mark`): every task directory (done or not: failed attempts, leftovers) that
+no root reaches.  ``@cache`` entries are never reached by a dependency, so they are not deleted
+by reachability alone: an unrooted entry goes when ``older_than`` is given and it was last used
+before that, or when ``max_size`` is given and the store is still larger once the unreachable
+tasks are gone (least recently used entries first, until it fits).  With ``older_than``, an
+unreachable task used more recently (created, last accessed, or named by a run that started
+since) is spared too.
+
+**Safety** (:func:`collect`): marking happens again under the workspace's exclusive gc lock,
+which submits take shared while they record their jobs and check reuse, so that a submit sees
+either the store before this gc or after it, never half.  Each object goes under its own lock,
+taken without waiting: an object whose lock (or run lock) is held is skipped, as is a job that
+became live since.  Objects are renamed into ``.xpmstore/trash/`` (one ``rename``: an object is
+there or gone, never half-deleted), their index records are dropped, the gc lock is released,
+and only then is the trash emptied; a gc that was killed leaves a trash that the next one
+empties.  Safe across processes: two gcs serialise on the gc lock.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import TextValueError
+from .index import Index
+from .liveness import launch_is_live
+from .locate import bulk, scan_objects
+from .locks import gc_lock, try_object_lock
+from .objects import record_from_disk
+from .pins import pinned
+from .runs import Run, read_runs
+from .workspace import Workspace
+
+__all__ = [
+    "Candidate",
+    "GcOptions",
+    "GcPlan",
+    "GcResult",
+    "collect",
+    "empty_trash",
+    "find_roots",
+    "mark",
+    "parse_age",
+    "parse_size",
+    "reconcile_listing",
+]
+
+
+_AGE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1 << 10, "kib": 1 << 10, "kb": 1000,
+    "m": 1 << 20, "mib": 1 << 20, "mb": 1000 ** 2,
+    "g": 1 << 30, "gib": 1 << 30, "gb": 1000 ** 3,
+    "t": 1 << 40, "tib": 1 << 40, "tb": 1000 ** 4,
+}
+_NUMBER = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([a-zA-Z]*)\s*")
+
+
+def parse_age(text: str) -> float:
+    """Seconds in an age such as ``30d``, ``12h``, ``90m``, ``45s``, ``2w`` or ``1.5d``.
+
+    A unit is required; raises TextValueError (a ValueError) otherwise.
+    """
+    found = _NUMBER.fullmatch(text)
+    unit = found.group(2).lower() if found else ""
+    if found is None or unit not in _AGE_UNITS:
+        raise TextValueError(f"{text!r} is not an age: write a number and a unit among s, m, h, d,"
+                           " w (e.g. 30d)")
+    return float(found.group(1)) * _AGE_UNITS[unit]
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as ``10G`` / ``10GiB`` (binary), ``10GB`` (decimal), ``512M`` or
+    ``1048576``; raises TextValueError (a ValueError) otherwise."""
+    found = _NUMBER.fullmatch(text)
+    unit = found.group(2).lower() if found else ""
+    if found is None or unit not in _SIZE_UNITS:
+        raise TextValueError(f"{text!r} is not a size: write a number and an optional unit among"
+                           " K, M, G, T (binary; KB, MB... are decimal), e.g. 50G")
+    return int(float(found.group(1)) * _SIZE_UNITS[unit])
+
+
+@dataclass(frozen=True)
+class GcOptions:
+    """What gc keeps: the last ``keep_runs`` successful runs of each experiment; with
+    ``older_than`` (seconds), whatever was used more recently; with ``max_size`` (bytes), it also
+    evicts unrooted cache entries, least recently used first, until the store fits."""
+
+    keep_runs: int = 1
+    older_than: float | None = None
+    max_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.keep_runs < 0:
+            raise TextValueError(f"keep_runs={self.keep_runs}: expected 0 or more")
+        if self.older_than is not None and self.older_than < 0:
+            raise TextValueError(f"older_than={self.older_than}: expected 0 or more seconds")
+        if self.max_size is not None and self.max_size < 0:
+            raise TextValueError(f"max_size={self.max_size}: expected 0 or more bytes")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An object gc deletes (or would): ``why`` is ``"unreachable"``, ``"older"`` (an unrooted
+    cache entry not used within ``older_than``) or ``"max-size"``; ``path`` is its directory (a
+    string: gc lists the whole store)."""
+
+    identifier: str
+    kind: str
+    name: str
+    size: int
+    last_used: float
+    path: str
+    done: bool
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, JSON-ready."""
+        return {"identifier": self.identifier, "kind": self.kind, "name": self.name,
+                "size": self.size, "last_used": self.last_used, "path": self.path,
+                "done": self.done, "why": self.why}
+
+
+@dataclass
+class GcPlan:
+    """The outcome of the mark phase: the roots (identifier → why), everything they reach, what
+    goes, and the sizes."""
+
+    roots: dict[str, str]
+    reachable: set[str]
+    candidates: list[Candidate]
+    objects: int
+    total_size: int
+    spared_recent: int = 0
+    over_max_size: int = 0
+    """Bytes above ``max_size`` that remain once every evictable entry is gone (0: it fits)."""
+
+    @property
+    def size(self) -> int:
+        """Bytes the candidates take."""
+        return sum(c.size for c in self.candidates)
+
+
+@dataclass
+class GcResult:
+    """What a collection did: the objects deleted, those skipped (with the reason) and the
+    bytes freed."""
+
+    plan: GcPlan
+    deleted: list[Candidate] = field(default_factory=list)
+    skipped: list[tuple[Candidate, str]] = field(default_factory=list)
+
+    @property
+    def freed(self) -> int:
+        """Bytes freed."""
+        return sum(c.size for c in self.deleted)
+
+
+# --- listing --------------------------------------------------------------------------------
+
+
+def reconcile_listing(index: Index, workspace: Workspace,
+                      done: Mapping[str, str | os.PathLike[str]]) -> tuple[int, int]:
+    """Bring the index in line with ``done`` (identifier → directory of every done object on
+    disk), as :meth:`xpmstore.store.Store.reconcile` does, from a listing already made; returns
+    (added, removed)."""
+    known = index.identifiers()
+    added = []
+    for ident, directory in done.items():
+        if ident not in known:
+            record = record_from_disk(workspace, Path(directory))
+            if record is not None:
+                added.append((ident, record))
+    removed = [ident for ident in known if ident not in done]
+    if added:
+        index.put_many(added)
+    if removed:
+        index.delete_many(removed)
+    return len(added), len(removed)
+
+
+def _tree_size(directory: Path) -> int:
+    total = 0
+    for current, _, files in os.walk(directory):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(current, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _mtime(directory: Path) -> float:
+    latest = 0.0
+    for path in (directory, directory / ".xpm", directory / ".xpm" / "state.json",
+                 directory / ".xpm" / "launch.json"):
+        try:
+            latest = max(latest, path.stat().st_mtime)
+        except OSError:
+            pass
+    return latest
+
+
+# --- mark -----------------------------------------------------------------------------------
+
+
+def find_roots(runs: list[Run], pins: Iterable[str], live_jobs: Iterable[str],
+               keep_runs: int) -> dict[str, str]:
+    """The roots (identifier → why it is one) from the runs, the pins and the not-done jobs
+    whose launch record is live.  Pure."""
+    roots: dict[str, str] = {}
+    by_experiment: dict[str, list[Run]] = {}
+    for run in runs:
+        by_experiment.setdefault(run.experiment, []).append(run)
+    for name, its_runs in by_experiment.items():
+        successful = [run for run in its_runs if run.outcome == "ok"]
+        kept = successful[len(successful) - keep_runs:] if keep_runs else []
+        for run in kept:
+            for ident in run.used:
+                roots.setdefault(ident, f"run {name}/{run.name}")
+        for run in its_runs:
+            if run.live:
+                for ident in run.used:
+                    roots.setdefault(ident, f"live run {name}/{run.name}")
+    for ident in pins:
+        roots.setdefault(ident, "pin")
+    for ident in live_jobs:
+        roots.setdefault(ident, "live job")
+    return roots
+
+
+def _close(roots: Iterable[str], edges: dict[str, set[str]]) -> set[str]:
+    reached: set[str] = set()
+    stack = list(roots)
+    while stack:
+        ident = stack.pop()
+        if ident in reached:
+            continue
+        reached.add(ident)
+        stack.extend(edges.get(ident, ()))
+    return reached
+
+
+def mark(workspace: Workspace, options: GcOptions | None = None,
+         now: float | None = None) -> GcPlan:
+    """Find what gc would delete (see the module doc); deletes nothing.
+
+    Reconciles the index with the disk first.  Takes no lock: :func:`collect` marks again under
+    the exclusive gc lock before it deletes anything.
+    """
+    with bulk():
+        return _mark(workspace, options, now)
+
+
+def _mark(workspace: Workspace, options: GcOptions | None, now: float | None) -> GcPlan:
+    options = options or GcOptions()
+    now = time.time() if now is None else now
+    index = Index.for_workspace(workspace)
+    index.reader_check()
+    directories = scan_objects(workspace)
+    reconcile_listing(index, workspace, {d.identifier: d.path for d in directories if d.done})
+    records = dict(index.summaries())
+    runs = read_runs(workspace)
+    live_jobs = [d.identifier for d in directories
+                 if not d.done and launch_is_live(Path(d.path))]
+    roots = find_roots(runs, pinned(workspace, index), live_jobs, options.keep_runs)
+
+    edges: dict[str, set[str]] = {}
+    used_at: dict[str, float] = {}
+    for ident, record in records.items():
+        edges[ident] = {d for d in record.get("dependencies") or () if isinstance(d, str)}
+        used_at[ident] = float(record.get("last_access") or record.get("created") or 0.0)
+    for run in runs:
+        for ident, job in run.jobs.items():
+            edges.setdefault(ident, set()).update(job.dependencies)
+        for ident in run.used:
+            used_at[ident] = max(used_at.get(ident, 0.0), run.started)
+    reachable = _close(roots, edges)
+
+    horizon = None if options.older_than is None else now - options.older_than
+    candidates: list[Candidate] = []
+    evictable: list[Candidate] = []
+    spared = 0
+    total = 0
+    for directory in directories:
+        ident = directory.identifier
+        found = records.get(ident)
+        if found is not None:
+            size = int(found.get("size") or 0)
+            last = used_at.get(ident, 0.0)
+        else:
+            size = _tree_size(Path(directory.path))
+            last = max(used_at.get(ident, 0.0), _mtime(Path(directory.path)))
+        total += size
+        if ident in reachable:
+            continue
+        candidate = Candidate(ident, directory.kind, directory.name, size, last,
+                              directory.path, directory.done, "unreachable")
+        recent = horizon is not None and last >= horizon
+        if directory.kind == "task":
+            if recent:
+                spared += 1
+            else:
+                candidates.append(candidate)
+        elif horizon is not None and not recent:
+            candidates.append(replace(candidate, why="older"))
+        else:
+            evictable.append(candidate)
+    over = 0
+    if options.max_size is not None:
+        remaining = total - sum(c.size for c in candidates)
+        for candidate in sorted(evictable, key=lambda c: (c.last_used, c.identifier)):
+            if remaining <= options.max_size:
+                break
+            candidates.append(replace(candidate, why="max-size"))
+            remaining -= candidate.size
+        over = max(0, remaining - options.max_size)
+    candidates.sort(key=lambda c: (c.kind, c.name, c.identifier))
+    return GcPlan(roots=roots, reachable=reachable, candidates=candidates,
+                  objects=len(directories), total_size=total, spared_recent=spared,
+                  over_max_size=over)
+
+
+# --- sweep ----------------------------------------------------------------------------------
+
+
+def _trash(workspace: Workspace) -> Path:
+    return workspace.private / "trash"
+
+
+def empty_trash(workspace: Workspace) -> int:
+    """Delete whatever is in ``.xpmstore/trash/`` (what earlier collections moved there);
+    returns how many entries were removed."""
+    top = _trash(workspace)
+    try:
+        entries = os.listdir(top)
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        path = top / entry
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+    return len(entries)
+
+
+def _run_lock(workspace: Workspace, identifier: str) -> Path:
+    return workspace.lock_path(identifier).with_suffix(".run")  # as xpmstore.claim names it
+
+
+def move_to_trash(workspace: Workspace, directory: Path, trash: Path) -> None:
+    """Rename an object's directory into the trash folder ``trash`` (same file system: one
+    atomic ``rename``)."""
+    trash.mkdir(parents=True, exist_ok=True)
+    os.rename(directory, trash / f"{directory.parent.parent.name}-{directory.name}")
+
+
+def _take(workspace: Workspace, candidate: Candidate, trash: Path) -> str:
+    """Move one candidate to the trash under its locks; returns "" or why it was skipped."""
+    with try_object_lock(workspace.lock_path(candidate.identifier)) as acquired:
+        if not acquired:
+            return "its lock is held"
+        with try_object_lock(_run_lock(workspace, candidate.identifier)) as free:
+            if not free:
+                return "it is running"
+            if not candidate.done and launch_is_live(Path(candidate.path)):
+                return "it was launched since"
+            try:
+                move_to_trash(workspace, Path(candidate.path), trash)
+            except FileNotFoundError:
+                return "it is gone already"
+    return ""
+
+
+def collect(workspace: Workspace, options: GcOptions | None = None, *,
+            only: Iterable[str] | None = None, now: float | None = None) -> GcResult:
+    """Delete what no root reaches (see the module doc); returns what was deleted and skipped.
+
+    ``only`` restricts the deletion to these identifiers (those a user confirmed after a dry
+    run): anything else, and anything rooted since, stays.  Holds the exclusive gc lock while it
+    marks and moves objects to the trash, then empties the trash.  Raises LockUnavailableError
+    on a file system without working locks.
+    """
+    workspace.private.mkdir(parents=True, exist_ok=True)
+    empty_trash(workspace)
+    allowed = None if only is None else set(only)
+    trash = _trash(workspace) / f"gc-{os.getpid()}-{time.time_ns()}"
+    index = Index.for_workspace(workspace)
+    with gc_lock(workspace.gc_lock_path, exclusive=True):
+        plan = mark(workspace, options, now)
+        result = GcResult(plan)
+        for candidate in plan.candidates:
+            if allowed is not None and candidate.identifier not in allowed:
+                continue
+            why = _take(workspace, candidate, trash)
+            if why:
+                result.skipped.append((candidate, why))
+            else:
+                result.deleted.append(candidate)
+        if result.deleted:
+            index.delete_many(c.identifier for c in result.deleted)
+    if trash.exists():
+        shutil.rmtree(trash, ignore_errors=True)
+    return result

@@ -1,0 +1,89 @@
+"""Listing the objects of a workspace: ``xpmstore ls`` (DESIGN §10).
+
+Lists every object directory once, reconciles the index with that listing (so results made on
+other hosts appear and deleted ones disappear), and returns a :class:`~xpmstore.store.Record`
+for each object, done or not, newest first, filtered by kind, identity name, status and tags.
+Done objects come from the index; task directories that are not done (running, failed,
+waiting, leftovers) are read from the disk (their size and dependencies are not known: 0 and
+none; their tags are those of their launch record).  Safe across processes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .gc import reconcile_listing
+from .liveness import read_launch
+from .locate import bulk, object_kind, scan_objects
+from .store import Record, Store, object_status
+from .textvalues import tag_matches
+
+__all__ = ["list_entries", "list_records"]
+
+
+def _unfinished(directory: Path) -> dict[str, Any]:
+    try:
+        stamp = directory.stat().st_mtime
+    except OSError:
+        stamp = 0.0
+    tags = (read_launch(directory) or {}).get("tags")
+    return {"identifier": directory.name, "kind": object_kind(directory),
+            "name": directory.parent.name, "status": object_status(directory),
+            "path": str(directory), "created": stamp, "last_access": stamp, "size": 0,
+            "tags": tags if isinstance(tags, dict) else {}, "dependencies": [], "config": None}
+
+
+def list_entries(store: Store, *, kind: str | None = None, name: str | None = None,
+                 status: str | None = None,
+                 tags: list[tuple[str, list[Any]]] | None = None) -> list[dict[str, Any]]:
+    """The objects of ``store`` matching every filter given, newest first, each as a dict of
+    every field of a :class:`~xpmstore.store.Record` (JSON-ready: the path as a string).
+
+    ``tags`` holds (name, acceptable values) pairs, as :func:`xpmstore.textvalues.parse_tag_filter`
+    reads them from ``k=v``.
+    """
+    with bulk():
+        return _entries(store, kind, name, status, tags)
+
+
+def _entries(store: Store, kind: str | None, name: str | None, status: str | None,
+             tags: list[tuple[str, list[Any]]] | None) -> list[dict[str, Any]]:
+    workspace = store.workspace
+    directories = scan_objects(workspace)
+    reconcile_listing(store.index, workspace,
+                      {d.identifier: d.path for d in directories if d.done})
+    root = f"{workspace.root}/"
+    found: list[dict[str, Any]] = []
+    if status in (None, "done"):
+        for ident, data in store.index.summaries():
+            if kind is not None and data["kind"] != kind:
+                continue
+            if name is not None and data["name"] != name:
+                continue
+            found.append({
+                "identifier": ident, "kind": data["kind"], "name": data["name"],
+                "status": "done", "path": root + data["path"], "created": data["created"],
+                "last_access": data.get("last_access", 0.0), "size": data.get("size", 0),
+                "tags": data.get("tags") or {}, "dependencies": data.get("dependencies") or [],
+                "config": data.get("config")})
+    if status != "done":
+        for directory in directories:
+            if directory.done or (kind is not None and directory.kind != kind) or (
+                    name is not None and directory.name != name):
+                continue
+            entry = _unfinished(Path(directory.path))
+            if status is None or entry["status"] == status:
+                found.append(entry)
+    if tags:
+        found = [e for e in found if all(tag_matches(e["tags"], k, v) for k, v in tags)]
+    found.sort(key=lambda e: (e["created"], e["identifier"]), reverse=True)
+    return found
+
+
+def list_records(store: Store, *, kind: str | None = None, name: str | None = None,
+                 status: str | None = None,
+                 tags: list[tuple[str, list[Any]]] | None = None) -> list[Record]:
+    """:func:`list_entries` as :class:`~xpmstore.store.Record` objects."""
+    return [Record(**{**entry, "path": Path(entry["path"])})
+            for entry in list_entries(store, kind=kind, name=name, status=status, tags=tags)]

@@ -1,0 +1,103 @@
+"""Invalidate results: ``xpmstore rm ID [--cascade]`` (DESIGN §10).
+
+Removing an object deletes its directory (moved into ``.xpmstore/trash/`` with one ``rename``,
+then deleted) and its index record, so the next submit runs it again.  It is refused for a
+running job (its lock or run lock held, or a live launch record) and for an object on which done
+objects depend, unless ``cascade``: then those dependents go too, transitively, dependents
+first.  Runs under the workspace's exclusive gc lock, so that no submit decides to reuse an
+object while it goes.  Safe across processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .errors import HasDependentsError, ObjectInUseError
+from .gc import move_to_trash
+from .index import Index
+from .liveness import launch_is_live
+from .locate import locate
+from .locks import gc_lock, try_object_lock
+from .objects import is_done
+from .store import Store
+from .workspace import Workspace
+
+__all__ = ["dependents_closure", "remove"]
+
+
+def dependents_closure(index: Index, identifier: str) -> list[str]:
+    """Every object recorded in the index as depending on ``identifier``, directly or not,
+    dependents first: each identifier comes before the objects it depends on."""
+    order: list[str] = []
+    seen: set[str] = {identifier}
+    stack: list[tuple[str, bool]] = [(d, False) for d in index.dependents(identifier)]
+    while stack:
+        ident, expanded = stack.pop()
+        if expanded:
+            order.append(ident)
+            continue
+        if ident in seen:
+            continue
+        seen.add(ident)
+        stack.append((ident, True))
+        stack.extend((d, False) for d in index.dependents(ident) if d not in seen)
+    return order  # post-order: each object after everything that depends on it
+
+
+def _in_use(workspace: Workspace, identifier: str, directory: Path) -> str:
+    if not is_done(directory) and launch_is_live(directory):
+        return "it is running"
+    return ""
+
+
+def remove(workspace: Workspace, text: str, cascade: bool = False) -> list[tuple[str, Path]]:
+    """Remove the object named by ``text`` (identifier or unique prefix), and with ``cascade``
+    every done object that depends on it; returns the (identifier, former directory) removed,
+    dependents first.
+
+    Raises InvalidIdentifierError, NotFound, AmbiguousPrefixError, ObjectInUseError (running,
+    or its lock is held: nothing is removed), HasDependentsError (done dependents and no
+    ``cascade``: nothing is removed).
+    """
+    store = Store(workspace)
+    identifier, directory = locate(workspace, text)
+    trash = workspace.private / "trash" / f"rm-{os.getpid()}-{time.time_ns()}"
+    removed: list[tuple[str, Path]] = []
+    with gc_lock(workspace.gc_lock_path, exclusive=True):
+        store.reconcile()
+        index = store.index
+        dependents = dependents_closure(index, identifier)
+        done_dependents = []
+        for ident in dependents:
+            record = index.get(ident)
+            if record is not None and is_done(workspace.root / record["path"]):
+                done_dependents.append((ident, workspace.root / record["path"]))
+        if done_dependents and not cascade:
+            shown = ", ".join(i[:12] for i, _ in done_dependents[:5])
+            more = f" and {len(done_dependents) - 5} more" if len(done_dependents) > 5 else ""
+            raise HasDependentsError(
+                f"{identifier[:12]}: {len(done_dependents)} done object(s) depend on it"
+                f" ({shown}{more}); remove them too with --cascade",
+                dependents=[i for i, _ in done_dependents])
+        targets = [*done_dependents, (identifier, directory)]
+        for ident, path in targets:
+            why = _in_use(workspace, ident, path)
+            if why:
+                raise ObjectInUseError(f"{ident[:12]} ({path.parent.name}): {why}; stop it first"
+                                       f" (xpmstore kill {ident[:12]})", identifier=ident)
+        for ident, path in targets:
+            with try_object_lock(workspace.lock_path(ident)) as acquired, \
+                    try_object_lock(workspace.lock_path(ident).with_suffix(".run")) as free:
+                if not (acquired and free) or _in_use(workspace, ident, path):
+                    raise ObjectInUseError(
+                        f"{ident[:12]} ({path.parent.name}): its lock is held by another"
+                        f" process (running or being computed); nothing more was removed"
+                        f" ({len(removed)} removed)", identifier=ident)
+                move_to_trash(workspace, path, trash)
+            index.delete(ident)
+            removed.append((ident, path))
+    shutil.rmtree(trash, ignore_errors=True)
+    return removed

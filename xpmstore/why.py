@@ -1,0 +1,73 @@
+"""Why is an object not here: ``xpmstore why ID|module:Class [k=v…]`` (DESIGN §9, §10).
+
+Either an identifier (or prefix) whose directory exists, done or not (its config is rebuilt from
+its params.json), or a Task class and ``k=v`` assignments parsed with the declared types of its
+fields (:mod:`xpmstore.textvalues`).  If the task is done there is nothing to explain; otherwise
+:meth:`xpmstore.store.Store.explain` gives the nearest prior tasks of its class and the fields in
+which they differ.  Reads only; imports user code (the class, or the one params.json names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Task, class_spec
+from .errors import TextValueError
+from .locate import locate
+from .store import Explanation, Store
+from .textvalues import build_config, import_class
+from .workspace import Workspace
+
+__all__ = ["WhyReport", "why"]
+
+
+@dataclass
+class WhyReport:
+    """The task asked about, its status, and the nearest prior tasks of its class."""
+
+    identifier: str
+    name: str
+    status: str
+    path: Path
+    explanations: list[Explanation] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, JSON-ready."""
+        return {"identifier": self.identifier, "name": self.name, "status": self.status,
+                "path": str(self.path),
+                "nearest": [{**e.record.to_json(), "differences": e.differences}
+                            for e in self.explanations]}
+
+
+def why(workspace: Workspace, target: str, assignments: list[str] | None = None,
+        limit: int = 5) -> WhyReport:
+    """Explain ``target`` (see the module doc).
+
+    Raises InvalidIdentifierError, NotFound, AmbiguousPrefixError (an identifier), TextValueError
+    and the config's own errors (a class and assignments), ClassNotFoundError.
+    """
+    store = Store(workspace)
+    if ":" in target:
+        cls = import_class(target)
+        if not issubclass(cls, Task):
+            raise TextValueError(f"{target} is a Config, not a Task: only tasks are stored")
+        config = build_config(cls, list(assignments or []))
+    else:
+        if assignments:
+            raise TextValueError("name=value assignments go with module:Class, not with an"
+                                 " identifier")
+        _, directory = locate(workspace, target)
+        from .serialize import load
+
+        config = load(directory)
+        if not isinstance(config, Task):
+            raise TextValueError(f"{target}: not a task")
+    name = class_spec(type(config)).identity_name
+    identifier = config.__identifier__
+    status = store.status(config)
+    report = WhyReport(identifier, name, status, workspace.task_dir(name, identifier))
+    if status != "done":
+        report.explanations = store.explain(config, limit=limit)
+    return report
