@@ -29,7 +29,7 @@ from typing import Any
 
 from .atomic import write_atomic
 from .liveness import boot_id, launch_is_live, process_start, read_launch
-from .locks import object_lock, try_object_lock
+from .locks import held_or_refused, path_lock, try_object_lock
 from .objects import is_done
 from .workspace import Workspace
 
@@ -117,7 +117,7 @@ def claim(workspace: Workspace, identifier: str, taskdir: Path, **launch: Any) -
     ``launch`` goes into the launch record (launcher name, Slurm job id...).  Raises
     LockUnavailableError on a file system without working locks.
     """
-    with object_lock(workspace.lock_path(identifier)):
+    with path_lock(workspace.lock_path(identifier)):
         if _run_lock_held(workspace, identifier):
             if is_done(taskdir):
                 return Claim("done")
@@ -143,7 +143,7 @@ def claim(workspace: Workspace, identifier: str, taskdir: Path, **launch: Any) -
 def holder_state(workspace: Workspace, identifier: str, taskdir: Path) -> str:
     """Under the claim lock: ``"done"``, ``"running"`` (run lock held or a live launch record
     naming another process) or ``"gone"`` (nobody holds the job and it is not done)."""
-    with object_lock(workspace.lock_path(identifier)):
+    with path_lock(workspace.lock_path(identifier)):
         if is_done(taskdir):
             return "done"
         if _run_lock_held(workspace, identifier):
@@ -163,6 +163,6 @@ def start_run(workspace: Workspace, identifier: str) -> contextlib.ExitStack[boo
     it; raises LockTimeout when another process runs the job.
     """
     stack = contextlib.ExitStack()
-    with object_lock(workspace.lock_path(identifier)):
-        stack.enter_context(object_lock(run_lock_path(workspace, identifier), timeout=0))
+    with path_lock(workspace.lock_path(identifier)):
+        stack.enter_context(held_or_refused(run_lock_path(workspace, identifier)))
     return stack

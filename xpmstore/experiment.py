@@ -181,6 +181,7 @@ class experiment:
             self._thread = threading.Thread(target=self._loop, daemon=True,
                                             name=f"xpmstore-{self.name}")
             self._thread.start()
+            self.launcher.warm()
         self._previous_workspace = set_active_workspace(self.workspace)
         _active = self
         return self
@@ -529,12 +530,9 @@ class experiment:
             manifest = objects.read_manifest(job.taskdir)
             if manifest is None:
                 continue
-            from .serialize import read_params
+            from .serialize import params_of
 
-            try:
-                identity = read_params(job.taskdir)["identity"]
-            except (OSError, ValueError):
-                identity = None
+            identity = params_of(job.task)["identity"]  # what params.json holds, not re-read
             records.append((job.identifier, objects.index_record(self.workspace, job.taskdir,
                                                                  manifest, identity)))
         if records:
@@ -553,7 +551,7 @@ class experiment:
             self._no_launch = True
             running = [j for j in self.order if j.status == "running"]
             for job in running:
-                job.launcher.kill(job.pid)
+                job.launcher.kill(job.identifier)
         deadline = time.time() + _INTERRUPT_GRACE
         try:
             with self._cond:
@@ -564,7 +562,7 @@ class experiment:
         with self._cond:
             for job in running:
                 if job.status == "running":
-                    job.launcher.kill(job.pid, force=True)
+                    job.launcher.kill(job.identifier, force=True)
         end = time.time() + 5
         while any(j.status == "running" for j in running) and time.time() < end:
             with self._cond:

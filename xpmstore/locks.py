@@ -5,7 +5,10 @@
   a process that was killed is released by the kernel with the process (flock semantics), so it
   never goes stale on one host.
 * :func:`gc_lock`: the workspace's shared/exclusive gc lock (``flock`` ``LOCK_SH``/``LOCK_EX``).
-* :func:`path_lock`: a short exclusive lock on any file (opening the index).
+* :func:`path_lock`: a short exclusive lock on any file, blocking in the kernel (opening the
+  index; the claim lock of a job).
+* :func:`held_or_refused` / :func:`try_object_lock`: a lock taken without waiting (a job's run
+  lock; gc's and fsck's probes).
 
 A file system whose locks do not work is a clear :class:`LockUnavailableError` naming the mount,
 never a silent fallback to a soft lock.
@@ -23,8 +26,8 @@ from typing import Any
 
 from .errors import XpmstoreError
 
-__all__ = ["LockTimeout", "LockUnavailableError", "gc_lock", "object_lock", "path_lock",
-           "try_object_lock"]
+__all__ = ["LockTimeout", "LockUnavailableError", "gc_lock", "held_or_refused", "object_lock",
+           "path_lock", "try_object_lock"]
 
 
 class LockUnavailableError(XpmstoreError, OSError):
@@ -64,7 +67,8 @@ _NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
 def _filelock(path: Path, timeout: float) -> Any:
     from filelock import UnixFileLock  # lazy: filelock is never on a hot path
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.path.isdir(path.parent):  # a stat; older filelocks do not create the folder
+        path.parent.mkdir(parents=True, exist_ok=True)
     try:
         # filelock >= 4 falls back to a soft (marker file) lock where flock is missing, which a
         # killed holder leaves stale: refuse it, so that such a file system is a clear error.
@@ -107,13 +111,7 @@ def try_object_lock(path: Path) -> Iterator[bool]:
     Only the acquisition is guarded: an exception of the ``with`` body (a LockTimeout of another
     lock included) propagates unchanged.
     """
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(object_lock(path, timeout=0))
-        except LockTimeout:
-            acquired = False
-        else:
-            acquired = True
+    with _flock(path, fcntl.LOCK_EX, blocking=False) as acquired:  # the same flock, cheaper
         yield acquired
 
 
@@ -153,5 +151,20 @@ def gc_lock(
 
 
 def path_lock(path: Path) -> contextlib.AbstractContextManager[bool]:
-    """A short exclusive lock on ``path`` (e.g. while opening or replacing the index)."""
+    """A short exclusive lock on ``path`` (opening the index, claiming a job).
+
+    A kernel-blocking ``flock``: the next waiter wakes the moment the holder lets go, where a
+    polling lock would sleep up to its poll interval (filelock's: 50 ms) — the claim lock is
+    taken by every scheduler for every job, and held for milliseconds.
+    """
     return _flock(path, fcntl.LOCK_EX, True)
+
+
+@contextlib.contextmanager
+def held_or_refused(path: Path) -> Iterator[None]:
+    """Take the exclusive lock ``path`` without waiting, or raise LockTimeout (a job's run lock:
+    a job whose run lock another process holds must not run)."""
+    with _flock(path, fcntl.LOCK_EX, blocking=False) as acquired:
+        if not acquired:
+            raise LockTimeout(f"lock {path} is held by another process")
+        yield

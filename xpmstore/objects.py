@@ -69,8 +69,14 @@ def prepare_task_dir(workspace: Workspace, task: Task) -> Path:
     directory = workspace.task_dir(name, task.__identifier__)
     (directory / ".xpm").mkdir(parents=True, exist_ok=True)
     params = directory / "params.json"
-    if not params.exists():
-        write_atomic(params, to_json_bytes(params_of(task)))
+    try:
+        missing = os.stat(params).st_size == 0  # empty: a crash before its data reached the disk
+    except FileNotFoundError:
+        missing = True
+    if missing:
+        # Not fsynced: params.json is a pure function of the task, rewritten here whenever it is
+        # missing or empty; the done manifest, written by the job at the end, is the durable one.
+        write_atomic(params, to_json_bytes(params_of(task)), durable=False)
     bind(task, workspace)
     return directory
 

@@ -25,12 +25,18 @@ class Launcher:
     def launch(self, identifier: str, taskdir: Path, environ: dict[str, str],
                tags: dict[str, Any], modules: list[str], scripts: list[str],
                fresh_process: bool, on_exit: ExitCallback) -> int:
-        """Start the job's process; returns its pid (its process group)."""
+        """Start the job's process; returns its pid when known at once, else 0 (the launcher
+        keeps it: :meth:`kill` takes the job's identifier).  ``on_exit`` is called exactly once,
+        from any thread, when the job's process has ended."""
         raise NotImplementedError
 
-    def kill(self, pid: int, force: bool = False) -> None:
-        """Send SIGTERM (SIGKILL with ``force``) to a job's process group."""
+    def kill(self, identifier: str, force: bool = False) -> None:
+        """Send SIGTERM (SIGKILL with ``force``) to the process group of the job
+        ``identifier``."""
         raise NotImplementedError
+
+    def warm(self) -> None:
+        """Get ready to launch (start helpers) while the experiment's tasks are submitted."""
 
     def close(self) -> None:
         """Release the launcher's helpers (running jobs are left to finish)."""

@@ -82,6 +82,19 @@ def _outcome_code(taskdir: Path | None) -> int:
     return EXIT_WAITED if state.get("state") == "waiting" else 1
 
 
+def _kill_group(pid: int, force: bool) -> None:
+    """SIGTERM (SIGKILL with ``force``) to the process group ``pid``; to the process alone when
+    it has not made its own group yet (a job just forked, before its ``setsid()``)."""
+    sig = signal.SIGKILL if force else signal.SIGTERM
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 class _Zygote:
     def __init__(self) -> None:
         import subprocess  # once per launcher
@@ -93,11 +106,11 @@ class _Zygote:
             stdout=subprocess.PIPE, start_new_session=True, env=env,
         )
         self.lock = threading.Lock()
-        self.started: dict[str, threading.Event] = {}
-        self.pids: dict[str, int] = {}
+        self.requested: dict[str, tuple[ExitCallback, Path]] = {}  # sent, not started yet
+        self.pids: dict[str, int] = {}  # identifier -> pid of a started job
+        self.kill_on_start: dict[str, bool] = {}  # killed before it started: force?
         self.exits: dict[int, ExitCallback] = {}
         self.owner: dict[int, str] = {}
-        self.pending_exits: dict[int, int] = {}
         self.imported: set[str] = set()
         self.taskdirs: dict[int, Path] = {}
         self.pid_starts: dict[int, int | None] = {}
@@ -124,30 +137,40 @@ class _Zygote:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             message = json.loads(line)
-            if message["op"] == "started":
+            if message["op"] == "started":  # always before the same job's "exited"
+                token, pid = message["token"], message["pid"]
                 with self.lock:
-                    self.pids[message["token"]] = message["pid"]
-                    self.pid_starts[message["pid"]] = process_start(message["pid"])
-                    self.started[message["token"]].set()
+                    on_exit, taskdir = self.requested.pop(token)
+                    self.pid_starts[pid] = process_start(pid)
+                    self.exits[pid] = on_exit
+                    self.owner[pid] = token
+                    self.taskdirs[pid] = taskdir
+                    self.pids[token] = pid
+                    force = self.kill_on_start.pop(token, None)
+                if force is not None:
+                    _kill_group(pid, force)
             elif message["op"] == "exited":
                 with self.lock:
                     callback = self.exits.pop(message["pid"], None)
                     identifier = self.owner.pop(message["pid"], "")
+                    self.pids.pop(identifier, None)
                     self.taskdirs.pop(message["pid"], None)
                     self.pid_starts.pop(message["pid"], None)
-                    if callback is None:
-                        self.pending_exits[message["pid"]] = message["code"]
                 if callback is not None:
                     callback(identifier, message["code"])
 
     def _ended(self) -> None:
-        """The zygote's output ended (it exited, or was killed): wake the ``run`` calls that
-        wait for a start, and watch the jobs it forked, whose exits it can no longer report."""
+        """The zygote's output ended (it exited, or was killed): report the jobs it never
+        started (as their task directories tell: never ran, so "waited" and the scheduler
+        claims them again), and watch the jobs it forked, whose exits it can no longer report."""
         with self.lock:
             self.dead = True
-            for event in self.started.values():
-                event.set()
+            never = list(self.requested.items())
+            self.requested.clear()
+            self.kill_on_start.clear()
             orphans = list(self.exits)
+        for token, (callback, taskdir) in never:
+            callback(token, _outcome_code(taskdir))
         for pid in orphans:
             self._watch(pid)
 
@@ -167,10 +190,24 @@ class _Zygote:
         with self.lock:
             callback = self.exits.pop(pid, None)
             identifier = self.owner.pop(pid, "")
+            self.pids.pop(identifier, None)
             taskdir = self.taskdirs.pop(pid, None)
             self.pid_starts.pop(pid, None)
         if callback is not None:
             callback(identifier, _outcome_code(taskdir))
+
+    def kill(self, identifier: str, force: bool) -> bool:
+        """Signal the job's process group; a job requested but not started yet is signalled as
+        soon as it starts.  False when the zygote does not know the job."""
+        with self.lock:
+            pid = self.pids.get(identifier)
+            if pid is None:
+                if identifier not in self.requested:
+                    return False
+                self.kill_on_start[identifier] = force or self.kill_on_start.get(identifier, False)
+                return True
+        _kill_group(pid, force)
+        return True
 
     def run(self, identifier: str, taskdir: Path, environ: dict[str, str],
             tags: dict[str, Any], modules: list[str], scripts: list[str],
@@ -182,37 +219,20 @@ class _Zygote:
                         "modules": [m for m in modules if m in wanted],
                         "scripts": [s for s in scripts if s in wanted]})
         token = identifier
-        event = threading.Event()
         with self.lock:
             if self.dead:
                 raise XpmstoreError("the zygote of the local launcher has ended")
-            self.started[token] = event
+            self.requested[token] = (on_exit, taskdir)
         try:
             self._send({"op": "run", "taskdir": str(taskdir), "environ": environ, "tags": tags,
                         "token": token})
         except OSError as exc:
             with self.lock:
-                del self.started[token]
+                pending = self.requested.pop(token, None)
+            if pending is None:
+                return 0  # the zygote's end was seen meanwhile: the job was reported there
             raise XpmstoreError(f"the zygote of the local launcher has ended ({exc})") from exc
-        event.wait()
-        with self.lock:
-            del self.started[token]
-            pid = self.pids.pop(token, None)
-            if pid is None:
-                raise XpmstoreError("the zygote of the local launcher ended before it started"
-                                    " the job")
-            code = self.pending_exits.pop(pid, None)
-            orphan = False
-            if code is None:
-                self.exits[pid] = on_exit
-                self.owner[pid] = identifier
-                self.taskdirs[pid] = taskdir
-                orphan = self.dead  # else _ended will see it
-        if code is not None:
-            on_exit(identifier, code)
-        elif orphan:
-            self._watch(pid)
-        return pid
+        return 0  # the pid arrives with the zygote's answer; kill() knows it by identifier
 
     def close(self) -> None:
         if self.process.stdin is not None:
@@ -242,6 +262,8 @@ class LocalLauncher(Launcher):
         self._gpu_of: dict[str, str] = {}
         self._lock = threading.Lock()
         self._zygote: _Zygote | None = None
+        self._zygotes: list[_Zygote] = []  # every zygote started (a killed one still has jobs)
+        self._spawned: dict[str, int] = {}  # identifier -> pid of a `python -m xpmstore.runner`
 
     def describe(self) -> str:
         """One line for logs and the launch record."""
@@ -270,6 +292,7 @@ class LocalLauncher(Launcher):
             with self._lock:
                 self._running.discard(identifier)
                 self._gpu_of.pop(identifier, None)
+                self._spawned.pop(identifier, None)
             on_exit(identifier, code)
 
         with self._lock:
@@ -282,6 +305,7 @@ class LocalLauncher(Launcher):
                 self._zygote = None
             if self._zygote is None:
                 self._zygote = _Zygote()
+                self._zygotes.append(self._zygote)
             return self._zygote.run(identifier, taskdir, environ, tags, modules, scripts,
                                     finished)
         except BaseException:
@@ -302,18 +326,32 @@ class LocalLauncher(Launcher):
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
+        with self._lock:
+            self._spawned[identifier] = process.pid
+
         def wait() -> None:
             finished(identifier, process.wait())
 
         threading.Thread(target=wait, daemon=True).start()
         return process.pid
 
-    def kill(self, pid: int, force: bool = False) -> None:
-        """Signal the job's process group (SIGTERM, or SIGKILL with ``force``)."""
-        try:
-            os.killpg(pid, signal.SIGKILL if force else signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    def kill(self, identifier: str, force: bool = False) -> None:
+        """Signal the job's process group (SIGTERM, or SIGKILL with ``force``); a job asked of
+        the zygote but not started yet is signalled as soon as it starts."""
+        with self._lock:
+            pid = self._spawned.get(identifier)
+        if pid is not None:
+            _kill_group(pid, force)
+            return
+        for zygote in self._zygotes:
+            if zygote.kill(identifier, force):
+                return
+
+    def warm(self) -> None:
+        """Start the zygote now (it imports xpmstore while tasks are being submitted)."""
+        if not self.fresh_process and self._zygote is None:
+            self._zygote = _Zygote()
+            self._zygotes.append(self._zygote)
 
     def close(self) -> None:
         """Stop the zygote from taking work; running jobs finish in their own sessions."""
