@@ -3,11 +3,13 @@
 A launch record ``.xpm/launch.json`` names ``{host, boot_id, pid, pid_start, launcher,
 slurm_job_id}``.  On the same host (same boot), the holder is alive when a process with that pid
 exists and started at ``pid_start`` (so a recycled pid is not mistaken for it).  On another host,
-the runner's heartbeat file is fresh (refreshed every 10 s, stale after 60 s).  Reads only.
+the runner's heartbeat file (or, before its first beat, its launch record) is fresh (refreshed
+every 10 s, stale after 60 s).  Reads only.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import time
@@ -19,8 +21,9 @@ __all__ = ["HEARTBEAT_STALE", "boot_id", "launch_is_live", "process_start", "rea
 HEARTBEAT_STALE = 60.0
 
 
+@functools.cache
 def boot_id() -> str:
-    """This machine's boot id (changes at every reboot)."""
+    """This machine's boot id (changes at every reboot; read once per process)."""
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
@@ -57,8 +60,10 @@ def launch_is_live(directory: Path, record: dict[str, Any] | None = None) -> boo
     if record.get("host") == socket.gethostname() and record.get("boot_id") == boot_id():
         pid = record.get("pid")
         return isinstance(pid, int) and process_start(pid) == record.get("pid_start")
-    try:
-        beat = (directory / ".xpm" / "heartbeat").stat().st_mtime
-    except OSError:
-        return False
+    beat = 0.0
+    for name in ("heartbeat", "launch.json"):  # the runner's first beat is its launch record
+        try:
+            beat = max(beat, (directory / ".xpm" / name).stat().st_mtime)
+        except OSError:
+            pass
     return time.time() - beat < HEARTBEAT_STALE

@@ -92,7 +92,6 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
         recorded = _read_json(directory / ".xpm" / "launch.json")
         write_atomic(directory / ".xpm" / "launch.json",
                      json.dumps({**recorded, **previous}).encode(), durable=False)
-        (directory / ".xpm" / "heartbeat").touch()
         threading.Thread(target=_heartbeat, args=(directory / ".xpm" / "heartbeat", stop),
                          daemon=True).start()
         started = time.time()

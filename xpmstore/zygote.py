@@ -6,9 +6,11 @@ stdout:
 
 * ``{"op": "import", "path": [...], "modules": [...], "scripts": [...]}``: set ``sys.path`` and
   import modules (scripts of ``__main__`` classes by path), once each;
-* ``{"op": "run", "taskdir": ..., "environ": {...}, "tags": {...}, "token": ...}``: fork; the
-  child calls ``setsid()`` and :func:`xpmstore.runner.run_job`, then ``os._exit`` with its code;
-  the zygote answers ``{"op": "started", "token", "pid"}``;
+* ``{"op": "run", "taskdir": ..., "environ": {...}, "tags": {...}, "token": ...}``: hand the job
+  to the spare child (forked ahead, already in its own session; forked now if there is none),
+  which calls :func:`xpmstore.runner.run_job`, then ``os._exit`` with its code; the zygote
+  answers ``{"op": "started", "token", "pid"}`` and forks the next spare while the job runs (an
+  ``import`` releases the spare, which lacks the new modules);
 * whenever a child ends: ``{"op": "exited", "pid", "code"}``.
 
 On end of input (the scheduler ended or was killed) the zygote stops forking but lets running
@@ -53,37 +55,79 @@ def _import(message: dict[str, Any], imported: set[str]) -> None:
 _close_in_child: list[int] = []
 
 
-def _fork_job(message: dict[str, Any]) -> int:
-    pid = os.fork()
-    if pid == 0:
-        code = 1
+class _Spare:
+    """A child forked ahead of need: it makes its own session, then waits for one line on its
+    pipe — a job to run, or an empty line (or end of file) to exit unused.  Forking costs a few
+    milliseconds here; done while the previous job runs, it is off the next job's path."""
+
+    def __init__(self) -> None:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(write_fd)
+            _child(read_fd)
+        os.close(read_fd)
+        self.pid = pid
+        self.write_fd = write_fd
+
+    def hand(self, message: dict[str, Any]) -> int:
+        """Give the spare its job; returns its pid."""
         try:
-            os.setsid()
-            for fd in _close_in_child:  # the zygote's pipes are not the job's business
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
-            os.close(devnull)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            from .runner import run_job
-
-            code = run_job(message["taskdir"], message.get("environ"), message.get("tags"))
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
+            os.write(self.write_fd, (json.dumps(message) + "\n").encode())
         finally:
+            os.close(self.write_fd)
+        return self.pid
+
+    def release(self) -> None:
+        """Let the spare exit unused (it lacks modules imported since, or the zygote ends)."""
+        try:
+            os.write(self.write_fd, b"\n")
+        except OSError:
+            pass
+        finally:
+            os.close(self.write_fd)
+
+
+def _child(read_fd: int) -> None:
+    """The body of a forked child: wait for its job, run it, exit with its code."""
+    code = 1
+    try:
+        os.setsid()
+        for fd in _close_in_child:  # the zygote's pipes are not the job's business
             try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
-    return pid
+                os.close(fd)
+            except OSError:
+                pass
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        from .runner import run_job
+
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+        os.close(read_fd)
+        if not data.strip():
+            code = 0  # released unused
+        else:
+            message = json.loads(data)
+            code = run_job(message["taskdir"], message.get("environ"), message.get("tags"))
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
 
 
 def _send(out: Any, message: dict[str, Any]) -> None:
@@ -92,13 +136,15 @@ def _send(out: Any, message: dict[str, Any]) -> None:
 
 
 def _reap(out: Any, children: set[int]) -> None:
-    while children:
+    while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        if pid not in children:
+            continue  # a spare released unused
         children.discard(pid)
         _send(out, {"op": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
 
@@ -110,6 +156,9 @@ def main() -> int:
 
     import xpmstore  # noqa: F401
     from xpmstore import claim, manifest, objects, runner, serialize  # noqa: F401
+    from xpmstore.liveness import boot_id
+
+    boot_id()  # read once here, inherited by every job
 
     runner._inside_job = True  # a user script imported here must not start an experiment
 
@@ -124,6 +173,7 @@ def main() -> int:
     selector.register(wake_read, selectors.EVENT_READ, "wake")
     children: set[int] = set()
     imported: set[str] = set()
+    spare: _Spare | None = None
     buffer = b""
     open_input = True
     while open_input or children:
@@ -135,17 +185,25 @@ def main() -> int:
             if not chunk:
                 open_input = False
                 selector.unregister(sys.stdin.fileno())
+                if spare is not None:
+                    spare.release()
+                    spare = None
                 continue
             buffer += chunk
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 message = json.loads(line)
                 if message["op"] == "import":
+                    if spare is not None:  # it was forked without these modules
+                        spare.release()
+                        spare = None
                     _import(message, imported)
                 elif message["op"] == "run":
-                    pid = _fork_job(message)
+                    pid = (spare or _Spare()).hand(message)
+                    spare = None
                     children.add(pid)
                     _send(out, {"op": "started", "token": message.get("token"), "pid": pid})
+                    spare = _Spare()  # the next job's process, forked while this one runs
         try:
             _reap(out, children)
         except BrokenPipeError:
