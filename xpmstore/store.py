@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,12 @@ class Record:
 
     def to_json(self) -> dict[str, Any]:
         """Every field, JSON-ready."""
-        data = asdict(self)
-        data["path"] = str(self.path)
-        return data
+        return {  # not dataclasses.asdict: it deep-copies, slow over a whole store
+            "identifier": self.identifier, "kind": self.kind, "name": self.name,
+            "status": self.status, "path": str(self.path), "created": self.created,
+            "last_access": self.last_access, "size": self.size, "tags": dict(self.tags),
+            "dependencies": list(self.dependencies), "config": self.config,
+        }
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,8 @@ class Store:
             dependencies=data.get("dependencies") or [], config=data.get("config"),
         )
 
-    def _from_disk(self, ident: str) -> dict[str, Any] | None:
+    def _directories_named(self, ident: str) -> Iterator[tuple[str, Path]]:
+        """(identity name, directory) of every object directory called ``ident``."""
         for folder in ("jobs", "cache"):
             top = self.workspace.root / folder
             try:
@@ -169,10 +174,21 @@ class Store:
             for name in names:
                 candidate = top / name / ident
                 if candidate.is_dir():
-                    record = record_from_disk(self.workspace, candidate)
-                    if record is not None:
-                        self.index.put(ident, record)
-                        return record
+                    yield name, candidate
+
+    def _absent(self, ident: str) -> str:
+        """Why there is no Record of ``ident``: no such object, or an object not done."""
+        for name, candidate in self._directories_named(ident):
+            return (f"{name} {ident} in {self.workspace.root} is not done (it is"
+                    f" {object_status(candidate)}): nothing to look up yet")
+        return f"no object {ident} in {self.workspace.root}"
+
+    def _from_disk(self, ident: str) -> dict[str, Any] | None:
+        for _, candidate in self._directories_named(ident):
+            record = record_from_disk(self.workspace, candidate)
+            if record is not None:
+                self.index.put(ident, record)
+                return record
         return None
 
     def get(self, identifier_or_prefix: str) -> Record:
@@ -185,7 +201,7 @@ class Store:
         if len(text) == 64:
             data = self.index.get_raw(bytes.fromhex(text)) or self._from_disk(text)
             if data is None:
-                raise NotFound(f"no object {text} in {self.workspace.root}")
+                raise NotFound(self._absent(text))
             return self._record(text, data)
         matches = self.index.with_prefix(text)
         if not matches:

@@ -66,7 +66,7 @@ def test_get_misses(ws: Workspace, filled: list[Step], capsys: pytest.CaptureFix
     unfinished = next(d.name for d in objects.list_object_dirs(ws) if not objects.is_done(d))
     for args, code, words in ((["0" * 64], 1, "no object"), (["../etc"], 2, "not an identifier"),
                               (["ABC"], 2, "hexadecimal"), ([ambiguous], 2, "matches"),
-                              ([unfinished], 1, "no object")):
+                              ([unfinished], 1, "is not done")):
         assert main(["--workspace", str(ws.root), "get", *args]) == code, args
         assert words in one_error_line(capsys.readouterr().err)
 

@@ -232,6 +232,18 @@ def test_get_not_found(store: Store) -> None:
     assert "abc" in str(info.value)
 
 
+def test_get_of_an_object_not_done_says_so(ws: Workspace, store: Store) -> None:
+    learn = Learn(model=Model(), epochs=3)
+    objects.prepare_task_dir(ws, learn)  # its directory exists: it was claimed, never finished
+    with pytest.raises(NotFound) as info:
+        store.get(learn.__identifier__)
+    message = str(info.value)
+    assert "is not done" in message and "absent" in message and learn.__identifier__ in message
+    assert "\n" not in message
+    with pytest.raises(NotFound, match="no object"):
+        store.get("0" * 64)
+
+
 def test_ambiguous_prefix_lists_candidates(ws: Workspace, store: Store) -> None:
     made = [Tiny(i=i).__identifier__ for i in range(17)]  # 17 ids: two share a first digit
     for i in range(17):
