@@ -67,7 +67,8 @@ def drive(argv: list[str] | None = None) -> None:
     """The experiment processes of the tests (see the module doc):
 
     * ``chain WS NAME LENGTH VARIANT EXTRA [RELEASE]``: submit a chain of VARIANT and one
-      ``Step(i=0, variant=EXTRA)``, print ``submitted``, and wait for the jobs;
+      ``Step(i=0, variant=EXTRA)`` (both waiting for RELEASE when they run: the chain may be
+      reused, the extra step never is), print ``submitted``, and wait for the jobs;
     * ``talker WS KEY RELEASE``: submit a Talker, print ``submitted``.
     """
     from xpmstore import experiment
@@ -80,7 +81,7 @@ def drive(argv: list[str] | None = None) -> None:
         release = args[6] if len(args) > 6 else ""
         with experiment(workspace, name, launcher=LocalLauncher(workers=2)):
             chain(length, variant, release)[-1].submit()
-            Step(i=0, variant=extra).submit()
+            Step(i=0, variant=extra, release=release).submit()  # new each run: always waits
             print("submitted", flush=True)
     elif mode == "talker":
         with experiment(workspace, "talk", launcher=LocalLauncher(workers=1)):

@@ -38,6 +38,12 @@ ITERATIONS = 50
 # --- processes -----------------------------------------------------------------------------------
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default action, even when this test runs in a
+    background job (whose shell made it ignore SIGINT, which Python would then keep)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Experiment:
     """One experiment process: ``drive MODE WORKSPACE COUNTERS ARGS…``, stdout piped, stderr in
     the file ``log``."""
@@ -49,7 +55,7 @@ class Experiment:
             self.process = subprocess.Popen(
                 [PYTHON, "-c", DRIVER, mode, str(workspace.root), str(counters), *args],
                 cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                text=True,
+                text=True, preexec_fn=_default_sigint,
             )
         self.pid = self.process.pid
 

@@ -428,6 +428,9 @@ def test_ctrl_c_while_the_block_waits_interrupts_running_jobs(ws: Workspace, cou
         wait_for(lambda: count_of(counters, "started-c") == 1, "the blocker to start")
         os.kill(os.getpid(), signal.SIGINT)
 
+    # Ctrl-C raises KeyboardInterrupt even when the suite runs in a background job (whose shell
+    # made it ignore SIGINT).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     presser = threading.Thread(target=press_ctrl_c)
     presser.start()
     try:
@@ -435,6 +438,7 @@ def test_ctrl_c_while_the_block_waits_interrupts_running_jobs(ws: Workspace, cou
             blocker.submit()  # then the end of the block waits for it
     finally:
         presser.join()
+        signal.signal(signal.SIGINT, previous)
     state = read_state(taskdir(ws, blocker))
     assert (state["state"], state["reason"]) == ("failed", "interrupted")
     assert count_of(counters, "ended-c") == 0
