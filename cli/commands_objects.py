@@ -34,7 +34,8 @@ def get(identifier: str, to: Path | None, as_json: bool) -> None:
     xpmstore get 3fa9c1 --to out/    # a verified copy in out/3fa9c1…
     cd "$(xpmstore get 3fa9c1)"
 
-    ID is a full identifier or a unique prefix of one. Exit code 1 when no done object
+    ID is a full identifier or a unique prefix of one. An object absent here is pulled
+    (verified) from the remote when one is configured. Exit code 1 when no done object
     matches, 2 when ID is not 1 to 64 lowercase hex or the prefix is ambiguous.
     """
     from xpmstore.locate import find_done
@@ -48,9 +49,16 @@ def get(identifier: str, to: Path | None, as_json: bool) -> None:
     from xpmstore.errors import NotFound
     from xpmstore.store import Store
 
-    record = Store(workspace).get(identifier)
-    if record.status != "done":
-        raise NotFound(f"{record.identifier} ({record.name}) is {record.status}, not done")
+    try:
+        record = Store(workspace).get(identifier)
+        if record.status != "done":
+            raise NotFound(f"{record.identifier} ({record.name}) is {record.status}, not done")
+    except NotFound:
+        from xpmstore.remote import fetch
+
+        if fetch(workspace, identifier) is None:  # absent here: pulled when a remote has it
+            raise
+        record = Store(workspace).get(identifier)
     path = record.path
     if to is not None:
         from xpmstore.export import copy_out
@@ -73,10 +81,12 @@ def get(identifier: str, to: Path | None, as_json: bool) -> None:
               help="Only objects tagged K=V (repeatable: all must match). V matches a string"
                    " tag and the number or bool it spells.")
 @click.option("--json", "as_json", is_flag=True, help="Print every field of each Record.")
+@click.option("--remote", "remote", is_flag=True, help="List the objects of the remote instead"
+              " (identifier, kind, name, size, created; --kind and --name apply).")
 @workspace_option()
 @user_errors
 def ls(kind: str | None, name: str | None, status: str | None, tags: tuple[str, ...],
-       as_json: bool) -> None:
+       as_json: bool, remote: bool) -> None:
     """List objects, newest first.
 
     \b
@@ -88,6 +98,19 @@ def ls(kind: str | None, name: str | None, status: str | None, tags: tuple[str, 
     shortened and sizes human-readable; piped, each line holds the full identifier, the size in
     bytes and the UTC time, separated by tabs.
     """
+    if remote:
+        from xpmstore.remote import remote_entries
+
+        from .commands_remote import need_remote
+
+        found = remote_entries(need_remote(open_workspace()), kind=kind, name=name)
+        if as_json:
+            emit_json(found)
+        else:
+            table(["identifier", "kind", "name", "size", "created"],
+                  ([short(e["identifier"]), e["kind"], e["name"], size(e["size"]),
+                    when(e["created"])] for e in found))
+        return
     from xpmstore.listing import list_entries
     from xpmstore.locate import bulk
     from xpmstore.store import Store

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .context import open_workspace, user_errors, workspace_option
@@ -75,7 +77,7 @@ def logs(identifier: str, follow: bool, stream: str) -> None:
     _, directory = locate(open_workspace(), identifier)
     paths = log_paths(directory)
     chosen = [paths[s] for s in (("stdout", "stderr") if stream == "both" else (stream,))]
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer  # bytes as they are (click.get_binary_stream is deprecated)
     if follow:
         try:
             follow_logs(chosen, out, lambda: object_status(directory) == "running")

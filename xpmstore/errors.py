@@ -24,6 +24,8 @@ __all__ = [
     "MissingFieldError",
     "NotFound",
     "ObjectInUseError",
+    "RemoteError",
+    "RemoteUnavailableError",
     "SealedConfigError",
     "TagConflictError",
     "TextValueError",
@@ -151,3 +153,12 @@ class HasDependentsError(XpmstoreError, RuntimeError):
 class TextValueError(XpmstoreError, ValueError):
     """A value given as text (an age, a size, a ``k=v`` assignment, a tag filter) cannot be
     read; the message quotes it and says what is expected."""
+
+
+class RemoteError(XpmstoreError, OSError):
+    """The remote (DESIGN §11) refused or failed an operation, or is badly configured; the
+    message names the remote and the key."""
+
+
+class RemoteUnavailableError(RemoteError, ConnectionError):
+    """The remote cannot be reached (after the metadata timeout and one retry)."""

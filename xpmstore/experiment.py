@@ -43,6 +43,7 @@ from .locks import gc_lock
 from .plan import Job as PlanJob
 from .plan import make_plan
 from .progress import Progress
+from .remote.sync import RemoteSync
 from .runrecord import RunRecord
 from .workspace import Workspace, set_active_workspace
 
@@ -95,6 +96,8 @@ class _Job:
         self.poll_at = 0.0
         self.poll_every = 0.02
         self.fresh = bool(getattr(type(task), "fresh_process", False))
+        self.pull = False  # planned to be pulled from the remote
+        self.pulling = False  # a pull is in progress; its outcome comes as an exit event
 
 
 def _modules_and_scripts(task: Task) -> tuple[list[str], list[str]]:
@@ -162,6 +165,7 @@ class experiment:
         self._flush_lock = threading.Lock()  # one batch planned at a time, in submission order
         self._indexed_at = 0.0
         self._roots: set[str] = set()
+        self._remote: RemoteSync | None = RemoteSync.for_workspace(self.workspace)
 
     # --- the with block -------------------------------------------------------------------------
 
@@ -288,7 +292,9 @@ class experiment:
                     held[job.identifier] = str(launch.get("host", "?"))
                 elif read_state(job.taskdir).get("state") in ("failed", "running"):
                     failed_before.add(job.identifier)
-            decisions = {d.identifier: d for d in make_plan(graph, done, held=held,
+            remote = self._remote.present(i for i in graph if i not in done and i not in held) \
+                if self._remote is not None else set()
+            decisions = {d.identifier: d for d in make_plan(graph, done, remote=remote, held=held,
                                                             failed_before=failed_before)}
             if self.dry_run:
                 for job in new:
@@ -314,6 +320,7 @@ class experiment:
                     job.status = "done"
                     self.progress.finished_job(job.identifier, job.name, "reused")
                 else:
+                    job.pull = decision.action == "pull"
                     self._live.append(job)
         self._events.put(None)
         for job in new:
@@ -380,7 +387,11 @@ class experiment:
     def _step_jobs(self) -> None:
         ahead = sum(1 for j in self._live if j.ahead)
         for job in self._live:
-            if job.status == "pending":
+            if job.status == "pending" and job.pull and self._remote is not None:
+                job.pull, job.pulling, job.status = False, True, "running"
+                self.progress.started_job(job.identifier, job.name)
+                self._remote.start_pull(job.identifier, self._on_pulled)
+            elif job.status == "pending":
                 states = [self.jobs[d].status for d in job.dependencies if d in self.jobs]
                 bad = next((d for d in job.dependencies
                             if d in self.jobs and self.jobs[d].status in ("failed", "blocked")),
@@ -501,8 +512,21 @@ class experiment:
         """Called from a launcher's thread: hand the event to the scheduler thread."""
         self._events.put((identifier, code))
 
+    def _on_pulled(self, identifier: str, ok: bool) -> None:
+        """Called from a pull thread: hand the outcome to the scheduler thread."""
+        self._events.put((identifier, 0 if ok else 1))
+
     def _handle_exit(self, identifier: str, code: int) -> None:
         job = self.jobs[identifier]
+        if job.pulling:
+            job.pulling = False
+            if code == 0 and objects.is_done(job.taskdir):
+                job.status = "done"  # the pull indexed it
+                self.progress.finished_job(identifier, job.name, "reused")
+            else:
+                job.status = "pending"  # rejected or failed: run it here
+                self._set_reason(job, "ran:new")
+            return
         job.exit_code = code
         if code == runner.EXIT_WAITED:
             self._wait_for(job, "another process")
@@ -510,6 +534,8 @@ class experiment:
             job.status = "done"
             self._to_index.append(job)
             self.progress.finished_job(identifier, job.name, "done")
+            if self._remote is not None:
+                self._remote.push_later(job.taskdir)  # push = "auto": in the background
         else:
             state = read_state(job.taskdir)
             if state.get("state") != "failed":
@@ -549,7 +575,7 @@ class experiment:
     def _interrupt(self) -> None:
         with self._cond:
             self._no_launch = True
-            running = [j for j in self.order if j.status == "running"]
+            running = [j for j in self.order if j.status == "running" and not j.pulling]
             for job in running:
                 job.launcher.kill(job.identifier)
         deadline = time.time() + _INTERRUPT_GRACE
@@ -584,6 +610,8 @@ class experiment:
         self._flush_index()
         for launcher in self._launchers | {self.launcher}:
             launcher.close()
+        if self._remote is not None:
+            self._remote.close()  # waits for the pending pushes
         counts = {s: sum(1 for j in self.order if j.status == s) for s in _TERMINAL}
         if self.record is not None:
             self.record.end(outcome, **counts)

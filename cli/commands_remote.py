@@ -1,0 +1,83 @@
+"""Commands on the remote: push, pull (``get`` and ``ls --remote`` use :func:`need_remote`).
+
+Thin layers over :mod:`xpmstore.remote` (imported inside the commands).  The remote is the one
+configured for the workspace (``[remote] url`` in xpmstore.toml or the user settings;
+``$XPMSTORE_REMOTE`` overrides); see docs/remote.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .context import CliError, open_workspace, user_errors, workspace_option
+
+__all__ = ["need_remote", "pull", "push"]
+
+
+def need_remote(workspace: Any) -> Any:
+    """The workspace's remote; RemoteError (exit code 1) when none is configured."""
+    from xpmstore.errors import RemoteError
+    from xpmstore.remote import open_remote
+
+    remote = open_remote(workspace)
+    if remote is None:
+        raise RemoteError("no remote configured: set [remote] url in xpmstore.toml or the user"
+                          " settings, or $XPMSTORE_REMOTE (see docs/remote.md)")
+    return remote
+
+
+@click.command(short_help="Push done objects to the remote.")
+@click.argument("identifiers", metavar="[ID|PREFIX]...", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Push every done object of the workspace.")
+@workspace_option()
+@user_errors
+def push(identifiers: tuple[str, ...], every: bool) -> None:
+    """Push done objects (their files, then their manifests) to the remote.
+
+    \b
+    xpmstore push 3fa9c1 77ab02
+    xpmstore push --all
+
+    Files the remote already holds (same blake3) are not sent again. Prints one line per
+    object: pushed, present (already there) or failed with why. Exit code 1 when one failed.
+    """
+    from xpmstore.remote import push as push_objects
+
+    if bool(identifiers) == every:
+        raise click.UsageError("give identifiers or --all (not both)")
+    workspace = open_workspace()
+    remote = need_remote(workspace)
+    if every:
+        from xpmstore.locate import scan_objects
+
+        identifiers = tuple(o.identifier for o in scan_objects(workspace) if o.done)
+    report = push_objects(workspace, list(identifiers), remote)
+    for identifier in report.pushed:
+        click.echo(f"pushed\t{identifier}")
+    for identifier in report.present:
+        click.echo(f"present\t{identifier}")
+    for text, why in report.failed:
+        click.echo(f"failed\t{text}\t{why}")
+    if report.failed:
+        raise CliError(f"{len(report.failed)} object(s) not pushed")
+
+
+@click.command(short_help="Pull objects from the remote, verified.")
+@click.argument("identifiers", metavar="ID|PREFIX...", nargs=-1, required=True)
+@workspace_option()
+@user_errors
+def pull(identifiers: tuple[str, ...]) -> None:
+    """Pull objects from the remote into the workspace; prints each one's local path.
+
+    Every file is checked (size and blake3) and the identifier recomputed from the object's
+    identity before anything is published; a corrupt object is refused (exit code 1) and nothing
+    of it is kept.
+    """
+    from xpmstore.remote import pull as pull_object
+
+    workspace = open_workspace()
+    remote = need_remote(workspace)
+    for text in identifiers:
+        click.echo(str(pull_object(workspace, remote.resolve(text), remote)))

@@ -1,0 +1,34 @@
+"""The remote: a cache of done objects shared by a team's machines (DESIGN §11, docs/remote.md).
+
+Two kinds behind one interface (:mod:`.backends`): a directory of a shared file system
+(``file:///…``) and an S3-compatible bucket (``s3://bucket/prefix``).  :mod:`.store` holds the
+layout and the settings, :mod:`.verify` the pure checks of what is pulled, :mod:`.transfer` push
+and pull, :mod:`.sync` what the scheduler does with them.
+"""
+
+from __future__ import annotations
+
+from .backends import Backend, DirectoryBackend, S3Backend, open_backend
+from .store import Remote, RemoteSettings, open_remote, remote_settings
+from .sync import RemoteSync
+from .transfer import PushReport, fetch, pull, push, push_one, remote_entries
+from .verify import check_object
+
+__all__ = [
+    "Backend",
+    "DirectoryBackend",
+    "PushReport",
+    "Remote",
+    "RemoteSettings",
+    "RemoteSync",
+    "S3Backend",
+    "check_object",
+    "fetch",
+    "open_backend",
+    "open_remote",
+    "pull",
+    "push",
+    "push_one",
+    "remote_entries",
+    "remote_settings",
+]

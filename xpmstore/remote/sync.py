@@ -1,0 +1,146 @@
+"""The scheduler's side of the remote: presence in bulk, pulls instead of runs, pushes in the
+background (DESIGN §11).
+
+An experiment holds one :class:`RemoteSync`.  It never fails the experiment: an unreachable
+remote is noticed once (one warning line), after which the experiment goes on locally; a pull
+that fails verification prints one warning line naming the object and the job runs locally.
+Pulls and pushes run on their own thread pools; :meth:`RemoteSync.close` waits for the pending
+pushes (the experiment's end).  Thread-safe.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from ..errors import (
+    CorruptObjectError,
+    FormatVersionError,
+    NotFound,
+    RemoteError,
+    RemoteUnavailableError,
+    XpmstoreError,
+)
+from ..workspace import Workspace
+from .store import Remote, open_remote
+from .transfer import pull, push_one
+
+__all__ = ["RemoteSync"]
+
+_PULL_THREADS = 4
+_PUSH_THREADS = 2
+
+
+def _warn(message: str) -> None:
+    print(f"xpmstore: warning: {message}", file=sys.stderr)
+
+
+class RemoteSync:
+    """The remote of one experiment (see the module doc); build it with :meth:`for_workspace`."""
+
+    def __init__(self, workspace: Workspace, remote: Remote):
+        self.workspace = workspace
+        self.remote = remote
+        self.down = False
+        self._lock = threading.Lock()
+        self._pulls: ThreadPoolExecutor | None = None
+        self._pushes: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+
+    @classmethod
+    def for_workspace(cls, workspace: Workspace) -> RemoteSync | None:
+        """The sync of ``workspace``'s configured remote, or None when none is configured (or
+        its settings are wrong: one warning line)."""
+        try:
+            remote = open_remote(workspace)
+        except XpmstoreError as exc:
+            _warn(f"remote ignored: {exc}")
+            return None
+        return None if remote is None else cls(workspace, remote)
+
+    @property
+    def pulls(self) -> bool:
+        """Whether jobs absent locally are looked up in the remote (``pull = "auto"``)."""
+        return self.remote.settings.pull == "auto" and not self.down
+
+    @property
+    def pushes(self) -> bool:
+        """Whether finished jobs are pushed (``push = "auto"``)."""
+        return self.remote.settings.push == "auto" and not self.down
+
+    def unreachable(self, exc: Exception) -> None:
+        """Note that the remote cannot be reached (warned once; nothing more is asked of it)."""
+        with self._lock:
+            if self.down:
+                return
+            self.down = True
+        _warn(f"remote unreachable, going on without it: {exc}")
+
+    def present(self, identifiers: Iterable[str]) -> set[str]:
+        """Which of ``identifiers`` the remote holds (empty when pulls are off or the remote is
+        down).  Never raises for the remote's sake."""
+        wanted = list(identifiers)
+        if not wanted or not self.pulls:
+            return set()
+        try:
+            return self.remote.present(wanted)
+        except RemoteUnavailableError as exc:
+            self.unreachable(exc)
+        except RemoteError as exc:
+            _warn(f"remote {self.remote.url}: {exc}; going on without it")
+        return set()
+
+    def start_pull(self, identifier: str, on_done: Callable[[str, bool], None]) -> None:
+        """Pull ``identifier`` on a thread; ``on_done(identifier, ok)`` is called from that
+        thread (ok False: run the job locally)."""
+        with self._lock:
+            if self._pulls is None:
+                self._pulls = ThreadPoolExecutor(_PULL_THREADS, "xpmstore-pull")
+            pool = self._pulls
+        pool.submit(self._pull, identifier, on_done)
+
+    def _pull(self, identifier: str, on_done: Callable[[str, bool], None]) -> None:
+        ok = False
+        try:
+            if not self.down:
+                pull(self.workspace, identifier, self.remote)
+                ok = True
+        except (CorruptObjectError, FormatVersionError) as exc:
+            _warn(f"{exc}; rejected, running {identifier[:12]} locally")
+        except RemoteUnavailableError as exc:
+            self.unreachable(exc)
+        except NotFound:
+            pass  # gone since the plan: run it
+        except Exception as exc:
+            _warn(f"pull of {identifier[:12]} failed ({exc}); running it locally")
+        finally:
+            on_done(identifier, ok)
+
+    def push_later(self, directory: Path) -> None:
+        """Push the done object at ``directory`` in the background (``push = "auto"``)."""
+        if not self.pushes:
+            return
+        with self._lock:
+            if self._pushes is None:
+                self._pushes = ThreadPoolExecutor(_PUSH_THREADS, "xpmstore-push")
+            self._pending.append(self._pushes.submit(self._push, directory))
+
+    def _push(self, directory: Path) -> None:
+        if self.down:
+            return
+        try:
+            push_one(self.remote, directory)
+        except RemoteUnavailableError as exc:
+            self.unreachable(exc)
+        except Exception as exc:
+            _warn(f"push of {directory} failed: {exc}")
+
+    def close(self) -> None:
+        """Wait for the pending pushes and pulls, then release the threads."""
+        for pool in (self._pulls, self._pushes):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._pulls = self._pushes = None

@@ -1,0 +1,142 @@
+"""What a remote object must satisfy before anything of it is published locally.  Pure.
+
+A remote object (``objects/<ab>/<identifier>``) is one JSON document holding the done manifest
+(:mod:`xpmstore.manifest`) as written locally, the object's kind and name and, for a task, its
+params.json.  :func:`check_object` accepts it only when
+
+* it names the identifier asked for, and so does its done manifest;
+* the identifier is *recomputed*: from params.json's identity section for a task
+  (:func:`xpmstore.identifier.from_params`), from the config identifier and file name for a
+  ``@cache`` entry — so a manifest of another object, or a tampered identity, is refused;
+* params.json's bytes are the ones the manifest lists;
+* every path is relative, without ``..`` or ``.xpm``, and every link stays inside the object
+  (:func:`check_paths`).
+
+The blobs themselves are checked while they are downloaded (size and blake3).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+from blake3 import blake3
+
+from .. import manifest as manifest_module
+from ..errors import CorruptObjectError, FormatVersionError, UnsupportedValueError
+from ..identifier import cache_identifier, check_identifier, from_params
+from ..manifest import Manifest
+from ..workspace import KINDS
+
+__all__ = ["FORMAT", "RemoteObject", "check_object", "check_paths", "encode_object"]
+
+FORMAT = "xpmstore.remote-object"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    """A checked remote object: its manifest, the manifest's bytes, params.json's bytes (tasks)
+    and the identity section (tasks)."""
+
+    manifest: Manifest
+    done: bytes
+    params: bytes | None
+    identity: dict[str, Any] | None
+
+
+def encode_object(done: bytes, manifest: Manifest, params: bytes | None) -> bytes:
+    """The document pushed to ``objects/<ab>/<identifier>``. Pure."""
+    document = {
+        "format": FORMAT, "version": VERSION, "identifier": manifest.identifier,
+        "kind": manifest.kind, "name": manifest.name, "done": done.decode("utf-8"),
+        "params": None if params is None else params.decode("utf-8"),
+    }
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def _bad(identifier: str, why: str, expected: str = "", got: str = "") -> CorruptObjectError:
+    return CorruptObjectError(f"remote object {identifier}: {why}", identifier, expected, got)
+
+
+def _check_relative(identifier: str, path: str) -> None:
+    parts = path.split("/")
+    if (not path or path.startswith("/") or "\\" in path or "\0" in path
+            or any(p in ("", ".", "..") for p in parts) or parts[0] == ".xpm"):
+        raise _bad(identifier, f"refused path {path!r} (absolute, '..' or .xpm)")
+
+
+def check_paths(identifier: str, manifest: Manifest) -> None:
+    """Raise CorruptObjectError when a path of ``manifest`` is absolute, holds ``..``, lies in
+    ``.xpm/``, is listed twice, or a link leaves the object."""
+    seen: set[str] = set()
+    for path in [f.path for f in manifest.files] + [link.path for link in manifest.links]:
+        _check_relative(identifier, path)
+        if path in seen:
+            raise _bad(identifier, f"path {path!r} listed twice")
+        seen.add(path)
+    for link in manifest.links:
+        target = link.target
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(link.path), target))
+        if (not target or target.startswith("/") or "\0" in target
+                or resolved == ".." or resolved.startswith("../")):
+            raise _bad(identifier, f"link {link.path!r} -> {target!r} leaves the object")
+    for entry in manifest.files:
+        if entry.size < 0 or len(entry.blake3) != 64:
+            raise _bad(identifier, f"file {entry.path!r}: malformed size or digest")
+        check_identifier(entry.blake3)
+
+
+def check_object(identifier: str, data: bytes) -> RemoteObject:
+    """Parse and check the remote object ``data`` fetched for ``identifier`` (see the module
+    doc).  Raises CorruptObjectError naming the object, FormatVersionError for a newer format."""
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise _bad(identifier, "not JSON") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise _bad(identifier, "not a remote object")
+    if not isinstance(document.get("version"), int) or document["version"] > VERSION:
+        raise FormatVersionError(f"remote object {identifier}: version"
+                                 f" {document.get('version')!r} is newer; upgrade xpmstore")
+    done_text, params_text = document.get("done"), document.get("params")
+    if not isinstance(done_text, str) or not (params_text is None or isinstance(params_text, str)):
+        raise _bad(identifier, "missing fields")
+    done = done_text.encode("utf-8")
+    manifest = manifest_module.parse(done, f"remote object {identifier}")
+    if document.get("identifier") != identifier or manifest.identifier != identifier:
+        raise _bad(identifier, "holds the manifest of another object", identifier,
+                   str(manifest.identifier))
+    if manifest.kind not in KINDS or document.get("kind") != manifest.kind \
+            or document.get("name") != manifest.name:
+        raise _bad(identifier, "kind or name disagree with its manifest")
+    name = manifest.name
+    if not name or "/" in name or name.startswith(".") or "\0" in name:
+        raise _bad(identifier, f"refused name {name!r}")
+    check_paths(identifier, manifest)
+    params = None if params_text is None else params_text.encode("utf-8")
+    identity = None
+    if manifest.kind == "task":
+        if params is None:
+            raise _bad(identifier, "a task without params.json")
+        listed = {f.path: f for f in manifest.files}.get("params.json")
+        if listed is None or listed.size != len(params) \
+                or listed.blake3 != blake3(params).hexdigest():
+            raise _bad(identifier, "params.json differs from the one its manifest lists")
+        try:
+            identity = json.loads(params)["identity"]
+            recomputed = from_params(identity)
+        except (ValueError, KeyError, TypeError, UnsupportedValueError):
+            raise _bad(identifier, "params.json has no valid identity section") from None
+    else:
+        extra = manifest.extra
+        try:
+            recomputed = cache_identifier(str(extra["config"]), str(extra["file"]))
+        except (KeyError, ValueError, TypeError):
+            raise _bad(identifier, "a cache entry without its config and file") from None
+    if recomputed != identifier:
+        raise _bad(identifier, "its identity hashes to another identifier", identifier,
+                   recomputed)
+    return RemoteObject(manifest, done, params, identity)
