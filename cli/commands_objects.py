@@ -191,13 +191,25 @@ def rm(identifier: str, cascade: bool) -> None:
 
 @click.command(short_help="Make an object a gc root.")
 @click.argument("identifier", metavar="ID|PREFIX")
+@click.option("--remote", "remote", is_flag=True,
+              help="Pin the object in the remote: a root of gc --remote for the whole team.")
 @workspace_option()
 @user_errors
-def pin(identifier: str) -> None:
+def pin(identifier: str, remote: bool) -> None:
     """Pin an object: a gc root that gc never deletes (nor what it depends on).
 
-    Pins live in WORKSPACE/.xpmstore/pins/, so they survive an index rebuild.
+    Pins live in WORKSPACE/.xpmstore/pins/, so they survive an index rebuild. With --remote,
+    the pin is written in the remote (pins/ID) and protects the remote object from
+    gc --remote.
     """
+    if remote:
+        from xpmstore.remote.gc import pin_remote
+
+        from .commands_remote import need_remote
+
+        ident, added = pin_remote(need_remote(open_workspace()), identifier)
+        click.echo(f"{'pinned' if added else 'already pinned'} {short(ident)} in the remote")
+        return
     from xpmstore.locate import locate
     from xpmstore.pins import pin as pin_object
 
@@ -209,10 +221,19 @@ def pin(identifier: str) -> None:
 
 @click.command(short_help="Remove a pin.")
 @click.argument("identifier", metavar="ID|PREFIX")
+@click.option("--remote", "remote", is_flag=True, help="Remove a pin of the remote.")
 @workspace_option()
 @user_errors
-def unpin(identifier: str) -> None:
+def unpin(identifier: str, remote: bool) -> None:
     """Remove a pin (ID may be a prefix of a pinned identifier)."""
+    if remote:
+        from xpmstore.remote.gc import unpin_remote
+
+        from .commands_remote import need_remote
+
+        click.echo(f"unpinned {short(unpin_remote(need_remote(open_workspace()), identifier))}"
+                   " in the remote")
+        return
     from xpmstore.errors import AmbiguousPrefixError, NotFound
     from xpmstore.identifier import check_identifier
     from xpmstore.pins import pinned

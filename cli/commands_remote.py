@@ -41,9 +41,11 @@ def push(identifiers: tuple[str, ...], every: bool) -> None:
     xpmstore push --all
 
     Files the remote already holds (same blake3) are not sent again. Prints one line per
-    object: pushed, present (already there) or failed with why. Exit code 1 when one failed.
+    object as it finishes: pushed, present (already there) or failed with why; on a terminal,
+    a live line counts objects and bytes. Exit code 1 when one failed.
     """
     from xpmstore.remote import push as push_objects
+    from xpmstore.remote.progress import TransferProgress
 
     if bool(identifiers) == every:
         raise click.UsageError("give identifiers or --all (not both)")
@@ -53,13 +55,15 @@ def push(identifiers: tuple[str, ...], every: bool) -> None:
         from xpmstore.locate import scan_objects
 
         identifiers = tuple(o.identifier for o in scan_objects(workspace) if o.done)
-    report = push_objects(workspace, list(identifiers), remote)
-    for identifier in report.pushed:
-        click.echo(f"pushed\t{identifier}")
-    for identifier in report.present:
-        click.echo(f"present\t{identifier}")
-    for text, why in report.failed:
-        click.echo(f"failed\t{text}\t{why}")
+    progress = TransferProgress("push")
+
+    def show(outcome: str, name: str, why: str) -> None:
+        progress.echo("\t".join([outcome, name] + ([why] if why else [])))
+
+    try:
+        report = push_objects(workspace, list(identifiers), remote, progress, show)
+    finally:
+        progress.close()
     if report.failed:
         raise CliError(f"{len(report.failed)} object(s) not pushed")
 
@@ -73,11 +77,19 @@ def pull(identifiers: tuple[str, ...]) -> None:
 
     Every file is checked (size and blake3) and the identifier recomputed from the object's
     identity before anything is published; a corrupt object is refused (exit code 1) and nothing
-    of it is kept.
+    of it is kept. On a terminal, a live line counts objects and bytes.
     """
     from xpmstore.remote import pull as pull_object
+    from xpmstore.remote.progress import TransferProgress
 
     workspace = open_workspace()
     remote = need_remote(workspace)
-    for text in identifiers:
-        click.echo(str(pull_object(workspace, remote.resolve(text), remote)))
+    progress = TransferProgress("pull")
+    progress.expect(objects=len(identifiers))
+    try:
+        for text in identifiers:
+            path = pull_object(workspace, remote.resolve(text), remote, progress=progress)
+            progress.finished()
+            progress.echo(str(path))
+    finally:
+        progress.close()

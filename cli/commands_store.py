@@ -23,10 +23,13 @@ __all__ = ["fsck", "gc", "index"]
               " nothing.")
 @click.option("-y", "--yes", is_flag=True, help="Delete without asking.")
 @click.option("--json", "as_json", is_flag=True, help="Print the objects as JSON.")
+@click.option("--remote", "remote", is_flag=True,
+              help="Collect the remote instead: manifests no remote pin protects (nor a write"
+                   " within --older-than), then unlisted blobs older than 24 h.")
 @workspace_option()
 @user_errors
 def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bool, yes: bool,
-       as_json: bool) -> None:
+       as_json: bool, remote: bool) -> None:
     """Delete what no root reaches.
 
     \b
@@ -39,6 +42,12 @@ def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bo
     xpmstore gc --dry-run              # what would go: identifier, kind, name, size, why
     xpmstore gc                        # the same, then asks
     xpmstore gc -y --older-than 30d --max-size 200G
+    xpmstore gc --remote --older-than 90d --dry-run
+
+    With --remote, the team's remote is collected (docs/remote.md): its roots are the remote
+    pins (xpmstore pin --remote) and the manifests written within --older-than (required,
+    except with --dry-run: 0s leaves pins alone as roots), with what they depend on; every other
+    manifest goes, then every blob no manifest lists that is older than 24 h.
 
     Safe while experiments run: gc marks again under the workspace's exclusive gc lock (submits
     hold it shared while they record their jobs), skips objects whose lock is held, and moves
@@ -46,6 +55,17 @@ def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bo
     """
     from xpmstore.gc import GcOptions, collect, mark, parse_age, parse_size
 
+    if remote:
+        if max_size is not None:
+            raise click.UsageError("--max-size applies to the local store, not to --remote")
+        if older_than is None and not dry_run:  # the remote is the whole team's cache
+            raise click.UsageError(
+                "gc --remote deletes every manifest no remote pin protects: say how old with"
+                " --older-than AGE (e.g. 90d; 0s for every unpinned one), or look first with"
+                " --dry-run")
+        _gc_remote(parse_age(older_than) if older_than is not None else None, dry_run, yes,
+                   as_json)
+        return
     options = GcOptions(keep_runs=keep_runs,
                         older_than=parse_age(older_than) if older_than is not None else None,
                         max_size=parse_size(max_size) if max_size is not None else None)
@@ -89,6 +109,44 @@ def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bo
         click.echo(f"skipped {short(candidate.identifier)} {candidate.name}: {why}", err=True)
     click.echo(f"freed {size(result.freed)} in {len(result.deleted)} objects"
                f" ({len(result.skipped)} skipped)")
+
+
+def _gc_remote(older_than: float | None, dry_run: bool, yes: bool, as_json: bool) -> None:
+    """``gc --remote``: plan, show, ask (unless -y), collect."""
+    from xpmstore.remote.gc import collect_remote, plan_remote
+
+    from .commands_remote import need_remote
+
+    remote = need_remote(open_workspace())
+    if dry_run or not yes:
+        plan = plan_remote(remote, older_than)
+        if as_json and dry_run:
+            emit_json({"manifests": sorted(plan.manifests), "blobs": len(plan.blobs),
+                       "size": plan.size, "kept_manifests": plan.kept_manifests,
+                       "kept_blobs": plan.kept_blobs, "young_blobs": plan.young_blobs,
+                       "roots": plan.roots})
+            return
+        click.echo(f"{remote.url}: {'would delete' if dry_run else 'to delete'}"
+                   f" {len(plan.manifests)} manifests and {len(plan.blobs)} blobs,"
+                   f" {size(plan.size)} ({plan.roots} roots, {plan.kept_manifests} manifests"
+                   f" kept, {plan.young_blobs} unlisted blobs within the grace period)",
+                   err=not dry_run and as_json)
+        if dry_run:
+            return
+        if not plan.manifests and not plan.blobs:
+            click.echo("nothing to delete")
+            return
+        if not click.confirm(f"delete {len(plan.manifests)} manifests and {len(plan.blobs)}"
+                             f" blobs from {remote.url}?", default=False, err=True):
+            click.echo("nothing deleted")
+            return
+    result = collect_remote(remote, older_than)
+    if as_json:
+        emit_json({"manifests": sorted(result.manifests), "blobs": len(result.blobs),
+                   "freed": result.size})
+        return
+    click.echo(f"freed {size(result.size)}: {len(result.manifests)} manifests and"
+               f" {len(result.blobs)} blobs deleted from {remote.url}")
 
 
 @click.command(short_help="Re-hash every done object; --repair damaged ones.")

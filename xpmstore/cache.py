@@ -15,8 +15,10 @@ An entry is (config, file name): its identifier is blake3 over (scheme, "cache",
 identifier, the name); its directory is ``cache/<name>/<entry-id>/``.  A **hit** (``.xpm/done``
 exists) takes no lock, writes nothing but, at most once a minute, the entry's last access in the
 index, and calls the method with the path.  A **miss** takes the entry's lock, re-checks, clears
-the leftovers of a killed attempt, calls the method, and only on a normal return writes the done
-manifest and records the entry.  Safe across threads and processes: a miss is computed once.
+the leftovers of a killed attempt, pulls the entry from the workspace's remote when one is
+configured (``pull_cache``; :mod:`xpmstore.remote.cachepull`) and, failing that, calls the method,
+and only on a normal return writes the done manifest and records the entry.  Safe across
+threads and processes: a miss is computed once.
 """
 
 from __future__ import annotations
@@ -89,6 +91,11 @@ def _miss(workspace: Workspace, entry: _Entry, config: Config, method: Callable[
             return method(config, entry.file, *args, **kwargs)
         if entry.directory.exists():  # leftovers of a killed or failed attempt
             shutil.rmtree(entry.directory)
+        from .remote.cachepull import pull_entry  # lazy: only a miss needs the remote
+
+        if pull_entry(workspace, entry.identifier):  # a colleague computed it: pulled, verified
+            _last_access[entry.identifier] = time.time()
+            return method(config, entry.file, *args, **kwargs)
         (entry.directory / ".xpm").mkdir(parents=True)
         try:
             result = method(config, entry.file, *args, **kwargs)

@@ -64,6 +64,12 @@ class Backend(ABC):
         """A binary stream of the bytes under ``key`` (close it); raises RemoteError when
         absent."""
 
+    def copy_into(self, key: str, out: IO[bytes], limit: int) -> bool:
+        """Copy at most ``limit`` bytes of ``key`` into the file ``out`` by a fast path (the
+        kernel's, for a directory); False when this backend has none (then stream
+        :meth:`open_read`).  Raises RemoteError when ``key`` is absent."""
+        return False
+
     @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """The keys that start with ``prefix`` (a folder ending in ``/``)."""
@@ -75,6 +81,15 @@ class Backend(ABC):
     @abstractmethod
     def mtime(self, key: str) -> float | None:
         """When ``key`` was written (seconds since the epoch), or None when absent."""
+
+    @abstractmethod
+    def scan(self, prefix: str) -> dict[str, tuple[float, int]]:
+        """Every key under ``prefix`` (a folder ending in ``/``) → (mtime, size): one listing."""
+
+    @abstractmethod
+    def refresh(self, key: str, path: Path) -> None:
+        """Make ``key`` new again (its mtime now), ``path`` holding the very same bytes: what a
+        push that deduplicates against an old blob does, so that remote gc spares it."""
 
 
 class DirectoryBackend(Backend):
@@ -145,6 +160,21 @@ class DirectoryBackend(Backend):
         except FileNotFoundError:
             raise RemoteError(f"{self.url}: {key} is missing") from None
 
+    def copy_into(self, key: str, out: IO[bytes], limit: int) -> bool:
+        with self.open_read(key) as source:
+            src, dst, left = source.fileno(), out.fileno(), limit
+            try:
+                while left > 0:
+                    copied = os.copy_file_range(src, dst, min(left, 1 << 30))
+                    if copied == 0:
+                        break
+                    left -= copied
+            except OSError:  # no copy_file_range across these file systems: stream instead
+                out.seek(0)
+                out.truncate()
+                return False
+        return True
+
     def list(self, prefix: str) -> list[str]:
         top = self._path(prefix)
         out: list[str] = []
@@ -158,6 +188,22 @@ class DirectoryBackend(Backend):
             self._path(key).unlink()
         except FileNotFoundError:
             pass
+
+    def scan(self, prefix: str) -> dict[str, tuple[float, int]]:
+        out: dict[str, tuple[float, int]] = {}
+        for key in self.list(prefix):
+            try:
+                info = self._path(key).stat()
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            out[key] = (info.st_mtime, info.st_size)
+        return out
+
+    def refresh(self, key: str, path: Path) -> None:
+        try:
+            os.utime(self._path(key))
+        except FileNotFoundError:  # deleted meanwhile: write it again
+            self.put_file(key, path)
 
 
 def _s3_errors() -> tuple[type[BaseException], ...]:
@@ -287,6 +333,16 @@ class S3Backend(Backend):
         skip = len(self.prefix)
         return sorted(item["Key"][skip:] for page in self._pages(prefix)
                       for item in page.get("Contents", ()))
+
+    def scan(self, prefix: str) -> dict[str, tuple[float, int]]:
+        skip = len(self.prefix)
+        return {item["Key"][skip:]: (item["LastModified"].timestamp(), int(item["Size"]))
+                for page in self._pages(prefix) for item in page.get("Contents", ())}
+
+    def refresh(self, key: str, path: Path) -> None:
+        with open(path, "rb") as body:  # same bytes (content-addressed): an overwrite is safe
+            self._call("PUT", key, lambda: self._data.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=body))
 
     def delete(self, key: str) -> None:
         self._call("DELETE", key, lambda: self._meta.delete_object(

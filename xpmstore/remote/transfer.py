@@ -2,7 +2,9 @@
 
 **Push** uploads the blobs an object's done manifest lists that the remote lacks (each file's
 blake3 checked against the manifest first: a locally damaged object is never pushed), then —
-only then — the remote object.  A push killed at any moment leaves at most unlisted blobs.
+only then — the remote object.  A blob already in the remote but older than half remote gc's
+grace period is refreshed (made new) rather than trusted to stay.  A push killed at any moment
+leaves at most unlisted blobs.
 
 **Pull** fetches and checks the remote object (:func:`xpmstore.remote.verify.check_object`),
 downloads every blob into a temporary directory beside the final one while checking its size
@@ -14,13 +16,16 @@ CorruptObjectError naming the object, and nothing of it is published.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from blake3 import blake3
 
@@ -34,6 +39,7 @@ from ..liveness import launch_is_live, read_launch
 from ..locate import locate
 from ..locks import object_lock, try_object_lock
 from ..workspace import DONE, Workspace
+from .progress import TransferProgress
 from .store import Remote
 from .verify import RemoteObject, check_object, encode_object
 
@@ -41,6 +47,11 @@ __all__ = ["PushReport", "fetch", "pull", "push", "push_one", "remote_entries"]
 
 _CHUNK = 1 << 20
 _THREADS = 8
+_OBJECT_THREADS = 4
+GRACE = 24 * 3600.0
+"""Remote gc deletes an unreferenced blob only when it is older than this (:mod:`.gc`)."""
+REFRESH_AGE = GRACE / 2
+"""A push that deduplicates against a blob older than this refreshes it first."""
 
 
 @dataclass
@@ -52,12 +63,13 @@ class PushReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
-def push_one(remote: Remote, directory: Path) -> bool:
+def push_one(remote: Remote, directory: Path, progress: TransferProgress | None = None) -> bool:
     """Push the done object at ``directory``; True when its remote object was written, False
     when the remote already held it.
 
     Raises NotFound when the object is not done, CorruptObjectError when a file no longer
-    matches its manifest, RemoteError (RemoteUnavailableError) from the remote.
+    matches its manifest, RemoteError (RemoteUnavailableError) from the remote.  ``progress``
+    counts the bytes uploaded.
     """
     try:
         done = (directory / DONE).read_bytes()
@@ -72,15 +84,21 @@ def push_one(remote: Remote, directory: Path) -> bool:
     unique = {entry.blake3: entry for entry in manifest.files}
 
     def upload(digest: str) -> None:
-        if remote.has_blob(digest):
-            return
+        written = remote.backend.mtime(remote.blob_key(digest))
+        if written is not None and time.time() - written < REFRESH_AGE:
+            return  # deduplicated against a recent blob
         entry = unique[digest]
         path = directory / entry.path
         if os.path.getsize(path) != entry.size or hash_file(path).hex() != digest:
             raise CorruptObjectError(
                 f"{directory}: {entry.path} differs from its done manifest; not pushed"
                 " (xpmstore fsck)", identifier, digest)
-        remote.put_blob(digest, path)
+        if written is None:
+            remote.put_blob(digest, path)
+            if progress is not None:
+                progress.advance(entry.size)
+        else:  # an old blob remote gc might be about to take: made new before it is listed
+            remote.backend.refresh(remote.blob_key(digest), path)
 
     with ThreadPoolExecutor(min(_THREADS, max(1, len(unique)))) as pool:
         for _ in pool.map(upload, sorted(unique)):  # re-raises the first error
@@ -89,34 +107,76 @@ def push_one(remote: Remote, directory: Path) -> bool:
     return remote.put_object(identifier, encode_object(done, manifest, params))
 
 
-def push(workspace: Workspace, identifiers: list[str], remote: Remote) -> PushReport:
-    """Push the done objects named by ``identifiers`` (full identifiers or unique prefixes).
+def push(workspace: Workspace, identifiers: list[str], remote: Remote,
+         progress: TransferProgress | None = None,
+         on_result: Callable[[str, str, str], None] | None = None) -> PushReport:
+    """Push the done objects named by ``identifiers`` (full identifiers or unique prefixes), a
+    few at a time.  ``on_result(outcome, identifier, why)`` is called (from a worker thread) as
+    each one finishes: ``"pushed"``, ``"present"`` or ``"failed"``.
 
     Failures of single objects are collected in the report; RemoteUnavailableError propagates.
     """
     from ..errors import RemoteUnavailableError
 
     report = PushReport()
-    for text in identifiers:
+    lock = threading.Lock()
+    if progress is not None:
+        progress.expect(objects=len(identifiers))
+
+    def one(text: str) -> None:
         try:
             identifier, directory = locate(workspace, text)
-            if push_one(remote, directory):
-                report.pushed.append(identifier)
-            else:
-                report.present.append(identifier)
+            outcome, name, why = ("pushed" if push_one(remote, directory, progress)
+                                  else "present"), identifier, ""
         except RemoteUnavailableError:
             raise
         except (XpmstoreError, OSError) as exc:
-            report.failed.append((text, str(exc)))
+            outcome, name, why = "failed", text, str(exc)
+        with lock:
+            if outcome == "failed":
+                report.failed.append((name, why))
+            else:
+                getattr(report, outcome).append(name)
+        if progress is not None:
+            progress.finished()
+        if on_result is not None:
+            on_result(outcome, name, why)
+
+    with ThreadPoolExecutor(min(_OBJECT_THREADS, max(1, len(identifiers)))) as pool:
+        for _ in pool.map(one, identifiers):  # re-raises RemoteUnavailableError
+            pass
     return report
 
 
 def _download(remote: Remote, identifier: str, digest: str, size: int, target: Path,
-              executable: bool) -> None:
+              executable: bool, progress: TransferProgress | None = None) -> None:
+    """Copy blob ``digest`` to ``target`` and check the copy's size and blake3: by the
+    backend's fast path, then hashing the local copy (what is published is what was checked),
+    else streamed and hashed as it comes."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        if remote.backend.copy_into(remote.blob_key(digest), out, size + 1):
+            got = os.fstat(out.fileno()).st_size
+            actual = hash_file(target, got).hex() if got == size else ""
+            if progress is not None:
+                progress.advance(got)
+        else:
+            got, actual = _stream(remote, digest, size, out, progress)
+        os.fchmod(out.fileno(), 0o755 if executable else 0o644)
+    if got != size or actual != digest:
+        raise CorruptObjectError(
+            f"remote object {identifier}: blob {digest[:16]} ({target.name}) is corrupt"
+            f" ({'size ' + str(got) + ' != ' + str(size) if got != size else 'blake3 differs'})",
+            identifier, digest, actual)
+
+
+def _stream(remote: Remote, digest: str, size: int, out: IO[bytes],
+            progress: TransferProgress | None) -> tuple[int, str]:
+    """Stream blob ``digest`` into ``out`` (at most ``size`` + 1 bytes), hashing it; returns
+    (bytes read, hex blake3)."""
     hasher = blake3()
     got = 0
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as out, remote.open_blob(digest) as stream:
+    with remote.open_blob(digest) as stream:
         while True:
             chunk = stream.read(_CHUNK)
             if not chunk:
@@ -126,15 +186,13 @@ def _download(remote: Remote, identifier: str, digest: str, size: int, target: P
                 break
             hasher.update(chunk)
             out.write(chunk)
-        os.fchmod(out.fileno(), 0o755 if executable else 0o644)
-    if got != size or hasher.hexdigest() != digest:
-        raise CorruptObjectError(
-            f"remote object {identifier}: blob {digest[:16]} ({target.name}) is corrupt"
-            f" ({'size ' + str(got) + ' != ' + str(size) if got != size else 'blake3 differs'})",
-            identifier, digest, hasher.hexdigest())
+            if progress is not None:
+                progress.advance(len(chunk))
+    return got, hasher.hexdigest()
 
 
-def _fill(remote: Remote, checked: RemoteObject, temp: Path) -> None:
+def _fill(remote: Remote, checked: RemoteObject, temp: Path,
+          progress: TransferProgress | None = None) -> None:
     """Download every file of the object into ``temp`` (verified), then create its links."""
     manifest = checked.manifest
     identifier = manifest.identifier
@@ -147,7 +205,7 @@ def _fill(remote: Remote, checked: RemoteObject, temp: Path) -> None:
             (temp / entry.path).write_bytes(checked.params)
             return
         _download(remote, identifier, entry.blake3, entry.size, temp / entry.path,
-                  entry.executable)
+                  entry.executable, progress)
 
     with ThreadPoolExecutor(min(_THREADS, max(1, len(manifest.files)))) as pool:
         for _ in pool.map(fetch, range(len(manifest.files))):
@@ -163,11 +221,14 @@ def _fill(remote: Remote, checked: RemoteObject, temp: Path) -> None:
     (temp / ".xpm").mkdir()
 
 
-def _publish(workspace: Workspace, checked: RemoteObject, temp: Path, final: Path) -> bool:
-    """Move ``temp`` to ``final`` and write the done manifest last, under the claim lock; False
-    when the object turned out done already.  Raises ObjectInUseError when it is running."""
+def _publish(workspace: Workspace, checked: RemoteObject, temp: Path, final: Path,
+             locked: bool = False) -> bool:
+    """Move ``temp`` to ``final`` and write the done manifest last, under the claim lock (held
+    by the caller when ``locked``); False when the object turned out done already.  Raises
+    ObjectInUseError when it is running."""
     identifier = checked.manifest.identifier
-    with object_lock(workspace.lock_path(identifier)):
+    held = contextlib.nullcontext() if locked else object_lock(workspace.lock_path(identifier))
+    with held:
         if objects.is_done(final):
             return False
         if checked.manifest.kind == "task":
@@ -186,13 +247,15 @@ def _publish(workspace: Workspace, checked: RemoteObject, temp: Path, final: Pat
     return True
 
 
-def pull(workspace: Workspace, identifier: str, remote: Remote) -> Path:
+def pull(workspace: Workspace, identifier: str, remote: Remote, locked: bool = False,
+         progress: TransferProgress | None = None) -> Path:
     """Pull the object ``identifier`` (a full identifier) from ``remote``, verified (see the
     module doc), and index it; returns its local directory (at once when done locally).
 
     Raises NotFound when the remote lacks it, CorruptObjectError when it fails verification
     (nothing published), ObjectInUseError when it is being computed here, RemoteError.
-    Safe across threads and processes.
+    Safe across threads and processes.  ``locked``: the caller already holds the object's
+    claim lock (``@cache`` on a miss).  ``progress`` counts the bytes downloaded.
     """
     data = remote.get_object(identifier)
     if data is None:
@@ -205,9 +268,11 @@ def pull(workspace: Workspace, identifier: str, remote: Remote) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = final.parent / f".pull-{identifier[:16]}-{os.getpid()}-{os.urandom(4).hex()}"
     temp.mkdir()
+    if progress is not None:
+        progress.expect(nbytes=manifest.size)
     try:
-        _fill(remote, checked, temp)
-        if _publish(workspace, checked, temp, final):
+        _fill(remote, checked, temp, progress)
+        if _publish(workspace, checked, temp, final, locked):
             Index.for_workspace(workspace).put(
                 identifier, objects.index_record(workspace, final, manifest, checked.identity))
     finally:

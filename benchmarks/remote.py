@@ -1,0 +1,196 @@
+"""The remote (DESIGN §11): pulling a 1 GiB artifact from a directory remote, verification
+included, against plain ``cp`` of the same file; and the presence of 10,000 identifiers decided
+against a real S3 server (SeaweedFS ``weed mini`` on loopback, started by this script).
+
+Run it with ``benchmarks/run remote`` (``--quick``: a 64 MiB artifact and 2 repetitions).
+
+* **Pull.**  A ``@cache`` entry holding one file of random bytes (1 GiB) is pushed once to a
+  directory remote in ``benchmarks/.work/remote/``.  Each repetition pulls it into an empty
+  workspace (``xpmstore.remote.pull``: fetch and check the remote object, copy the blob while
+  hashing it with blake3 and checking its size, publish, index) and copies the same blob with
+  ``cp`` (a process; the destination removed first), alternating.  Source and destinations are
+  on the same file system; the source is in the page cache for both, and ``sync`` runs before
+  each (untimed) so that neither pays for the other's writeback.  Both copy in the kernel
+  (``copy_file_range``); the pull then hashes its copy (all cores) and fsyncs its manifest.
+  Throughput = size / median wall time; the target is pull ≥ 70% of ``cp``.
+* **Presence.**  5,000 remote objects are written to a fresh bucket (untimed); then
+  ``Remote.present`` is asked about 10,000 identifiers (the 5,000 and 5,000 absent ones): it
+  lists the 2-hex prefixes that hold them on a thread pool.  For reference, the same question by
+  one HEAD per identifier on 16 threads.  Target ≤ 3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.s3server: the suite's own SeaweedFS launcher
+
+from tests.s3server import S3Server  # noqa: E402
+from xpmstore import Config, Param  # noqa: E402
+from xpmstore.cache import cache  # noqa: E402
+from xpmstore.identifier import cache_identifier  # noqa: E402
+from xpmstore.remote import Remote, open_backend, pull, push_one  # noqa: E402
+from xpmstore.workspace import Workspace, set_active_workspace  # noqa: E402
+
+WORK = ROOT / "benchmarks" / ".work" / "remote"
+GIB = 1 << 30
+PRESENCE = 10_000
+PULL_TARGET = 0.70
+PRESENCE_TARGET_S = 3.0
+
+
+class Artifact(Config):
+    """One big file: a hard link to the benchmark's input of ``size`` bytes."""
+
+    __xpmid__ = "benchmarks.remote.Artifact"
+    size: Param[int]
+
+    @cache("artifact.bin")
+    def file(self, path: Path, source: str) -> Path:
+        if not path.exists():
+            os.link(source, path)
+        return path
+
+
+def make_input(size: int) -> Path:
+    """A file of ``size`` random bytes (made once, reused)."""
+    path = WORK / f"input-{size}.bin"
+    if path.is_file() and path.stat().st_size == size:
+        return path
+    WORK.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(".tmp")
+    with open(temp, "wb") as out:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 1 << 24))
+            out.write(chunk)
+            left -= len(chunk)
+    os.replace(temp, path)
+    return path
+
+
+def workspace_at(root: Path) -> Workspace:
+    workspace = Workspace.at(root)
+    workspace.ensure()
+    return workspace
+
+
+def pushed_artifact(size: int) -> tuple[Remote, str, Path]:
+    """The directory remote holding the artifact of ``size`` bytes (pushed once); returns it,
+    the entry's identifier and the input file."""
+    source = make_input(size)
+    remote = Remote(open_backend(f"file://{WORK / f'remote-{size}'}"))
+    artifact = Artifact(size=size)
+    identifier = cache_identifier(artifact.__identifier__, "artifact.bin")
+    if not remote.backend.exists(remote.object_key(identifier)):
+        origin = WORK / f"origin-{size}"
+        shutil.rmtree(origin, ignore_errors=True)
+        previous = set_active_workspace(workspace_at(origin))
+        try:
+            artifact.file(str(source))
+        finally:
+            set_active_workspace(previous)
+        push_one(remote, origin / "cache" / "benchmarks.remote.Artifact" / identifier)
+    return remote, identifier, source
+
+
+def bench_pull(size: int, repeat: int) -> dict[str, float]:
+    remote, identifier, source = pushed_artifact(size)
+    blob = remote.backend.root / remote.blob_key(  # type: ignore[attr-defined]
+        next(iter(remote.backend.list("cas/"))).rsplit("/", 1)[1])
+    subprocess.run(["cat", str(blob)], stdout=subprocess.DEVNULL, check=True)  # page cache
+    pulls, copies = [], []
+    target = WORK / "copy.bin"
+    for _ in range(repeat):
+        dest = WORK / "pulled"
+        shutil.rmtree(dest, ignore_errors=True)
+        workspace = workspace_at(dest)
+        os.sync()  # both start with nothing dirty: writeback of the last copy is not billed
+        started = time.perf_counter()
+        pulled = pull(workspace, identifier, remote)
+        pulls.append(time.perf_counter() - started)
+        assert (pulled / "artifact.bin").stat().st_size == size
+        shutil.rmtree(dest)
+        target.unlink(missing_ok=True)
+        os.sync()
+        started = time.perf_counter()
+        subprocess.run(["cp", str(blob), str(target)], check=True)
+        copies.append(time.perf_counter() - started)
+        target.unlink()
+    del source
+    return {"pull": statistics.median(pulls), "cp": statistics.median(copies)}
+
+
+def bench_presence(count: int, repeat: int) -> dict[str, float]:
+    server = S3Server()
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "any")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "any")
+    for var in [k for k in os.environ if "proxy" in k.lower()]:
+        del os.environ[var]
+    server.start()
+    try:
+        bucket = f"bench-{os.getpid()}"
+        server.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+        remote = Remote(open_backend(f"s3://{bucket}/team", endpoint_url=server.endpoint))
+        identifiers = [os.urandom(32).hex() for _ in range(count)]
+        stored = identifiers[: count // 2]
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(lambda i: remote.backend.put_bytes(remote.object_key(i), b"{}"),
+                          stored))
+        listing, heads = [], []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            found = remote.present(identifiers)
+            listing.append(time.perf_counter() - started)
+            assert found == set(stored), len(found)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(16) as pool:
+            flags = list(pool.map(lambda i: remote.backend.exists(remote.object_key(i)),
+                                  identifiers))
+        heads.append(time.perf_counter() - started)
+        assert sum(flags) == len(stored)
+        return {"present": statistics.median(listing), "head": statistics.median(heads)}
+    finally:
+        server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="64 MiB artifact, 2 repetitions")
+    args = parser.parse_args()
+    size = (64 << 20) if args.quick else GIB
+    repeat = 2 if args.quick else 3
+    print(f"python {platform.python_version()}, {os.cpu_count()} cores; artifact"
+          f" {size >> 20} MiB, median of {repeat}")
+    timings = bench_pull(size, repeat)
+    mib = size / (1 << 20)
+    pull_rate, cp_rate = mib / timings["pull"], mib / timings["cp"]
+    presence = bench_presence(PRESENCE, repeat)
+    ratio = pull_rate / cp_rate
+    rows = [
+        ("pull 1 artifact (verified)", f"{timings['pull']:.2f} s", f"{pull_rate:.0f} MiB/s",
+         f"{ratio:.0%} of cp (target ≥ {PULL_TARGET:.0%})", ratio >= PULL_TARGET),
+        ("cp of the same file", f"{timings['cp']:.2f} s", f"{cp_rate:.0f} MiB/s", "", True),
+        (f"presence of {PRESENCE:,} ids (S3)", f"{presence['present']:.2f} s", "",
+         f"target ≤ {PRESENCE_TARGET_S:.0f} s", presence["present"] <= PRESENCE_TARGET_S),
+        ("  (reference: HEAD each, 16 threads)", f"{presence['head']:.2f} s", "", "", True),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'time':>8}  {'rate':>11}  note")
+    for name, seconds, rate, note, ok in rows:
+        print(f"{name:<{width}}  {seconds:>8}  {rate:>11}  {note}{'' if ok else '  MISSED'}")
+    return 0 if all(r[4] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
