@@ -3,6 +3,7 @@ reconcile and rebuild, and recovery from a lost or damaged index."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from xpmstore.errors import (
 )
 from xpmstore.index import Index, index_location
 from xpmstore.serialize import load
-from xpmstore.store import Store
+from xpmstore.store import Record, Store
 from xpmstore.workspace import DONE, Workspace
 
 from ..storehelpers import (
@@ -222,6 +223,9 @@ def test_get_by_identifier_and_prefix(ws: Workspace, store: Store) -> None:
         assert store.get(learn.__identifier__[:length]) == record
     as_json = record.to_json()
     assert as_json["path"] == str(directory) and json.loads(json.dumps(as_json)) == as_json
+    # built field by field on the fast path: the same as the dataclass's own constructor
+    fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(Record)}
+    assert set(vars(record)) == set(fields) and Record(**fields) == record
 
 
 def test_get_not_found(store: Store) -> None:
