@@ -122,6 +122,13 @@ class ClassSpec:
     pathgens: list[tuple[str, str]]
     header: bytes
     is_task: bool
+    identity_plan: tuple[tuple[str, bytes, FieldSpec | None], ...] = ()
+    """(name, encoded name, the field when its default may be left out) of each identity
+    field, in encoding order: what :func:`_identify` walks."""
+
+    def __post_init__(self) -> None:
+        self.identity_plan = tuple((f.name, f.name_bytes, f if f.skippable else None)
+                                   for f in self.identity_fields)
 
 
 def identity_name(cls: type) -> str:
@@ -519,6 +526,13 @@ def _missing(config: Config, spec: ClassSpec) -> MissingFieldError | None:
     return None
 
 
+_int_bytes = identifier._int_bytes
+_str_bytes = identifier._str_bytes
+_float_bytes = identifier._float_bytes
+_TRUE, _FALSE = identifier._TRUE, identifier._FALSE
+_REF = identifier.ref_bytes(b"")
+
+
 def _identify(config: Config) -> bytes:
     """Encode and hash ``config`` (the hot path: kept tight), then seal it."""
     values = config.__dict__
@@ -531,21 +545,34 @@ def _identify(config: Config) -> bytes:
     digest = inputs.digest_input
     parts: list[bytes] = []
     append = parts.append
-    field_spec = None
+    name = "?"
     try:
-        for field_spec in spec.identity_fields:
-            encoded = encode(values[field_spec.name], digest)
-            if field_spec.skippable and encoded == field_spec.default_encoding():
+        for name, name_bytes, skippable in spec.identity_plan:
+            value = values[name]
+            kind = type(value)  # the common kinds inline: the same bytes as encode_value
+            if kind is int:
+                encoded = _int_bytes(value)
+            elif kind is str:
+                encoded = _str_bytes(value)
+            elif kind is float:
+                encoded = _float_bytes(value)
+            elif kind is bool:
+                encoded = _TRUE if value else _FALSE
+            elif isinstance(value, Config):  # by reference (Config.__xpm_encode__)
+                nested = value.__dict__.get("_xpm_raw")
+                encoded = _REF + (nested if nested is not None else _identify(value))
+            else:
+                encoded = encode(value, digest)
+            if skippable is not None and encoded == skippable.default_encoding():
                 continue
-            append(field_spec.name_bytes + encoded)
+            append(name_bytes + encoded)
     except KeyError:
         missing = _missing(config, spec)
         if missing is None:
             raise
         raise missing from None
     except (UnsupportedValueError, InputPathError) as exc:
-        where = f"{type(config).__qualname__}.{field_spec.name if field_spec else '?'}"
-        raise type(exc)(f"{where}: {exc}") from None
+        raise type(exc)(f"{type(config).__qualname__}.{name}: {exc}") from None
     producer = values.get("_xpm_producer")
     if producer is not None and producer is not config:
         raw_producer = bytes.fromhex(producer.__identifier__)
