@@ -78,8 +78,12 @@ _DAMAGE = (lmdb.InvalidError, lmdb.CorruptedError, lmdb.VersionMismatchError,
 process, readers full, permissions, a second open) must never throw the pins and the memo away."""
 
 
+_this_pid = os.getpid()  # kept current by _forget_after_fork: no getpid() per lookup
+
+
 def _forget_after_fork() -> None:
-    global _open_lock
+    global _open_lock, _this_pid
+    _this_pid = os.getpid()
     _open_lock = threading.RLock()  # another thread of the parent may have held it at the fork
     _abandoned.extend(_open.values())
     _open.clear()
@@ -234,7 +238,7 @@ class Index:
             self._pid, self.env, self.dbs, self._held = held[0], held[1], held[2], held
 
     def _ensure(self) -> None:
-        if self._pid != os.getpid() or _envs.get(self._key) is not self._held:
+        if self._pid != _this_pid or _envs.get(self._key) is not self._held:
             self._attach()
 
     def close(self) -> None:

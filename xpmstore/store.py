@@ -116,6 +116,7 @@ class Store:
         self._index: Index | None = None
         self._root = str(self.workspace.root)
         self._jobs = str(self.workspace.jobs)
+        self._folders: dict[str, Path] = {}  # "jobs/<name>" -> its Path, for records
 
     @property
     def index(self) -> Index:
@@ -155,8 +156,14 @@ class Store:
         return result
 
     def _record(self, ident: str, data: dict[str, Any]) -> Record:
-        text = f"{self._root}/{data['path']}"
+        relative = data["path"]
+        text = f"{self._root}/{relative}"
         status = "done" if os.path.exists(text + "/" + DONE) else object_status(Path(text))
+        parent, _, leaf = relative.rpartition("/")
+        base = self._folders.get(parent)
+        if base is None:
+            base = self._folders[parent] = self.workspace.root / parent
+        path = base / leaf  # one segment parsed, where Path(text) parses them all
         if status == "done":
             _note_root(ident)
         # Every field at once: a frozen dataclass's __init__ sets them one by one through
@@ -164,7 +171,7 @@ class Store:
         record = _new_record(Record)
         record.__dict__.update(
             identifier=ident, kind=data["kind"], name=data["name"], status=status,
-            path=Path(text), created=data["created"], last_access=data.get("last_access", 0.0),
+            path=path, created=data["created"], last_access=data.get("last_access", 0.0),
             size=data.get("size", 0), tags=data.get("tags") or {},
             dependencies=data.get("dependencies") or [], config=data.get("config"),
         )
