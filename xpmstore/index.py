@@ -345,15 +345,21 @@ class Index:
         """The record of ``identifier`` or None; one read transaction."""
         return self.get_raw(_raw(identifier))
 
-    def get_raw(self, raw: bytes) -> dict[str, Any] | None:
-        """The record of the 32-byte identifier ``raw`` or None (the hot path: no checks)."""
+    def get_raw(self, raw: bytes, identity: bool = True) -> dict[str, Any] | None:
+        """The record of the 32-byte identifier ``raw`` or None (the hot path: no checks).
+
+        ``identity=False`` leaves a task's identity section out (most of its bytes: what a
+        lookup's Record does not hold) and parses only the rest.
+        """
         self._ensure()
         try:
             with self.env.begin(buffers=False) as txn:
                 data = txn.get(raw, db=self.dbs[b"objects"])
         except lmdb.MapResizedError:
             data = self.read(lambda txn: txn.get(raw, db=self.dbs[b"objects"]))
-        return None if data is None else json.loads(data)
+        if data is None:
+            return None
+        return json.loads(data) if identity else _summary(data)
 
     def _put(self, txn: Any, identifier: str, record: dict[str, Any]) -> None:
         raw = _raw(identifier)

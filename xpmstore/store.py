@@ -213,7 +213,8 @@ class Store:
         """
         text = identifier.check_identifier(identifier_or_prefix)
         if len(text) == 64:
-            data = self.index.get_raw(bytes.fromhex(text)) or self._from_disk(text)
+            data = self.index.get_raw(bytes.fromhex(text), identity=False) \
+                or self._from_disk(text)
             if data is None:
                 raise NotFound(self._absent(text))
             return self._record(text, data)

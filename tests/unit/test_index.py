@@ -76,6 +76,11 @@ def test_summaries_leave_the_identity_out(index: Index) -> None:
     for n in (3, 4):  # keys after the identity: the index moves the identity last
         assert summaries[ident(n)] == {k: v for k, v in full[ident(n)].items() if k != "identity"}
     assert summaries[ident(3)]["after"] == {"kept": True} and summaries[ident(4)]["later"] == 2
+    for n in (1, 2, 3, 4):  # one record, as Store.get reads it: the same cut
+        raw = bytes.fromhex(ident(n))
+        assert index.get_raw(raw, identity=False) == summaries[ident(n)]
+        assert index.get_raw(raw) == full[ident(n)]
+    assert index.get_raw(bytes.fromhex(ident(5)), identity=False) is None
 
 
 def test_put_many_items_identifiers(index: Index) -> None:
