@@ -63,7 +63,10 @@ def run_lock_path(workspace: Workspace, identifier: str) -> Path:
 def _run_lock_held(workspace: Workspace, identifier: str) -> bool:
     """Whether some process holds the job's run lock right now (a probe: call it under the
     claim lock, or it may collide with a job taking its run lock)."""
-    with try_object_lock(run_lock_path(workspace, identifier)) as acquired:
+    path = run_lock_path(workspace, identifier)
+    if not os.path.exists(path):  # never taken: nobody holds it (and no file is created here;
+        return False              # a job creates it under the claim lock, which we hold)
+    with try_object_lock(path) as acquired:
         return not acquired
 
 
@@ -133,7 +136,8 @@ def claim(workspace: Workspace, identifier: str, taskdir: Path, **launch: Any) -
         state = read_state(taskdir)
         failed_before = state.get("state") in ("failed", "running")
         move_attempt(taskdir)
-        (taskdir / ".xpm").mkdir(parents=True, exist_ok=True)
+        if not os.path.isdir(taskdir / ".xpm"):
+            (taskdir / ".xpm").mkdir(parents=True)
         write_atomic(taskdir / ".xpm" / "launch.json",
                      json.dumps(launch_record(**launch)).encode(), durable=False)
         write_state(taskdir, "waiting")
