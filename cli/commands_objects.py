@@ -38,8 +38,10 @@ def get(identifier: str, to: Path | None, as_json: bool) -> None:
     (verified) from the remote when one is configured. Exit code 1 when no done object
     matches, 2 when ID is not 1 to 64 lowercase hex or the prefix is ambiguous.
     """
+    from xpmstore.identifier import check_identifier
     from xpmstore.locate import find_done
 
+    check_identifier(identifier)  # bad input is exit 2, whatever the workspace
     workspace = open_workspace()
     if not as_json and to is None:
         found = find_done(workspace, identifier)  # the index settles most lookups alone

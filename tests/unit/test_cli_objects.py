@@ -59,6 +59,13 @@ def test_get_by_identifier_and_prefix(ws: Workspace, filled: list[Step]) -> None
                            "config", "copied_to"}
 
 
+def test_get_refuses_a_bad_identifier_before_looking_for_a_workspace(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--workspace", str(tmp_path / "absent"), "get", "zz"]) == 2
+    assert "not an identifier" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "absent").exists()
+
+
 def test_get_misses(ws: Workspace, filled: list[Step], capsys: pytest.CaptureFixture[str]) -> None:
     first = {s.__identifier__[0] for s in filled}
     ambiguous = next(c for c in sorted(first)
