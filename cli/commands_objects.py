@@ -113,18 +113,18 @@ def ls(kind: str | None, name: str | None, status: str | None, tags: tuple[str, 
                   ([short(e["identifier"]), e["kind"], e["name"], size(e["size"]),
                     when(e["created"])] for e in found))
         return
-    from xpmstore.listing import list_entries
-    from xpmstore.locate import bulk
+    from xpmstore.listing import list_entries, list_json
     from xpmstore.store import Store
     from xpmstore.textvalues import parse_tag_filter
 
     filters = [parse_tag_filter(text) for text in tags]
+    if as_json:  # the index's own JSON text for done tasks, not encoded again
+        lines = list_json(Store(open_workspace()), kind=kind, name=name, status=status,
+                          tags=filters)
+        click.echo("[\n" + ",\n".join(lines) + "\n]" if lines else "[]")
+        return
     entries = list_entries(Store(open_workspace()), kind=kind, name=name, status=status,
                            tags=filters)
-    if as_json:
-        with bulk():
-            emit_json(entries)
-        return
     table(["identifier", "kind", "name", "status", "size", "created"],
           ([short(e["identifier"]), e["kind"], e["name"], e["status"], size(e["size"]),
             when(e["created"])] for e in entries))

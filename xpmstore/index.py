@@ -122,15 +122,26 @@ _IDENTITY_KEY = b',"identity":{'
 
 
 def _summary(value: bytes) -> dict[str, Any]:
+    return _summary_text(value)[0]
+
+
+_decode = json.JSONDecoder().decode  # a str straight to the C scanner (json.loads of bytes
+                                     # first guesses their encoding, in Python)
+
+
+def _summary_text(value: bytes) -> tuple[dict[str, Any], str | None]:
+    """:func:`_summary` and the JSON text it parsed when the identity section was cut off
+    (None when the record was parsed whole)."""
     cut = value.find(_IDENTITY_KEY)
     if cut > 0 and value.endswith(b"}}"):
+        text = (value[:cut] + b"}").decode()
         try:
-            found = json.loads(value[:cut] + b"}")
+            found = _decode(text)
         except ValueError:
             found = None
         if isinstance(found, dict):
-            return found
-    return dict(json.loads(value))
+            return found, text
+    return dict(json.loads(value)), None
 
 
 def _raw(identifier: str) -> bytes:
@@ -440,6 +451,15 @@ class Index:
         def body(txn: Any) -> list[tuple[str, dict[str, Any]]]:
             cursor = txn.cursor(db=self.dbs[b"objects"])
             return [(key.hex(), _summary(value)) for key, value in cursor]
+
+        return self.read(body)
+
+    def summary_texts(self) -> list[tuple[str, dict[str, Any], str | None]]:
+        """:meth:`summaries` with, for each record whose identity section was cut off, the JSON
+        text that was parsed (for output that re-uses it rather than encoding it again)."""
+        def body(txn: Any) -> list[tuple[str, dict[str, Any], str | None]]:
+            cursor = txn.cursor(db=self.dbs[b"objects"])
+            return [(key.hex(), *_summary_text(value)) for key, value in cursor]
 
         return self.read(body)
 

@@ -10,6 +10,7 @@ none; their tags are those of their launch record).  Safe across processes.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from .locate import bulk, object_kind, scan_objects
 from .store import Record, Store, object_status
 from .textvalues import tag_matches
 
-__all__ = ["list_entries", "list_records"]
+__all__ = ["list_entries", "list_json", "list_records"]
 
 
 def _unfinished(directory: Path) -> dict[str, Any]:
@@ -57,16 +58,8 @@ def _entries(store: Store, kind: str | None, name: str | None, status: str | Non
     found: list[dict[str, Any]] = []
     if status in (None, "done"):
         for ident, data in store.index.summaries():
-            if kind is not None and data["kind"] != kind:
-                continue
-            if name is not None and data["name"] != name:
-                continue
-            found.append({
-                "identifier": ident, "kind": data["kind"], "name": data["name"],
-                "status": "done", "path": root + data["path"], "created": data["created"],
-                "last_access": data.get("last_access", 0.0), "size": data.get("size", 0),
-                "tags": data.get("tags") or {}, "dependencies": data.get("dependencies") or [],
-                "config": data.get("config")})
+            if (kind is None or data["kind"] == kind) and (name is None or data["name"] == name):
+                found.append(_done_entry(ident, data, root))
     if status != "done":
         for directory in directories:
             if directory.done or (kind is not None and directory.kind != kind) or (
@@ -79,6 +72,61 @@ def _entries(store: Store, kind: str | None, name: str | None, status: str | Non
         found = [e for e in found if all(tag_matches(e["tags"], k, v) for k, v in tags)]
     found.sort(key=lambda e: (e["created"], e["identifier"]), reverse=True)
     return found
+
+
+def _done_entry(ident: str, data: dict[str, Any], root: str) -> dict[str, Any]:
+    return {"identifier": ident, "kind": data["kind"], "name": data["name"], "status": "done",
+            "path": root + data["path"], "created": data["created"],
+            "last_access": data.get("last_access", 0.0), "size": data.get("size", 0),
+            "tags": data.get("tags") or {}, "dependencies": data.get("dependencies") or [],
+            "config": data.get("config")}
+
+
+_TASK_START = '{"kind":"task","name":'
+_PATH_KEY = ',"path":"'
+
+
+def list_json(store: Store, *, kind: str | None = None, name: str | None = None,
+              status: str | None = None,
+              tags: list[tuple[str, list[Any]]] | None = None) -> list[str]:
+    """The JSON text of each entry :func:`list_entries` gives, in the same order, with the same
+    fields.  A done task's text is the index's own (its identity section cut off), given its
+    identifier, status, absolute path and config by splicing: 100,000 records are not encoded
+    again (about a third of ``xpmstore ls --json``).  Filters on tags take the general path."""
+    encode = json.JSONEncoder(separators=(",", ":")).encode
+    if tags:
+        return [encode(e) for e in list_entries(store, kind=kind, name=name, status=status,
+                                                tags=tags)]
+    with bulk():
+        workspace = store.workspace
+        directories = scan_objects(workspace)
+        reconcile_listing(store.index, workspace,
+                          {d.identifier: d.path for d in directories if d.done})
+        root = f"{workspace.root}/"
+        quoted_root = _PATH_KEY[:-1] + json.dumps(root)[:-1]  # ,"path":"<root>   (open quote)
+        found: list[tuple[float, str, str]] = []
+        if status in (None, "done"):
+            for ident, data, text in store.index.summary_texts():
+                if (kind is not None and data["kind"] != kind) or (
+                        name is not None and data["name"] != name):
+                    continue
+                if text is not None and text.startswith(_TASK_START) and (
+                        '"config":' not in text):
+                    body = text.replace(_PATH_KEY, quoted_root, 1)
+                    line = f'{{"identifier":"{ident}","status":"done",{body[1:-1]},"config":null}}'
+                else:
+                    line = encode(_done_entry(ident, data, root))
+                found.append((data["created"], ident, line))
+        if status != "done":
+            for directory in directories:
+                if directory.done or (kind is not None and directory.kind != kind) or (
+                        name is not None and directory.name != name):
+                    continue
+                entry = _unfinished(Path(directory.path))
+                if status is None or entry["status"] == status:
+                    found.append((entry["created"], entry["identifier"], encode(entry)))
+        found.sort(key=lambda e: (e[0], e[1]), reverse=True)
+        return [line for _, _, line in found]
 
 
 def list_records(store: Store, *, kind: str | None = None, name: str | None = None,

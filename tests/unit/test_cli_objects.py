@@ -149,6 +149,24 @@ def test_ls_json_has_every_field(ws: Workspace, filled: list[Step]) -> None:
     assert created == sorted(created, reverse=True)
 
 
+def test_ls_json_text_is_exactly_the_entries(ws: Workspace, filled: list[Step]) -> None:
+    """``ls --json`` splices the index's own text for done tasks: the same values as the
+    general path, even with a tag that looks like a path key, and under every filter."""
+    from xpmstore.listing import list_entries, list_json
+    from xpmstore.store import Store
+
+    odd = Step(i=99, variant=7).tag("note", ',"path":"/elsewhere", "é"\n')
+    objects.run_here(ws, odd)
+    store = Store(ws)
+    for filters in ({}, {"status": "done"}, {"kind": "task"}, {"name": "tests.gc.Step"},
+                    {"status": "absent"}, {"kind": "cache"}):
+        parsed = [json.loads(line) for line in list_json(store, **filters)]
+        assert parsed == list_entries(store, **filters)
+    spliced = next(json.loads(line) for line in list_json(store) if odd.__identifier__ in line)
+    assert spliced["path"] == str(task_dir(ws, odd)) and spliced["config"] is None
+    assert spliced["tags"] == {"note": ',"path":"/elsewhere", "é"\n'}
+
+
 def test_ls_as_a_real_process(ws: Workspace, filled: list[Step]) -> None:
     result = console(ws, "ls", "--tag", "seed=2")
     assert result.returncode == 0, result.stderr
