@@ -129,12 +129,20 @@ _decode = json.JSONDecoder().decode  # a str straight to the C scanner (json.loa
                                      # first guesses their encoding, in Python)
 
 
+def without_identity(value: bytes) -> str | None:
+    """The JSON text of a stored record without its identity section (written last by
+    :meth:`Index.put`), or None when the record does not end with one."""
+    cut = value.find(_IDENTITY_KEY)
+    if cut > 0 and value.endswith(b"}}"):
+        return (value[:cut] + b"}").decode()
+    return None
+
+
 def _summary_text(value: bytes) -> tuple[dict[str, Any], str | None]:
     """:func:`_summary` and the JSON text it parsed when the identity section was cut off
     (None when the record was parsed whole)."""
-    cut = value.find(_IDENTITY_KEY)
-    if cut > 0 and value.endswith(b"}}"):
-        text = (value[:cut] + b"}").decode()
+    text = without_identity(value)
+    if text is not None:
         try:
             found = _decode(text)
         except ValueError:
@@ -454,12 +462,12 @@ class Index:
 
         return self.read(body)
 
-    def summary_texts(self) -> list[tuple[str, dict[str, Any], str | None]]:
-        """:meth:`summaries` with, for each record whose identity section was cut off, the JSON
-        text that was parsed (for output that re-uses it rather than encoding it again)."""
-        def body(txn: Any) -> list[tuple[str, dict[str, Any], str | None]]:
+    def raw_records(self) -> list[tuple[str, bytes]]:
+        """Every (identifier, stored record bytes), in identifier order, in one read
+        transaction: for readers that parse only what they need."""
+        def body(txn: Any) -> list[tuple[str, bytes]]:
             cursor = txn.cursor(db=self.dbs[b"objects"])
-            return [(key.hex(), *_summary_text(value)) for key, value in cursor]
+            return [(key.hex(), bytes(value)) for key, value in cursor]
 
         return self.read(body)
 

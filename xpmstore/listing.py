@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .gc import reconcile_listing
+from .index import _summary, without_identity
 from .liveness import read_launch
 from .locate import bulk, object_kind, scan_objects
 from .store import Record, Store, object_status
@@ -84,6 +85,23 @@ def _done_entry(ident: str, data: dict[str, Any], root: str) -> dict[str, Any]:
 
 _TASK_START = '{"kind":"task","name":'
 _PATH_KEY = ',"path":"'
+_CREATED_KEY = ',"created":'
+
+
+def _task_created(text: str | None) -> float | None:
+    """The ``created`` time of a task record's JSON text, read without parsing the rest; None
+    for anything else (a cache entry, a record of another shape): those are parsed."""
+    if text is None or not text.startswith(_TASK_START) or '"config":' in text:
+        return None
+    start = text.find(_CREATED_KEY)  # the first: kind, name and path come before it
+    if start < 0:
+        return None
+    start += len(_CREATED_KEY)
+    end = text.find(",", start)
+    try:
+        return float(text[start:end])
+    except ValueError:
+        return None
 
 
 def list_json(store: Store, *, kind: str | None = None, name: str | None = None,
@@ -106,17 +124,19 @@ def list_json(store: Store, *, kind: str | None = None, name: str | None = None,
         quoted_root = _PATH_KEY[:-1] + json.dumps(root)[:-1]  # ,"path":"<root>   (open quote)
         found: list[tuple[float, str, str]] = []
         if status in (None, "done"):
-            for ident, data, text in store.index.summary_texts():
-                if (kind is not None and data["kind"] != kind) or (
-                        name is not None and data["name"] != name):
-                    continue
-                if text is not None and text.startswith(_TASK_START) and (
-                        '"config":' not in text):
+            for ident, value in store.index.raw_records():
+                text = without_identity(value)
+                created = _task_created(text) if name is None and kind in (None, "task") \
+                    else None
+                if text is not None and created is not None:  # a task: spliced, not parsed
                     body = text.replace(_PATH_KEY, quoted_root, 1)
                     line = f'{{"identifier":"{ident}","status":"done",{body[1:-1]},"config":null}}'
-                else:
-                    line = encode(_done_entry(ident, data, root))
-                found.append((data["created"], ident, line))
+                    found.append((created, ident, line))
+                    continue
+                data = _summary(value)
+                if (kind is None or data["kind"] == kind) and (
+                        name is None or data["name"] == name):
+                    found.append((data["created"], ident, encode(_done_entry(ident, data, root))))
         if status != "done":
             for directory in directories:
                 if directory.done or (kind is not None and directory.kind != kind) or (
