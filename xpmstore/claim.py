@@ -140,7 +140,8 @@ def claim(workspace: Workspace, identifier: str, taskdir: Path, **launch: Any) -
             (taskdir / ".xpm").mkdir(parents=True)
         write_atomic(taskdir / ".xpm" / "launch.json",
                      json.dumps(launch_record(**launch)).encode(), durable=False)
-        write_state(taskdir, "waiting")
+        # No state file until the job's process writes "running": the launch record is the
+        # claim's record (a job claimed, not started: a live launch record and no state).
         return Claim("launch", failed_before=failed_before)
 
 

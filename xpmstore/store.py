@@ -92,19 +92,19 @@ def object_status(directory: Path) -> str:
     """
     if is_done(directory):
         return "done"
-    state = directory / ".xpm" / "state.json"
     try:
-        data = json.loads(state.read_bytes())
+        data = json.loads((directory / ".xpm" / "state.json").read_bytes())
     except (OSError, ValueError):
         data = None
-    if isinstance(data, dict) and data.get("state") in ("failed", "running", "waiting"):
+    state = data.get("state") if isinstance(data, dict) else None
+    if state == "failed":
+        return "failed"
+    if state == "running" or os.path.exists(directory / ".xpm" / "launch.json"):
         from . import liveness  # the scheduler's module, only when something ran
 
-        if data["state"] == "failed":
-            return "failed"
         if liveness.launch_is_live(directory):
-            return "running"
-        return "failed" if data["state"] == "running" else "absent"
+            return "running"  # running, or claimed and about to start
+        return "failed" if state == "running" else "absent"
     return "absent"
 
 

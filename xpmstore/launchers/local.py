@@ -72,6 +72,8 @@ def _outcome_code(taskdir: Path | None) -> int:
         return 0
     try:
         state = json.loads((taskdir / ".xpm" / "state.json").read_bytes())
+    except FileNotFoundError:
+        return EXIT_WAITED  # claimed, never started (the runner writes "running" first thing)
     except (OSError, ValueError):
         return 1
     if not isinstance(state, dict):
