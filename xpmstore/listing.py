@@ -11,13 +11,14 @@ none; their tags are those of their launch record).  Safe across processes.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .gc import reconcile_listing
 from .index import _summary, without_identity
 from .liveness import read_launch
-from .locate import bulk, object_kind, scan_objects
+from .locate import ObjectDir, bulk, object_kind, scan_objects
 from .store import Record, Store, object_status
 from .textvalues import tag_matches
 
@@ -49,26 +50,37 @@ def list_entries(store: Store, *, kind: str | None = None, name: str | None = No
         return _entries(store, kind, name, status, tags)
 
 
+def _listed(store: Store) -> list[ObjectDir]:
+    """Every object directory, after reconciling the index with that listing."""
+    directories = scan_objects(store.workspace)
+    reconcile_listing(store.index, store.workspace,
+                      {d.identifier: d.path for d in directories if d.done})
+    return directories
+
+
+def _unfinished_entries(directories: list[ObjectDir], kind: str | None, name: str | None,
+                        status: str | None) -> Iterator[dict[str, Any]]:
+    """The entries of the directories that are not done, matching the filters."""
+    for directory in directories:
+        if directory.done or (kind is not None and directory.kind != kind) or (
+                name is not None and directory.name != name):
+            continue
+        entry = _unfinished(Path(directory.path))
+        if status is None or entry["status"] == status:
+            yield entry
+
+
 def _entries(store: Store, kind: str | None, name: str | None, status: str | None,
              tags: list[tuple[str, list[Any]]] | None) -> list[dict[str, Any]]:
-    workspace = store.workspace
-    directories = scan_objects(workspace)
-    reconcile_listing(store.index, workspace,
-                      {d.identifier: d.path for d in directories if d.done})
-    root = f"{workspace.root}/"
+    directories = _listed(store)
+    root = f"{store.workspace.root}/"
     found: list[dict[str, Any]] = []
     if status in (None, "done"):
         for ident, data in store.index.summaries():
             if (kind is None or data["kind"] == kind) and (name is None or data["name"] == name):
                 found.append(_done_entry(ident, data, root))
     if status != "done":
-        for directory in directories:
-            if directory.done or (kind is not None and directory.kind != kind) or (
-                    name is not None and directory.name != name):
-                continue
-            entry = _unfinished(Path(directory.path))
-            if status is None or entry["status"] == status:
-                found.append(entry)
+        found.extend(_unfinished_entries(directories, kind, name, status))
     if tags:
         found = [e for e in found if all(tag_matches(e["tags"], k, v) for k, v in tags)]
     found.sort(key=lambda e: (e["created"], e["identifier"]), reverse=True)
@@ -116,11 +128,8 @@ def list_json(store: Store, *, kind: str | None = None, name: str | None = None,
         return [encode(e) for e in list_entries(store, kind=kind, name=name, status=status,
                                                 tags=tags)]
     with bulk():
-        workspace = store.workspace
-        directories = scan_objects(workspace)
-        reconcile_listing(store.index, workspace,
-                          {d.identifier: d.path for d in directories if d.done})
-        root = f"{workspace.root}/"
+        directories = _listed(store)
+        root = f"{store.workspace.root}/"
         quoted_root = _PATH_KEY[:-1] + json.dumps(root)[:-1]  # ,"path":"<root>   (open quote)
         found: list[tuple[float, str, str]] = []
         if status in (None, "done"):
@@ -138,13 +147,8 @@ def list_json(store: Store, *, kind: str | None = None, name: str | None = None,
                         name is None or data["name"] == name):
                     found.append((data["created"], ident, encode(_done_entry(ident, data, root))))
         if status != "done":
-            for directory in directories:
-                if directory.done or (kind is not None and directory.kind != kind) or (
-                        name is not None and directory.name != name):
-                    continue
-                entry = _unfinished(Path(directory.path))
-                if status is None or entry["status"] == status:
-                    found.append((entry["created"], entry["identifier"], encode(entry)))
+            found.extend((entry["created"], entry["identifier"], encode(entry))
+                         for entry in _unfinished_entries(directories, kind, name, status))
         found.sort(key=lambda e: (e[0], e[1]), reverse=True)
         return [line for _, _, line in found]
 

@@ -44,13 +44,6 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
         yield workspace
 
 
-@pytest.fixture
-def counters(tmp_path: Path) -> str:
-    folder = tmp_path / "counters"
-    folder.mkdir()
-    return str(folder)
-
-
 def entry_dir(ws: Workspace, config: Config, filename: str) -> Path:
     entry = cache_identifier(config.__identifier__, filename)
     return ws.cache / "tests.store.Terms" / entry

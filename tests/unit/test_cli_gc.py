@@ -25,17 +25,12 @@ from xpmstore.workspace import Workspace
 
 from ..clihelpers import console, invoke, one_error_line, run_chain, run_experiment, task_dir
 from ..gctasks import Step
-from ..storehelpers import Terms, active, check_done_objects, isolate, make_workspace
+from ..storehelpers import Terms, active, check_done_objects, isolate
 
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     isolate(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return make_workspace(tmp_path / "ws")
 
 
 def ids(steps: list[Step]) -> set[str]:

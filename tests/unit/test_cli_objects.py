@@ -17,17 +17,12 @@ from xpmstore.workspace import Workspace
 from ..clihelpers import console, invoke, one_error_line, run_chain, task_dir
 from ..gctasks import Step
 from ..helpers import run_python
-from ..storehelpers import isolate, make_workspace
+from ..storehelpers import isolate
 
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     isolate(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return make_workspace(tmp_path / "ws")
 
 
 @pytest.fixture

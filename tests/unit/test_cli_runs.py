@@ -19,7 +19,7 @@ from xpmstore.workspace import Workspace
 from ..clihelpers import XPMSTORE, invoke, run_chain, task_dir
 from ..gctasks import Talker, touch
 from ..helpers import PYTHON, REPO_ROOT
-from ..storehelpers import isolate, make_workspace, wait_for
+from ..storehelpers import isolate, wait_for
 
 DRIVER = "from tests.gctasks import drive; drive()"
 
@@ -27,11 +27,6 @@ DRIVER = "from tests.gctasks import drive; drive()"
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     isolate(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return make_workspace(tmp_path / "ws")
 
 
 @pytest.fixture

@@ -52,7 +52,6 @@ from ..storehelpers import (
     check_done_objects,
     count_of,
     isolate,
-    make_workspace,
     tree,
     wait_for,
 )
@@ -86,18 +85,6 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     with hang_guard():
         yield
     assert active_experiment() is None, "an experiment was left active"
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return make_workspace(tmp_path / "ws")
-
-
-@pytest.fixture
-def counters(tmp_path: Path) -> str:
-    folder = tmp_path / "counters"
-    folder.mkdir()
-    return str(folder)
 
 
 def xp(ws: Workspace, name: str = "exp", workers: int = 2, **kwargs: Any) -> experiment:

@@ -32,7 +32,7 @@ from ..schedtasks import (
     needs_java,
     set_env,
 )
-from ..storehelpers import count_of, isolate, make_workspace
+from ..storehelpers import count_of, isolate
 from .test_experiment import hang_guard
 
 
@@ -43,18 +43,6 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     APPLIED.clear()
     with hang_guard():
         yield
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return make_workspace(tmp_path / "ws")
-
-
-@pytest.fixture
-def counters(tmp_path: Path) -> str:
-    folder = tmp_path / "counters"
-    folder.mkdir()
-    return str(folder)
 
 
 def xp(ws: Workspace, name: str = "hooks") -> experiment:

@@ -37,7 +37,7 @@ from ..schedtasks import (
     lines,
     set_env,
 )
-from ..storehelpers import count_of, isolate, make_workspace, wait_for
+from ..storehelpers import count_of, isolate, wait_for
 from .test_experiment import hang_guard
 
 
@@ -48,18 +48,6 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
         monkeypatch.delenv(name, raising=False)
     with hang_guard():
         yield
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return make_workspace(tmp_path / "ws")
-
-
-@pytest.fixture
-def counters(tmp_path: Path) -> str:
-    folder = tmp_path / "counters"
-    folder.mkdir()
-    return str(folder)
 
 
 def xp(ws: Workspace, launcher: LocalLauncher) -> experiment:

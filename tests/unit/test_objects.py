@@ -14,17 +14,12 @@ from xpmstore.index import Index
 from xpmstore.serialize import load, params_of, read_params
 from xpmstore.workspace import DONE, Workspace
 
-from ..storehelpers import Evaluate, Failing, Learn, Model, Tiny, isolate, make_workspace
+from ..storehelpers import Evaluate, Failing, Learn, Model, Tiny, isolate
 
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     isolate(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return make_workspace(tmp_path / "ws")
 
 
 def test_prepare_task_dir_writes_params_once(ws: Workspace) -> None:
