@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .claim import run_lock_path
 from .errors import TextValueError
 from .index import Index
 from .liveness import launch_is_live
@@ -368,10 +369,6 @@ def empty_trash(workspace: Workspace) -> int:
     return len(entries)
 
 
-def _run_lock(workspace: Workspace, identifier: str) -> Path:
-    return workspace.lock_path(identifier).with_suffix(".run")  # as xpmstore.claim names it
-
-
 def move_to_trash(workspace: Workspace, directory: Path, trash: Path) -> None:
     """Rename an object's directory into the trash folder ``trash`` (same file system: one
     atomic ``rename``)."""
@@ -384,7 +381,7 @@ def _take(workspace: Workspace, candidate: Candidate, trash: Path) -> str:
     with try_object_lock(workspace.lock_path(candidate.identifier)) as acquired:
         if not acquired:
             return "its lock is held"
-        with try_object_lock(_run_lock(workspace, candidate.identifier)) as free:
+        with try_object_lock(run_lock_path(workspace, candidate.identifier)) as free:
             if not free:
                 return "it is running"
             if not candidate.done and launch_is_live(Path(candidate.path)):

@@ -15,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
+from .claim import run_lock_path
 from .errors import HasDependentsError, ObjectInUseError
 from .gc import move_to_trash
 from .index import Index
@@ -90,7 +91,7 @@ def remove(workspace: Workspace, text: str, cascade: bool = False) -> list[tuple
                                        f" (xpmstore kill {ident[:12]})", identifier=ident)
         for ident, path in targets:
             with try_object_lock(workspace.lock_path(ident)) as acquired, \
-                    try_object_lock(workspace.lock_path(ident).with_suffix(".run")) as free:
+                    try_object_lock(run_lock_path(workspace, ident)) as free:
                 if not (acquired and free) or _in_use(workspace, ident, path):
                     raise ObjectInUseError(
                         f"{ident[:12]} ({path.parent.name}): its lock is held by another"
