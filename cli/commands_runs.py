@@ -35,13 +35,13 @@ def jobs(every_run: bool, as_json: bool) -> None:
            for j in found])
 
 
-@click.command(short_help="Stop a running job of this host.")
+@click.command(short_help="Stop a running job (a local process or a Slurm job).")
 @click.argument("identifier", metavar="ID|PREFIX")
 @click.option("--force", is_flag=True, help="SIGKILL instead of SIGTERM.")
 @workspace_option()
 @user_errors
 def kill(identifier: str, force: bool) -> None:
-    """Stop a running job of this host (SIGTERM to its process group).
+    """Stop a running job: of this host (SIGTERM to its process group), or of Slurm (scancel).
 
     The experiment that launched it records it failed (interrupted); it runs again on the next
     submit.
@@ -51,8 +51,9 @@ def kill(identifier: str, force: bool) -> None:
 
     ident, directory = locate(open_workspace(), identifier)
     pid = kill_job(directory, force=force)
+    whom = f"pid {pid}" if pid else "its Slurm job, with scancel"
     click.echo(f"sent {'SIGKILL' if force else 'SIGTERM'} to {directory.parent.name}"
-               f" {short(ident)} (pid {pid})")
+               f" {short(ident)} ({whom})")
 
 
 @click.command(short_help="Print (-f: follow) a job's stdout and stderr.")

@@ -38,6 +38,7 @@ from .hooks import Job, SubmitHook, gather_hooks
 from .index import Index
 from .launchers.base import Launcher
 from .launchers.local import LocalLauncher
+from .launchers.named import named_launcher
 from .liveness import launch_is_live, read_launch
 from .locks import gc_lock
 from .plan import Job as PlanJob
@@ -63,7 +64,7 @@ def active_experiment() -> experiment | None:
     return _active
 
 
-def submit_task(task: Task, launcher: Launcher | None = None,
+def submit_task(task: Task, launcher: Launcher | str | None = None,
                 hooks: Iterable[SubmitHook] = ()) -> Any:
     """Submit ``task`` to the active experiment (what ``Task.submit`` calls)."""
     if _active is None:
@@ -133,7 +134,7 @@ class experiment:
     """
 
     def __init__(self, workspace: str | os.PathLike[str] | Workspace | None, name: str,
-                 launcher: Launcher | None = None, dry_run: bool = False,
+                 launcher: Launcher | str | None = None, dry_run: bool = False,
                  progress: Progress | None = None):
         if not isinstance(name, str) or not name or "/" in name or "\0" in name \
                 or name.startswith("."):
@@ -141,7 +142,8 @@ class experiment:
                                  " (no '/', not starting with '.')")
         self.workspace = Workspace.at(workspace)
         self.name = name
-        self.launcher = launcher or LocalLauncher()
+        self._named: dict[str, Launcher] = {}
+        self.launcher = self._launcher(launcher) if launcher is not None else LocalLauncher()
         self.dry_run = dry_run
         self.progress = progress or Progress(name)
         self.jobs: dict[str, _Job] = {}
@@ -225,12 +227,13 @@ class experiment:
 
     # --- submit ---------------------------------------------------------------------------------
 
-    def submit(self, task: Task, launcher: Launcher | None = None,
+    def submit(self, task: Task, launcher: Launcher | str | None = None,
                hooks: Iterable[SubmitHook] = ()) -> Any:
-        """Submit ``task`` (and the tasks it references); returns ``task_outputs(dep)``."""
+        """Submit ``task`` (and the tasks it references); returns ``task_outputs(dep)``.
+        ``launcher`` is a Launcher or the name of one in the settings (``[launchers.NAME]``)."""
         if not isinstance(task, Task):
             raise TypeError(f"submit() takes a Task, got {type(task).__qualname__}")
-        chosen = launcher or self.launcher
+        chosen = self._launcher(launcher) if launcher is not None else self.launcher
         new: list[_Job] = []
         self._collect(task, chosen, list(hooks), new, set())
         if new and self.dry_run:
@@ -251,6 +254,17 @@ class experiment:
         if outputs is not task and isinstance(outputs, Config):
             objects.bind(outputs, self.workspace)
         return outputs
+
+    def _launcher(self, launcher: Launcher | str) -> Launcher:
+        """``launcher`` itself, or the launcher named so in the settings (one per name)."""
+        if isinstance(launcher, Launcher):
+            return launcher
+        if not isinstance(launcher, str):
+            raise TypeError(f"launcher: a Launcher or a name from the settings, got"
+                            f" {type(launcher).__qualname__}")
+        if launcher not in self._named:
+            self._named[launcher] = named_launcher(self.workspace, launcher)
+        return self._named[launcher]
 
     def _flush_batch(self) -> None:
         """Plan and record the submitted jobs not planned yet (one batch, one gc lock)."""
@@ -400,11 +414,12 @@ class experiment:
                     job.status = "blocked"
                     job.detail = f"dependency {self.jobs[bad].name} {bad[:12]} failed"
                     self.progress.finished_job(job.identifier, job.name, "blocked", job.detail)
-                elif all(s == "done" for s in states):
+                elif (chain := [] if all(s == "done" for s in states)
+                      else self._chained(job)) is not None:
                     try:
                         if job.launcher.capacity(job.identifier):
                             ahead -= job.ahead
-                            self._start(job)
+                            self._start(job, chain)
                         elif not job.ahead and ahead < _AHEAD and self._claim(job):
                             job.ahead = True  # prepared and claimed while the workers are busy
                             ahead += 1
@@ -413,6 +428,25 @@ class experiment:
                         self._launch_failed(job, exc)
             elif job.status == "waiting" and time.time() >= job.poll_at:
                 self._check_holder(job)
+
+    def _chained(self, job: _Job) -> list[tuple[str, Path]] | None:
+        """When ``job``'s launcher chains jobs (Slurm) and every dependency not done yet is a
+        job of such a launcher still pending or running: their (reference, task directory)
+        pairs, so the job is submitted now with ``afterok``; else None (wait for them)."""
+        if not getattr(job.launcher, "chains", False):
+            return None
+        chain = []
+        for identifier in job.dependencies:
+            dependency = self.jobs.get(identifier)
+            if dependency is None or dependency.status == "done":
+                continue
+            if dependency.status != "running" or dependency.pulling:
+                return None
+            reference = dependency.launcher.job_reference(identifier)
+            if reference is None:
+                return None
+            chain.append((reference, dependency.taskdir))
+        return chain
 
     def _launch_failed(self, job: _Job, exc: Exception) -> None:
         """A job could not be launched (a SubmitHook raised, the launcher or the disk failed):
@@ -443,7 +477,8 @@ class experiment:
             self.progress.finished_job(job.identifier, job.name, "reused")
             return False
         if outcome.outcome == "held":
-            self._wait_for(job, outcome.holder)
+            if not self._reattach(job, outcome.holder):
+                self._wait_for(job, outcome.holder)
             return False
         self._set_reason(job, "ran:failed-before" if outcome.failed_before else "ran:new")
         return True
@@ -462,7 +497,7 @@ class experiment:
                     except OSError:
                         pass
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: _Job, chain: list[tuple[str, Path]]) -> None:
         if not job.ahead and not self._claim(job):
             return
         job.ahead = False
@@ -472,8 +507,26 @@ class experiment:
         modules, scripts = _modules_and_scripts(job.task)
         job.status = "running"
         self.progress.started_job(job.identifier, job.name)
+        extra: dict[str, Any] = {}
+        if getattr(job.launcher, "chains", False):  # Slurm: afterok and per-job options
+            extra = {"after": [r for r, _ in chain], "after_dirs": [d for _, d in chain],
+                     "options": hook_job.launcher_options}
         job.pid = job.launcher.launch(job.identifier, job.taskdir, hook_job.environ, job.tags,
-                                      modules, scripts, job.fresh, self._on_exit)
+                                      modules, scripts, job.fresh, self._on_exit, **extra)
+
+    def _reattach(self, job: _Job, holder: str) -> bool:
+        """When the holder of ``job`` is a Slurm job and the job's launcher can follow one:
+        follow it like a job of ours (its end comes as an exit event).  Else False."""
+        record = read_launch(job.taskdir) or {}
+        slurm_job_id = record.get("slurm_job_id")
+        adopt = getattr(job.launcher, "adopt", None)
+        if not slurm_job_id or adopt is None:
+            return False
+        self._set_reason(job, f"waited:{holder}")
+        job.status = "running"
+        self.progress.started_job(job.identifier, job.name)
+        adopt(job.identifier, job.taskdir, str(slurm_job_id), self._on_exit)
+        return True
 
     def _set_reason(self, job: _Job, reason: str) -> None:
         """Record a reason decided at launch time (it replaces the planned one)."""
@@ -518,6 +571,8 @@ class experiment:
 
     def _handle_exit(self, identifier: str, code: int) -> None:
         job = self.jobs[identifier]
+        if job.status in _TERMINAL:
+            return  # already decided (a chained job cancelled because its dependency failed)
         if job.pulling:
             job.pulling = False
             if code == 0 and objects.is_done(job.taskdir):
@@ -538,13 +593,32 @@ class experiment:
                 self._remote.push_later(job.taskdir)  # push = "auto": in the background
         else:
             state = read_state(job.taskdir)
-            if state.get("state") != "failed":
-                write_state(job.taskdir, "failed", exit_code=code, ended=time.time(),
-                            reason=_describe_exit(code))
+            told = job.launcher.exit_reason(identifier)  # the launcher's account (TIMEOUT…)
+            if told or state.get("state") != "failed":
+                write_state(job.taskdir, "failed", exit_code=code, started=state.get("started"),
+                            ended=time.time(), reason=told or _describe_exit(code))
                 state = read_state(job.taskdir)
             job.status = "failed"
             job.detail = str(state.get("reason") or _describe_exit(code))
             self.progress.finished_job(identifier, job.name, "failed", job.detail)
+            self._cancel_chained(job)
+
+    def _cancel_chained(self, failed: _Job) -> None:
+        """Cancel the jobs submitted with ``afterok`` on ``failed`` (and theirs, in turn):
+        each fails with the reason ``dependency <name> <id>``."""
+        for job in self._live:
+            if job.status != "running" or failed.identifier not in job.dependencies \
+                    or not getattr(job.launcher, "chains", False):
+                continue
+            job.detail = f"dependency {failed.name} {failed.identifier[:12]} failed"
+            job.status = "failed"
+            try:
+                job.launcher.kill(job.identifier)
+            except XpmstoreError as exc:
+                print(f"xpmstore: warning: {exc}", file=sys.stderr)
+            write_state(job.taskdir, "failed", ended=time.time(), reason=job.detail)
+            self.progress.finished_job(job.identifier, job.name, "failed", job.detail)
+            self._cancel_chained(job)
 
     def _flush_index(self) -> None:
         self._indexed_at = time.monotonic()
@@ -575,7 +649,8 @@ class experiment:
     def _interrupt(self) -> None:
         with self._cond:
             self._no_launch = True
-            running = [j for j in self.order if j.status == "running" and not j.pulling]
+            running = [j for j in self.order if j.status == "running" and not j.pulling
+                       and not getattr(j.launcher, "keeps_running", False)]
             for job in running:
                 job.launcher.kill(job.identifier)
         deadline = time.time() + _INTERRUPT_GRACE

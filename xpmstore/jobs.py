@@ -80,7 +80,8 @@ def log_paths(directory: Path) -> dict[str, Path]:
 
 
 def kill_job(directory: Path, force: bool = False) -> int:
-    """Send SIGTERM (SIGKILL with ``force``) to the running job of ``directory``; returns its pid.
+    """Send SIGTERM (SIGKILL with ``force``) to the running job of ``directory``; returns its pid
+    (0 for a Slurm job, which is ``scancel``-led instead).
 
     Raises ObjectInUseError when the job is starting (try again), XpmstoreError when it is not
     running or runs on another host.
@@ -89,6 +90,11 @@ def kill_job(directory: Path, force: bool = False) -> int:
     launch = read_launch(directory)
     if launch is None or not launch_is_live(directory, launch):
         raise XpmstoreError(f"{name} is not running")
+    if launch.get("slurm_job_id"):  # a Slurm job: Slurm stops it wherever it runs
+        from .slurm import cancel
+
+        cancel([str(launch["slurm_job_id"])], force=force)
+        return 0
     if launch.get("host") != socket.gethostname():
         raise XpmstoreError(f"{name} runs on {launch.get('host')}; kill it there")
     state = read_state(directory)

@@ -4,7 +4,8 @@ A launch record ``.xpm/launch.json`` names ``{host, boot_id, pid, pid_start, lau
 slurm_job_id}``.  On the same host (same boot), the holder is alive when a process with that pid
 exists and started at ``pid_start`` (so a recycled pid is not mistaken for it).  On another host,
 the runner's heartbeat file (or, before its first beat, its launch record) is fresh (refreshed
-every 10 s, stale after 60 s).  Reads only.
+every 10 s, stale after 60 s).  A Slurm job is alive while ``squeue`` shows it pending or running
+(when ``squeue`` cannot answer here, the rules above apply).  Reads only.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def launch_is_live(directory: Path, record: dict[str, Any] | None = None) -> boo
     record = record if record is not None else read_launch(directory)
     if record is None:
         return False
+    slurm_job_id = record.get("slurm_job_id")
+    if slurm_job_id:  # a Slurm job: live while Slurm has not ended it (when Slurm answers)
+        from .slurm import active_states
+
+        active = active_states([str(slurm_job_id)])
+        if active is not None:
+            return active[str(slurm_job_id)]
     if record.get("host") == socket.gethostname() and record.get("boot_id") == boot_id():
         pid = record.get("pid")
         return isinstance(pid, int) and process_start(pid) == record.get("pid_start")

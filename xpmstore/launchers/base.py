@@ -17,6 +17,12 @@ class Launcher:
     :meth:`kill` and :meth:`close`; the scheduler calls them from its own thread."""
 
     name = "launcher"
+    chains = False
+    """Whether :meth:`launch` takes ``after``, ``after_dirs`` and ``options`` keywords: jobs
+    submitted before their dependencies end (Slurm's ``afterok``) and per-job options."""
+    keeps_running = False
+    """Whether jobs outlive the scheduler's interrupt (Slurm jobs: the next submit reattaches
+    them) instead of being stopped on Ctrl-C."""
 
     def capacity(self, identifier: str) -> bool:
         """Whether one more job can start now."""
@@ -34,6 +40,15 @@ class Launcher:
         """Send SIGTERM (SIGKILL with ``force``) to the process group of the job
         ``identifier``."""
         raise NotImplementedError
+
+    def exit_reason(self, identifier: str) -> str | None:
+        """Why the job ``identifier`` ended, in the launcher's words (``TIMEOUT (Slurm job
+        12…)``), once, after ``on_exit``; None when the exit code says it all."""
+        return None
+
+    def job_reference(self, identifier: str) -> str | None:
+        """The launcher's own id of a job not ended yet, for chaining (``chains``)."""
+        return None
 
     def warm(self) -> None:
         """Get ready to launch (start helpers) while the experiment's tasks are submitted."""
