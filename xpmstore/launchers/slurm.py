@@ -126,7 +126,7 @@ class SlurmLauncher(Launcher):
                                                  name).encode(), durable=False)
         job_id = self._sbatch(script, list(after), list(after_dirs))
         tracked = _Tracked(identifier, taskdir, job_id, on_exit, script)
-        self._record(tracked)
+        self._record(tracked, after=list(after))
         self._track(tracked)
         return 0
 
@@ -143,12 +143,15 @@ class SlurmLauncher(Launcher):
                                 f" {missing[0].name[:12]} is not done")
         return slurm.submit(str(script))
 
-    def _record(self, tracked: _Tracked) -> None:
-        """Put the Slurm job id into the launch record (claim wrote it; the runner keeps it)."""
+    def _record(self, tracked: _Tracked, after: list[str] | None = None) -> None:
+        """Put the Slurm job id into the launch record (claim wrote it; the runner keeps it),
+        with the ids it was submitted ``afterok`` of."""
         path = tracked.taskdir / ".xpm" / "launch.json"
         record = read_launch(tracked.taskdir) or {}
         record.update(slurm_job_id=tracked.job_id, launcher=self.describe(),
                       slurm_attempt=tracked.retries)
+        if after is not None:
+            record["slurm_after"] = after
         write_atomic(path, json.dumps(record).encode(), durable=False)
 
     def adopt(self, identifier: str, taskdir: Path, job_id: str, on_exit: ExitCallback) -> None:
