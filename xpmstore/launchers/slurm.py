@@ -119,7 +119,7 @@ class SlurmLauncher(Launcher):
         still pending or running, ``after_dirs`` their task directories); returns 0."""
         script = taskdir / ".xpm" / "slurm.sh"
         env = dict(environ)
-        env.setdefault("PYTHONPATH", _python_path(os.environ.get("PYTHONPATH", "")))
+        env.setdefault("PYTHONPATH", _job_python_path())
         chosen = self.options.merged(options or {})
         name = f"xpm-{identifier[:12]}"
         write_atomic(script, slurm.render_script(str(taskdir), sys.executable, chosen, env,
@@ -290,6 +290,16 @@ class SlurmLauncher(Launcher):
             if reason:
                 self._reasons[tracked.identifier] = reason
         tracked.on_exit(tracked.identifier, code)
+
+
+def _job_python_path() -> str:
+    """PYTHONPATH for the job: what the local launcher gives its jobs, plus this process's
+    working directory when it is on ``sys.path`` as ``''`` (``python -c``, the REPL): the job
+    starts in its task directory, where ``''`` would mean something else."""
+    path = _python_path(os.environ.get("PYTHONPATH", ""))
+    if "" in sys.path:
+        path = os.pathsep.join(p for p in (os.getcwd(), path) if p)
+    return path
 
 
 def _sees_done(taskdir: Path) -> bool:

@@ -1,0 +1,245 @@
+"""SlurmLauncher against the real single-node Slurm the suite starts (tests/slurm/conftest.py):
+a graph with afterok chains, the SubmitHook environment and options reaching the job, reattach
+after ``kill -9`` of the scheduler, ``scancel``, a failed dependency, TIMEOUT and retries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xpmstore import Task, experiment
+from xpmstore.claim import read_state
+from xpmstore.config import class_spec
+from xpmstore.errors import ExperimentFailed
+from xpmstore.hooks import Job, SubmitHook
+from xpmstore.launchers import SlurmLauncher
+from xpmstore.liveness import read_launch
+from xpmstore.runrecord import read_run
+from xpmstore.workspace import Workspace
+
+from ..helpers import PYTHON, REPO_ROOT
+from ..schedtasks import After, Flaky, WhereAmI, layered_graph, set_env
+from ..storehelpers import count_of, make_workspace, wait_for
+from .slurmtasks import Sleeper, SlowFirstTime
+
+pytestmark = pytest.mark.slurm
+
+DRIVER = "from tests.slurm.slurmtasks import drive; drive()"
+
+
+@pytest.fixture
+def ws(tmp_path: Path, slurm_cluster: Any) -> Workspace:
+    return make_workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def counters(tmp_path: Path) -> Path:
+    folder = tmp_path / "counters"
+    folder.mkdir()
+    return folder
+
+
+def _launcher(**options: Any) -> SlurmLauncher:
+    return SlurmLauncher(poll_max=1.0, **options)
+
+
+def _squeue(*args: str) -> list[tuple[str, str]]:
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i|%T", *args],
+                         capture_output=True, text=True, check=True).stdout
+    return [(line.split("|")[0], line.split("|")[1]) for line in out.split()]
+
+
+@pytest.fixture(autouse=True)
+def _first_job_id() -> None:
+    """Slurm's ids grow: the jobs of this test are those above the last id known before it."""
+    global _BASELINE
+    _BASELINE = max((int(i) for i, _ in _squeue()), default=0)
+
+
+_BASELINE = 0
+
+
+def _jobs_named(name: str) -> list[tuple[str, str]]:
+    """(id, state) of the jobs of this test (ended ones included) named ``name``."""
+    return [(i, s) for i, s in _squeue("-n", name) if int(i) > _BASELINE]
+
+
+def _taskdir(ws: Workspace, task: Task) -> Path:
+    return ws.task_dir(class_spec(type(task)).identity_name, task.__identifier__)
+
+
+def _slurm_id(taskdir: Path) -> str:
+    return str((read_launch(taskdir) or {}).get("slurm_job_id", ""))
+
+
+def test_a_graph_of_20_tasks_runs_on_slurm_chained_with_afterok(ws: Workspace,
+                                                                counters: Path) -> None:
+    nodes = layered_graph(str(counters), layers=4, width=5)
+    with experiment(ws, "graph", launcher=_launcher()):
+        for node in nodes:
+            node.submit()
+    for node in nodes:
+        assert count_of(counters, f"node-{node.i}") == 1
+        assert (_taskdir(ws, node) / ".xpm" / "done").exists()
+        assert read_state(_taskdir(ws, node))["state"] == "done"
+        assert len(_jobs_named(f"xpm-{node.__identifier__[:12]}")) == 1
+    chained = [n for n in nodes if (read_launch(_taskdir(ws, n)) or {}).get("slurm_after")]
+    assert chained, "no job was submitted with afterok on a pending or running dependency"
+    # each chain names exactly the Slurm jobs of the node's parents that were not done yet
+    for node in chained:
+        parents = {_slurm_id(_taskdir(ws, p)) for p in node.parents}
+        assert set(read_launch(_taskdir(ws, node))["slurm_after"]) <= parents
+
+
+class comment(SubmitHook):
+    """Asks Slurm for a job comment through ``launcher_options``."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def spec(self) -> Any:
+        return self.text
+
+    def process(self, job: Job, launcher: Any) -> None:
+        job.launcher_options["extra"] = [f"--comment={self.text}"]
+
+
+def test_submit_hooks_reach_the_slurm_job(ws: Workspace) -> None:
+    task = WhereAmI(n=41)
+    with experiment(ws, "env", launcher=_launcher()):
+        task.submit(hooks=[set_env("XPMTEST_SLURM", "from the hook"), comment("xpmtest-41")])
+    facts = json.loads((_taskdir(ws, task) / "facts.json").read_text())
+    assert facts["environ"]["XPMTEST_SLURM"] == "from the hook"
+    assert facts["main"] == "xpmstore.runner"  # the task's own runner, in the batch job
+    job_id = _slurm_id(_taskdir(ws, task))
+    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
+                           check=True).stdout
+    assert "Comment=xpmtest-41" in shown
+    assert (_taskdir(ws, task) / ".xpm" / f"slurm-{job_id}.out").exists()
+
+
+def _reasons(ws: Workspace, name: str) -> list[str]:
+    folder = ws.experiments / name
+    return [line.get("reason", "") for run in folder.glob("*.jsonl") for line in read_run(run)
+            if line.get("type") in ("job", "reason")]
+
+
+def test_kill_9_of_the_scheduler_then_a_new_submit_reattaches(ws: Workspace, counters: Path,
+                                                              tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    task = Sleeper(key="reattach", counters=str(counters), release=str(release))
+
+    def start(log: str) -> subprocess.Popen[str]:
+        with open(tmp_path / log, "w") as err:
+            return subprocess.Popen([PYTHON, "-c", DRIVER, str(ws.root), str(counters),
+                                     str(release)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                    stderr=err, text=True)
+
+    first = start("first.log")
+    wait_for(lambda: count_of(counters, "started-reattach") == 1, "the Slurm job to start",
+             deadline=120)
+    first.kill()  # kill -9 of the scheduler: its Slurm job runs on
+    first.wait()
+    job_id = _slurm_id(_taskdir(ws, task))
+    name = f"xpm-{task.__identifier__[:12]}"
+    assert _jobs_named(name) == [(job_id, "RUNNING")]
+
+    second = start("second.log")
+    wait_for(lambda: any(r.startswith("waited:") for r in _reasons(ws, "reattach")),
+             "the new scheduler to reattach", deadline=120)
+    release.touch()
+    assert second.wait(timeout=120) == 0, (tmp_path / "second.log").read_text()
+    assert count_of(counters, "started-reattach") == 1
+    assert count_of(counters, "ended-reattach") == 1
+    assert _jobs_named(name) == [(job_id, "COMPLETED")]  # never a second copy
+    assert (_taskdir(ws, task) / ".xpm" / "done").exists()
+
+
+def _cancel_when_started(counters: Path, key: str, taskdir: Path,
+                         errors: list[BaseException]) -> threading.Thread:
+    def body() -> None:
+        try:
+            wait_for(lambda: count_of(counters, f"started-{key}") == 1, f"{key} to start",
+                     deadline=120)
+            subprocess.run(["scancel", _slurm_id(taskdir)], check=True)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    return thread
+
+
+def test_scancel_of_a_running_job_fails_it_with_reason_cancelled(ws: Workspace, counters: Path,
+                                                                 tmp_path: Path) -> None:
+    task = Sleeper(key="cancelled", counters=str(counters), release=str(tmp_path / "never"))
+    errors: list[BaseException] = []
+    canceller = _cancel_when_started(counters, "cancelled", _taskdir(ws, task), errors)
+    with pytest.raises(ExperimentFailed) as failure, experiment(ws, "cancel", launcher=_launcher()):
+        task.submit()
+    canceller.join()
+    assert not errors, errors
+    assert failure.value.failed[0][0] == task.__identifier__
+    state = read_state(_taskdir(ws, task))
+    assert state["state"] == "failed"
+    assert state["reason"].startswith("CANCELLED (Slurm job ")
+    assert count_of(counters, "ended-cancelled") == 0
+
+
+def test_a_failed_dependency_cancels_its_chained_dependents(ws: Workspace, counters: Path,
+                                                            tmp_path: Path) -> None:
+    flaky = Flaky(n=7, counters=str(counters), flag=str(tmp_path / "no-flag"))
+    after = After(previous=flaky, label="chained", counters=str(counters))
+    with pytest.raises(ExperimentFailed) as failure, \
+            experiment(ws, "dependency", launcher=_launcher()):
+        after.submit()
+    assert {f[0] for f in failure.value.failed} == {flaky.__identifier__, after.__identifier__}
+    assert read_state(_taskdir(ws, flaky))["reason"].startswith("RuntimeError: flaky task 7")
+    assert read_launch(_taskdir(ws, after))["slurm_after"] == [_slurm_id(_taskdir(ws, flaky))]
+    assert read_state(_taskdir(ws, after))["reason"] == \
+        f"dependency tests.sched.Flaky {flaky.__identifier__[:12]} failed"
+    assert count_of(counters, "after-chained") == 0
+    # the dependent never ran, and Slurm does not keep it pending
+    ended = dict(_jobs_named(f"xpm-{after.__identifier__[:12]}"))
+    assert ended[_slurm_id(_taskdir(ws, after))] == "CANCELLED"
+
+
+@pytest.mark.slow
+def test_time_limit_fails_with_timeout_and_max_retries_reruns(ws: Workspace, counters: Path,
+                                                              tmp_path: Path) -> None:
+    stuck = Sleeper(key="stuck", counters=str(counters), release=str(tmp_path / "never"))
+    retried = SlowFirstTime(key="retried", counters=str(counters))
+    with pytest.raises(ExperimentFailed) as failure, \
+            experiment(ws, "timeout", launcher=_launcher(time="1")):
+        stuck.submit()
+        retried.submit(launcher=_launcher(time="1", max_retries=1))
+    assert [f[0] for f in failure.value.failed] == [stuck.__identifier__]
+    assert read_state(_taskdir(ws, stuck))["reason"].startswith("TIMEOUT (Slurm job ")
+    assert count_of(counters, "started-stuck") == 1
+    # the retried task ran twice in the same directory and is done
+    assert count_of(counters, "attempt-retried") == 2
+    assert (_taskdir(ws, retried) / ".xpm" / "done").exists()
+    assert (read_launch(_taskdir(ws, retried)) or {}).get("slurm_attempt") == 1
+
+
+def test_interrupt_leaves_slurm_jobs_running(ws: Workspace, counters: Path,
+                                             tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    task = Sleeper(key="kept", counters=str(counters), release=str(release))
+    with pytest.raises(KeyboardInterrupt), experiment(ws, "interrupt", launcher=_launcher()):
+        task.submit()
+        wait_for(lambda: count_of(counters, "started-kept") == 1, "the job to start",
+                 deadline=120)
+        raise KeyboardInterrupt
+    job_id = _slurm_id(_taskdir(ws, task))
+    assert dict(_jobs_named(f"xpm-{task.__identifier__[:12]}"))[job_id] == "RUNNING"
+    release.touch()
+    with experiment(ws, "interrupt", launcher=_launcher()):
+        task.submit()  # reattaches, or reuses if it ended meanwhile
+    assert count_of(counters, "started-kept") == 1
+    assert (_taskdir(ws, task) / ".xpm" / "done").exists()
