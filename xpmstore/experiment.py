@@ -297,11 +297,17 @@ class experiment:
         context = gc_lock(self.workspace.gc_lock_path, exclusive=False) if not self.dry_run \
             else _nothing()
         with context:
+            launches = {}
             for job in new:
                 if objects.is_done(job.taskdir):
                     done.add(job.identifier)
+                else:
+                    launches[job.identifier] = read_launch(job.taskdir)
+            _ask_slurm_at_once(launches.values())
+            for job in new:
+                if job.identifier not in launches:
                     continue
-                launch = read_launch(job.taskdir)
+                launch = launches[job.identifier]
                 if launch is not None and launch_is_live(job.taskdir, launch):
                     held[job.identifier] = str(launch.get("host", "?"))
                 elif read_state(job.taskdir).get("state") in ("failed", "running"):
@@ -705,6 +711,16 @@ class _nothing:
 
     def __exit__(self, *args: Any) -> None:
         return None
+
+
+def _ask_slurm_at_once(launches: Iterable[dict[str, Any] | None]) -> None:
+    """Ask ``squeue`` once about every Slurm job named by these launch records, so that the
+    liveness checks that follow read its (cached) answers instead of asking once per job."""
+    ids = [str(r["slurm_job_id"]) for r in launches if r and r.get("slurm_job_id")]
+    if ids:
+        from .slurm import active_states
+
+        active_states(ids)
 
 
 def _describe_exit(code: int) -> str:
