@@ -30,6 +30,7 @@ __all__ = [
     "SlurmError",
     "SlurmOptions",
     "SlurmStatus",
+    "accounted",
     "active_states",
     "cancel",
     "describe_state",
@@ -212,6 +213,20 @@ def query(job_ids: Iterable[str]) -> dict[str, SlurmStatus]:
     # Some id was purged and this squeue refuses the whole list: ask for this user's jobs.
     listed = parse_squeue(run_command([*args, "-u", str(os.getuid())]))
     return {i: listed[i] for i in ids if i in listed}
+
+
+def accounted(job_id: str) -> SlurmStatus | None:
+    """The end state of a job ``squeue`` no longer shows, from ``sacct`` where Slurm keeps
+    accounting; None without accounting (``sacct`` then fails) or when it does not know."""
+    try:
+        text = run_command(["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "JobID,State"])
+    except SlurmError:
+        return None
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 2 and parts[0] == job_id and parts[1]:
+            return SlurmStatus(job_id, parts[1].split()[0].upper())  # "CANCELLED by 0"
+    return None
 
 
 def exit_code(job_id: str) -> int | None:

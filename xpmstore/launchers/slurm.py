@@ -230,6 +230,8 @@ class SlurmLauncher(Launcher):
         now = time.monotonic()
         for tracked in jobs:
             status = found.get(tracked.job_id)
+            if status is None and tracked.gone_since is None:
+                status = slurm.accounted(tracked.job_id)  # purged from squeue: ask sacct once
             if status is not None and status.active:
                 changed |= status.state != tracked.state
                 tracked.state, tracked.last, tracked.gone_since = status.state, status, None
