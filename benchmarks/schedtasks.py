@@ -3,11 +3,15 @@
 ``XWrite`` (xpmstore) and ``EWrite`` (experimaestro) are defined on first access (PEP 562
 module ``__getattr__``), so a process that runs one system never imports the other: the
 scheduler process, xpmstore's zygote and experimaestro's job processes import only their own
-library.  Both have one ``int`` param and write ``out.txt`` (a few bytes) in the task directory.
+library.  A process that imported xpmstore before this module (xpmstore's zygote) gets
+``XWrite`` at import, as from any task module: otherwise each job forked from the zygote would
+define the class anew, a cost of this file's laziness, not of running a task.  Both have one
+``int`` param and write ``out.txt`` (a few bytes) in the task directory.
 No ``from __future__ import annotations`` here: both libraries read the field annotations, which
 must be evaluated where the classes are defined (inside the functions).
 """
 
+import sys
 from typing import Any
 
 __all__ = ["EWrite", "XWrite"]  # noqa: F822 - made on first access (__getattr__)
@@ -66,3 +70,7 @@ def __getattr__(name: str) -> Any:
     cls = maker()
     globals()[name] = cls
     return cls
+
+
+if "xpmstore" in sys.modules:  # xpmstore's zygote: define it now (module doc)
+    __getattr__("XWrite")

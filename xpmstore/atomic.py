@@ -12,14 +12,19 @@ Every step is here, once, with the reason it exists:
 
 A crash before step 4 leaves only a temporary ``.<name>.tmp-*`` file, which readers ignore and
 cleanups remove.  Safe across threads and processes.
+
+:func:`write_atomic_many` publishes one document under several names of a folder (a job's launch
+record and its state): written once, hard-linked under each further temporary name, then each
+renamed in order.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-from pathlib import Path
+from collections.abc import Sequence
 
-__all__ = ["TEMP_MARK", "fsync_dir", "write_atomic"]
+__all__ = ["TEMP_MARK", "fsync_dir", "write_atomic", "write_atomic_many"]
 
 TEMP_MARK = ".tmp-"
 """Temporary names look like ``.<name>.tmp-<pid>-<random>``; anything holding it is garbage."""
@@ -41,8 +46,25 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644,
     ``durable=False`` skips both fsyncs (for caches that can be recomputed).  Raises OSError
     (ENOSPC on a full disk...) and leaves no partial file at ``path``.
     """
-    final = Path(path)
-    temp = final.parent / f".{final.name}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}"
+    final = os.fspath(path)
+    temp = _write_temp(final, data, mode, durable)
+    try:
+        os.replace(temp, final)
+    except BaseException:
+        _remove(temp)
+        raise
+    if durable:
+        fsync_dir(os.path.dirname(final) or ".")
+
+
+def _temp_name(final: str) -> str:
+    folder, name = os.path.split(final)
+    return os.path.join(folder, f".{name}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}")
+
+
+def _write_temp(final: str, data: bytes, mode: int, durable: bool) -> str:
+    """Steps 1-3: a new temporary file beside ``final`` holding ``data``; returns its name."""
+    temp = _temp_name(final)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         try:
@@ -55,12 +77,47 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644,
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
-        os.replace(temp, final)
     except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
+        _remove(temp)
         raise
-    if durable:
-        fsync_dir(final.parent)
+    return temp
+
+
+def _remove(temp: str) -> None:
+    try:
+        os.unlink(temp)
+    except FileNotFoundError:
+        pass
+
+
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK,
+             errno.EXDEV}
+
+
+def write_atomic_many(paths: Sequence[str | os.PathLike[str]], data: bytes,
+                      mode: int = 0o644) -> None:
+    """Publish ``data`` at each of ``paths`` (in one folder), atomically each and in order,
+    without fsync: one temporary file, a hard link to it under a temporary name per further
+    path, then each renamed onto its final name.  The published files share one inode, so
+    they must only ever be replaced (as every writer here does), never written in place.
+    Where the file system refuses hard links, each further path is written on its own."""
+    finals = [os.fspath(p) for p in paths]
+    temps = [_write_temp(finals[0], data, mode, durable=False)]
+    try:
+        for final in finals[1:]:
+            link = _temp_name(final)
+            try:
+                os.link(temps[0], link)
+            except OSError as exc:
+                if exc.errno not in _NO_LINKS:
+                    raise
+                break
+            temps.append(link)
+        for index, temp in enumerate(temps):
+            os.replace(temp, finals[index])
+    except BaseException:
+        for temp in temps:
+            _remove(temp)  # those renamed already are gone from their temporary names
+        raise
+    for final in finals[len(temps):]:
+        write_atomic(final, data, mode, durable=False)

@@ -70,11 +70,17 @@ def _run_lock_held(workspace: Workspace, identifier: str) -> bool:
         return not acquired
 
 
+_started: tuple[int, int | None] = (-1, None)  # (pid, its start time): read once per process
+
+
 def launch_record(**extra: Any) -> dict[str, Any]:
     """A launch record naming this process: host, boot id, pid and its start time, plus extra."""
+    global _started
     pid = os.getpid()
+    if _started[0] != pid:
+        _started = (pid, process_start(pid))
     return {"host": socket.gethostname(), "boot_id": boot_id(), "pid": pid,
-            "pid_start": process_start(pid), "time": time.time(), **extra}
+            "pid_start": _started[1], "time": time.time(), **extra}
 
 
 def read_state(taskdir: Path) -> dict[str, Any]:
@@ -135,13 +141,19 @@ def claim(workspace: Workspace, identifier: str, taskdir: Path, **launch: Any) -
             return Claim("held", str(record.get("host", "?")))
         state = read_state(taskdir)
         failed_before = state.get("state") in ("failed", "running")
-        move_attempt(taskdir)
-        if not os.path.isdir(taskdir / ".xpm"):
-            (taskdir / ".xpm").mkdir(parents=True)
-        write_atomic(taskdir / ".xpm" / "launch.json",
-                     json.dumps(launch_record(**launch)).encode(), durable=False)
+        if record is not None or state:  # else no attempt ever started: nothing to move
+            move_attempt(taskdir)
+        data = json.dumps(launch_record(**launch)).encode()
+        try:
+            write_atomic(taskdir / ".xpm" / "launch.json", data, durable=False)
+        except FileNotFoundError:
+            (taskdir / ".xpm").mkdir(parents=True, exist_ok=True)
+            write_atomic(taskdir / ".xpm" / "launch.json", data, durable=False)
         # No state file until the job's process writes "running": the launch record is the
         # claim's record (a job claimed, not started: a live launch record and no state).
+        # The run lock's file is made here, so that the job only opens it (probes of a lock
+        # nobody took find it free all the same).
+        os.close(os.open(run_lock_path(workspace, identifier), os.O_RDWR | os.O_CREAT, 0o644))
         return Claim("launch", failed_before=failed_before)
 
 

@@ -1,9 +1,11 @@
 """Every lock of xpmstore, in one place.
 
-* :func:`object_lock`: the exclusive lock of one object (a claim of a job, a ``@cache`` miss),
-  through ``filelock.UnixFileLock`` (imported lazily: never on a hit or a lookup).  A lock held by
-  a process that was killed is released by the kernel with the process (flock semantics), so it
-  never goes stale on one host.
+* :func:`object_lock`: the exclusive lock of one object (a ``@cache`` miss, a pull), an
+  ``flock`` that blocks in the kernel (or polls, with a timeout).  A lock held by a process that
+  was killed is released by the kernel with the process, so it never goes stale on one host.
+  (It was a ``filelock.UnixFileLock``, the same ``flock`` underneath: importing filelock, which
+  brings asyncio, logging and ssl, made the zygote a third larger and every job's fork and exit
+  twice as costly.)
 * :func:`gc_lock`: the workspace's shared/exclusive gc lock (``flock`` ``LOCK_SH``/``LOCK_EX``).
 * :func:`path_lock`: a short exclusive lock on any file, blocking in the kernel (opening the
   index; the claim lock of a job).
@@ -20,9 +22,9 @@ import contextlib
 import errno
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from .errors import XpmstoreError
 
@@ -64,44 +66,18 @@ def _unsupported(path: Path, exc: OSError) -> LockUnavailableError:
 _NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
 
 
-def _filelock(path: Path, timeout: float) -> Any:
-    from filelock import UnixFileLock  # lazy: filelock is never on a hot path
-
-    if not os.path.isdir(path.parent):  # a stat; older filelocks do not create the folder
-        path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # filelock >= 4 falls back to a soft (marker file) lock where flock is missing, which a
-        # killed holder leaves stale: refuse it, so that such a file system is a clear error.
-        return UnixFileLock(str(path), timeout=timeout, is_singleton=False,
-                            fallback_to_soft=False)
-    except TypeError:  # filelock 3 has no fallback (it raises NotImplementedError instead)
-        return UnixFileLock(str(path), timeout=timeout, is_singleton=False)
-
-
 @contextlib.contextmanager
 def object_lock(path: Path, timeout: float = -1) -> Iterator[None]:
-    """Hold the exclusive lock file ``path`` (created if needed); ``timeout`` < 0 waits forever.
+    """Hold the exclusive lock file ``path`` (created if needed); ``timeout`` < 0 waits forever
+    (in the kernel: the next waiter wakes as soon as the holder lets go).
 
     Raises LockTimeout after ``timeout`` seconds, LockUnavailableError on a file system without
     locks.  Safe across processes and threads (each call opens its own descriptor).
     """
-    from filelock import Timeout
-
-    lock = _filelock(path, timeout)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise LockTimeout(f"lock {path} is held by another process") from None
-    except NotImplementedError as exc:  # filelock 3 on a file system without flock
-        raise _unsupported(path, OSError(errno.ENOSYS, str(exc))) from None
-    except OSError as exc:
-        if exc.errno in _NO_LOCKS:
-            raise _unsupported(path, exc) from None
-        raise
-    try:
+    with _flock(path, fcntl.LOCK_EX, blocking=timeout < 0, timeout=max(timeout, 0)) as acquired:
+        if not acquired:
+            raise LockTimeout(f"lock {path} is held by another process")
         yield
-    finally:
-        lock.release()
 
 
 @contextlib.contextmanager
@@ -115,29 +91,49 @@ def try_object_lock(path: Path) -> Iterator[bool]:
         yield acquired
 
 
+_POLL_FIRST = 0.001  # a lock waited for with a timeout is polled: first after 1 ms...
+_POLL_MAX = 0.05  # ...doubling up to every 50 ms (filelock's interval)
+
+
 @contextlib.contextmanager
-def _flock(path: Path, operation: int, blocking: bool) -> Iterator[bool]:
+def _flock(path: Path, operation: int, blocking: bool, timeout: float = 0) -> Iterator[bool]:
+    """``flock`` the file ``path`` (created, with its folder, if needed).  Without ``blocking``,
+    retries for ``timeout`` seconds; yields whether it was acquired."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except FileNotFoundError:  # its folder is missing (the first lock of a workspace)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, operation | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
+        if not _acquire(fd, path, operation, blocking, timeout):
             yield False
             return
-        except OSError as exc:
-            if exc.errno in _NO_LOCKS:
-                raise _unsupported(path, exc) from None
-            raise
         try:
             yield True
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _acquire(fd: int, path: Path, operation: int, blocking: bool, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    pause = _POLL_FIRST
+    while True:
+        try:
+            fcntl.flock(fd, operation | (0 if blocking else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            if exc.errno in _NO_LOCKS:
+                raise _unsupported(path, exc) from None
+            raise
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, _POLL_MAX)
 
 
 def gc_lock(

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blake3 import blake3
+
 from .atomic import TEMP_MARK
 from .errors import CorruptObjectError, FormatVersionError
 from .inputs import hash_file
@@ -120,41 +122,74 @@ def _excluded(rel: str, patterns: Iterable[str]) -> bool:
 def scan(directory: Path, exclude: Iterable[str] = ()) -> tuple[list[FileEntry], list[LinkEntry]]:
     """Hash every regular file and read every link under ``directory`` but ``.xpm/``.
 
-    Temporary files of atomic writes in progress are skipped.  Raises CorruptObjectError for a
-    special file (fifo, socket, device).
+    Temporary files of atomic writes in progress are skipped; so are folders that cannot be
+    read.  Raises CorruptObjectError for a special file (fifo, socket, device).  One ``lstat``
+    per entry, and a small file is read with one ``open``/``read``/``close`` (none for an empty
+    one).
     """
     patterns = tuple(exclude)
     files: list[FileEntry] = []
     links: list[LinkEntry] = []
-    root = str(directory)
-    for current, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(current, root)
-        if rel_dir == ".":
-            dirnames[:] = [d for d in dirnames if d != ".xpm"]
-            rel_dir = ""
-        for name in sorted(dirnames):
-            full = os.path.join(current, name)
-            rel = os.path.join(rel_dir, name)
-            # a link to a directory is listed as a link, so the globs apply to it as to files
-            if os.path.islink(full) and not _excluded(rel, patterns):
-                links.append(LinkEntry(rel, os.readlink(full)))
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(current, d))]
-        for name in filenames:
-            rel = os.path.join(rel_dir, name)
+    folders = [(str(directory), "")]
+    while folders:
+        current, rel_dir = folders.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            rel = f"{rel_dir}{name}"
+            try:
+                is_dir = entry.is_dir()  # a link to a folder counts (listed as a link below)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not rel_dir and name == ".xpm":
+                    continue
+                if not entry.is_symlink():
+                    folders.append((entry.path, f"{rel}/"))
+                elif not _excluded(rel, patterns):  # the globs apply to it as to files
+                    links.append(LinkEntry(rel, os.readlink(entry.path)))
+                continue
             if _excluded(rel, patterns) or _TEMPORARY.fullmatch(name):
                 continue
-            full = os.path.join(current, name)
-            st = os.lstat(full)
+            st = entry.stat(follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
-                links.append(LinkEntry(rel, os.readlink(full)))
+                links.append(LinkEntry(rel, os.readlink(entry.path)))
             elif stat.S_ISREG(st.st_mode):
                 files.append(FileEntry(rel, st.st_size, bool(st.st_mode & 0o111),
-                                       hash_file(full, st.st_size).hex()))
+                                       _hash(entry.path, st.st_size)))
             else:
-                raise CorruptObjectError(f"{full}: special files cannot be part of an object")
+                raise CorruptObjectError(
+                    f"{entry.path}: special files cannot be part of an object")
     files.sort(key=lambda f: f.path)
     links.sort(key=lambda link: link.path)
     return files, links
+
+
+_EMPTY = blake3(b"").hexdigest()
+_SMALL = 1 << 20  # below, one read (hash_file maps larger files and hashes them on all cores)
+
+
+def _hash(path: str, size: int) -> str:
+    """The blake3 (hex) of the regular file ``path`` of ``size`` bytes (as ``lstat`` said)."""
+    if size == 0:
+        return _EMPTY
+    if size >= _SMALL:
+        return hash_file(path, size).hex()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        data = os.read(fd, size + 1)
+        if len(data) != size:  # it changed since: read what it holds now, to its end
+            rest = [data]
+            while chunk := os.read(fd, 1 << 16):
+                rest.append(chunk)
+            data = b"".join(rest)
+    finally:
+        os.close(fd)
+    return blake3(data).hexdigest()
 
 
 def make(directory: Path, identifier: str, kind: str, name: str,

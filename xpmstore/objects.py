@@ -67,7 +67,7 @@ def prepare_task_dir(workspace: Workspace, task: Task) -> Path:
     """Create the task's directory with its params.json (idempotent); returns the directory."""
     name = class_spec(type(task)).identity_name
     directory = workspace.task_dir(name, task.__identifier__)
-    (directory / ".xpm").mkdir(parents=True, exist_ok=True)
+    _make_dirs(directory)
     params = directory / "params.json"
     try:
         missing = os.stat(params).st_size == 0  # empty: a crash before its data reached the disk
@@ -79,6 +79,21 @@ def prepare_task_dir(workspace: Workspace, task: Task) -> Path:
         write_atomic(params, to_json_bytes(params_of(task)), durable=False)
     bind(task, workspace)
     return directory
+
+
+def _make_dirs(directory: Path) -> None:
+    """``directory`` and its ``.xpm/`` (two ``mkdir`` when new, and when they exist)."""
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:  # the task's class folder is new too
+        directory.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(directory / ".xpm")
+    except FileExistsError:
+        if not os.path.isdir(directory / ".xpm"):
+            raise
 
 
 def task_extra(task: Task) -> dict[str, Any]:
@@ -96,8 +111,14 @@ def finish(directory: Path, identifier: str, kind: str, name: str,
     A crash at any point leaves the object not done, never half-done.
     """
     manifest = manifest_module.make(directory, identifier, kind, name, exclude, extra)
-    (directory / ".xpm").mkdir(exist_ok=True)
-    write_atomic(directory / DONE, manifest_module.build(manifest))
+    data = manifest_module.build(manifest)
+    try:
+        write_atomic(directory / DONE, data)
+    except FileNotFoundError:  # no .xpm/ yet (a task directory always has one)
+        if not directory.is_dir():
+            raise
+        (directory / ".xpm").mkdir(exist_ok=True)
+        write_atomic(directory / DONE, data)
     return manifest
 
 

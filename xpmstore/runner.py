@@ -4,15 +4,19 @@ Either forked from the zygote (:mod:`xpmstore.zygote`) or started as
 ``python -m xpmstore.runner TASKDIR``.  In both cases :func:`run_job`:
 
 1. takes the job's run lock without waiting (exit :data:`EXIT_WAITED` if another process holds
-   it), re-checks ``.xpm/done`` (exit 0 if done), and rewrites the launch record with its pid;
+   it), re-checks ``.xpm/done`` (exit 0 if done), and publishes its launch record (its own pid)
+   and the state ``running``: one document, written once under both names;
 2. redirects stdout and stderr to the task directory's ``stdout`` and ``stderr``, changes to the
    task directory, applies ``job.environ``;
-3. rebuilds the task from params.json, sets ``__taskdir__``, ``__tags__`` and
-   ``__maintaskdir__``, and calls ``execute()``;
+3. rebuilds the task from params.json; fails (``dependency <Name> <id> not done``, exit 1,
+   nothing executed) when a task it depends on has no done manifest; sets ``__taskdir__``,
+   ``__tags__`` and ``__maintaskdir__``, and calls ``execute()``;
 4. on a normal return, writes the done manifest (the last write) and the state ``done``;
    otherwise prints the traceback to ``stderr`` and records the state ``failed``.
 
-A heartbeat file is refreshed every 10 s for schedulers on other hosts.
+A heartbeat file is refreshed every 10 s for schedulers on other hosts.  What every job needs
+whatever its task (its launch record's fields, the heartbeat thread) is made by
+:func:`prepare`, which a zygote's spare calls while it waits for its job.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_WAITED", "inside_job", "main", "run_job"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_WAITED", "inside_job", "main", "prepare", "run_job"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -41,6 +45,63 @@ def inside_job() -> bool:
     return _inside_job
 
 
+class _DependencyNotDone(Exception):
+    """A task the job depends on has no done manifest: the job fails without executing."""
+
+
+class _Heartbeat:
+    """A daemon thread that touches a job's heartbeat file every :data:`HEARTBEAT_PERIOD`
+    seconds, once told which file (started ahead of the job, off its path)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._path: Path | None = None
+        self._stopped = False
+        threading.Thread(target=self._run, daemon=True, name="xpmstore-heartbeat").start()
+
+    def start(self, path: Path) -> None:
+        with self._cond:
+            self._path = path
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while self._path is None and not self._stopped:
+                self._cond.wait()
+            while not self._stopped:
+                self._cond.wait(HEARTBEAT_PERIOD)
+                if self._stopped or self._path is None:
+                    return
+                try:
+                    self._path.touch()
+                except OSError:
+                    pass
+
+
+_own: tuple[int, dict[str, Any]] | None = None  # (pid, launch record fields) of this process
+_heartbeat: tuple[int, _Heartbeat] | None = None  # (pid, the next job's heartbeat)
+
+
+def prepare() -> tuple[dict[str, Any], _Heartbeat]:
+    """Make ahead what a job of this process needs: the fields of its launch record (host,
+    boot id, pid and its start time) and its heartbeat thread.  Idempotent until a job takes
+    them (:func:`run_job` does)."""
+    global _own, _heartbeat
+    pid = os.getpid()
+    if _own is None or _own[0] != pid:
+        from .claim import launch_record
+
+        _own = (pid, launch_record())
+    if _heartbeat is None or _heartbeat[0] != pid:
+        _heartbeat = (pid, _Heartbeat())
+    return _own[1], _heartbeat[1]
+
+
 def _redirect(taskdir: Path) -> None:
     for fd, name in ((1, "stdout"), (2, "stderr")):
         target = os.open(taskdir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -48,14 +109,6 @@ def _redirect(taskdir: Path) -> None:
         os.close(target)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-
-
-def _heartbeat(path: Path, stop: threading.Event) -> None:
-    while not stop.wait(HEARTBEAT_PERIOD):
-        try:
-            path.touch()
-        except OSError:
-            pass
 
 
 def _workspace_of(taskdir: Path) -> Path:
@@ -68,11 +121,11 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
 
     Never raises for a failure of the task itself: the failure is recorded.
     """
-    global _inside_job
+    global _inside_job, _heartbeat
     _inside_job = True
     from . import claim, objects
-    from .atomic import write_atomic
-    from .config import Task, class_spec
+    from .atomic import write_atomic_many
+    from .config import Task, class_spec, dependencies
     from .locks import LockTimeout
     from .serialize import load
     from .workspace import Workspace, set_active_workspace
@@ -84,18 +137,21 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
         lock = claim.start_run(workspace, identifier)
     except LockTimeout:
         return EXIT_WAITED
-    stop = threading.Event()
+    own, heartbeat = prepare()
+    _heartbeat = None  # this job's: the next job of this process (tests) makes its own
     try:
         if objects.is_done(directory):
             return EXIT_OK
-        previous = claim.launch_record()
-        recorded = _read_json(directory / ".xpm" / "launch.json")
-        write_atomic(directory / ".xpm" / "launch.json",
-                     json.dumps({**recorded, **previous}).encode(), durable=False)
-        threading.Thread(target=_heartbeat, args=(directory / ".xpm" / "heartbeat", stop),
-                         daemon=True).start()
+        xpm = directory / ".xpm"
+        recorded = _read_json(xpm / "launch.json")
         started = time.time()
-        claim.write_state(directory, "running", started=started, pid=os.getpid())
+        # The launch record now names this process, and the state says running: the same
+        # document under both names (one file written; the state file's other fields are the
+        # launch record's).  Later states replace the state file alone.
+        write_atomic_many((xpm / "launch.json", xpm / "state.json"), json.dumps(
+            {**recorded, **own, "time": started, "state": "running", "started": started}
+        ).encode())
+        heartbeat.start(xpm / "heartbeat")
         _redirect(directory)
         os.chdir(directory)
         if environ:
@@ -105,6 +161,11 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
             task = load(directory)
             if not isinstance(task, Task):
                 raise TypeError(f"{directory}/params.json does not describe a Task")
+            for dependency in dependencies(task):  # one stat each
+                name = class_spec(type(dependency)).identity_name
+                if not objects.is_done(workspace.task_dir(name, dependency.__identifier__)):
+                    raise _DependencyNotDone(
+                        f"dependency {name} {dependency.__identifier__[:12]} not done")
             objects.bind(task, workspace)
             task.__dict__["_xpm_run_tags"] = dict(tags if tags is not None
                                                   else recorded.get("tags", {}))
@@ -116,16 +177,21 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
             objects.finish(directory, identifier, "task", name, exclude,
                            objects.task_extra(task))
         except BaseException as exc:
-            traceback.print_exc()
+            if isinstance(exc, _DependencyNotDone):
+                print(f"xpmstore: {exc}: the task was not run", file=sys.stderr)
+                reason = str(exc)
+            else:
+                traceback.print_exc()
+                reason = f"{type(exc).__name__}: {exc}"[:500]
             sys.stderr.flush()
             code = 130 if isinstance(exc, KeyboardInterrupt) else EXIT_FAILED
             claim.write_state(directory, "failed", exit_code=code, started=started,
-                              ended=time.time(), reason=f"{type(exc).__name__}: {exc}"[:500])
+                              ended=time.time(), reason=reason)
             return code
         claim.write_state(directory, "done", exit_code=0, started=started, ended=time.time())
         return EXIT_OK
     finally:
-        stop.set()
+        heartbeat.stop()
         lock.close()
 
 

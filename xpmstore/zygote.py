@@ -1,17 +1,23 @@
 """The zygote: a helper process that imports the task modules once and forks a job per request.
 
-Started with spawn (``python -m xpmstore.zygote``, never forked from the scheduler, which holds
-LMDB handles and threads) in its own session.  It reads JSON lines on stdin and answers on
-stdout:
+Started with spawn (``python -m xpmstore.zygote [EXITS_FD]``, never forked from the scheduler,
+which holds LMDB handles and threads) in its own session.  It reads JSON lines on stdin and
+answers on stdout:
 
 * ``{"op": "import", "path": [...], "modules": [...], "scripts": [...]}``: set ``sys.path`` and
   import modules (scripts of ``__main__`` classes by path), once each;
-* ``{"op": "run", "taskdir": ..., "environ": {...}, "tags": {...}, "token": ...}``: hand the job
-  to the spare child (forked ahead, already in its own session; forked now if there is none),
-  which calls :func:`xpmstore.runner.run_job`, then ``os._exit`` with its code; the zygote
-  answers ``{"op": "started", "token", "pid"}`` and forks the next spare while the job runs (an
-  ``import`` releases the spare, which lacks the new modules);
-* whenever a child ends: ``{"op": "exited", "pid", "code"}``.
+* ``{"op": "run", "taskdir": ..., "environ": {...}, "tags": {...}, "token": ..., "report":
+  bool}``: hand the job to the spare child (forked ahead, already in its own session; forked now
+  if there is none), which calls :func:`xpmstore.runner.run_job`, then ``os._exit`` with its
+  code; the zygote answers ``{"op": "started", "token", "pid"}`` and forks the next spare while
+  the job runs (an ``import`` releases the spare, which lacks the new modules);
+* whenever a child ends: ``{"op": "exited", "token", "pid", "code"}``.
+
+``EXITS_FD``, when given, is the write end of a pipe to the scheduler: a job asked to ``report``
+writes its own ``{"op": "exited", ...}`` line there once its work is over (run lock released,
+logs flushed), just before ``os._exit`` — the exit of a process forked from a large interpreter
+(freeing its copied pages) and the zygote's wake-up are then off the scheduler's path.  The
+zygote's own line still follows; the scheduler keeps the first one of each token.
 
 On end of input (the scheduler ended or was killed) the zygote stops forking but lets running
 jobs finish in their own sessions.  Single-threaded by design, so forking it is safe.
@@ -53,6 +59,7 @@ def _import(message: dict[str, Any], imported: set[str]) -> None:
 
 
 _close_in_child: list[int] = []
+_exits_fd: int | None = None  # the pipe where jobs report their own exit (see the module doc)
 
 
 class _Spare:
@@ -89,8 +96,10 @@ class _Spare:
 
 
 def _child(read_fd: int) -> None:
-    """The body of a forked child: wait for its job, run it, exit with its code."""
+    """The body of a forked child: wait for its job, run it, report its end, exit with its
+    code."""
     code = 1
+    report: Any = None  # the job's token, when it reports its own end (see the module doc)
     try:
         os.setsid()
         for fd in _close_in_child:  # the zygote's pipes are not the job's business
@@ -104,8 +113,9 @@ def _child(read_fd: int) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        from .runner import run_job
+        from .runner import prepare, run_job
 
+        prepare()  # what every job needs (its heartbeat thread...), made while it waits
         data = b""
         while not data.endswith(b"\n"):
             chunk = os.read(read_fd, 65536)
@@ -117,6 +127,8 @@ def _child(read_fd: int) -> None:
             code = 0  # released unused
         else:
             message = json.loads(data)
+            if message.get("report") and _exits_fd is not None:
+                report = message.get("token")
             code = run_job(message["taskdir"], message.get("environ"), message.get("tags"))
     except BaseException:
         import traceback
@@ -127,7 +139,20 @@ def _child(read_fd: int) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
+            if report is not None:
+                _report_exit(report, code)
             os._exit(code)
+
+
+def _report_exit(token: Any, code: int) -> None:
+    """Tell the scheduler that this job is over (one write below PIPE_BUF on a non-blocking
+    pipe: whole or not at all; when it fails, the zygote's own line reports the job)."""
+    assert _exits_fd is not None
+    try:
+        line = json.dumps({"op": "exited", "token": token, "pid": os.getpid(), "code": code})
+        os.write(_exits_fd, (line + "\n").encode())
+    except BaseException:
+        pass
 
 
 def _send(out: Any, message: dict[str, Any]) -> None:
@@ -135,7 +160,7 @@ def _send(out: Any, message: dict[str, Any]) -> None:
     out.flush()
 
 
-def _reap(out: Any, children: set[int]) -> None:
+def _reap(out: Any, children: dict[int, Any]) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -145,15 +170,22 @@ def _reap(out: Any, children: set[int]) -> None:
             return
         if pid not in children:
             continue  # a spare released unused
-        children.discard(pid)
-        _send(out, {"op": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+        token = children.pop(pid)
+        _send(out, {"op": "exited", "token": token, "pid": pid,
+                    "code": os.waitstatus_to_exitcode(status)})
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Serve requests until stdin closes (see module doc)."""
+    global _exits_fd
+    args = sys.argv[1:] if argv is None else argv
+    if args:
+        _exits_fd = int(args[0])
+        os.set_inheritable(_exits_fd, False)  # the jobs' own programs never see it
+        os.set_blocking(_exits_fd, False)  # a full pipe drops a report, never blocks a job
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler handles interrupts
-    import filelock  # noqa: F401 - imported once, shared by every job (~30 ms each otherwise)
-
+    # What jobs need, imported once.  Nothing more: each module makes the zygote larger, and
+    # forking it and ending each job cost more (twice as much with filelock's imports).
     import xpmstore  # noqa: F401
     from xpmstore import claim, manifest, objects, runner, serialize  # noqa: F401
     from xpmstore.liveness import boot_id
@@ -171,7 +203,7 @@ def main() -> int:
     selector = selectors.DefaultSelector()
     selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "stdin")
     selector.register(wake_read, selectors.EVENT_READ, "wake")
-    children: set[int] = set()
+    children: dict[int, Any] = {}  # pid -> token
     imported: set[str] = set()
     spare: _Spare | None = None
     buffer = b""
@@ -201,7 +233,7 @@ def main() -> int:
                 elif message["op"] == "run":
                     pid = (spare or _Spare()).hand(message)
                     spare = None
-                    children.add(pid)
+                    children[pid] = message.get("token")
                     _send(out, {"op": "started", "token": message.get("token"), "pid": pid})
                     spare = _Spare()  # the next job's process, forked while this one runs
         try:

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from xpmstore.locks import LockTimeout, gc_lock, object_lock, path_lock, try_object_lock
+from xpmstore.locks import (
+    LockTimeout,
+    LockUnavailableError,
+    gc_lock,
+    object_lock,
+    path_lock,
+    try_object_lock,
+)
 
 from ..storehelpers import fork_context
 
@@ -155,9 +162,34 @@ def test_path_lock_excludes_another_process(tmp_path: Path, holders: list[Holder
         assert acquired is True
 
 
-def test_object_lock_is_never_a_soft_lock(tmp_path: Path) -> None:
+def test_object_lock_is_never_a_soft_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """DESIGN §7: no silent fallback to a soft (marker file) lock when flock is missing."""
-    from xpmstore.locks import _filelock
+    import errno
+    import fcntl
 
-    lock = _filelock(tmp_path / "lock", 0)
-    assert getattr(lock, "fallback_to_soft", False) is False
+    def refuse(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    with pytest.raises(LockUnavailableError) as info, object_lock(tmp_path / "lock"):
+        pytest.fail("a lock was taken without flock")
+    assert "does not support locks" in str(info.value)
+
+
+def test_object_lock_waits_for_its_holder_and_imports_no_filelock(
+        tmp_path: Path, holders: list[Holder]) -> None:
+    import subprocess
+    import sys
+
+    lock = tmp_path / "lock"
+    holder = Holder("object", lock)
+    holders.append(holder)
+    with pytest.raises(LockTimeout), object_lock(lock, timeout=0.2):
+        pytest.fail("acquired a lock held by another process")
+    holder.release()
+    with object_lock(lock, timeout=0.2):
+        pass
+    code = ("import sys, pathlib; from xpmstore.locks import object_lock\n"
+            f"with object_lock(pathlib.Path({str(tmp_path / 'other')!r})): pass\n"
+            "assert 'filelock' not in sys.modules, 'filelock imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -10,6 +10,7 @@ number of cores); ``gpus`` hands each job one of them as ``CUDA_VISIBLE_DEVICES`
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -97,25 +98,46 @@ def _kill_group(pid: int, force: bool) -> None:
             pass
 
 
+class _Request:
+    """One job asked of a zygote: requested, then started (its pid known), then over."""
+
+    __slots__ = ("identifier", "kill", "on_exit", "pid", "pid_start", "taskdir", "token")
+
+    def __init__(self, token: str, identifier: str, taskdir: Path, on_exit: ExitCallback):
+        self.token = token  # unique per launch: a late line of an earlier attempt never matches
+        self.identifier = identifier
+        self.taskdir = taskdir
+        self.on_exit = on_exit
+        self.pid: int | None = None
+        self.pid_start: int | None = None
+        self.kill: bool | None = None  # killed before it started: force?
+
+
 class _Zygote:
     def __init__(self) -> None:
         import subprocess  # once per launcher
 
         env = dict(os.environ)
         env["PYTHONPATH"] = _python_path()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "xpmstore.zygote"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, start_new_session=True, env=env,
-        )
+        exits_read, exits_write = os.pipe()  # jobs report their own end here (xpmstore.zygote)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "xpmstore.zygote", str(exits_write)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env,
+                pass_fds=(exits_write,),
+            )
+        except BaseException:
+            os.close(exits_read)
+            raise
+        finally:
+            os.close(exits_write)
+        self.exits = exits_read
         self.lock = threading.Lock()
-        self.requested: dict[str, tuple[ExitCallback, Path]] = {}  # sent, not started yet
-        self.pids: dict[str, int] = {}  # identifier -> pid of a started job
-        self.kill_on_start: dict[str, bool] = {}  # killed before it started: force?
-        self.exits: dict[int, ExitCallback] = {}
-        self.owner: dict[int, str] = {}
+        self.tokens = itertools.count()
+        self.by_token: dict[str, _Request] = {}  # every job asked and not over
+        self.by_identifier: dict[str, _Request] = {}
+        self.by_pid: dict[int, _Request] = {}  # the started ones
         self.imported: set[str] = set()
-        self.taskdirs: dict[int, Path] = {}
-        self.pid_starts: dict[int, int | None] = {}
         self.dead = False
         self.reader = threading.Thread(target=self._read, daemon=True, name="xpmstore-zygote")
         self.reader.start()
@@ -134,105 +156,139 @@ class _Zygote:
             self._read_messages()
         finally:
             self._ended()
+            try:
+                os.close(self.exits)
+            except OSError:
+                pass
 
     def _read_messages(self) -> None:
+        """Lines from the zygote's stdout and from the jobs' exit pipe, until both end (the
+        zygote's end is reported at once; jobs it forked may still report theirs)."""
+        import selectors
+
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            message = json.loads(line)
-            if message["op"] == "started":  # always before the same job's "exited"
-                token, pid = message["token"], message["pid"]
-                with self.lock:
-                    on_exit, taskdir = self.requested.pop(token)
-                    self.pid_starts[pid] = process_start(pid)
-                    self.exits[pid] = on_exit
-                    self.owner[pid] = token
-                    self.taskdirs[pid] = taskdir
-                    self.pids[token] = pid
-                    force = self.kill_on_start.pop(token, None)
-                if force is not None:
-                    _kill_group(pid, force)
-            elif message["op"] == "exited":
-                with self.lock:
-                    callback = self.exits.pop(message["pid"], None)
-                    identifier = self.owner.pop(message["pid"], "")
-                    self.pids.pop(identifier, None)
-                    self.taskdirs.pop(message["pid"], None)
-                    self.pid_starts.pop(message["pid"], None)
-                if callback is not None:
-                    callback(identifier, message["code"])
+        out = self.process.stdout.fileno()
+        pending = {out: b"", self.exits: b""}
+        with selectors.DefaultSelector() as selector:
+            selector.register(out, selectors.EVENT_READ)
+            selector.register(self.exits, selectors.EVENT_READ)
+            while pending:
+                for key, _ in selector.select():
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        selector.unregister(key.fd)
+                        del pending[key.fd]
+                        if key.fd == out:
+                            self._ended()
+                        continue
+                    *lines, pending[key.fd] = (pending[key.fd] + chunk).split(b"\n")
+                    for line in lines:
+                        if line:
+                            self._message(json.loads(line))
+
+    def _message(self, message: dict[str, Any]) -> None:
+        token = str(message.get("token"))
+        if message["op"] == "started":  # after the job's own "exited", at times: then ignored
+            pid = message["pid"]
+            with self.lock:
+                request = self.by_token.get(token)
+                if request is None or request.pid is not None:
+                    return
+                request.pid = pid
+                request.pid_start = process_start(pid)
+                self.by_pid[pid] = request
+                force, request.kill = request.kill, None
+            if force is not None:
+                _kill_group(pid, force)
+        elif message["op"] == "exited":  # the job's own line, then the zygote's: the first
+            with self.lock:
+                request = self.by_token.get(token)
+                if request is None or request.pid not in (None, message["pid"]):
+                    return
+                self._forget(request)
+            request.on_exit(request.identifier, message["code"])
+
+    def _forget(self, request: _Request) -> None:
+        """Drop a job that is over (under the lock)."""
+        self.by_token.pop(request.token, None)
+        if self.by_identifier.get(request.identifier) is request:
+            del self.by_identifier[request.identifier]
+        if request.pid is not None and self.by_pid.get(request.pid) is request:
+            del self.by_pid[request.pid]
 
     def _ended(self) -> None:
         """The zygote's output ended (it exited, or was killed): report the jobs it never
         started (as their task directories tell: never ran, so "waited" and the scheduler
         claims them again), and watch the jobs it forked, whose exits it can no longer report."""
         with self.lock:
+            if self.dead:
+                return
             self.dead = True
-            never = list(self.requested.items())
-            self.requested.clear()
-            self.kill_on_start.clear()
-            orphans = list(self.exits)
-        for token, (callback, taskdir) in never:
-            callback(token, _outcome_code(taskdir))
-        for pid in orphans:
-            self._watch(pid)
+            never = [r for r in self.by_token.values() if r.pid is None]
+            for request in never:
+                self._forget(request)
+            orphans = list(self.by_pid.values())
+        for request in never:
+            request.on_exit(request.identifier, _outcome_code(request.taskdir))
+        for request in orphans:
+            threading.Thread(target=self._watch_orphan, args=(request,), daemon=True,
+                             name=f"xpmstore-orphan-{request.pid}").start()
 
-    def _watch(self, pid: int) -> None:
-        threading.Thread(target=self._watch_orphan, args=(pid,), daemon=True,
-                         name=f"xpmstore-orphan-{pid}").start()
-
-    def _watch_orphan(self, pid: int) -> None:
-        """Wait until the job ``pid`` of a dead zygote is gone, then report its exit, as told by
-        its task directory (its exit status died with the zygote)."""
-        with self.lock:
-            start = self.pid_starts.get(pid)
+    def _watch_orphan(self, request: _Request) -> None:
+        """Wait until the job of a dead zygote is gone (or has reported its end itself), then
+        report its exit, as told by its task directory (its exit status died with the
+        zygote)."""
         pause = 0.005
-        while start is not None and process_start(pid) == start:
+        while request.pid_start is not None and request.pid is not None \
+                and process_start(request.pid) == request.pid_start:
+            with self.lock:
+                if self.by_token.get(request.token) is not request:
+                    return  # it reported its end itself
             time.sleep(pause)
             pause = min(pause * 2, 0.2)
         with self.lock:
-            callback = self.exits.pop(pid, None)
-            identifier = self.owner.pop(pid, "")
-            self.pids.pop(identifier, None)
-            taskdir = self.taskdirs.pop(pid, None)
-            self.pid_starts.pop(pid, None)
-        if callback is not None:
-            callback(identifier, _outcome_code(taskdir))
+            if self.by_token.get(request.token) is not request:
+                return
+            self._forget(request)
+        request.on_exit(request.identifier, _outcome_code(request.taskdir))
 
     def kill(self, identifier: str, force: bool) -> bool:
         """Signal the job's process group; a job requested but not started yet is signalled as
         soon as it starts.  False when the zygote does not know the job."""
         with self.lock:
-            pid = self.pids.get(identifier)
+            request = self.by_identifier.get(identifier)
+            if request is None:
+                return False
+            pid = request.pid
             if pid is None:
-                if identifier not in self.requested:
-                    return False
-                self.kill_on_start[identifier] = force or self.kill_on_start.get(identifier, False)
+                request.kill = force or bool(request.kill)
                 return True
         _kill_group(pid, force)
         return True
 
     def run(self, identifier: str, taskdir: Path, environ: dict[str, str],
             tags: dict[str, Any], modules: list[str], scripts: list[str],
-            on_exit: ExitCallback) -> int:
+            on_exit: ExitCallback, report: bool = True) -> int:
         wanted = [m for m in [*modules, *scripts] if m not in self.imported]
         if wanted:
             self.imported.update(wanted)
             self._send({"op": "import", "path": [p for p in sys.path if p],
                         "modules": [m for m in modules if m in wanted],
                         "scripts": [s for s in scripts if s in wanted]})
-        token = identifier
         with self.lock:
             if self.dead:
                 raise XpmstoreError("the zygote of the local launcher has ended")
-            self.requested[token] = (on_exit, taskdir)
+            request = _Request(f"{identifier}-{next(self.tokens)}", identifier, taskdir, on_exit)
+            self.by_token[request.token] = request
+            self.by_identifier[identifier] = request
         try:
             self._send({"op": "run", "taskdir": str(taskdir), "environ": environ, "tags": tags,
-                        "token": token})
+                        "token": request.token, "report": report})
         except OSError as exc:
             with self.lock:
-                pending = self.requested.pop(token, None)
-            if pending is None:
-                return 0  # the zygote's end was seen meanwhile: the job was reported there
+                if self.by_token.get(request.token) is not request:
+                    return 0  # the zygote's end was seen meanwhile: the job was reported there
+                self._forget(request)
             raise XpmstoreError(f"the zygote of the local launcher has ended ({exc})") from exc
         return 0  # the pid arrives with the zygote's answer; kill() knows it by identifier
 
@@ -308,8 +364,10 @@ class LocalLauncher(Launcher):
             if self._zygote is None:
                 self._zygote = _Zygote()
                 self._zygotes.append(self._zygote)
+            # A job reports its own end, just before its process exits (xpmstore.zygote),
+            # unless it holds a GPU: the next job waits until the device is really let go.
             return self._zygote.run(identifier, taskdir, environ, tags, modules, scripts,
-                                    finished)
+                                    finished, report=self.gpus is None)
         except BaseException:
             with self._lock:  # not launched: free its worker and its GPU
                 self._running.discard(identifier)

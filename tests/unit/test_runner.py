@@ -1,0 +1,96 @@
+"""The job's process (xpmstore.runner): it checks its dependencies' done manifests before it runs,
+and publishes its launch record and running state as one document under both names.
+
+Jobs run as ``python -m xpmstore.runner TASKDIR`` (a real process, as the local launcher starts
+fresh jobs), on a task directory prepared and claimed as the scheduler does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from xpmstore import objects
+from xpmstore.claim import claim, read_state, run_lock_path
+from xpmstore.config import Task, class_spec
+from xpmstore.liveness import read_launch
+from xpmstore.runner import EXIT_FAILED, EXIT_OK
+from xpmstore.workspace import Workspace
+
+from ..helpers import REPO_ROOT, run_python
+from ..schedtasks import Evaluate, Model, ModelLearn
+from ..storehelpers import count_of
+
+
+def launch(ws: Workspace, task: Task) -> Path:
+    """Prepare and claim ``task`` as a scheduler does; returns its directory."""
+    directory = objects.prepare_task_dir(ws, task)
+    assert claim(ws, task.__identifier__, directory, launcher="test").outcome == "launch"
+    return directory
+
+
+def run(directory: Path) -> int:
+    """Run the job of ``directory`` in a new process; returns its exit code."""
+    done = run_python(["-m", "xpmstore.runner", str(directory)], cwd=REPO_ROOT,
+                      env={"PYTHONPATH": str(REPO_ROOT)})
+    return done.returncode
+
+
+def test_a_job_whose_dependency_is_not_done_fails_without_running(ws: Workspace,
+                                                                  counters: str) -> None:
+    learn = ModelLearn(model=Model(hidden=3), epochs=2, counters=counters)
+    evaluate = Evaluate(learned=learn, counters=counters)
+    objects.prepare_task_dir(ws, learn)  # its directory exists, without a done manifest
+    directory = launch(ws, evaluate)
+    assert run(directory) == EXIT_FAILED
+    name = class_spec(ModelLearn).identity_name
+    state = read_state(directory)
+    assert state["state"] == "failed" and state["exit_code"] == EXIT_FAILED
+    assert state["reason"] == f"dependency {name} {learn.__identifier__[:12]} not done"
+    assert count_of(counters, "evaluate") == 0  # execute() never ran
+    assert not objects.is_done(directory)
+    assert f"dependency {name} {learn.__identifier__[:12]} not done" in (
+        directory / "stderr").read_text()
+
+
+def test_a_job_whose_dependency_directory_is_missing_fails_too(ws: Workspace,
+                                                               counters: str) -> None:
+    learn = ModelLearn(model=Model(hidden=4), epochs=2, counters=counters)
+    directory = launch(ws, Evaluate(learned=learn, counters=counters))
+    assert run(directory) == EXIT_FAILED
+    assert read_state(directory)["reason"].endswith(f"{learn.__identifier__[:12]} not done")
+    assert count_of(counters, "evaluate") == 0
+
+
+def test_a_job_whose_dependencies_are_done_runs(ws: Workspace, counters: str) -> None:
+    learn = ModelLearn(model=Model(hidden=5), epochs=2, counters=counters)
+    assert run(launch(ws, learn)) == EXIT_OK  # in its own process (it writes to its cwd)
+    evaluate = Evaluate(learned=learn, counters=counters)
+    directory = launch(ws, evaluate)
+    assert run(directory) == EXIT_OK
+    assert objects.is_done(directory)
+    assert read_state(directory)["state"] == "done"
+    assert count_of(counters, "evaluate") == 1
+    assert (directory / "score.txt").read_text() == "5 2\n"
+
+
+def test_the_launch_record_and_the_running_state_are_one_document(ws: Workspace,
+                                                                  counters: str) -> None:
+    """While it runs, the launch record names the job's process and the state says running;
+    both were published at once (one inode), and the done state later replaces the state
+    file alone."""
+    learn = ModelLearn(model=Model(hidden=6), epochs=2, counters=counters)
+    directory = launch(ws, learn)
+    assert run_lock_path(ws, learn.__identifier__).exists()  # made by the claim
+    scheduler = read_launch(directory)
+    assert scheduler is not None and scheduler["pid"] == os.getpid()
+    assert run(directory) == EXIT_OK
+    record = read_launch(directory)
+    assert record is not None
+    assert record["pid"] != os.getpid() and record["launcher"] == "test"  # kept from the claim
+    assert record["state"] == "running" and record["started"] <= record["time"] + 1
+    done = read_state(directory)
+    assert done["state"] == "done" and done["started"] == record["started"]
+    launch_file, state_file = directory / ".xpm" / "launch.json", directory / ".xpm" / "state.json"
+    assert launch_file.stat().st_ino != state_file.stat().st_ino  # "done" replaced it
+    assert not [p for p in (directory / ".xpm").iterdir() if ".tmp-" in p.name]

@@ -1,0 +1,109 @@
+"""Jobs forked from the zygote report their own end (xpmstore.zygote, EXITS_FD), then the zygote
+reports it again when it reaps them: the launcher calls each job's ``on_exit`` exactly once,
+with its exit code, whichever line comes first — and a job that cannot report (killed, or
+holding a GPU) is reported by the zygote alone."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from xpmstore import objects
+from xpmstore.claim import claim, run_lock_path
+from xpmstore.config import Task
+from xpmstore.launchers import LocalLauncher
+from xpmstore.locks import held_or_refused
+from xpmstore.runner import EXIT_OK, EXIT_WAITED
+from xpmstore.workspace import Workspace
+
+from ..schedtasks import Blocker, Counted
+from ..storehelpers import count_of, isolate, wait_for
+from .test_experiment import hang_guard
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    isolate(monkeypatch, tmp_path)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with hang_guard():
+        yield
+
+
+class Exits:
+    """Every ``on_exit`` call, by identifier."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: dict[str, list[int]] = collections.defaultdict(list)
+
+    def __call__(self, identifier: str, code: int) -> None:
+        with self.lock:
+            self.calls[identifier].append(code)
+
+    def count(self) -> int:
+        with self.lock:
+            return sum(len(codes) for codes in self.calls.values())
+
+
+def start(ws: Workspace, launcher: LocalLauncher, task: Task, exits: Exits,
+          claimed: bool = True) -> Path:
+    """Prepare (and claim) ``task`` as a scheduler does, and launch it."""
+    directory = objects.prepare_task_dir(ws, task)
+    if claimed:
+        assert claim(ws, task.__identifier__, directory, launcher="test").outcome == "launch"
+    launcher.launch(task.__identifier__, directory, {}, {}, ["tests.schedtasks"], [], False,
+                    exits)
+    return directory
+
+
+def drained(launcher: LocalLauncher) -> None:
+    """Close the launcher and wait until its zygote and every job ended and all their lines
+    were read (both of each job's lines are then in)."""
+    zygotes = list(launcher._zygotes)
+    launcher.close()
+    for zygote in zygotes:
+        zygote.reader.join(60)
+        assert not zygote.reader.is_alive(), "the zygote's lines never ended"
+
+
+@pytest.mark.parametrize("gpus", [None, [0]], ids=["report", "gpu"])
+def test_each_job_is_reported_once(ws: Workspace, counters: str, gpus: list[int] | None) -> None:
+    launcher = LocalLauncher(workers=4, gpus=gpus)
+    exits = Exits()
+    tasks = [Counted(n=n, counters=counters) for n in range(8)]
+    for task in tasks:
+        wait_for(lambda: launcher.capacity(""), "a free worker")
+        start(ws, launcher, task, exits)
+    wait_for(lambda: exits.count() == len(tasks), "every job to end")
+    drained(launcher)
+    assert {t.__identifier__: [EXIT_OK] for t in tasks} == dict(exits.calls)
+    assert all(count_of(counters, f"counted-{n}") == 1 for n in range(8))
+
+
+def test_a_waited_job_and_a_killed_one_are_reported_once(ws: Workspace, counters: str,
+                                                         tmp_path: Path) -> None:
+    launcher = LocalLauncher(workers=2)
+    exits = Exits()
+    blocker = Blocker(key="k", counters=counters, release=str(tmp_path / "never"))
+    start(ws, launcher, blocker, exits)
+    wait_for(lambda: count_of(counters, "started-k") == 1, "the blocker to start")
+    launcher.kill(blocker.__identifier__, force=True)  # no report of its own: the zygote's
+    wait_for(lambda: exits.count() == 1, "the killed job to be reported")
+    twin = Counted(n=1, counters=counters)
+    directory = objects.prepare_task_dir(ws, twin)
+    assert claim(ws, twin.__identifier__, directory, launcher="test").outcome == "launch"
+    with held_or_refused(run_lock_path(ws, twin.__identifier__)):  # "another process runs it"
+        launcher.launch(twin.__identifier__, directory, {}, {}, ["tests.schedtasks"], [], False,
+                        exits)
+        wait_for(lambda: exits.count() == 2, "the job to find its run lock held")
+    start(ws, launcher, twin, exits, claimed=False)  # launched again: it runs
+    wait_for(lambda: exits.count() == 3, "the second launch to end")
+    drained(launcher)
+    assert exits.calls[blocker.__identifier__] == [-signal.SIGKILL]
+    assert exits.calls[twin.__identifier__] == [EXIT_WAITED, EXIT_OK]
+    assert count_of(counters, "counted-1") == 1
