@@ -1,0 +1,1 @@
+"""Tests against the real single-node Slurm that ``scripts/slurm-up`` starts (conftest.py)."""
