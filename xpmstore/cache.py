@@ -17,8 +17,10 @@ exists) takes no lock, writes nothing but, at most once a minute, the entry's la
 index, and calls the method with the path.  A **miss** takes the entry's lock, re-checks, clears
 the leftovers of a killed attempt, pulls the entry from the workspace's remote when one is
 configured (``pull_cache``; :mod:`xpmstore.remote.cachepull`) and, failing that, calls the method,
-and only on a normal return writes the done manifest and records the entry.  Safe across
-threads and processes: a miss is computed once.
+and only on a normal return writes the done manifest and records the entry; with ``push =
+"auto"``, the new entry is then pushed in the background (:mod:`xpmstore.remote.cachepush`).
+The remote's modules are imported on a miss only, and only when a remote is configured.  Safe
+across threads and processes: a miss is computed once.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from typing import Any, TypeVar
 
 from . import objects
 from .config import Config, class_spec
+from .errors import XpmstoreError
 from .identifier import cache_identifier
 from .index import Index
 from .locks import object_lock
-from .workspace import DONE, Workspace, current_workspace
+from .workspace import DONE, Workspace, current_workspace, user_settings
 
 __all__ = ["cache"]
 
@@ -84,6 +87,16 @@ def _note_access(workspace: Workspace, entry: _Entry) -> None:
     index.touch(entry.identifier, now)
 
 
+def _has_remote(workspace: Workspace) -> bool:
+    """Whether a remote may be configured for ``workspace`` (read without importing it)."""
+    if os.environ.get("XPMSTORE_REMOTE") or "remote" in workspace.settings:
+        return True
+    try:
+        return "remote" in user_settings()
+    except XpmstoreError:
+        return True  # let the remote's own reading report it
+
+
 def _miss(workspace: Workspace, entry: _Entry, config: Config, method: Callable[..., Any],
           args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     with object_lock(workspace.lock_path(entry.identifier)):
@@ -91,11 +104,13 @@ def _miss(workspace: Workspace, entry: _Entry, config: Config, method: Callable[
             return method(config, entry.file, *args, **kwargs)
         if entry.directory.exists():  # leftovers of a killed or failed attempt
             shutil.rmtree(entry.directory)
-        from .remote.cachepull import pull_entry  # lazy: only a miss needs the remote
+        remote = _has_remote(workspace)
+        if remote:
+            from .remote.cachepull import pull_entry  # lazy: only a miss needs the remote
 
-        if pull_entry(workspace, entry.identifier):  # a colleague computed it: pulled, verified
-            _last_access[entry.identifier] = time.time()
-            return method(config, entry.file, *args, **kwargs)
+            if pull_entry(workspace, entry.identifier):  # a colleague computed it: verified
+                _last_access[entry.identifier] = time.time()
+                return method(config, entry.file, *args, **kwargs)
         (entry.directory / ".xpm").mkdir(parents=True)
         try:
             result = method(config, entry.file, *args, **kwargs)
@@ -110,6 +125,10 @@ def _miss(workspace: Workspace, entry: _Entry, config: Config, method: Callable[
         record = objects.index_record(workspace, entry.directory, manifest, None)
         Index.for_workspace(workspace).put(entry.identifier, record)
         _last_access[entry.identifier] = manifest.created
+        if remote:
+            from .remote.cachepush import entry_created
+
+            entry_created(workspace, entry.directory)  # push = "auto": in the background
         return result
 
 

@@ -510,6 +510,8 @@ class experiment:
         hook_job = Job(config=job.task, taskdir=job.taskdir)
         for hook in job.hooks:
             hook.process(hook_job, job.launcher)
+        if self._remote is not None and self._remote.down:  # jobs don't pay its timeout again
+            hook_job.environ["XPMSTORE_REMOTE_DOWN"] = "1"
         modules, scripts = _modules_and_scripts(job.task)
         job.status = "running"
         self.progress.started_job(job.identifier, job.name)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from xpmstore.remote import cachepush, reach
 from xpmstore.workspace import Workspace
 
 from ..s3server import S3Server
@@ -30,11 +31,24 @@ def s3_server() -> Iterator[S3Server]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     isolate(monkeypatch, tmp_path)
     monkeypatch.delenv("XPMSTORE_REMOTE", raising=False)
+    monkeypatch.delenv(reach.DOWN_VARIABLE, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "any")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "any")
+    reach.reset()
+    yield
+    cachepush.wait()  # this test's background pushes end with it
+    reach.reset()
+
+
+@pytest.fixture
+def counters(tmp_path: Path) -> Path:
+    """A folder where tasks and ``@cache`` methods count their computations."""
+    folder = tmp_path / "counters"
+    folder.mkdir()
+    return folder
 
 
 def new_bucket(server: S3Server) -> str:

@@ -57,13 +57,6 @@ def remote_of(workspace: Workspace) -> Remote:
     return remote
 
 
-@pytest.fixture
-def counters(tmp_path: Path) -> Path:
-    folder = tmp_path / "counters"
-    folder.mkdir()
-    return folder
-
-
 def test_a_task_run_in_one_workspace_is_pulled_not_run_in_another(
         workspaces: RemoteFactory, counters: Path) -> None:
     first, second = workspaces("first"), workspaces("second")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from xpmstore import objects
 from xpmstore.identifier import cache_identifier
-from xpmstore.remote import open_remote, push_one
+from xpmstore.remote import cachepush, open_remote, push_one
 from xpmstore.remote.gc import GRACE, collect_remote, plan_remote, remote_pins
 from xpmstore.remote.store import Remote
 from xpmstore.workspace import Workspace
@@ -48,8 +48,9 @@ def populated(workspaces: RemoteFactory, tmp_path: Path) -> tuple[Workspace, dic
     terms = Terms(n=7)
     with active(first):
         terms.load(str(counters))
+    cachepush.wait()  # push = "auto": the entry was pushed in the background
     entry = cache_identifier(terms.__identifier__, "terms.txt")
-    assert push_one(remote_of(first), first.root / "cache" / "tests.store.Terms" / entry)
+    assert not push_one(remote_of(first), first.root / "cache" / "tests.store.Terms" / entry)
     ids = {"learn": learn.__identifier__, "evaluate": evaluate.__identifier__, "entry": entry}
     assert remote_of(first).identifiers() == set(ids.values())
     return first, ids, counters

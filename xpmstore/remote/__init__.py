@@ -8,7 +8,8 @@ and pull, :mod:`.sync` what the scheduler does with them.
 
 from __future__ import annotations
 
-from .backends import Backend, DirectoryBackend, S3Backend, open_backend
+from .backends import Backend, DirectoryBackend, open_backend
+from .s3 import S3Backend
 from .store import Remote, RemoteSettings, open_remote, remote_settings
 from .sync import RemoteSync
 from .transfer import PushReport, fetch, pull, push, push_one, remote_entries

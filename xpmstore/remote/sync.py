@@ -2,15 +2,19 @@
 background (DESIGN §11).
 
 An experiment holds one :class:`RemoteSync`.  It never fails the experiment: an unreachable
-remote is noticed once (one warning line), after which the experiment goes on locally; a pull
+remote is noticed once (one warning line; :mod:`.reach` shares the verdict with this process's
+``@cache`` misses), after which the experiment goes on locally and launches its jobs with
+``XPMSTORE_REMOTE_DOWN=1`` (:attr:`RemoteSync.down`), so that they do not ask it either; a pull
 that fails verification prints one warning line naming the object and the job runs locally.
-Pulls and pushes run on their own thread pools; :meth:`RemoteSync.close` waits for the pending
-pushes (the experiment's end).  Thread-safe.
+Pulls and pushes run on their own thread pools.  With ``push = "auto"``, a job that finishes is
+pushed, then the ``@cache`` entries its process created and did not push itself
+(:func:`xpmstore.remote.cachepush.drain`); :meth:`RemoteSync.close` waits for every pending push
+(the experiment's end), those of ``@cache`` entries created in this process included.
+Thread-safe.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +29,7 @@ from ..errors import (
     XpmstoreError,
 )
 from ..workspace import Workspace
+from . import cachepush, reach
 from .store import Remote, open_remote
 from .transfer import pull, push_one
 
@@ -33,9 +38,7 @@ __all__ = ["RemoteSync"]
 _PULL_THREADS = 4
 _PUSH_THREADS = 2
 
-
-def _warn(message: str) -> None:
-    print(f"xpmstore: warning: {message}", file=sys.stderr)
+_warn = reach.warn
 
 
 class RemoteSync:
@@ -44,7 +47,7 @@ class RemoteSync:
     def __init__(self, workspace: Workspace, remote: Remote):
         self.workspace = workspace
         self.remote = remote
-        self.down = False
+        reach.forget(remote)  # a fresh look for each experiment
         self._lock = threading.Lock()
         self._pulls: ThreadPoolExecutor | None = None
         self._pushes: ThreadPoolExecutor | None = None
@@ -62,6 +65,13 @@ class RemoteSync:
         return None if remote is None else cls(workspace, remote)
 
     @property
+    def down(self) -> bool:
+        """Whether the remote was found unreachable (by this experiment, a ``@cache`` miss of
+        this process, or ``$XPMSTORE_REMOTE_DOWN``): its jobs are then launched with
+        ``XPMSTORE_REMOTE_DOWN=1``."""
+        return reach.is_down(self.remote)
+
+    @property
     def pulls(self) -> bool:
         """Whether jobs absent locally are looked up in the remote (``pull = "auto"``)."""
         return self.remote.settings.pull == "auto" and not self.down
@@ -73,11 +83,8 @@ class RemoteSync:
 
     def unreachable(self, exc: Exception) -> None:
         """Note that the remote cannot be reached (warned once; nothing more is asked of it)."""
-        with self._lock:
-            if self.down:
-                return
-            self.down = True
-        _warn(f"remote unreachable, going on without it: {exc}")
+        if reach.mark_down(self.remote):
+            _warn(f"remote unreachable, going on without it: {exc}")
 
     def present(self, identifiers: Iterable[str]) -> set[str]:
         """Which of ``identifiers`` the remote holds (empty when pulls are off or the remote is
@@ -120,7 +127,8 @@ class RemoteSync:
             on_done(identifier, ok)
 
     def push_later(self, directory: Path) -> None:
-        """Push the done object at ``directory`` in the background (``push = "auto"``)."""
+        """Push the done object at ``directory`` in the background (``push = "auto"``), then
+        the ``@cache`` entries left in the outbox (those its job created, among others)."""
         if not self.pushes:
             return
         with self._lock:
@@ -135,12 +143,18 @@ class RemoteSync:
             push_one(self.remote, directory)
         except RemoteUnavailableError as exc:
             self.unreachable(exc)
+            return
         except Exception as exc:
             _warn(f"push of {directory} failed: {exc}")
+        cachepush.drain(self.workspace, self.remote)
 
     def close(self) -> None:
-        """Wait for the pending pushes and pulls, then release the threads."""
+        """Wait for the pending pulls and pushes (``@cache`` entries of this process and of
+        its jobs included), then release the threads."""
         for pool in (self._pulls, self._pushes):
             if pool is not None:
                 pool.shutdown(wait=True)
         self._pulls = self._pushes = None
+        if self.pushes:
+            cachepush.drain(self.workspace, self.remote)
+        cachepush.wait()

@@ -8,9 +8,10 @@ leaves at most unlisted blobs.
 
 **Pull** fetches and checks the remote object (:func:`xpmstore.remote.verify.check_object`),
 downloads every blob into a temporary directory beside the final one while checking its size
-and blake3, creates the links, and only then publishes: under the object's claim lock, one
-``rename`` of the directory to ``jobs/<name>/<id>`` (or ``cache/<name>/<id>``) and, last, the
-done manifest, written atomically; then the index records it.  Anything wrong raises
+and blake3 (for a directory remote, the kernel copies while a thread hashes the local copy just
+behind it: :mod:`.trailing`), creates the links, and only then publishes: under the object's
+claim lock, one ``rename`` of the directory to ``jobs/<name>/<id>`` (or ``cache/<name>/<id>``)
+and, last, the done manifest, written atomically; then the index records it.  Anything wrong raises
 CorruptObjectError naming the object, and nothing of it is published.
 """
 
@@ -41,6 +42,7 @@ from ..locks import object_lock, try_object_lock
 from ..workspace import DONE, Workspace
 from .progress import TransferProgress
 from .store import Remote
+from .trailing import TrailingHash
 from .verify import RemoteObject, check_object, encode_object
 
 __all__ = ["PushReport", "fetch", "pull", "push", "push_one", "remote_entries"]
@@ -151,16 +153,23 @@ def push(workspace: Workspace, identifiers: list[str], remote: Remote,
 def _download(remote: Remote, identifier: str, digest: str, size: int, target: Path,
               executable: bool, progress: TransferProgress | None = None) -> None:
     """Copy blob ``digest`` to ``target`` and check the copy's size and blake3: by the
-    backend's fast path, then hashing the local copy (what is published is what was checked),
-    else streamed and hashed as it comes."""
+    backend's fast path, the copy hashed by a thread that trails it (what is published is what
+    was checked: :mod:`.trailing`), else streamed and hashed as it comes."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
-        if remote.backend.copy_into(remote.blob_key(digest), out, size + 1):
-            got = os.fstat(out.fileno()).st_size
-            actual = hash_file(target, got).hex() if got == size else ""
+        got, actual = 0, ""
+        with TrailingHash(target) as trailing:
+            copied = remote.backend.copy_into(remote.blob_key(digest), out, size + 1,
+                                              trailing.written)
+            if copied:
+                got = os.fstat(out.fileno()).st_size
+                actual = trailing.hexdigest(got) if got == size else ""
+        if copied:  # (the trailing hash is closed: only now may the file be emptied)
             if progress is not None:
                 progress.advance(got)
         else:
+            out.seek(0)
+            out.truncate()
             got, actual = _stream(remote, digest, size, out, progress)
         os.fchmod(out.fileno(), 0o755 if executable else 0o644)
     if got != size or actual != digest:
