@@ -1,17 +1,24 @@
 """The zygote: a helper process that imports the task modules once and forks a job per request.
 
-Started with spawn (``python -m xpmstore.zygote [EXITS_FD]``, never forked from the scheduler,
-which holds LMDB handles and threads) in its own session.  It reads JSON lines on stdin and
-answers on stdout:
+Started with spawn (``python -m xpmstore.zygote [EXITS_FD [JOBS_FD]]``, never forked from the
+scheduler, which holds LMDB handles and threads) in its own session.  It keeps one **spare**
+child forked ahead of need, already in its own session, waiting for a job; it reads JSON lines
+on stdin and answers on stdout:
 
 * ``{"op": "import", "path": [...], "modules": [...], "scripts": [...]}``: set ``sys.path`` and
-  import modules (scripts of ``__main__`` classes by path), once each;
+  import modules (scripts of ``__main__`` classes by path), once each; the spare, which lacks
+  them, is released and another forked;
 * ``{"op": "run", "taskdir": ..., "environ": {...}, "tags": {...}, "token": ..., "report":
-  bool}``: hand the job to the spare child (forked ahead, already in its own session; forked now
-  if there is none), which calls :func:`xpmstore.runner.run_job`, then ``os._exit`` with its
-  code; the zygote answers ``{"op": "started", "token", "pid"}`` and forks the next spare while
-  the job runs (an ``import`` releases the spare, which lacks the new modules);
+  bool}``: fork a child for the job (after an ``import``, so it has the new modules), which
+  calls :func:`xpmstore.runner.run_job`, then ``os._exit`` with its code;
+* whenever a child takes a job: ``{"op": "started", "token", "pid"}``;
 * whenever a child ends: ``{"op": "exited", "token", "pid", "code"}``.
+
+``JOBS_FD``, when given, is a ``SOCK_SEQPACKET`` socket on which the scheduler sends the same
+``run`` messages (one message, one job) straight to the spare, without waking the zygote: the
+spare tells the zygote which job it took, and the zygote forks the next spare while the job
+runs.  A spare older than an ``import`` may take such a job: the job then imports what it lacks
+itself (slower, still right).
 
 ``EXITS_FD``, when given, is the write end of a pipe to the scheduler: a job asked to ``report``
 writes its own ``{"op": "exited", ...}`` line there once its work is over (run lock released,
@@ -60,33 +67,39 @@ def _import(message: dict[str, Any], imported: set[str]) -> None:
 
 _close_in_child: list[int] = []
 _exits_fd: int | None = None  # the pipe where jobs report their own exit (see the module doc)
+_jobs_fd: int | None = None  # the socket where the scheduler sends jobs to the spare
+_taken_fd: int | None = None  # the pipe where a spare tells the zygote which job it took
 
 
-class _Spare:
-    """A child forked ahead of need: it makes its own session, then waits for one line on its
-    pipe — a job to run, or an empty line (or end of file) to exit unused.  Forking costs a few
-    milliseconds here; done while the previous job runs, it is off the next job's path."""
+class _Child:
+    """A forked child that makes its own session, then waits for its job: on its pipe from the
+    zygote (a line: the job, or empty to exit unused; end of file: the zygote is gone) or, for
+    the **spare** (``spare=True``), on the scheduler's socket.  Forking costs a few
+    milliseconds here; the spare is forked while the previous job runs, off the next job's
+    path."""
 
-    def __init__(self) -> None:
+    def __init__(self, spare: bool) -> None:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(write_fd)
-            _child(read_fd)
+            _child(read_fd, spare)
         os.close(read_fd)
         self.pid = pid
         self.write_fd = write_fd
 
-    def hand(self, message: dict[str, Any]) -> int:
-        """Give the spare its job; returns its pid."""
+    def hand(self, message: dict[str, Any]) -> None:
+        """Give the child its job (not a spare: nothing else reaches it).  A child that died
+        meanwhile is reported when reaped."""
         try:
             os.write(self.write_fd, (json.dumps(message) + "\n").encode())
+        except OSError:
+            pass
         finally:
             os.close(self.write_fd)
-        return self.pid
 
     def release(self) -> None:
-        """Let the spare exit unused (it lacks modules imported since, or the zygote ends)."""
+        """Let the child exit unused (it lacks modules imported since, or the zygote ends)."""
         try:
             os.write(self.write_fd, b"\n")
         except OSError:
@@ -94,8 +107,45 @@ class _Spare:
         finally:
             os.close(self.write_fd)
 
+    def forget(self) -> None:
+        """The spare took a job of the socket (or died): close its pipe."""
+        os.close(self.write_fd)
 
-def _child(read_fd: int) -> None:
+
+def _wait_for_job(read_fd: int, spare: bool) -> dict[str, Any] | None:
+    """In a child: the job it takes (from the zygote's pipe, or the scheduler's socket for the
+    spare), or None when it is released (or the zygote is gone)."""
+    import select
+
+    poller = select.poll()
+    poller.register(read_fd, select.POLLIN)
+    if spare and _jobs_fd is not None:
+        poller.register(_jobs_fd, select.POLLIN)
+    while True:
+        ready = {fd for fd, _ in poller.poll()}
+        if read_fd in ready:  # first: a release must win over a job that needs new modules
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = os.read(read_fd, 65536)
+                if not chunk:
+                    break
+                data += chunk
+            return json.loads(data) if data.strip() else None
+        if _jobs_fd in ready:
+            try:
+                data = os.read(_jobs_fd, 1 << 16)  # one message (non-blocking socket)
+            except BlockingIOError:
+                continue  # another spare took it
+            if not data:
+                return None  # the scheduler closed its end
+            message: dict[str, Any] = json.loads(data)  # at most 64 KiB (the scheduler's rule)
+            if _taken_fd is not None:  # the zygote forks the next spare, reports "started"
+                line = json.dumps({"pid": os.getpid(), "token": message.get("token")})
+                os.write(_taken_fd, (line + "\n").encode())
+            return message
+
+
+def _child(read_fd: int, spare: bool) -> None:
     """The body of a forked child: wait for its job, run it, report its end, exit with its
     code."""
     code = 1
@@ -116,17 +166,13 @@ def _child(read_fd: int) -> None:
         from .runner import prepare, run_job
 
         prepare()  # what every job needs (its heartbeat thread...), made while it waits
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            data += chunk
-        os.close(read_fd)
-        if not data.strip():
+        message = _wait_for_job(read_fd, spare)
+        for kept in (read_fd, _jobs_fd, _taken_fd):  # the job keeps only its exit pipe
+            if kept is not None:
+                os.close(kept)
+        if message is None:
             code = 0  # released unused
         else:
-            message = json.loads(data)
             if message.get("report") and _exits_fd is not None:
                 report = message.get("token")
             code = run_job(message["taskdir"], message.get("environ"), message.get("tags"))
@@ -160,29 +206,51 @@ def _send(out: Any, message: dict[str, Any]) -> None:
     out.flush()
 
 
-def _reap(out: Any, children: dict[int, Any]) -> None:
+def _reap(out: Any, children: dict[int, Any]) -> list[int]:
+    """Report the jobs that ended; returns the pids of other children that ended (spares)."""
+    others: list[int] = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return others
         if pid == 0:
-            return
+            return others
         if pid not in children:
-            continue  # a spare released unused
+            others.append(pid)  # released unused, or a spare that died
+            continue
         token = children.pop(pid)
         _send(out, {"op": "exited", "token": token, "pid": pid,
                     "code": os.waitstatus_to_exitcode(status)})
 
 
+def _lines(fd: int, buffer: bytearray) -> list[dict[str, Any]]:
+    """The complete JSON lines readable now on the non-blocking ``fd``."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        buffer += chunk
+    *lines, rest = bytes(buffer).split(b"\n")
+    buffer[:] = rest
+    return [json.loads(line) for line in lines if line]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve requests until stdin closes (see module doc)."""
-    global _exits_fd
+    global _exits_fd, _jobs_fd, _taken_fd
     args = sys.argv[1:] if argv is None else argv
     if args:
         _exits_fd = int(args[0])
         os.set_inheritable(_exits_fd, False)  # the jobs' own programs never see it
         os.set_blocking(_exits_fd, False)  # a full pipe drops a report, never blocks a job
+    if len(args) > 1:
+        _jobs_fd = int(args[1])
+        os.set_inheritable(_jobs_fd, False)
+        os.set_blocking(_jobs_fd, False)  # several spares may wake for one job: one gets it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler handles interrupts
     # What jobs need, imported once.  Nothing more: each module makes the zygote larger, and
     # forking it and ending each job cost more (twice as much with filelock's imports).
@@ -198,20 +266,40 @@ def main(argv: list[str] | None = None) -> int:
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
-    _close_in_child.extend([out.fileno(), wake_read, wake_write])
+    taken_read, _taken_fd = os.pipe()
+    os.set_blocking(taken_read, False)
+    _close_in_child.extend([out.fileno(), wake_read, wake_write, taken_read])
     signal.signal(signal.SIGCHLD, lambda *_: None)
     selector = selectors.DefaultSelector()
     selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "stdin")
     selector.register(wake_read, selectors.EVENT_READ, "wake")
-    children: dict[int, Any] = {}  # pid -> token
+    selector.register(taken_read, selectors.EVENT_READ, "taken")
+    children: dict[int, Any] = {}  # pid -> token of a child that took a job
     imported: set[str] = set()
-    spare: _Spare | None = None
+    spare: _Child | None = None
+    taken = bytearray()
     buffer = b""
     open_input = True
+
+    def took(message: dict[str, Any]) -> None:
+        nonlocal spare
+        pid = message["pid"]
+        children[pid] = message.get("token")
+        _send(out, {"op": "started", "token": message.get("token"), "pid": pid})
+        if spare is not None and spare.pid == pid:
+            spare.forget()
+            spare = None
+
     while open_input or children:
+        if spare is None and open_input and _jobs_fd is not None:
+            spare = _Child(spare=True)  # the next job's process, forked while this one runs
         for key, _ in selector.select(timeout=1.0):
             if key.data == "wake":
                 os.read(wake_read, 4096)
+                continue
+            if key.data == "taken":
+                for message in _lines(taken_read, taken):
+                    took(message)
                 continue
             chunk = os.read(sys.stdin.fileno(), 65536)
             if not chunk:
@@ -231,13 +319,18 @@ def main(argv: list[str] | None = None) -> int:
                         spare = None
                     _import(message, imported)
                 elif message["op"] == "run":
-                    pid = (spare or _Spare()).hand(message)
-                    spare = None
-                    children[pid] = message.get("token")
-                    _send(out, {"op": "started", "token": message.get("token"), "pid": pid})
-                    spare = _Spare()  # the next job's process, forked while this one runs
+                    child = _Child(spare=False)
+                    child.hand(message)
+                    children[child.pid] = message.get("token")
+                    _send(out, {"op": "started", "token": message.get("token"),
+                                "pid": child.pid})
         try:
-            _reap(out, children)
+            for message in _lines(taken_read, taken):  # a job may end before we read this
+                took(message)
+            for pid in _reap(out, children):
+                if spare is not None and pid == spare.pid:  # died idle: make another
+                    spare.forget()
+                    spare = None
         except BrokenPipeError:
             open_input = False
             children.clear()  # nobody listens: jobs finish on their own

@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -22,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import XpmstoreError
-from ..liveness import process_start
+from ..liveness import launch_is_live, process_start, read_launch
 from ..runner import EXIT_WAITED
 from .base import ExitCallback, Launcher
 
 __all__ = ["LocalLauncher"]
 
 _STARTUP_VARIABLES = ("LD_", "PYTHON")
+_DIRECT_MAX = 60_000  # bytes of a job sent straight to the zygote's spare (it reads 64 KiB)
 
 
 def _needs_fresh(environ: dict[str, str]) -> bool:
@@ -82,6 +84,11 @@ def _outcome_code(taskdir: Path | None) -> int:
     if state.get("state") == "failed":
         code = state.get("exit_code")
         return code if isinstance(code, int) and code != 0 else 1
+    if state.get("state") == "running":  # a job that the dead zygote had started: its own?
+        record = read_launch(taskdir)
+        if record is not None and record.get("pid") != os.getpid() \
+                and launch_is_live(taskdir, record):
+            return EXIT_WAITED  # still running (taken, never reported): the scheduler waits
     return EXIT_WAITED if state.get("state") == "waiting" else 1
 
 
@@ -120,17 +127,22 @@ class _Zygote:
         env = dict(os.environ)
         env["PYTHONPATH"] = _python_path()
         exits_read, exits_write = os.pipe()  # jobs report their own end here (xpmstore.zygote)
+        # Jobs go straight to the zygote's spare on this socket (one message, one job).
+        self.jobs, jobs_read = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "xpmstore.zygote", str(exits_write)],
+                [sys.executable, "-m", "xpmstore.zygote", str(exits_write),
+                 str(jobs_read.fileno())],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env,
-                pass_fds=(exits_write,),
+                pass_fds=(exits_write, jobs_read.fileno()),
             )
         except BaseException:
             os.close(exits_read)
+            self.jobs.close()
             raise
         finally:
             os.close(exits_write)
+            jobs_read.close()
         self.exits = exits_read
         self.lock = threading.Lock()
         self.tokens = itertools.count()
@@ -281,9 +293,11 @@ class _Zygote:
             request = _Request(f"{identifier}-{next(self.tokens)}", identifier, taskdir, on_exit)
             self.by_token[request.token] = request
             self.by_identifier[identifier] = request
+        message = {"op": "run", "taskdir": str(taskdir), "environ": environ, "tags": tags,
+                   "token": request.token, "report": report}
         try:
-            self._send({"op": "run", "taskdir": str(taskdir), "environ": environ, "tags": tags,
-                        "token": request.token, "report": report})
+            if wanted or not self._send_direct(message):  # after an import: in order, on stdin
+                self._send(message)
         except OSError as exc:
             with self.lock:
                 if self.by_token.get(request.token) is not request:
@@ -292,12 +306,25 @@ class _Zygote:
             raise XpmstoreError(f"the zygote of the local launcher has ended ({exc})") from exc
         return 0  # the pid arrives with the zygote's answer; kill() knows it by identifier
 
+    def _send_direct(self, message: dict[str, Any]) -> bool:
+        """Send a job straight to the zygote's spare; False when it must go through the zygote
+        (too large for one message, or the socket is full)."""
+        data = json.dumps(message).encode()
+        if len(data) > _DIRECT_MAX:
+            return False
+        try:
+            self.jobs.send(data, socket.MSG_DONTWAIT)
+        except OSError:
+            return False
+        return True
+
     def close(self) -> None:
         if self.process.stdin is not None:
             try:
                 self.process.stdin.close()
             except OSError:
                 pass
+        self.jobs.close()  # an idle spare ends with it
 
 
 class LocalLauncher(Launcher):
