@@ -43,7 +43,7 @@ from typing import Any
 from .claim import run_lock_path
 from .errors import TextValueError
 from .index import Index
-from .liveness import launch_is_live
+from .liveness import launch_is_live, live_directories
 from .locate import bulk, scan_objects
 from .locks import gc_lock, try_object_lock
 from .objects import record_from_disk
@@ -282,8 +282,8 @@ def _mark(workspace: Workspace, options: GcOptions | None, now: float | None) ->
     reconcile_listing(index, workspace, {d.identifier: d.path for d in directories if d.done})
     records = dict(index.summaries())
     runs = read_runs(workspace)
-    live_jobs = [d.identifier for d in directories
-                 if not d.done and launch_is_live(Path(d.path))]
+    live = {str(p) for p in live_directories(Path(d.path) for d in directories if not d.done)}
+    live_jobs = [d.identifier for d in directories if not d.done and str(Path(d.path)) in live]
     roots = find_roots(runs, pinned(workspace, index), live_jobs, options.keep_runs)
 
     edges: dict[str, set[str]] = {}

@@ -14,10 +14,12 @@ import functools
 import json
 import socket
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HEARTBEAT_STALE", "boot_id", "launch_is_live", "process_start", "read_launch"]
+__all__ = ["HEARTBEAT_STALE", "boot_id", "launch_is_live", "live_directories", "process_start",
+           "read_launch"]
 
 HEARTBEAT_STALE = 60.0
 
@@ -51,6 +53,18 @@ def read_launch(directory: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def live_directories(directories: Iterable[Path]) -> list[Path]:
+    """The directories whose launch record names a live holder; the Slurm jobs among them are
+    asked of ``squeue`` all at once rather than one by one."""
+    records = [(d, read_launch(d)) for d in directories]
+    slurm_ids = [str(r["slurm_job_id"]) for _, r in records if r and r.get("slurm_job_id")]
+    if slurm_ids:
+        from .slurm import active_states
+
+        active_states(slurm_ids)  # fills the cache the checks below read
+    return [d for d, r in records if r is not None and launch_is_live(d, r)]
 
 
 def launch_is_live(directory: Path, record: dict[str, Any] | None = None) -> bool:

@@ -26,6 +26,7 @@ from .errors import XpmstoreError
 __all__ = [
     "ACTIVE",
     "COMMAND_TIMEOUT",
+    "QUERY_CHUNK",
     "RETRYABLE",
     "SlurmError",
     "SlurmOptions",
@@ -65,6 +66,10 @@ _ENDED = {
     "SPECIAL_EXIT": "special exit",
     "REVOKED": "revoked",
 }
+
+QUERY_CHUNK = 2000
+"""Job ids per ``squeue -j`` call: a poll of more jobs makes one call per this many (a list of
+~14,500 ids would pass the kernel's 128 KiB limit on one argument)."""
 
 COMMAND_TIMEOUT = 30.0
 """Seconds a Slurm command may take before it counts as failed."""
@@ -182,6 +187,8 @@ def run_command(args: Sequence[str], stdin: str | None = None) -> str:
                               timeout=COMMAND_TIMEOUT, check=False)
     except FileNotFoundError:
         raise SlurmError(f"{args[0]}: not found; is Slurm installed and on PATH?") from None
+    except OSError as exc:  # E2BIG and the like: never let a poll thread die of it
+        raise SlurmError(f"{args[0]}: could not be run: {exc}") from None
     except subprocess.TimeoutExpired:
         raise SlurmError(f"{args[0]}: no answer within {COMMAND_TIMEOUT:.0f} s") from None
     if done.returncode != 0:
@@ -202,8 +209,13 @@ def submit(script_path: str, after: Iterable[str] = ()) -> str:
 def query(job_ids: Iterable[str]) -> dict[str, SlurmStatus]:
     """The status of many jobs in one ``squeue`` call; ids Slurm no longer knows are absent."""
     ids = sorted(set(job_ids), key=lambda i: (len(i), i))
-    if not ids:
-        return {}
+    found: dict[str, SlurmStatus] = {}
+    for start in range(0, len(ids), QUERY_CHUNK):
+        found.update(_query_chunk(ids[start:start + QUERY_CHUNK]))
+    return found
+
+
+def _query_chunk(ids: list[str]) -> dict[str, SlurmStatus]:
     args = ["squeue", "-h", "-t", "all", "-o", "%i|%T|%r"]
     try:
         return parse_squeue(run_command([*args, "-j", ",".join(ids)]))

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from xpmstore import Task, experiment
+from xpmstore import Task, experiment, gc, slurm
 from xpmstore.claim import read_state
 from xpmstore.config import class_spec
 from xpmstore.errors import ExperimentFailed
@@ -238,8 +238,18 @@ def test_interrupt_leaves_slurm_jobs_running(ws: Workspace, counters: Path,
         raise KeyboardInterrupt
     job_id = _slurm_id(_taskdir(ws, task))
     assert dict(_jobs_named(f"xpm-{task.__identifier__[:12]}"))[job_id] == "RUNNING"
+    # the run has ended; the Slurm job is what keeps the object alive for gc (via squeue)
+    assert gc.mark(ws).roots.get(task.__identifier__) == "live job"
     release.touch()
     with experiment(ws, "interrupt", launcher=_launcher()):
         task.submit()  # reattaches, or reuses if it ended meanwhile
     assert count_of(counters, "started-kept") == 1
     assert (_taskdir(ws, task) / ".xpm" / "done").exists()
+
+
+def test_a_poll_of_thousands_of_ids_is_split_and_purged_ids_are_absent() -> None:
+    # 20,000 ids would pass the kernel's limit on one argument; none of them exists
+    unknown = [str(10**8 + i) for i in range(20_000)]
+    assert slurm.query(unknown) == {}
+    assert slurm.active_states(unknown[:3]) == dict.fromkeys(unknown[:3], False)
+
