@@ -1,7 +1,9 @@
 """Pulls from a directory remote check each blob by hashing the local copy while the kernel
 copies the next piece (:mod:`xpmstore.remote.trailing`): a blob of several pieces arrives
 intact, and a byte flipped in its first, a middle or its last piece is caught — nothing of the
-object is published."""
+object is published.  The pieces copied and the regions hashed at a time (16 MiB) are made
+1 MiB here, so that a small blob goes through every path: several pieces, several regions
+hashed by the thread, a short last piece hashed inline."""
 
 from __future__ import annotations
 
@@ -13,14 +15,20 @@ from blake3 import blake3
 
 from xpmstore.errors import CorruptObjectError
 from xpmstore.identifier import cache_identifier
-from xpmstore.remote import Remote, open_backend, pull, push_one
-from xpmstore.remote.backends import COPY_CHUNK
+from xpmstore.remote import Remote, backends, open_backend, pull, push_one, trailing
 from xpmstore.remote.trailing import TrailingHash
 
 from ..storehelpers import active, make_workspace
 from .cachetasks import BigBlob
 
-SIZE = 2 * COPY_CHUNK + 12_345  # three pieces, the last one short
+PIECE = 1 << 20
+SIZE = 3 * PIECE + 12_345  # four pieces, the last one short
+
+
+@pytest.fixture(autouse=True)
+def _small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "COPY_CHUNK", PIECE)
+    monkeypatch.setattr(trailing, "_REGION", PIECE)
 
 
 def pushed(tmp_path: Path) -> tuple[Remote, str, Path]:
@@ -41,7 +49,7 @@ def test_a_blob_of_several_pieces_arrives_intact(tmp_path: Path) -> None:
     assert (pulled / "blob.bin").read_bytes() == local.read_bytes()
 
 
-@pytest.mark.parametrize("where", [0, COPY_CHUNK + 7, SIZE - 1])
+@pytest.mark.parametrize("where", [0, PIECE + 7, SIZE - 1])
 def test_a_byte_flipped_in_any_piece_is_caught(tmp_path: Path, where: int) -> None:
     remote, identifier, local = pushed(tmp_path)
     digest = blake3(local.read_bytes()).hexdigest()
@@ -58,7 +66,7 @@ def test_a_byte_flipped_in_any_piece_is_caught(tmp_path: Path, where: int) -> No
 
 
 def test_the_trailing_hash_is_the_hash_of_the_file(tmp_path: Path) -> None:
-    data = os.urandom(3 * 1024 * 1024 + 5)
+    data = os.urandom(SIZE)
     target = tmp_path / "out"
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     with TrailingHash(target) as trailing:

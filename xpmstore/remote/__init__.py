@@ -1,9 +1,11 @@
 """The remote: a cache of done objects shared by a team's machines (DESIGN §11, docs/remote.md).
 
 Two kinds behind one interface (:mod:`.backends`): a directory of a shared file system
-(``file:///…``) and an S3-compatible bucket (``s3://bucket/prefix``).  :mod:`.store` holds the
-layout and the settings, :mod:`.verify` the pure checks of what is pulled, :mod:`.transfer` push
-and pull, :mod:`.sync` what the scheduler does with them.
+(``file:///…``) and an S3-compatible bucket (``s3://bucket/prefix``, :mod:`.s3`).  :mod:`.store`
+holds the layout and the settings, :mod:`.verify` the pure checks of what is pulled,
+:mod:`.transfer` push and pull (:mod:`.trailing` hashes a copy as it is made), :mod:`.sync` what
+the scheduler does with them, :mod:`.cachepull` and :mod:`.cachepush` what ``@cache`` does, and
+:mod:`.reach` what one process knows of its remote (unreachable or not).
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 A pull copies a blob into its local file by pieces (:meth:`xpmstore.remote.backends.Backend.
 copy_into`); after each piece, :meth:`TrailingHash.written` hands the piece's region to a thread
 that maps it from the local file — pages of the page cache, just written: no copy — and hashes
-it while the next piece is copied.  What is checked is therefore exactly what will be published
-(the local file's bytes), and checking a big file costs little more than copying it: the hash,
-several times faster than the copy here, runs beside it instead of after it.  Small files (one
-piece) are hashed at the end, inline, without a thread.
+it while the next piece is copied (16 MiB at a time).  What is checked is therefore exactly what
+will be published (the local file's bytes), and checking a big file costs little more than
+copying it: the hash, several times faster than the copy here, runs beside it instead of after
+it.  Small files (below 16 MiB) are hashed at the end, inline, without a thread.
 
 The file must not shrink while a region of it is mapped (that would raise SIGBUS): it is the
 caller's own temporary file, and the caller empties it, if it must, only after :meth:`close`.
@@ -25,6 +25,7 @@ from blake3 import blake3
 __all__ = ["TrailingHash"]
 
 _SMALL = 1 << 16  # regions below this are read, not mapped
+_REGION = 16 << 20  # handed to the thread (mapped, hashed) at a time: a copy's piece
 
 
 class TrailingHash:
@@ -36,23 +37,24 @@ class TrailingHash:
         self._hasher = blake3()
         self._hashed = 0  # bytes hashed (a prefix of the file)
         self._reported = 0  # bytes the writer reported written
+        self._submitted = 0  # bytes handed to the thread
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
 
     def written(self, offset: int, size: int) -> None:
         """The writer wrote ``size`` bytes at ``offset`` (right after the previous piece): hash
-        them in the background."""
+        them in the background (once 16 MiB are waiting)."""
         if offset != self._reported:
             raise ValueError(f"written({offset}, {size}): expected offset {self._reported}")
-        first = self._reported == 0
         self._reported += size
-        if first:
-            return  # perhaps the only piece: hashed inline at the end, no thread
+        if self._reported - self._submitted < _REGION:  # (read now: tests make it small)
+            return  # more to come first (a small file: all hashed inline at the end)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, "xpmstore-verify")
         if self._pending is not None:
             self._pending.result()
         self._pending = self._pool.submit(self._hash_to, self._reported)
+        self._submitted = self._reported
 
     def _hash_to(self, end: int) -> None:
         if end - self._hashed < _SMALL:
