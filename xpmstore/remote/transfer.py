@@ -102,9 +102,13 @@ def push_one(remote: Remote, directory: Path, progress: TransferProgress | None 
         else:  # an old blob remote gc might be about to take: made new before it is listed
             remote.backend.refresh(remote.blob_key(digest), path)
 
-    with ThreadPoolExecutor(min(_THREADS, max(1, len(unique)))) as pool:
-        for _ in pool.map(upload, sorted(unique)):  # re-raises the first error
-            pass
+    if len(unique) <= 1:  # one file (a typical @cache entry): no pool to start
+        for digest in unique:
+            upload(digest)
+    else:
+        with ThreadPoolExecutor(min(_THREADS, len(unique))) as pool:
+            for _ in pool.map(upload, sorted(unique)):  # re-raises the first error
+                pass
     # every blob is in: only now may the manifest that lists them appear
     return remote.put_object(identifier, encode_object(done, manifest, params))
 
