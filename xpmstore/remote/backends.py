@@ -74,6 +74,11 @@ class Backend(ABC):
     def list(self, prefix: str) -> list[str]:
         """The keys that start with ``prefix`` (a folder ending in ``/``)."""
 
+    def count_upto(self, prefix: str, limit: int) -> int:
+        """How many keys start with ``prefix``, counting no further than ``limit`` (one listing
+        page on S3: cheap however full the folder is)."""
+        return min(len(self.list(prefix)), limit)
+
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove ``key`` (absent is fine)."""

@@ -206,6 +206,11 @@ class S3Backend(Backend):
                 return
             token = page.get("NextContinuationToken")
 
+    def count_upto(self, prefix: str, limit: int) -> int:
+        page = self._call("LIST", prefix, lambda: self._meta.list_objects_v2(
+            Bucket=self.bucket, Prefix=self._key(prefix), MaxKeys=limit))
+        return limit if page.get("IsTruncated") else min(len(page.get("Contents", ())), limit)
+
     def list(self, prefix: str) -> list[str]:
         skip = len(self.prefix)
         return sorted(item["Key"][skip:] for page in self._pages(prefix)
