@@ -5,6 +5,7 @@ after ``kill -9`` of the scheduler, ``scancel``, a failed dependency, TIMEOUT an
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
 import threading
 from pathlib import Path
@@ -253,3 +254,40 @@ def test_a_poll_of_thousands_of_ids_is_split_and_purged_ids_are_absent() -> None
     assert slurm.query(unknown) == {}
     assert slurm.active_states(unknown[:3]) == dict.fromkeys(unknown[:3], False)
 
+
+
+def _adopt_unknown(tmp_path: Path) -> tuple[SlurmLauncher, Path, queue.SimpleQueue[int]]:
+    """A launcher following a Slurm job id Slurm never had (as if purged long ago)."""
+    taskdir = tmp_path / "task"
+    (taskdir / ".xpm").mkdir(parents=True)
+    exits: queue.SimpleQueue[int] = queue.SimpleQueue()
+    launcher = _launcher()
+    launcher.adopt("f" * 64, taskdir, "99999999", lambda _ident, code: exits.put(code))
+    return launcher, taskdir, exits
+
+
+@pytest.mark.slow
+def test_a_job_vanished_from_slurm_fails_after_the_grace(tmp_path: Path,
+                                                         slurm_cluster: Any) -> None:
+    launcher, _taskdir, exits = _adopt_unknown(tmp_path)
+    try:
+        code = exits.get(timeout=120)
+    finally:
+        launcher.close()
+    assert code != 0
+    assert launcher.exit_reason("f" * 64) == \
+        "vanished from Slurm (Slurm job 99999999) without writing its done manifest"
+    assert launcher.polls >= 2  # re-listed on several polls before giving up
+
+
+def test_a_done_manifest_seen_within_the_grace_is_done(tmp_path: Path,
+                                                       slurm_cluster: Any) -> None:
+    launcher, taskdir, exits = _adopt_unknown(tmp_path)
+    try:
+        wait_for(lambda: launcher.polls >= 1, "a first poll that does not find the job")
+        assert exits.empty()  # missing from Slurm, but within the grace: not failed yet
+        (taskdir / ".xpm" / "done").write_text("{}")  # the file system shows it late
+        assert exits.get(timeout=60) == 0
+    finally:
+        launcher.close()
+    assert launcher.exit_reason("f" * 64) is None
