@@ -148,6 +148,9 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
         # The launch record now names this process, and the state says running: the same
         # document under both names (one file written; the state file's other fields are the
         # launch record's).  Later states replace the state file alone.
+        slurm = os.environ.get("XPMSTORE_SLURM_JOB_ID")  # set by SlurmLauncher's script: the
+        if slurm:  # id stays in the record even if the runner read it before sbatch returned
+            recorded["slurm_job_id"] = slurm
         write_atomic_many((xpm / "launch.json", xpm / "state.json"), json.dumps(
             {**recorded, **own, "time": started, "state": "running", "started": started}
         ).encode())

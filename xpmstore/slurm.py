@@ -147,6 +147,7 @@ def render_script(taskdir: str, python: str, options: SlurmOptions, environ: Map
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise XpmstoreError(f"job environment variable {name!r}: not a valid name")
         lines.append(f"export {name}={shlex.quote(value)}")
+    lines.append('export XPMSTORE_SLURM_JOB_ID="$SLURM_JOB_ID"')  # into the launch record
     lines.append(f"exec {shlex.quote(python)} -m xpmstore.runner {shlex.quote(taskdir)}")
     return "\n".join(lines) + "\n"
 

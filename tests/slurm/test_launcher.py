@@ -5,6 +5,7 @@ after ``kill -9`` of the scheduler, ``scancel``, a failed dependency, TIMEOUT an
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import threading
@@ -88,7 +89,11 @@ def test_a_graph_of_20_tasks_runs_on_slurm_chained_with_afterok(ws: Workspace,
         assert count_of(counters, f"node-{node.i}") == 1
         assert (_taskdir(ws, node) / ".xpm" / "done").exists()
         assert read_state(_taskdir(ws, node))["state"] == "done"
-        assert len(_jobs_named(f"xpm-{node.__identifier__[:12]}")) == 1
+        jobs = _jobs_named(f"xpm-{node.__identifier__[:12]}")
+        assert len(jobs) == 1
+        record = read_launch(_taskdir(ws, node)) or {}
+        # rewritten by the job's runner (its pid), still naming the Slurm job
+        assert record["slurm_job_id"] == jobs[0][0] and record["pid"] != os.getpid()
     chained = [n for n in nodes if (read_launch(_taskdir(ws, n)) or {}).get("slurm_after")]
     assert chained, "no job was submitted with afterok on a pending or running dependency"
     # each chain names exactly the Slurm jobs of the node's parents that were not done yet
