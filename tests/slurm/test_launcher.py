@@ -296,3 +296,22 @@ def test_a_done_manifest_seen_within_the_grace_is_done(tmp_path: Path,
     finally:
         launcher.close()
     assert launcher.exit_reason("f" * 64) is None
+
+
+def test_submit_picks_a_named_launcher_from_the_settings(tmp_path: Path, slurm_cluster: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-user-settings"))
+    root = tmp_path / "named"
+    root.mkdir()
+    (root / "xpmstore.toml").write_text('[launchers.cluster]\ntype = "slurm"\npoll_max = 1.0\n'
+                                        'extra = ["--comment=named-launcher"]\n')
+    ws = make_workspace(root)
+    here, there = WhereAmI(n=51), WhereAmI(n=52)
+    with experiment(ws, "named"):  # the default launcher is local...
+        here.submit()
+        there.submit(launcher="cluster")  # ...this one goes to Slurm
+    assert "slurm_job_id" not in (read_launch(_taskdir(ws, here)) or {})
+    job_id = _slurm_id(_taskdir(ws, there))
+    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
+                           check=True).stdout
+    assert "Comment=named-launcher" in shown
