@@ -144,11 +144,12 @@ def claim(workspace: Workspace, identifier: str, taskdir: Path, **launch: Any) -
         if record is not None or state:  # else no attempt ever started: nothing to move
             move_attempt(taskdir)
         data = json.dumps(launch_record(**launch)).encode()
+        path = taskdir / ".xpm" / "launch.json"
         try:
-            write_atomic(taskdir / ".xpm" / "launch.json", data, durable=False)
+            write_atomic(path, data, durable=False)
         except FileNotFoundError:
             (taskdir / ".xpm").mkdir(parents=True, exist_ok=True)
-            write_atomic(taskdir / ".xpm" / "launch.json", data, durable=False)
+            write_atomic(path, data, durable=False)
         # No state file until the job's process writes "running": the launch record is the
         # claim's record (a job claimed, not started: a live launch record and no state).
         # The run lock's file is made here, so that the job only opens it (probes of a lock

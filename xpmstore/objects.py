@@ -67,33 +67,44 @@ def prepare_task_dir(workspace: Workspace, task: Task) -> Path:
     """Create the task's directory with its params.json (idempotent); returns the directory."""
     name = class_spec(type(task)).identity_name
     directory = workspace.task_dir(name, task.__identifier__)
-    _make_dirs(directory)
     params = directory / "params.json"
-    try:
-        missing = os.stat(params).st_size == 0  # empty: a crash before its data reached the disk
-    except FileNotFoundError:
-        missing = True
+    # Not fsynced: params.json is a pure function of the task, rewritten here whenever it is
+    # missing or empty; the done manifest, written by the job at the end, is the durable one.
+    # (Written in place into a new directory, it was seen half-written by a concurrent
+    # scheduler's job: the stress test.  Atomically, always.)
+    if _make_dirs(directory):
+        missing = True  # a new directory: no stat needed
+    else:
+        try:
+            missing = os.stat(params).st_size == 0  # empty: a crash before its data was written
+        except FileNotFoundError:
+            missing = True
     if missing:
-        # Not fsynced: params.json is a pure function of the task, rewritten here whenever it is
-        # missing or empty; the done manifest, written by the job at the end, is the durable one.
         write_atomic(params, to_json_bytes(params_of(task)), durable=False)
     bind(task, workspace)
     return directory
 
 
-def _make_dirs(directory: Path) -> None:
-    """``directory`` and its ``.xpm/`` (two ``mkdir`` when new, and when they exist)."""
+def _make_dirs(directory: Path) -> bool:
+    """``directory`` and its ``.xpm/`` (two ``mkdir`` when new, and when they exist); returns
+    whether ``directory`` was made here."""
+    made = True
     try:
         os.mkdir(directory)
     except FileExistsError:
-        pass
+        made = False
     except FileNotFoundError:  # the task's class folder is new too
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            made = False
     try:
         os.mkdir(directory / ".xpm")
     except FileExistsError:
         if not os.path.isdir(directory / ".xpm"):
             raise
+    return made
 
 
 def task_extra(task: Task) -> dict[str, Any]:

@@ -206,22 +206,23 @@ def _send(out: Any, message: dict[str, Any]) -> None:
     out.flush()
 
 
-def _reap(out: Any, children: dict[int, Any]) -> list[int]:
-    """Report the jobs that ended; returns the pids of other children that ended (spares)."""
-    others: list[int] = []
+def _reap(out: Any, children: dict[int, Any]) -> tuple[dict[int, int], bool]:
+    """Report the jobs that ended.  Returns the other children that ended (pid -> exit code:
+    spares, or a job whose "taken" line is not read yet), and whether no child is left."""
+    others: dict[int, int] = {}
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return others
+            return others, True
         if pid == 0:
-            return others
+            return others, False
+        code = os.waitstatus_to_exitcode(status)
         if pid not in children:
-            others.append(pid)  # released unused, or a spare that died
+            others[pid] = code
             continue
         token = children.pop(pid)
-        _send(out, {"op": "exited", "token": token, "pid": pid,
-                    "code": os.waitstatus_to_exitcode(status)})
+        _send(out, {"op": "exited", "token": token, "pid": pid, "code": code})
 
 
 def _lines(fd: int, buffer: bytearray) -> list[dict[str, Any]]:
@@ -281,13 +282,28 @@ def main(argv: list[str] | None = None) -> int:
     buffer = b""
     open_input = True
 
+    released: set[int] = set()  # spares let go unused
+    ended: dict[int, int] = {}  # children just reaped that we did not know took a job
+
     def took(message: dict[str, Any]) -> None:
         nonlocal spare
         pid = message["pid"]
-        children[pid] = message.get("token")
+        released.discard(pid)  # released, it took a job first: a job like any other
         _send(out, {"op": "started", "token": message.get("token"), "pid": pid})
         if spare is not None and spare.pid == pid:
             spare.forget()
+            spare = None
+        if pid in ended:  # it ran and ended between two reads of the "taken" pipe
+            _send(out, {"op": "exited", "token": message.get("token"), "pid": pid,
+                        "code": ended.pop(pid)})
+        else:
+            children[pid] = message.get("token")
+
+    def release() -> None:
+        nonlocal spare
+        if spare is not None:
+            released.add(spare.pid)
+            spare.release()
             spare = None
 
     while open_input or children:
@@ -305,18 +321,14 @@ def main(argv: list[str] | None = None) -> int:
             if not chunk:
                 open_input = False
                 selector.unregister(sys.stdin.fileno())
-                if spare is not None:
-                    spare.release()
-                    spare = None
+                release()
                 continue
             buffer += chunk
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 message = json.loads(line)
                 if message["op"] == "import":
-                    if spare is not None:  # it was forked without these modules
-                        spare.release()
-                        spare = None
+                    release()  # the spare was forked without these modules
                     _import(message, imported)
                 elif message["op"] == "run":
                     child = _Child(spare=False)
@@ -325,12 +337,24 @@ def main(argv: list[str] | None = None) -> int:
                     _send(out, {"op": "started", "token": message.get("token"),
                                 "pid": child.pid})
         try:
-            for message in _lines(taken_read, taken):  # a job may end before we read this
+            for message in _lines(taken_read, taken):
                 took(message)
-            for pid in _reap(out, children):
-                if spare is not None and pid == spare.pid:  # died idle: make another
-                    spare.forget()
+            others, none_left = _reap(out, children)
+            for pid, code in others.items():
+                if pid in released:
+                    released.discard(pid)
+                    continue
+                if spare is not None and pid == spare.pid:  # it died idle, or took a job
+                    spare.forget()                          # and ended before we read so
                     spare = None
+                ended[pid] = code
+            for message in _lines(taken_read, taken):  # a child that took a job and ended
+                took(message)                          # wrote it before it ended: here now
+            ended.clear()  # the others never took a job (their pids may be reused)
+            if none_left and children:  # never happens: do not wait for them forever
+                for pid in list(children):
+                    _send(out, {"op": "exited", "token": children.pop(pid), "pid": pid,
+                                "code": 1})
         except BrokenPipeError:
             open_input = False
             children.clear()  # nobody listens: jobs finish on their own

@@ -107,3 +107,32 @@ def test_a_waited_job_and_a_killed_one_are_reported_once(ws: Workspace, counters
     assert exits.calls[blocker.__identifier__] == [-signal.SIGKILL]
     assert exits.calls[twin.__identifier__] == [EXIT_WAITED, EXIT_OK]
     assert count_of(counters, "counted-1") == 1
+
+
+SLOW_REAP = '''
+import os, time
+_waitpid = os.waitpid
+def _slow_waitpid(pid, options):
+    if pid == -1 and options & os.WNOHANG:
+        time.sleep(0.2)  # a job may take its job, run and end in this window
+    return _waitpid(pid, options)
+os.waitpid = _slow_waitpid
+'''
+
+
+def test_a_job_that_ends_before_the_zygote_reads_that_it_started_is_reported(
+        ws: Workspace, counters: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zygote reaps a child it did not know had taken a job (its "taken" line not read
+    yet): it still reports it, and still ends once its input closes."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_REAP)  # the zygote's waitpid, slowed down
+    monkeypatch.syspath_prepend(str(site))  # on the zygote's PYTHONPATH
+    launcher = LocalLauncher(workers=1)
+    exits = Exits()
+    tasks = [Counted(n=10 + n, counters=counters) for n in range(6)]
+    for count, task in enumerate(tasks, 1):
+        start(ws, launcher, task, exits)
+        wait_for(lambda c=count: exits.count() == c, "the job to end")  # type: ignore[misc]
+    drained(launcher)  # the zygote ended (it would wait forever for a job it missed)
+    assert {t.__identifier__: [EXIT_OK] for t in tasks} == dict(exits.calls)
