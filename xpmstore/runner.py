@@ -14,9 +14,10 @@ Either forked from the zygote (:mod:`xpmstore.zygote`) or started as
 4. on a normal return, writes the done manifest (the last write) and the state ``done``;
    otherwise prints the traceback to ``stderr`` and records the state ``failed``.
 
-A heartbeat file is refreshed every 10 s for schedulers on other hosts.  What every job needs
-whatever its task (its launch record's fields, the heartbeat thread) is made by
-:func:`prepare`, which a zygote's spare calls while it waits for its job.
+A heartbeat file is refreshed every 10 s for schedulers on other hosts: by a thread of the job
+(``heartbeat=True``), or by the zygote for the jobs it forked.  What every job needs whatever its
+task (its launch record's fields, the heartbeat thread) is made by :func:`prepare`, which a
+zygote's spare calls while it waits for its job.
 """
 
 from __future__ import annotations
@@ -87,16 +88,18 @@ _own: tuple[int, dict[str, Any]] | None = None  # (pid, launch record fields) of
 _heartbeat: tuple[int, _Heartbeat] | None = None  # (pid, the next job's heartbeat)
 
 
-def prepare() -> tuple[dict[str, Any], _Heartbeat]:
+def prepare(heartbeat: bool = True) -> tuple[dict[str, Any], _Heartbeat | None]:
     """Make ahead what a job of this process needs: the fields of its launch record (host,
-    boot id, pid and its start time) and its heartbeat thread.  Idempotent until a job takes
-    them (:func:`run_job` does)."""
+    boot id, pid and its start time) and, with ``heartbeat``, its heartbeat thread.  Idempotent
+    until a job takes them (:func:`run_job` does)."""
     global _own, _heartbeat
     pid = os.getpid()
     if _own is None or _own[0] != pid:
         from .claim import launch_record
 
         _own = (pid, launch_record())
+    if not heartbeat:
+        return _own[1], None
     if _heartbeat is None or _heartbeat[0] != pid:
         _heartbeat = (pid, _Heartbeat())
     return _own[1], _heartbeat[1]
@@ -116,8 +119,9 @@ def _workspace_of(taskdir: Path) -> Path:
 
 
 def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = None,
-            tags: dict[str, Any] | None = None) -> int:
+            tags: dict[str, Any] | None = None, heartbeat: bool = True) -> int:
     """Run the job of ``taskdir`` in this process; returns the exit code (see module doc).
+    ``heartbeat=False``: another process (the zygote) refreshes the job's heartbeat file.
 
     Never raises for a failure of the task itself: the failure is recorded.
     """
@@ -137,8 +141,9 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
         lock = claim.start_run(workspace, identifier)
     except LockTimeout:
         return EXIT_WAITED
-    own, heartbeat = prepare()
-    _heartbeat = None  # this job's: the next job of this process (tests) makes its own
+    own, beat = prepare(heartbeat)
+    if beat is not None:
+        _heartbeat = None  # this job's: the next job of this process (tests) makes its own
     try:
         if objects.is_done(directory):
             return EXIT_OK
@@ -154,7 +159,8 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
         write_atomic_many((xpm / "launch.json", xpm / "state.json"), json.dumps(
             {**recorded, **own, "time": started, "state": "running", "started": started}
         ).encode())
-        heartbeat.start(xpm / "heartbeat")
+        if beat is not None:
+            beat.start(xpm / "heartbeat")
         _redirect(directory)
         os.chdir(directory)
         if environ:
@@ -194,7 +200,8 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
         claim.write_state(directory, "done", exit_code=0, started=started, ended=time.time())
         return EXIT_OK
     finally:
-        heartbeat.stop()
+        if beat is not None:
+            beat.stop()
         lock.close()
 
 

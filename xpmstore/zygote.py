@@ -38,6 +38,7 @@ import os
 import selectors
 import signal
 import sys
+import time
 from typing import Any
 
 __all__ = ["main"]
@@ -140,7 +141,8 @@ def _wait_for_job(read_fd: int, spare: bool) -> dict[str, Any] | None:
                 return None  # the scheduler closed its end
             message: dict[str, Any] = json.loads(data)  # at most 64 KiB (the scheduler's rule)
             if _taken_fd is not None:  # the zygote forks the next spare, reports "started"
-                line = json.dumps({"pid": os.getpid(), "token": message.get("token")})
+                line = json.dumps({"pid": os.getpid(), "token": message.get("token"),
+                                   "taskdir": message.get("taskdir")})
                 os.write(_taken_fd, (line + "\n").encode())
             return message
 
@@ -165,7 +167,8 @@ def _child(read_fd: int, spare: bool) -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         from .runner import prepare, run_job
 
-        prepare()  # what every job needs (its heartbeat thread...), made while it waits
+        prepare(heartbeat=False)  # what every job needs, made while it waits (the zygote
+        # refreshes the heartbeat files of its jobs: no thread in them)
         message = _wait_for_job(read_fd, spare)
         for kept in (read_fd, _jobs_fd, _taken_fd):  # the job keeps only its exit pipe
             if kept is not None:
@@ -175,7 +178,8 @@ def _child(read_fd: int, spare: bool) -> None:
         else:
             if message.get("report") and _exits_fd is not None:
                 report = message.get("token")
-            code = run_job(message["taskdir"], message.get("environ"), message.get("tags"))
+            code = run_job(message["taskdir"], message.get("environ"), message.get("tags"),
+                           heartbeat=False)
     except BaseException:
         import traceback
 
@@ -185,8 +189,8 @@ def _child(read_fd: int, spare: bool) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
-            if report is not None:
-                _report_exit(report, code)
+            if report is not None and code in (0, 75):  # done, or waited (another runs it);
+                _report_exit(report, code)  # a failure is reported once its process is gone
             os._exit(code)
 
 
@@ -195,7 +199,8 @@ def _report_exit(token: Any, code: int) -> None:
     pipe: whole or not at all; when it fails, the zygote's own line reports the job)."""
     assert _exits_fd is not None
     try:
-        line = json.dumps({"op": "exited", "token": token, "pid": os.getpid(), "code": code})
+        line = json.dumps({"op": "exited", "token": token, "pid": os.getpid(), "code": code,
+                           "own": True})
         os.write(_exits_fd, (line + "\n").encode())
     except BaseException:
         pass
@@ -223,6 +228,28 @@ def _reap(out: Any, children: dict[int, Any]) -> tuple[dict[int, int], bool]:
             continue
         token = children.pop(pid)
         _send(out, {"op": "exited", "token": token, "pid": pid, "code": code})
+
+
+def _beat(beats: dict[int, tuple[str, float]], children: dict[int, Any]) -> None:
+    """Refresh the heartbeat files of the running jobs that are due (schedulers on other hosts
+    read them; see xpmstore.liveness); forget the jobs that ended."""
+    from .runner import HEARTBEAT_PERIOD
+
+    now = time.monotonic()
+    for pid, (path, due) in list(beats.items()):
+        if pid not in children:
+            del beats[pid]
+        elif now >= due:
+            beats[pid] = (path, now + HEARTBEAT_PERIOD)
+            try:
+                os.utime(path)
+            except FileNotFoundError:
+                try:
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+                except OSError:
+                    pass
+            except OSError:
+                pass
 
 
 def _lines(fd: int, buffer: bytearray) -> list[dict[str, Any]]:
@@ -284,6 +311,13 @@ def main(argv: list[str] | None = None) -> int:
 
     released: set[int] = set()  # spares let go unused
     ended: dict[int, int] = {}  # children just reaped that we did not know took a job
+    beats: dict[int, tuple[str, float]] = {}  # job pid -> (its heartbeat file, next beat)
+
+    def running(pid: int, token: Any, taskdir: Any) -> None:
+        children[pid] = token
+        if isinstance(taskdir, str):
+            beats[pid] = (os.path.join(taskdir, ".xpm", "heartbeat"),
+                          time.monotonic() + runner.HEARTBEAT_PERIOD)
 
     def took(message: dict[str, Any]) -> None:
         nonlocal spare
@@ -297,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             _send(out, {"op": "exited", "token": message.get("token"), "pid": pid,
                         "code": ended.pop(pid)})
         else:
-            children[pid] = message.get("token")
+            running(pid, message.get("token"), message.get("taskdir"))
 
     def release() -> None:
         nonlocal spare
@@ -333,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                 elif message["op"] == "run":
                     child = _Child(spare=False)
                     child.hand(message)
-                    children[child.pid] = message.get("token")
+                    running(child.pid, message.get("token"), message.get("taskdir"))
                     _send(out, {"op": "started", "token": message.get("token"),
                                 "pid": child.pid})
         try:
@@ -355,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                 for pid in list(children):
                     _send(out, {"op": "exited", "token": children.pop(pid), "pid": pid,
                                 "code": 1})
+            _beat(beats, children)
         except BrokenPipeError:
             open_input = False
             children.clear()  # nobody listens: jobs finish on their own

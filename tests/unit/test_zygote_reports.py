@@ -136,3 +136,34 @@ def test_a_job_that_ends_before_the_zygote_reads_that_it_started_is_reported(
         wait_for(lambda c=count: exits.count() == c, "the job to end")  # type: ignore[misc]
     drained(launcher)  # the zygote ended (it would wait forever for a job it missed)
     assert {t.__identifier__: [EXIT_OK] for t in tasks} == dict(exits.calls)
+
+
+FAST_BEAT = '''
+import xpmstore.runner
+xpmstore.runner.HEARTBEAT_PERIOD = 0.05
+'''
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["zygote", "fresh"])
+def test_a_running_job_has_a_heartbeat(ws: Workspace, counters: str, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch, fresh: bool) -> None:
+    """The zygote refreshes the heartbeat file of the jobs it forked (they hold no thread of
+    their own for it); a fresh process refreshes its own."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FAST_BEAT)  # a beat every 50 ms
+    monkeypatch.syspath_prepend(str(site))  # on the zygote's PYTHONPATH
+    monkeypatch.setenv("PYTHONPATH", str(site))  # and the fresh process's
+    launcher = LocalLauncher(workers=1, fresh_process=fresh)
+    exits = Exits()
+    release = tmp_path / "release"
+    blocker = Blocker(key="beat", counters=counters, release=str(release))
+    directory = start(ws, launcher, blocker, exits)
+    beat = directory / ".xpm" / "heartbeat"
+    wait_for(beat.exists, "a first heartbeat")
+    first = beat.stat().st_mtime_ns
+    wait_for(lambda: beat.stat().st_mtime_ns > first, "the next heartbeat")
+    release.write_text("")
+    wait_for(lambda: exits.count() == 1, "the job to end")
+    drained(launcher)
+    assert exits.calls[blocker.__identifier__] == [EXIT_OK]

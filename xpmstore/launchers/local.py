@@ -108,7 +108,7 @@ def _kill_group(pid: int, force: bool) -> None:
 class _Request:
     """One job asked of a zygote: requested, then started (its pid known), then over."""
 
-    __slots__ = ("identifier", "kill", "on_exit", "pid", "pid_start", "taskdir", "token")
+    __slots__ = ("identifier", "kill", "on_exit", "pid", "taskdir", "token")
 
     def __init__(self, token: str, identifier: str, taskdir: Path, on_exit: ExitCallback):
         self.token = token  # unique per launch: a late line of an earlier attempt never matches
@@ -116,7 +116,6 @@ class _Request:
         self.taskdir = taskdir
         self.on_exit = on_exit
         self.pid: int | None = None
-        self.pid_start: int | None = None
         self.kill: bool | None = None  # killed before it started: force?
 
 
@@ -149,6 +148,7 @@ class _Zygote:
         self.by_token: dict[str, _Request] = {}  # every job asked and not over
         self.by_identifier: dict[str, _Request] = {}
         self.by_pid: dict[int, _Request] = {}  # the started ones
+        self.lingering: dict[int, str] = {}  # pid -> token: reported its end, not reaped yet
         self.imported: set[str] = set()
         self.dead = False
         self.reader = threading.Thread(target=self._read, daemon=True, name="xpmstore-zygote")
@@ -206,18 +206,21 @@ class _Zygote:
                 request = self.by_token.get(token)
                 if request is None or request.pid is not None:
                     return
-                request.pid = pid
-                request.pid_start = process_start(pid)
+                request.pid = pid  # its start time is read only if the zygote dies (_watch)
                 self.by_pid[pid] = request
                 force, request.kill = request.kill, None
             if force is not None:
                 _kill_group(pid, force)
         elif message["op"] == "exited":  # the job's own line, then the zygote's: the first
             with self.lock:
+                if not message.get("own"):
+                    self.lingering.pop(message["pid"], None)  # reaped: gone
                 request = self.by_token.get(token)
                 if request is None or request.pid not in (None, message["pid"]):
                     return
                 self._forget(request)
+                if message.get("own"):
+                    self.lingering[message["pid"]] = token  # its process is still ending
             request.on_exit(request.identifier, message["code"])
 
     def _forget(self, request: _Request) -> None:
@@ -250,9 +253,12 @@ class _Zygote:
         """Wait until the job of a dead zygote is gone (or has reported its end itself), then
         report its exit, as told by its task directory (its exit status died with the
         zygote)."""
+        assert request.pid is not None
+        record = read_launch(request.taskdir)  # the job's own record, once it has written it
+        start = record.get("pid_start") if record is not None and record.get(
+            "pid") == request.pid else process_start(request.pid)
         pause = 0.005
-        while request.pid_start is not None and request.pid is not None \
-                and process_start(request.pid) == request.pid_start:
+        while start is not None and process_start(request.pid) == start:
             with self.lock:
                 if self.by_token.get(request.token) is not request:
                     return  # it reported its end itself
@@ -325,6 +331,20 @@ class _Zygote:
             except OSError:
                 pass
         self.jobs.close()  # an idle spare ends with it
+        self._settle()
+
+    def _settle(self, deadline: float = 10.0) -> None:
+        """Wait until the processes of the jobs that reported their own end are gone (a
+        millisecond or so): whoever looks at the workspace after the experiment (another
+        submit, ``xpmstore kill``) never finds a finished job's process still alive."""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            with self.lock:
+                left = [pid for pid in self.lingering if process_start(pid) is not None]
+                if not left:
+                    self.lingering.clear()
+                    return
+            time.sleep(0.001)
 
 
 class LocalLauncher(Launcher):
