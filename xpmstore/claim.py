@@ -17,7 +17,6 @@ with its own pid.  Safe across processes and hosts sharing the file system.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from typing import Any
 
 from .atomic import write_atomic
 from .liveness import boot_id, launch_is_live, process_start, read_launch
-from .locks import held_or_refused, path_lock, try_object_lock
+from .locks import HeldLock, hold_under, path_lock, try_object_lock
 from .objects import is_done
 from .workspace import Workspace
 
@@ -174,13 +173,12 @@ def holder_state(workspace: Workspace, identifier: str, taskdir: Path) -> str:
         return "done" if is_done(taskdir) else "gone"
 
 
-def start_run(workspace: Workspace, identifier: str) -> contextlib.ExitStack[bool | None]:
-    """Take the job's run lock for this process (the job's process calls it).
+def start_run(workspace: Workspace, identifier: str) -> HeldLock:
+    """Take the job's run lock for this process (the job's process calls it); ``close()`` lets
+    it go.
 
     The run lock is taken under the claim lock, so that the probes of claims never collide with
     it; raises LockTimeout when another process runs the job.
     """
-    stack = contextlib.ExitStack()
-    with path_lock(workspace.lock_path(identifier)):
-        stack.enter_context(held_or_refused(run_lock_path(workspace, identifier)))
-    return stack
+    claim_lock = workspace.lock_path(identifier)
+    return hold_under(claim_lock, claim_lock.with_suffix(".run"))

@@ -9,8 +9,9 @@
 * :func:`gc_lock`: the workspace's shared/exclusive gc lock (``flock`` ``LOCK_SH``/``LOCK_EX``).
 * :func:`path_lock`: a short exclusive lock on any file, blocking in the kernel (opening the
   index; the claim lock of a job).
-* :func:`held_or_refused` / :func:`try_object_lock`: a lock taken without waiting (a job's run
-  lock; gc's and fsck's probes).
+* :func:`held_or_refused` / :func:`try_object_lock`: a lock taken without waiting (gc's and
+  fsck's probes); :func:`hold_under`: a lock taken without waiting, under another (a job's run
+  lock, under its claim lock), and held by a descriptor.
 
 A file system whose locks do not work is a clear :class:`LockUnavailableError` naming the mount,
 never a silent fallback to a soft lock.
@@ -28,8 +29,8 @@ from pathlib import Path
 
 from .errors import XpmstoreError
 
-__all__ = ["LockTimeout", "LockUnavailableError", "gc_lock", "held_or_refused", "object_lock",
-           "path_lock", "try_object_lock"]
+__all__ = ["HeldLock", "LockTimeout", "LockUnavailableError", "gc_lock", "held_or_refused",
+           "hold_under", "object_lock", "path_lock", "try_object_lock"]
 
 
 class LockUnavailableError(XpmstoreError, OSError):
@@ -99,11 +100,7 @@ _POLL_MAX = 0.05  # ...doubling up to every 50 ms (filelock's interval)
 def _flock(path: Path, operation: int, blocking: bool, timeout: float = 0) -> Iterator[bool]:
     """``flock`` the file ``path`` (created, with its folder, if needed).  Without ``blocking``,
     retries for ``timeout`` seconds; yields whether it was acquired."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except FileNotFoundError:  # its folder is missing (the first lock of a workspace)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock(path)
     try:
         if not _acquire(fd, path, operation, blocking, timeout):
             yield False
@@ -164,3 +161,44 @@ def held_or_refused(path: Path) -> Iterator[None]:
         if not acquired:
             raise LockTimeout(f"lock {path} is held by another process")
         yield
+
+
+class HeldLock:
+    """A lock held by an open descriptor until :meth:`close` (or the holder's death)."""
+
+    def __init__(self, fd: int):
+        self._fd: int | None = fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # the lock goes with the descriptor
+
+
+def hold_under(outer: Path, inner: Path) -> HeldLock:
+    """Take the exclusive lock ``inner`` without waiting, while holding ``outer`` (waited for,
+    in the kernel, and let go at once); raises LockTimeout when another process holds
+    ``inner``, LockUnavailableError on a file system without locks.  ``outer`` and ``inner``
+    are created when missing.  (A job's run lock, taken under its claim lock: the same as
+    ``path_lock(outer)`` around ``held_or_refused(inner)``, in a few system calls.)"""
+    outer_fd = _open_lock(outer)
+    try:
+        _acquire(outer_fd, outer, fcntl.LOCK_EX, True, 0)
+        fd = _open_lock(inner)
+        try:
+            if not _acquire(fd, inner, fcntl.LOCK_EX, False, 0):
+                raise LockTimeout(f"lock {inner} is held by another process")
+        except BaseException:
+            os.close(fd)
+            raise
+        return HeldLock(fd)
+    finally:
+        os.close(outer_fd)  # lets the outer lock go
+
+
+def _open_lock(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # its folder is missing (the first lock of a workspace)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -11,8 +11,9 @@ Either forked from the zygote (:mod:`xpmstore.zygote`) or started as
 3. rebuilds the task from params.json; fails (``dependency <Name> <id> not done``, exit 1,
    nothing executed) when a task it depends on has no done manifest; sets ``__taskdir__``,
    ``__tags__`` and ``__maintaskdir__``, and calls ``execute()``;
-4. on a normal return, writes the done manifest (the last write) and the state ``done``;
-   otherwise prints the traceback to ``stderr`` and records the state ``failed``.
+4. on a normal return, writes the done manifest (the last write) and the state ``done`` (a job
+   of the zygote: once it has told the scheduler it is done); otherwise prints the traceback to
+   ``stderr`` and records the state ``failed``.
 
 A heartbeat file is refreshed every 10 s for schedulers on other hosts: by a thread of the job
 (``heartbeat=True``), or by the zygote for the jobs it forked.  What every job needs whatever its
@@ -31,7 +32,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_WAITED", "inside_job", "main", "prepare", "run_job"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_WAITED", "inside_job", "main", "prepare", "run_job",
+           "write_done_state"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -119,9 +121,13 @@ def _workspace_of(taskdir: Path) -> Path:
 
 
 def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = None,
-            tags: dict[str, Any] | None = None, heartbeat: bool = True) -> int:
+            tags: dict[str, Any] | None = None, heartbeat: bool = True,
+            done_later: bool = False) -> int:
     """Run the job of ``taskdir`` in this process; returns the exit code (see module doc).
     ``heartbeat=False``: another process (the zygote) refreshes the job's heartbeat file.
+    ``done_later=True``: the state ``done`` is written by :func:`write_done_state`, after the
+    caller has reported the job's end (the done manifest, written and synced, is what says it
+    is done).
 
     Never raises for a failure of the task itself: the failure is recorded.
     """
@@ -148,7 +154,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
         if objects.is_done(directory):
             return EXIT_OK
         xpm = directory / ".xpm"
-        recorded = _read_json(xpm / "launch.json")
+        recorded = _read_json(os.path.join(xpm, "launch.json"))
         started = time.time()
         # The launch record now names this process, and the state says running: the same
         # document under both names (one file written; the state file's other fields are the
@@ -197,7 +203,12 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
             claim.write_state(directory, "failed", exit_code=code, started=started,
                               ended=time.time(), reason=reason)
             return code
-        claim.write_state(directory, "done", exit_code=0, started=started, ended=time.time())
+        fields = {"exit_code": 0, "started": started, "ended": time.time()}
+        if done_later:
+            global _done_state
+            _done_state = (directory, fields)
+        else:
+            claim.write_state(directory, "done", **fields)
         return EXIT_OK
     finally:
         if beat is not None:
@@ -205,11 +216,36 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
         lock.close()
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+_done_state: tuple[Path, dict[str, Any]] | None = None
+
+
+def write_done_state() -> None:
+    """Write the state ``done`` of the job that :func:`run_job` ran with ``done_later``."""
+    global _done_state
+    if _done_state is not None:
+        from .claim import write_state
+
+        (directory, fields), _done_state = _done_state, None
+        try:
+            write_state(directory, "done", **fields)
+        except OSError:
+            pass  # the done manifest says it all; the state is for people
+
+
+def _read_json(path: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_bytes())
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return {}
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        data = json.loads(b"".join(chunks))
     except (OSError, ValueError):
         return {}
+    finally:
+        os.close(fd)
     return data if isinstance(data, dict) else {}
 
 

@@ -122,6 +122,7 @@ def _wait_for_job(read_fd: int, spare: bool) -> dict[str, Any] | None:
     poller.register(read_fd, select.POLLIN)
     if spare and _jobs_fd is not None:
         poller.register(_jobs_fd, select.POLLIN)
+    received = bytearray(1 << 16)  # made (and its pages touched) before the job comes
     while True:
         ready = {fd for fd, _ in poller.poll()}
         if read_fd in ready:  # first: a release must win over a job that needs new modules
@@ -134,12 +135,12 @@ def _wait_for_job(read_fd: int, spare: bool) -> dict[str, Any] | None:
             return json.loads(data) if data.strip() else None
         if _jobs_fd in ready:
             try:
-                data = os.read(_jobs_fd, 1 << 16)  # one message (non-blocking socket)
+                size = os.readv(_jobs_fd, [received])  # one message (non-blocking socket)
             except BlockingIOError:
                 continue  # another spare took it
-            if not data:
+            if not size:
                 return None  # the scheduler closed its end
-            message: dict[str, Any] = json.loads(data)  # at most 64 KiB (the scheduler's rule)
+            message: dict[str, Any] = json.loads(received[:size])  # below 64 KiB (its rule)
             if _taken_fd is not None:  # the zygote forks the next spare, reports "started"
                 line = json.dumps({"pid": os.getpid(), "token": message.get("token"),
                                    "taskdir": message.get("taskdir")})
@@ -165,7 +166,7 @@ def _child(read_fd: int, spare: bool) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        from .runner import prepare, run_job
+        from .runner import prepare, run_job, write_done_state
 
         prepare(heartbeat=False)  # what every job needs, made while it waits (the zygote
         # refreshes the heartbeat files of its jobs: no thread in them)
@@ -179,7 +180,7 @@ def _child(read_fd: int, spare: bool) -> None:
             if message.get("report") and _exits_fd is not None:
                 report = message.get("token")
             code = run_job(message["taskdir"], message.get("environ"), message.get("tags"),
-                           heartbeat=False)
+                           heartbeat=False, done_later=report is not None)
     except BaseException:
         import traceback
 
@@ -191,6 +192,11 @@ def _child(read_fd: int, spare: bool) -> None:
         finally:
             if report is not None and code in (0, 75):  # done, or waited (another runs it);
                 _report_exit(report, code)  # a failure is reported once its process is gone
+            if report is not None:
+                try:
+                    write_done_state()  # after the report: off the scheduler's path
+                except BaseException:
+                    pass
             os._exit(code)
 
 
