@@ -135,7 +135,7 @@ def claim(workspace: Workspace, identifier: str, taskdir: Path, **launch: Any) -
             return Claim("done")
         record = read_launch(taskdir)
         if record is not None and launch_is_live(taskdir, record) and (
-            record.get("pid") != os.getpid()
+            record.get("pid") != os.getpid() or record.get("slurm_job_id")
         ):
             return Claim("held", str(record.get("host", "?")))
         state = read_state(taskdir)
@@ -166,7 +166,8 @@ def holder_state(workspace: Workspace, identifier: str, taskdir: Path) -> str:
         if _run_lock_held(workspace, identifier):
             return "running"
         record = read_launch(taskdir)
-        if record is not None and record.get("pid") != os.getpid() and launch_is_live(
+        if record is not None and (record.get("pid") != os.getpid()
+                                   or record.get("slurm_job_id")) and launch_is_live(
             taskdir, record
         ):
             return "running"

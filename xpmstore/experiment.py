@@ -39,6 +39,7 @@ from .index import Index
 from .launchers.base import Launcher
 from .launchers.local import LocalLauncher
 from .launchers.named import named_launcher
+from .launchers.slurm import ChainRefused
 from .liveness import launch_is_live, read_launch
 from .locks import gc_lock
 from .plan import Job as PlanJob
@@ -99,6 +100,7 @@ class _Job:
         self.fresh = bool(getattr(type(task), "fresh_process", False))
         self.pull = False  # planned to be pulled from the remote
         self.pulling = False  # a pull is in progress; its outcome comes as an exit event
+        self.chain = True  # may be submitted before its dependencies end (Slurm's afterok)
 
 
 def _modules_and_scripts(task: Task) -> tuple[list[str], list[str]]:
@@ -439,7 +441,7 @@ class experiment:
         """When ``job``'s launcher chains jobs (Slurm) and every dependency not done yet is a
         job of such a launcher still pending or running: their (reference, task directory)
         pairs, so the job is submitted now with ``afterok``; else None (wait for them)."""
-        if not getattr(job.launcher, "chains", False):
+        if not job.chain or not getattr(job.launcher, "chains", False):
             return None
         chain = []
         for identifier in job.dependencies:
@@ -495,13 +497,18 @@ class experiment:
         for job in self._live:
             if job.ahead and job.status == "pending":
                 job.ahead = False
-                for name in ("launch.json", "state.json"):
-                    try:
-                        if name == "state.json" or (read_launch(job.taskdir) or {}).get(
-                                "pid") == os.getpid():
-                            (job.taskdir / ".xpm" / name).unlink()
-                    except OSError:
-                        pass
+                self._unclaim(job)
+
+    @staticmethod
+    def _unclaim(job: _Job) -> None:
+        """Remove the claim of a job this process claimed but did not launch."""
+        for name in ("launch.json", "state.json"):
+            try:
+                if name == "state.json" or (read_launch(job.taskdir) or {}).get(
+                        "pid") == os.getpid():
+                    (job.taskdir / ".xpm" / name).unlink()
+            except OSError:
+                pass
 
     def _start(self, job: _Job, chain: list[tuple[str, Path]]) -> None:
         if not job.ahead and not self._claim(job):
@@ -519,8 +526,13 @@ class experiment:
         if getattr(job.launcher, "chains", False):  # Slurm: afterok and per-job options
             extra = {"after": [r for r, _ in chain], "after_dirs": [d for _, d in chain],
                      "options": hook_job.launcher_options}
-        job.pid = job.launcher.launch(job.identifier, job.taskdir, hook_job.environ, job.tags,
-                                      modules, scripts, job.fresh, self._on_exit, **extra)
+        try:
+            job.pid = job.launcher.launch(job.identifier, job.taskdir, hook_job.environ,
+                                          job.tags, modules, scripts, job.fresh, self._on_exit,
+                                          **extra)
+        except ChainRefused:  # submit it without afterok once its dependencies are done
+            self._unclaim(job)
+            job.status, job.chain = "pending", False
 
     def _reattach(self, job: _Job, holder: str) -> bool:
         """When the holder of ``job`` is a Slurm job and the job's launcher can follow one:

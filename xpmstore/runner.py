@@ -178,7 +178,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
                 raise TypeError(f"{directory}/params.json does not describe a Task")
             for dependency in dependencies(task):  # one stat each
                 name = class_spec(type(dependency)).identity_name
-                if not objects.is_done(workspace.task_dir(name, dependency.__identifier__)):
+                if not _seen_done(workspace.task_dir(name, dependency.__identifier__)):
                     raise _DependencyNotDone(
                         f"dependency {name} {dependency.__identifier__[:12]} not done")
             objects.bind(task, workspace)
@@ -230,6 +230,31 @@ def write_done_state() -> None:
             write_state(directory, "done", **fields)
         except OSError:
             pass  # the done manifest says it all; the state is for people
+
+
+DEPENDENCY_GRACE = float(os.environ.get("XPMSTORE_DEPENDENCY_GRACE", "30"))
+"""Seconds a job waits to see a dependency's done manifest before it fails: a job started by
+Slurm's afterok on another node may not see a fresh file yet (network file systems cache).
+``XPMSTORE_DEPENDENCY_GRACE`` sets it."""
+
+
+def _seen_done(taskdir: Path) -> bool:
+    """Whether ``taskdir``'s done manifest is there: one stat, and only when it is not, the
+    directory re-listed (which refreshes a network file system's view) for up to
+    DEPENDENCY_GRACE seconds."""
+    done = taskdir / ".xpm" / "done"
+    if done.exists():
+        return True
+    end = time.monotonic() + DEPENDENCY_GRACE
+    while time.monotonic() < end:  # a poll on the file system, on the failure path only
+        try:
+            os.listdir(taskdir / ".xpm")
+        except OSError:
+            pass
+        if done.exists():
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def _read_json(path: str) -> dict[str, Any]:

@@ -137,8 +137,11 @@ def render_script(taskdir: str, python: str, options: SlurmOptions, environ: Map
                   job_name: str) -> str:
     """The sbatch script of one job: Slurm's own output to ``.xpm/slurm-%j.out``, the job's
     environment exported, then the task's runner (which writes ``stdout`` and ``stderr``)."""
-    lines = ["#!/bin/bash", f"#SBATCH --job-name={job_name}",
-             f"#SBATCH --output={taskdir}/.xpm/slurm-%j.out", f"#SBATCH --chdir={taskdir}"]
+    if any(c in taskdir for c in '"\n\\'):
+        raise XpmstoreError(f"task directory {taskdir!r}: Slurm's #SBATCH lines cannot hold a"
+                            " double quote, backslash or newline; use a workspace path without")
+    lines = ["#!/bin/bash", f"#SBATCH --job-name={job_name}",  # quoted: paths with spaces
+             f'#SBATCH --output="{taskdir}/.xpm/slurm-%j.out"', f'#SBATCH --chdir="{taskdir}"']
     for directive in options.directives():
         if "\n" in directive:
             raise XpmstoreError(f"Slurm option {directive!r}: must be one line")
@@ -269,7 +272,9 @@ _CACHE_TTL = 1.0
 
 def active_states(job_ids: Iterable[str]) -> dict[str, bool] | None:
     """For liveness: whether each job is active, from one ``squeue`` (answers cached for a
-    second); None when Slurm cannot be asked here (no ``squeue``, or it fails)."""
+    second).  None when this machine has no ``squeue`` (liveness then uses its other rules);
+    when ``squeue`` is there but fails (a busy or restarting controller), every job counts as
+    active: a job is never taken for dead, and run twice, because Slurm did not answer."""
     now = time.monotonic()
     ids = set(job_ids)
     with _cache_lock:
@@ -278,8 +283,11 @@ def active_states(job_ids: Iterable[str]) -> dict[str, bool] | None:
     if missing:
         try:
             found = query(missing)
-        except SlurmError:
-            return None
+        except SlurmError as exc:
+            if "not found" in str(exc):
+                return None
+            return {**{i: True for i in missing}, **{i: s is not None and s.active
+                                                    for i, s in fresh.items()}}
         with _cache_lock:
             for job_id in missing:
                 _cache[job_id] = (now, found.get(job_id))

@@ -21,6 +21,7 @@ from xpmstore.errors import ExperimentFailed
 from xpmstore.hooks import Job, SubmitHook
 from xpmstore.launchers import SlurmLauncher
 from xpmstore.liveness import read_launch
+from xpmstore.runner import EXIT_WAITED
 from xpmstore.runrecord import read_run
 from xpmstore.workspace import Workspace
 
@@ -75,6 +76,11 @@ def _taskdir(ws: Workspace, task: Task) -> Path:
     return ws.task_dir(class_spec(type(task)).identity_name, task.__identifier__)
 
 
+def _slurm_json(ws: Workspace, task: Task) -> dict[str, Any]:
+    """The launcher's own record of the task's Slurm job (.xpm/slurm.json)."""
+    return dict(json.loads((_taskdir(ws, task) / ".xpm" / "slurm.json").read_text()))
+
+
 def _slurm_id(taskdir: Path) -> str:
     return str((read_launch(taskdir) or {}).get("slurm_job_id", ""))
 
@@ -94,12 +100,12 @@ def test_a_graph_of_20_tasks_runs_on_slurm_chained_with_afterok(ws: Workspace,
         record = read_launch(_taskdir(ws, node)) or {}
         # rewritten by the job's runner (its pid), still naming the Slurm job
         assert record["slurm_job_id"] == jobs[0][0] and record["pid"] != os.getpid()
-    chained = [n for n in nodes if (read_launch(_taskdir(ws, n)) or {}).get("slurm_after")]
+    chained = [n for n in nodes if _slurm_json(ws, n)["after"]]
     assert chained, "no job was submitted with afterok on a pending or running dependency"
     # each chain names exactly the Slurm jobs of the node's parents that were not done yet
     for node in chained:
         parents = {_slurm_id(_taskdir(ws, p)) for p in node.parents}
-        assert set(read_launch(_taskdir(ws, node))["slurm_after"]) <= parents
+        assert set(_slurm_json(ws, node)["after"]) <= parents
 
 
 class comment(SubmitHook):
@@ -206,7 +212,7 @@ def test_a_failed_dependency_cancels_its_chained_dependents(ws: Workspace, count
         after.submit()
     assert {f[0] for f in failure.value.failed} == {flaky.__identifier__, after.__identifier__}
     assert read_state(_taskdir(ws, flaky))["reason"].startswith("RuntimeError: flaky task 7")
-    assert read_launch(_taskdir(ws, after))["slurm_after"] == [_slurm_id(_taskdir(ws, flaky))]
+    assert _slurm_json(ws, after)["after"] == [_slurm_id(_taskdir(ws, flaky))]
     assert read_state(_taskdir(ws, after))["reason"] == \
         f"dependency tests.sched.Flaky {flaky.__identifier__[:12]} failed"
     assert count_of(counters, "after-chained") == 0
@@ -223,14 +229,19 @@ def test_time_limit_fails_with_timeout_and_max_retries_reruns(ws: Workspace, cou
     with pytest.raises(ExperimentFailed) as failure, \
             experiment(ws, "timeout", launcher=_launcher(time="1")):
         stuck.submit()
-        retried.submit(launcher=_launcher(time="1", max_retries=1))
+        retrying = _launcher(time="1", max_retries=1)
+        retried.submit(launcher=retrying)
+        After(previous=retried, label="after-retry", counters=str(counters)).submit(
+            launcher=retrying)
     assert [f[0] for f in failure.value.failed] == [stuck.__identifier__]
     assert read_state(_taskdir(ws, stuck))["reason"].startswith("TIMEOUT (Slurm job ")
     assert count_of(counters, "started-stuck") == 1
     # the retried task ran twice in the same directory and is done
     assert count_of(counters, "attempt-retried") == 2
     assert (_taskdir(ws, retried) / ".xpm" / "done").exists()
-    assert (read_launch(_taskdir(ws, retried)) or {}).get("slurm_attempt") == 1
+    assert _slurm_json(ws, retried)["attempt"] == 1
+    # its dependent was not chained on the first attempt (whose afterok would never be met)
+    assert count_of(counters, "after-after-retry") == 1
 
 
 def test_interrupt_leaves_slurm_jobs_running(ws: Workspace, counters: Path,
@@ -315,3 +326,53 @@ def test_submit_picks_a_named_launcher_from_the_settings(tmp_path: Path, slurm_c
     shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
                            check=True).stdout
     assert "Comment=named-launcher" in shown
+
+
+def test_reentering_an_experiment_reattaches_a_pending_job(ws: Workspace, counters: Path,
+                                                          tmp_path: Path) -> None:
+    """As in a notebook: Ctrl-C while the Slurm job is still pending, then the same cell
+    again in the same process — the job is followed, never submitted twice."""
+    release = tmp_path / "release"
+    release.touch()
+    task = Sleeper(key="pending", counters=str(counters), release=str(release))
+    later = _launcher(extra=["--begin=now+4"])  # pending for a few seconds
+    with pytest.raises(KeyboardInterrupt), experiment(ws, "pending", launcher=later):
+        task.submit()
+        wait_for(lambda: bool(_slurm_id(_taskdir(ws, task))), "the Slurm job to be submitted")
+        raise KeyboardInterrupt
+    name = f"xpm-{task.__identifier__[:12]}"
+    assert [s for _, s in _jobs_named(name)] == ["PENDING"]
+    with experiment(ws, "pending", launcher=later):
+        task.submit()
+    assert count_of(counters, "started-pending") == 1
+    assert [s for _, s in _jobs_named(name)] == ["COMPLETED"]  # one Slurm job, ever
+    assert any(r.startswith("waited:") for r in _reasons(ws, "pending"))
+
+
+def test_a_job_waiting_on_a_dependency_that_failed_is_cancelled_and_freed(
+        tmp_path: Path, slurm_cluster: Any) -> None:
+    """afterok on a job that failed leaves a job PENDING (DependencyNeverSatisfied) forever,
+    kill_invalid_depend or not: the launcher cancels it and reports it free to resubmit."""
+    failed = slurm.run_command(["sbatch", "--parsable", "--output=/dev/null", "--wrap",
+                                "false"]).strip()
+    stuck = slurm.run_command(["sbatch", "--parsable", "--output=/dev/null",
+                               f"--dependency=afterok:{failed}", "--wrap", "true"]).strip()
+    taskdir = tmp_path / "task"
+    (taskdir / ".xpm").mkdir(parents=True)
+    exits: queue.SimpleQueue[int] = queue.SimpleQueue()
+    launcher = _launcher()
+    launcher.adopt("e" * 64, taskdir, stuck, lambda _ident, code: exits.put(code))
+    try:
+        assert exits.get(timeout=60) == EXIT_WAITED
+    finally:
+        launcher.close()
+    assert slurm.query([stuck])[stuck].state == "CANCELLED"
+
+
+def test_a_workspace_path_with_a_space_works(tmp_path: Path, slurm_cluster: Any) -> None:
+    ws = make_workspace(tmp_path / "a dir" / "ws")
+    task = WhereAmI(n=61)
+    with experiment(ws, "space", launcher=_launcher()):
+        task.submit()
+    assert (_taskdir(ws, task) / "facts.json").exists()
+    assert (_taskdir(ws, task) / ".xpm" / f"slurm-{_slurm_id(_taskdir(ws, task))}.out").exists()

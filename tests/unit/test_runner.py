@@ -8,6 +8,8 @@ fresh jobs), on a task directory prepared and claimed as the scheduler does.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from xpmstore import objects
@@ -19,7 +21,7 @@ from xpmstore.workspace import Workspace
 
 from ..helpers import REPO_ROOT, run_python
 from ..schedtasks import Evaluate, Model, ModelLearn
-from ..storehelpers import count_of
+from ..storehelpers import count_of, wait_for
 
 
 def launch(ws: Workspace, task: Task) -> Path:
@@ -30,10 +32,30 @@ def launch(ws: Workspace, task: Task) -> Path:
 
 
 def run(directory: Path) -> int:
-    """Run the job of ``directory`` in a new process; returns its exit code."""
+    """Run the job of ``directory`` in a new process (no grace for a missing dependency);
+    returns its exit code."""
     done = run_python(["-m", "xpmstore.runner", str(directory)], cwd=REPO_ROOT,
-                      env={"PYTHONPATH": str(REPO_ROOT)})
+                      env={"PYTHONPATH": str(REPO_ROOT), "XPMSTORE_DEPENDENCY_GRACE": "0"})
     return done.returncode
+
+
+def test_a_dependency_manifest_seen_late_within_the_grace_is_enough(ws: Workspace,
+                                                                    counters: str) -> None:
+    """As on a network file system that shows a fresh file late: the job waits for it."""
+    learn = ModelLearn(model=Model(hidden=7), epochs=2, counters=counters)
+    assert run(launch(ws, learn)) == EXIT_OK
+    done = objects.prepare_task_dir(ws, learn) / ".xpm" / "done"
+    hidden = done.with_name("done.hidden")
+    done.rename(hidden)
+    directory = launch(ws, Evaluate(learned=learn, counters=counters))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    environ.update(PYTHONPATH=str(REPO_ROOT), XPMSTORE_DEPENDENCY_GRACE="60")
+    job = subprocess.Popen([sys.executable, "-m", "xpmstore.runner", str(directory)],
+                           cwd=REPO_ROOT, env=environ)
+    wait_for(lambda: read_state(directory).get("state") == "running", "the job to start")
+    hidden.rename(done)  # the manifest shows up while the job waits for it
+    assert job.wait(timeout=60) == EXIT_OK
+    assert count_of(counters, "evaluate") == 1
 
 
 def test_a_job_whose_dependency_is_not_done_fails_without_running(ws: Workspace,

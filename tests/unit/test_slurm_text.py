@@ -3,6 +3,7 @@ and named launchers from settings (the real cluster's tests are in tests/slurm/)
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -22,7 +23,7 @@ def test_script_runs_the_runner_with_the_environment_exported(tmp_path: Path) ->
                                {"B": "it's $HOME", "A": "1"}, "xpm-abc")
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash"
-    assert f"#SBATCH --output={taskdir}/.xpm/slurm-%j.out" in lines
+    assert f'#SBATCH --output="{taskdir}/.xpm/slurm-%j.out"' in lines  # quoted: a space
     assert "#SBATCH --partition=gpu" in lines and "#SBATCH --cpus-per-task=4" in lines
     assert "#SBATCH --time=1:00:00" in lines and "#SBATCH --exclusive" in lines
     assert lines[-1] == f"exec /usr/bin/python3 -m xpmstore.runner {shlex.quote(taskdir)}"
@@ -31,6 +32,11 @@ def test_script_runs_the_runner_with_the_environment_exported(tmp_path: Path) ->
     out = subprocess.run(["bash", "-c", exports + '\nprintf "%s|%s" "$A" "$B"'],
                          capture_output=True, text=True, check=True).stdout
     assert out == "1|it's $HOME"
+
+
+def test_script_refuses_a_directory_its_directives_cannot_hold() -> None:
+    with pytest.raises(XpmstoreError, match="double quote"):
+        slurm.render_script('/t/a"b', "python", slurm.SlurmOptions(), {}, "j")
 
 
 @pytest.mark.parametrize("name", ["1X", "A-B", "A B", ""])
@@ -135,3 +141,22 @@ def test_user_settings_hold_named_launchers_the_workspace_overrides(
     ws = _workspace(tmp_path, '[launchers.both]\ntype = "local"\nworkers = 2\n')
     assert named_launcher(ws, "mine").describe() == "local(workers=1)"
     assert named_launcher(ws, "both").describe() == "local(workers=2)"
+
+
+def test_a_failing_squeue_never_makes_a_slurm_job_look_dead(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A controller that does not answer (restarting, overloaded) must not let a pending job's
+    record, which names a scheduler long gone, look dead: that would run the task twice."""
+    from xpmstore.liveness import launch_is_live
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    squeue = bin_dir / "squeue"  # what a real squeue prints when slurmctld is unreachable
+    squeue.write_text("#!/bin/sh\necho 'slurm_load_jobs error: Unable to contact slurm"
+                      " controller (connect failure)' >&2\nexit 1\n")
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    assert slurm.active_states(["424242"]) == {"424242": True}
+    record = {"host": "login-node-that-is-not-this-one", "pid": 1, "slurm_job_id": "424243"}
+    (tmp_path / "task" / ".xpm").mkdir(parents=True)
+    assert launch_is_live(tmp_path / "task", record)

@@ -43,11 +43,16 @@ from ..atomic import write_atomic
 from ..claim import read_state
 from ..errors import XpmstoreError
 from ..liveness import read_launch
-from ..runner import EXIT_FAILED
+from ..runner import EXIT_FAILED, EXIT_WAITED
 from .base import ExitCallback, Launcher
 from .local import _python_path
 
-__all__ = ["SlurmLauncher"]
+__all__ = ["ChainRefused", "SlurmLauncher"]
+
+
+class ChainRefused(XpmstoreError):
+    """sbatch refused a job's afterok dependencies and some are not done: the scheduler
+    releases the job and submits it without afterok once they are."""
 
 _POLL_MIN = 0.25
 _POLL_MAX = 5.0
@@ -136,28 +141,36 @@ class SlurmLauncher(Launcher):
         except slurm.SlurmError as exc:
             if not after or "ependency" not in str(exc):
                 raise
-        # A dependency Slurm refuses (already purged): go on when every one is done.
-        missing = [d for d in after_dirs if not (d / ".xpm" / "done").exists()]
-        if missing:
-            raise XpmstoreError(f"sbatch refused the dependencies {after} and"
-                                f" {missing[0].name[:12]} is not done")
+        # A dependency Slurm refuses (already purged): go on when every one is done, else let
+        # the scheduler wait for them and submit without afterok.
+        if any(not (d / ".xpm" / "done").exists() for d in after_dirs):
+            raise ChainRefused(f"sbatch refused the dependencies {after}")
         return slurm.submit(str(script))
 
-    def _record(self, tracked: _Tracked, after: list[str] | None = None) -> None:
-        """Put the Slurm job id into the launch record (claim wrote it; the runner keeps it),
-        with the ids it was submitted ``afterok`` of."""
-        path = tracked.taskdir / ".xpm" / "launch.json"
-        record = read_launch(tracked.taskdir) or {}
-        record.update(slurm_job_id=tracked.job_id, launcher=self.describe(),
-                      slurm_attempt=tracked.retries)
-        if after is not None:
-            record["slurm_after"] = after
-        write_atomic(path, json.dumps(record).encode(), durable=False)
+    def _record(self, tracked: _Tracked, after: list[str] | None = None,
+                retried: bool = False) -> None:
+        """Record the Slurm job: ``.xpm/slurm.json`` (id, afterok ids, attempt; the launcher's
+        own file), and its id in the launch record while the runner has not rewritten it (the
+        runner puts the id there itself, from ``XPMSTORE_SLURM_JOB_ID``)."""
+        xpm = tracked.taskdir / ".xpm"
+        previous = _read_json(xpm / "slurm.json")
+        document = {"job_id": tracked.job_id, "attempt": tracked.retries,
+                    "after": previous.get("after", []) if after is None else after,
+                    "history": tracked.history, "launcher": self.describe()}
+        write_atomic(xpm / "slurm.json", json.dumps(document).encode(), durable=False)
+        if retried or not (xpm / "state.json").exists():  # no runner now: the record is ours
+            record = read_launch(tracked.taskdir) or {}
+            record.update(slurm_job_id=tracked.job_id, launcher=self.describe())
+            write_atomic(xpm / "launch.json", json.dumps(record).encode(), durable=False)
 
     def adopt(self, identifier: str, taskdir: Path, job_id: str, on_exit: ExitCallback) -> None:
         """Wait for a Slurm job another scheduler submitted (reattach): report its end to
-        ``on_exit`` like a job of this launcher (it is not resubmitted on TIMEOUT)."""
-        self._track(_Tracked(identifier, taskdir, str(job_id), on_exit))
+        ``on_exit`` like a job of this launcher (retried with its script on disk)."""
+        script = taskdir / ".xpm" / "slurm.sh"
+        attempt = _read_json(taskdir / ".xpm" / "slurm.json").get("attempt", 0)
+        self._track(_Tracked(identifier, taskdir, str(job_id), on_exit,
+                             script if script.exists() else None,
+                             retries=attempt if isinstance(attempt, int) else 0))
 
     def _track(self, tracked: _Tracked) -> None:
         with self._lock:
@@ -169,9 +182,14 @@ class SlurmLauncher(Launcher):
         self._wake.set()
 
     def job_reference(self, identifier: str) -> str | None:
-        """The Slurm id of job ``identifier`` while it is pending or running (for afterok)."""
+        """The Slurm id of job ``identifier`` while it is pending or running (for afterok),
+        unless it may still be retried: a retry is a new Slurm job, which an afterok on the
+        old one would never see succeed."""
         with self._lock:
             tracked = self._jobs.get(identifier)
+            if tracked is not None and tracked.script is not None \
+                    and tracked.retries < self.max_retries:
+                return None
             if tracked is None or tracked.state not in ("PENDING", "RUNNING", "CONFIGURING"):
                 return None
             return tracked.job_id
@@ -206,18 +224,23 @@ class SlurmLauncher(Launcher):
 
     def _poll_loop(self) -> None:
         interval = self.poll_min
+        last = 0.0
         while True:
             woken = self._wake.wait(interval)
             self._wake.clear()
+            if woken:  # a burst of submissions makes one poll, not one each
+                self._wake.wait(max(0.0, last + self.poll_min - time.monotonic()))
+                self._wake.clear()
             with self._lock:
                 if self._closed or not self._jobs:
                     self._thread = None
                     return
                 jobs = list(self._jobs.values())
+            last = time.monotonic()
             try:
                 changed = self._poll(jobs)
-            except slurm.SlurmError as exc:
-                print(f"xpmstore: warning: {exc}", file=sys.stderr)
+            except Exception as exc:  # a failed poll (Slurm or the disk): warn, poll again
+                print(f"xpmstore: warning: Slurm poll failed: {exc}", file=sys.stderr)
                 changed = False
             interval = self.poll_min if (changed or woken) else min(interval * 1.5,
                                                                     self.poll_max)
@@ -232,6 +255,15 @@ class SlurmLauncher(Launcher):
             status = found.get(tracked.job_id)
             if status is None and tracked.gone_since is None:
                 status = slurm.accounted(tracked.job_id)  # purged from squeue: ask sacct once
+            if status is not None and status.state == "PENDING" \
+                    and status.reason == "DependencyNeverSatisfied":
+                # afterok on a job that failed (or was retried, or rerun under a new id by a
+                # later scheduler): it would wait forever.  Cancel it; the scheduler then
+                # finds the job free and submits it again once its dependencies are done.
+                slurm.cancel([tracked.job_id])
+                self._finish(tracked, EXIT_WAITED)
+                changed = True
+                continue
             if status is not None and status.active:
                 changed |= status.state != tracked.state
                 tracked.state, tracked.last, tracked.gone_since = status.state, status, None
@@ -258,14 +290,16 @@ class SlurmLauncher(Launcher):
                 return self._fail(tracked, f"{slurm.describe_state(status)}; resubmit failed:"
                                            f" {exc}", EXIT_FAILED)
             tracked.state, tracked.gone_since = "PENDING", None
-            self._record(tracked)
+            self._record(tracked, retried=True)
             return None
         if status is not None and status.state == "FAILED":
             code = slurm.exit_code(tracked.job_id)
             state = read_state(tracked.taskdir)
-            if state.get("state") == "failed" or code == 75:  # the runner's own outcome
+            if state.get("state") == "failed" or code == EXIT_WAITED:  # the runner's outcome
                 return self._finish(tracked, code if code else EXIT_FAILED)
-            return self._fail(tracked, slurm.describe_state(status), code or EXIT_FAILED)
+            log = tracked.taskdir / ".xpm" / f"slurm-{tracked.job_id}.out"
+            return self._fail(tracked, f"{slurm.describe_state(status)}, before the task ran;"
+                                       f" see {log}", code or EXIT_FAILED)
         if status is not None and status.state != "COMPLETED":
             return self._fail(tracked, slurm.describe_state(status), EXIT_FAILED)
         # COMPLETED without a visible manifest, or vanished from Slurm: wait for the file
@@ -292,6 +326,14 @@ class SlurmLauncher(Launcher):
             if reason:
                 self._reasons[tracked.identifier] = reason
         tracked.on_exit(tracked.identifier, code)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _job_python_path() -> str:
