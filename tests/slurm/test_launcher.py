@@ -25,6 +25,7 @@ from xpmstore.runner import EXIT_WAITED
 from xpmstore.runrecord import read_run
 from xpmstore.workspace import Workspace
 
+from ..clihelpers import console
 from ..helpers import PYTHON, REPO_ROOT
 from ..schedtasks import After, Flaky, WhereAmI, layered_graph, set_env
 from ..storehelpers import count_of, make_workspace, wait_for
@@ -376,3 +377,27 @@ def test_a_workspace_path_with_a_space_works(tmp_path: Path, slurm_cluster: Any)
         task.submit()
     assert (_taskdir(ws, task) / "facts.json").exists()
     assert (_taskdir(ws, task) / ".xpm" / f"slurm-{_slurm_id(_taskdir(ws, task))}.out").exists()
+
+
+def test_xpmstore_kill_cancels_a_slurm_job(ws: Workspace, counters: Path,
+                                           tmp_path: Path) -> None:
+    task = Sleeper(key="killed", counters=str(counters), release=str(tmp_path / "never"))
+    said: list[subprocess.CompletedProcess[str]] = []
+
+    def kill_when_started() -> None:
+        try:
+            wait_for(lambda: count_of(counters, "started-killed") == 1, "the job to start",
+                     deadline=120)
+            said.append(console(ws, "kill", task.__identifier__[:12]))
+        finally:
+            (tmp_path / "never").touch()  # never left waiting, whatever happened
+
+    thread = threading.Thread(target=kill_when_started)
+    thread.start()
+    with pytest.raises(ExperimentFailed), experiment(ws, "kill", launcher=_launcher()):
+        task.submit()
+    thread.join()
+    assert said[0].returncode == 0, said[0].stderr
+    assert "its Slurm job, with scancel" in said[0].stdout
+    assert read_state(_taskdir(ws, task))["reason"].startswith("CANCELLED (Slurm job ")
+    assert count_of(counters, "ended-killed") == 0
