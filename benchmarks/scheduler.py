@@ -24,6 +24,8 @@ and this process times the whole child process.  The task is the same for both s
 3. **Per-task overhead.** 200 tasks in a fresh workspace with ``LocalLauncher(workers=1)``:
    block time / 200; and the same with ``workers=2``.
 
+Before each child, untimed, ``os.sync()`` writes out what the previous run (or the deletion of
+the previous workspace) left in the page cache: a run's fsyncs then wait for its own writes only.
 Each run is checked: the number of task directories with a done marker and an ``out.txt``; for a
 cold run, every ``out.txt`` written after the child started; for a re-submission, none.  The
 children's output (progress lines, experimaestro's log) goes to ``benchmarks/.work/scheduler-
@@ -130,6 +132,8 @@ def run_child(system: str, workspace: Path, count: int, label: str, workers: int
     )  # the jobs' processes import schedtasks
     command = [sys.executable, __file__, "--child", system, "--workspace", str(workspace),
                "--count", str(count), "--workers", str(workers), "--result", str(result)]
+    os.sync()  # untimed: the previous run's writes (or deleted workspace) reach the disk before
+    # this one starts, so that its fsyncs do not pay for them
     with open(LOGS / f"{label}.log", "wb") as log:
         began = time.time()
         start = time.perf_counter()
