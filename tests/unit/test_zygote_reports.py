@@ -167,3 +167,22 @@ def test_a_running_job_has_a_heartbeat(ws: Workspace, counters: str, tmp_path: P
     wait_for(lambda: exits.count() == 1, "the job to end")
     drained(launcher)
     assert exits.calls[blocker.__identifier__] == [EXIT_OK]
+
+
+def test_without_a_seqpacket_socket_every_job_goes_through_the_zygote(
+        ws: Workspace, counters: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("no SOCK_SEQPACKET here")
+
+    monkeypatch.setattr(socket, "socketpair", refuse)
+    launcher = LocalLauncher(workers=2)
+    exits = Exits()
+    tasks = [Counted(n=30 + n, counters=counters) for n in range(4)]
+    for task in tasks:
+        wait_for(lambda: launcher.capacity(""), "a free worker")
+        start(ws, launcher, task, exits)
+    wait_for(lambda: exits.count() == len(tasks), "every job to end")
+    drained(launcher)
+    assert {t.__identifier__: [EXIT_OK] for t in tasks} == dict(exits.calls)

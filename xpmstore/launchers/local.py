@@ -126,22 +126,30 @@ class _Zygote:
         env = dict(os.environ)
         env["PYTHONPATH"] = _python_path()
         exits_read, exits_write = os.pipe()  # jobs report their own end here (xpmstore.zygote)
-        # Jobs go straight to the zygote's spare on this socket (one message, one job).
-        self.jobs, jobs_read = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # Jobs go straight to the zygote's spare on this socket (one message, one job); where
+        # there is no such socket, every job goes through the zygote.
+        self.jobs: socket.socket | None = None
+        jobs_read: socket.socket | None = None
+        try:
+            self.jobs, jobs_read = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError:
+            pass
+        passed = [exits_write] + ([jobs_read.fileno()] if jobs_read is not None else [])
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "xpmstore.zygote", str(exits_write),
-                 str(jobs_read.fileno())],
+                [sys.executable, "-m", "xpmstore.zygote", *map(str, passed)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env,
-                pass_fds=(exits_write, jobs_read.fileno()),
+                pass_fds=passed,
             )
         except BaseException:
             os.close(exits_read)
-            self.jobs.close()
+            if self.jobs is not None:
+                self.jobs.close()
             raise
         finally:
             os.close(exits_write)
-            jobs_read.close()
+            if jobs_read is not None:
+                jobs_read.close()
         self.exits = exits_read
         self.lock = threading.Lock()
         self.tokens = itertools.count()
@@ -316,7 +324,7 @@ class _Zygote:
         """Send a job straight to the zygote's spare; False when it must go through the zygote
         (too large for one message, or the socket is full)."""
         data = json.dumps(message).encode()
-        if len(data) > _DIRECT_MAX:
+        if self.jobs is None or len(data) > _DIRECT_MAX:
             return False
         try:
             self.jobs.send(data, socket.MSG_DONTWAIT)
@@ -330,7 +338,8 @@ class _Zygote:
                 self.process.stdin.close()
             except OSError:
                 pass
-        self.jobs.close()  # an idle spare ends with it
+        if self.jobs is not None:
+            self.jobs.close()  # an idle spare ends with it
         self._settle()
 
     def _settle(self, deadline: float = 10.0) -> None:
