@@ -354,7 +354,7 @@ class experiment:
             return
         self._warned_defaults.add(job.name)
         for message in _changed_defaults(job.task, job.taskdir):
-            print(f"xpmstore: warning: {message}", file=sys.stderr)
+            _say(f"xpmstore: warning: {message}")
 
     # --- the scheduler thread -------------------------------------------------------------------
 
@@ -368,7 +368,7 @@ class experiment:
                 try:
                     self._flush_batch()  # outside the condition: submit() may be flushing too
                 except Exception as exc:
-                    print(f"xpmstore: scheduler error: {exc!r}", file=sys.stderr)
+                    _say(f"xpmstore: scheduler error: {exc!r}")
             with self._cond:
                 while True:
                     if event is not None:
@@ -384,7 +384,7 @@ class experiment:
                     if not self._no_launch:
                         self._step()
                 except Exception as exc:
-                    print(f"xpmstore: scheduler error: {exc!r}", file=sys.stderr)
+                    _say(f"xpmstore: scheduler error: {exc!r}")
                 if time.monotonic() - self._indexed_at >= _INDEX_PERIOD:
                     self._flush_index()
                 self._cond.notify_all()
@@ -408,7 +408,13 @@ class experiment:
 
     def _step_jobs(self) -> None:
         ahead = sum(1 for j in self._live if j.ahead)
+        full: set[int] = set()  # launchers found without a free worker in this step
         for job in self._live:
+            if job.status == "pending" and id(job.launcher) in full and (
+                    job.ahead or ahead >= _AHEAD) and not job.pull:
+                continue  # nothing to do for it until a worker frees (a step per job event:
+                # without this skip, a cold run of n jobs costs n² dependency checks; a job
+                # whose dependency failed is marked blocked a few steps later instead)
             if job.status == "pending" and job.pull and self._remote is not None:
                 job.pull, job.pulling, job.status = False, True, "running"
                 self.progress.started_job(job.identifier, job.name)
@@ -428,9 +434,11 @@ class experiment:
                         if job.launcher.capacity(job.identifier):
                             ahead -= job.ahead
                             self._start(job, chain)
-                        elif not job.ahead and ahead < _AHEAD and self._claim(job):
-                            job.ahead = True  # prepared and claimed while the workers are busy
-                            ahead += 1
+                        else:
+                            full.add(id(job.launcher))
+                            if not job.ahead and ahead < _AHEAD and self._claim(job):
+                                job.ahead = True  # prepared and claimed while workers are busy
+                                ahead += 1
                     except Exception as exc:
                         job.ahead = False
                         self._launch_failed(job, exc)
@@ -635,7 +643,7 @@ class experiment:
             try:
                 job.launcher.kill(job.identifier)
             except XpmstoreError as exc:
-                print(f"xpmstore: warning: {exc}", file=sys.stderr)
+                _say(f"xpmstore: warning: {exc}")
             write_state(job.taskdir, "failed", ended=time.time(), reason=job.detail)
             self.progress.finished_job(job.identifier, job.name, "failed", job.detail)
             self._cancel_chained(job)
@@ -725,6 +733,15 @@ class _nothing:
 
     def __exit__(self, *args: Any) -> None:
         return None
+
+
+def _say(line: str) -> None:
+    """One line to stderr from the scheduler thread, which nothing may stop: a broken stderr
+    (a closed pipe) loses the line, never the experiment."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _ask_slurm_at_once(launches: Iterable[dict[str, Any] | None]) -> None:

@@ -26,14 +26,25 @@ class Progress:
         self.started = time.time()
         self._lock = threading.Lock()
         self._last_draw = 0.0
+        self._broken = False
+
+    def _emit(self, text: str) -> None:
+        """Write to the stream; once it is broken (a closed pipe, a full disk), stay quiet:
+        progress must never stop the experiment."""
+        if self._broken:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self._broken = True
 
     def _line(self, text: str) -> None:
         if self.live:
-            self.stream.write("\r\033[K" + text + "\n")
+            self._emit("\r\033[K" + text + "\n")
             self._draw(force=True)
         else:
-            self.stream.write(f"[{self.name}] {text}\n")
-        self.stream.flush()
+            self._emit(f"[{self.name}] {text}\n")
 
     def _draw(self, force: bool = False) -> None:
         if not self.live:
@@ -44,12 +55,11 @@ class Progress:
         self._last_draw = now
         names = ", ".join(sorted(self.running.values())[:3])
         more = f" +{len(self.running) - 3}" if len(self.running) > 3 else ""
-        self.stream.write(
+        self._emit(
             f"\r\033[K{self.name}: {self.counts['done']} done, {self.counts['reused']} reused,"
             f" {len(self.running)} running, {self.counts['failed']} failed"
             + (f"  [{names}{more}]" if names else "")
         )
-        self.stream.flush()
 
     def started_job(self, identifier: str, name: str) -> None:
         """A job's process started."""
@@ -80,7 +90,4 @@ class Progress:
     def close(self) -> None:
         """Print the summary line."""
         with self._lock:
-            if self.live:
-                self.stream.write("\r\033[K")
-            self.stream.write(self.summary() + "\n")
-            self.stream.flush()
+            self._emit(("\r\033[K" if self.live else "") + self.summary() + "\n")

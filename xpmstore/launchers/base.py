@@ -9,7 +9,8 @@ from typing import Any
 __all__ = ["ExitCallback", "Launcher"]
 
 ExitCallback = Callable[[str, int], None]
-"""``on_exit(identifier, exit_code)``, called from a launcher thread when a job's process ends."""
+"""``on_exit(identifier, exit_code)``, called from a launcher thread when a job is over: it
+reported its own end (done, or waited), or its process ended."""
 
 
 class Launcher:
@@ -33,7 +34,7 @@ class Launcher:
                fresh_process: bool, on_exit: ExitCallback) -> int:
         """Start the job's process; returns its pid when known at once, else 0 (the launcher
         keeps it: :meth:`kill` takes the job's identifier).  ``on_exit`` is called exactly once,
-        from any thread, when the job's process has ended."""
+        from any thread, when the job is over (see :data:`ExitCallback`)."""
         raise NotImplementedError
 
     def kill(self, identifier: str, force: bool = False) -> None:
