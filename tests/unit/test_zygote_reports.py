@@ -71,17 +71,22 @@ def drained(launcher: LocalLauncher) -> None:
         assert not zygote.reader.is_alive(), "the zygote's lines never ended"
 
 
-@pytest.mark.parametrize("gpus", [None, [0]], ids=["report", "gpu"])
-def test_each_job_is_reported_once(ws: Workspace, counters: str, gpus: list[int] | None) -> None:
-    launcher = LocalLauncher(workers=4, gpus=gpus)
-    exits = Exits()
-    tasks = [Counted(n=n, counters=counters) for n in range(8)]
+def run_all(ws: Workspace, launcher: LocalLauncher, tasks: list[Counted], exits: Exits) -> None:
+    """Start ``tasks`` as workers free, wait for every end; each was reported once, done."""
     for task in tasks:
         wait_for(lambda: launcher.capacity(""), "a free worker")
         start(ws, launcher, task, exits)
     wait_for(lambda: exits.count() == len(tasks), "every job to end")
     drained(launcher)
     assert {t.__identifier__: [EXIT_OK] for t in tasks} == dict(exits.calls)
+
+
+@pytest.mark.parametrize("gpus", [None, [0]], ids=["report", "gpu"])
+def test_each_job_is_reported_once(ws: Workspace, counters: str, gpus: list[int] | None) -> None:
+    launcher = LocalLauncher(workers=4, gpus=gpus)
+    exits = Exits()
+    tasks = [Counted(n=n, counters=counters) for n in range(8)]
+    run_all(ws, launcher, tasks, exits)
     assert all(count_of(counters, f"counted-{n}") == 1 for n in range(8))
 
 
@@ -180,9 +185,4 @@ def test_without_a_seqpacket_socket_every_job_goes_through_the_zygote(
     launcher = LocalLauncher(workers=2)
     exits = Exits()
     tasks = [Counted(n=30 + n, counters=counters) for n in range(4)]
-    for task in tasks:
-        wait_for(lambda: launcher.capacity(""), "a free worker")
-        start(ws, launcher, task, exits)
-    wait_for(lambda: exits.count() == len(tasks), "every job to end")
-    drained(launcher)
-    assert {t.__identifier__: [EXIT_OK] for t in tasks} == dict(exits.calls)
+    run_all(ws, launcher, tasks, exits)
