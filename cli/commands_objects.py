@@ -236,21 +236,15 @@ def unpin(identifier: str, remote: bool) -> None:
         click.echo(f"unpinned {short(unpin_remote(need_remote(open_workspace()), identifier))}"
                    " in the remote")
         return
-    from xpmstore.errors import AmbiguousPrefixError, NotFound
     from xpmstore.identifier import check_identifier
-    from xpmstore.pins import pinned
+    from xpmstore.pins import pinned, pinned_match
     from xpmstore.pins import unpin as unpin_object
 
     check_identifier(identifier)
     workspace = open_workspace()
-    matches = sorted(i for i in pinned(workspace) if i.startswith(identifier))
-    if not matches:
-        raise NotFound(f"no pin starts with {identifier}")
-    if len(matches) > 1:
-        raise AmbiguousPrefixError(f"prefix {identifier} matches {len(matches)} pins; give more"
-                                   " characters", candidates=matches)
-    unpin_object(workspace, matches[0])
-    click.echo(f"unpinned {short(matches[0])}")
+    chosen = pinned_match(identifier, pinned(workspace))
+    unpin_object(workspace, chosen)
+    click.echo(f"unpinned {short(chosen)}")
 
 
 @click.command(short_help="Explain a miss: nearest prior tasks, differing fields.")

@@ -449,7 +449,7 @@ class experiment:
         """When ``job``'s launcher chains jobs (Slurm) and every dependency not done yet is a
         job of such a launcher still pending or running: their (reference, task directory)
         pairs, so the job is submitted now with ``afterok``; else None (wait for them)."""
-        if not job.chain or not getattr(job.launcher, "chains", False):
+        if not job.chain or not job.launcher.chains:
             return None
         chain = []
         for identifier in job.dependencies:
@@ -531,7 +531,7 @@ class experiment:
         job.status = "running"
         self.progress.started_job(job.identifier, job.name)
         extra: dict[str, Any] = {}
-        if getattr(job.launcher, "chains", False):  # Slurm: afterok and per-job options
+        if job.launcher.chains:  # Slurm: afterok and per-job options
             extra = {"after": [r for r, _ in chain], "after_dirs": [d for _, d in chain],
                      "options": hook_job.launcher_options}
         try:
@@ -636,7 +636,7 @@ class experiment:
         each fails with the reason ``dependency <name> <id>``."""
         for job in self._live:
             if job.status != "running" or failed.identifier not in job.dependencies \
-                    or not getattr(job.launcher, "chains", False):
+                    or not job.launcher.chains:
                 continue
             job.detail = f"dependency {failed.name} {failed.identifier[:12]} failed"
             job.status = "failed"
@@ -678,7 +678,7 @@ class experiment:
         with self._cond:
             self._no_launch = True
             running = [j for j in self.order if j.status == "running" and not j.pulling
-                       and not getattr(j.launcher, "keeps_running", False)]
+                       and not j.launcher.keeps_running]
             for job in running:
                 job.launcher.kill(job.identifier)
         deadline = time.time() + _INTERRUPT_GRACE

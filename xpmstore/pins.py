@@ -18,7 +18,7 @@ from .identifier import check_identifier
 from .index import Index
 from .workspace import Workspace
 
-__all__ = ["pin", "pin_path", "pinned", "sync_index", "unpin"]
+__all__ = ["pin", "pin_path", "pinned", "pinned_match", "sync_index", "unpin"]
 
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
 
@@ -61,6 +61,22 @@ def unpin(workspace: Workspace, identifier: str) -> bool:
     if in_index:
         index.pin(identifier, pinned=False)
     return on_disk or in_index
+
+
+def pinned_match(text: str, pins: set[str], what: str = "pin", where: str = "") -> str:
+    """The one identifier of ``pins`` that ``text`` (an identifier or a prefix) names.  Raises
+    InvalidIdentifierError, NotFound (``no {what} starts with …{where}``) and
+    AmbiguousPrefixError."""
+    from .errors import AmbiguousPrefixError, NotFound
+
+    check_identifier(text)
+    matches = sorted(i for i in pins if i.startswith(text))
+    if not matches:
+        raise NotFound(f"no {what} starts with {text}{where}")
+    if len(matches) > 1:
+        raise AmbiguousPrefixError(f"prefix {text} matches {len(matches)} {what}s; give more"
+                                   " characters", candidates=matches)
+    return matches[0]
 
 
 def _on_disk(workspace: Workspace) -> set[str]:

@@ -13,13 +13,6 @@ Thread-safe.
 
 from __future__ import annotations
 
-from ..errors import (
-    CorruptObjectError,
-    FormatVersionError,
-    NotFound,
-    RemoteError,
-    RemoteUnavailableError,
-)
 from ..workspace import Workspace
 from . import reach
 from .store import Remote
@@ -48,18 +41,7 @@ def pull_entry(workspace: Workspace, identifier: str) -> bool:
     if remote is None or reach.is_down(remote) or not remote.settings.pull_cache \
             or remote.settings.pull != "auto":
         return False
-    from .transfer import pull
+    from .transfer import pull_instead
 
-    try:
-        pull(workspace, identifier, remote, locked=True)
-        return True
-    except NotFound:
-        return False
-    except RemoteUnavailableError as exc:
-        unreachable(remote, exc)
-    except (CorruptObjectError, FormatVersionError) as exc:
-        reach.warn(f"{exc}; rejected, computing {identifier[:12]} locally")
-    except (RemoteError, OSError) as exc:
-        reach.warn(f"pull of @cache entry {identifier[:12]} failed ({exc}); computing it"
-                   " locally")
-    return False
+    return pull_instead(workspace, identifier, remote, "@cache entry ", "computing",
+                        lambda exc: unreachable(remote, exc), locked=True)

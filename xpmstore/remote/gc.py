@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .. import manifest as manifest_module
-from ..errors import InvalidIdentifierError, NotFound, XpmstoreError
+from ..errors import InvalidIdentifierError, XpmstoreError
 from ..identifier import check_identifier
 from .store import Remote
 from .transfer import GRACE
@@ -59,19 +59,14 @@ def pin_remote(remote: Remote, text: str) -> tuple[str, bool]:
 def unpin_remote(remote: Remote, text: str) -> str:
     """Remove the remote pin that ``text`` (an identifier or unique prefix of one) names;
     returns its identifier.  Raises NotFound, AmbiguousPrefixError, InvalidIdentifierError."""
-    from ..errors import AmbiguousPrefixError
+    from ..pins import pinned_match
 
     check_identifier(text)
     if not text:
         raise InvalidIdentifierError("give an identifier or a prefix of one")
-    matches = sorted(i for i in remote_pins(remote) if i.startswith(text))
-    if not matches:
-        raise NotFound(f"no remote pin starts with {text} in {remote.url}")
-    if len(matches) > 1:
-        raise AmbiguousPrefixError(f"prefix {text} matches {len(matches)} remote pins; give"
-                                   " more characters", candidates=matches)
-    remote.backend.delete(_pin_key(matches[0]))
-    return matches[0]
+    identifier = pinned_match(text, set(remote_pins(remote)), "remote pin", f" in {remote.url}")
+    remote.backend.delete(_pin_key(identifier))
+    return identifier
 
 
 @dataclass

@@ -21,9 +21,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import (
-    CorruptObjectError,
-    FormatVersionError,
-    NotFound,
     RemoteError,
     RemoteUnavailableError,
     XpmstoreError,
@@ -31,7 +28,7 @@ from ..errors import (
 from ..workspace import Workspace
 from . import cachepush, reach
 from .store import Remote, open_remote
-from .transfer import pull, push_one
+from .transfer import pull_instead, push_one
 
 __all__ = ["RemoteSync"]
 
@@ -111,16 +108,9 @@ class RemoteSync:
 
     def _pull(self, identifier: str, on_done: Callable[[str, bool], None]) -> None:
         ok = False
-        try:
-            if not self.down:
-                pull(self.workspace, identifier, self.remote)
-                ok = True
-        except (CorruptObjectError, FormatVersionError) as exc:
-            _warn(f"{exc}; rejected, running {identifier[:12]} locally")
-        except RemoteUnavailableError as exc:
-            self.unreachable(exc)
-        except NotFound:
-            pass  # gone since the plan: run it
+        try:  # absent (gone since the plan), rejected or failed: run it here
+            ok = not self.down and pull_instead(self.workspace, identifier, self.remote, "",
+                                                "running", self.unreachable)
         except Exception as exc:
             _warn(f"pull of {identifier[:12]} failed ({exc}); running it locally")
         finally:

@@ -33,7 +33,15 @@ from blake3 import blake3
 from .. import objects
 from ..atomic import fsync_dir, write_atomic
 from ..claim import run_lock_path
-from ..errors import CorruptObjectError, NotFound, ObjectInUseError, XpmstoreError
+from ..errors import (
+    CorruptObjectError,
+    FormatVersionError,
+    NotFound,
+    ObjectInUseError,
+    RemoteError,
+    RemoteUnavailableError,
+    XpmstoreError,
+)
 from ..index import Index
 from ..inputs import hash_file
 from ..liveness import launch_is_live, read_launch
@@ -41,11 +49,12 @@ from ..locate import locate
 from ..locks import object_lock, try_object_lock
 from ..workspace import DONE, Workspace
 from .progress import TransferProgress
+from .reach import warn
 from .store import Remote
 from .trailing import TrailingHash
 from .verify import RemoteObject, check_object, encode_object
 
-__all__ = ["PushReport", "fetch", "pull", "push", "push_one", "remote_entries"]
+__all__ = ["PushReport", "fetch", "pull", "pull_instead", "push", "push_one", "remote_entries"]
 
 _CHUNK = 1 << 20
 _THREADS = 8
@@ -292,6 +301,26 @@ def pull(workspace: Workspace, identifier: str, remote: Remote, locked: bool = F
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
     return final
+
+
+def pull_instead(workspace: Workspace, identifier: str, remote: Remote, what: str, verb: str,
+                 on_unreachable: Callable[[Exception], None], locked: bool = False) -> bool:
+    """:func:`pull` for a caller that otherwise makes the object itself (``verb``: "running",
+    "computing"); True when it is now here.  Never raises for the remote's sake: an absent
+    object is False, an unreachable remote goes to ``on_unreachable``, a rejected or failed
+    pull is one warning line naming ``what`` was pulled."""
+    try:
+        pull(workspace, identifier, remote, locked=locked)
+        return True
+    except NotFound:
+        return False
+    except RemoteUnavailableError as exc:
+        on_unreachable(exc)
+    except (CorruptObjectError, FormatVersionError) as exc:
+        warn(f"{exc}; rejected, {verb} {identifier[:12]} locally")
+    except (RemoteError, OSError) as exc:
+        warn(f"pull of {what}{identifier[:12]} failed ({exc}); {verb} it locally")
+    return False
 
 
 def fetch(workspace: Workspace, text: str) -> tuple[str, Path] | None:
