@@ -82,7 +82,7 @@ def pull(identifiers: tuple[str, ...]) -> None:
     from xpmstore.remote import pull as pull_object
     from xpmstore.remote.progress import TransferProgress
 
-    workspace = open_workspace()
+    workspace = open_workspace(new=True)
     remote = need_remote(workspace)
     progress = TransferProgress("pull")
     progress.expect(objects=len(identifiers))

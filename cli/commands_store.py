@@ -191,15 +191,14 @@ def index() -> None:
 @workspace_option()
 @user_errors
 def rebuild() -> None:
-    """Refill the index from the task directories and cache entries, in one transaction.
+    """Rebuild the index from the task directories and cache entries.
 
-    Pins are kept (they live in WORKSPACE/.xpmstore/pins/).
+    The new index is built beside the old one, which is never opened unless it is sound (a
+    damaged one is simply replaced), then put in its place. Pins are kept (they live in
+    WORKSPACE/.xpmstore/pins/).
     """
-    from xpmstore.pins import pinned, sync_index
-    from xpmstore.store import Store
+    from xpmstore.reindex import rebuild as rebuild_index
 
-    store = Store(open_workspace())
-    pinned(store.workspace, store.index)  # pins only the index knew go to disk first
-    count = store.rebuild()
-    pins = sync_index(store.workspace, store.index)
-    click.echo(f"rebuilt the index of {store.workspace.root}: {count} objects, {pins} pins")
+    workspace = open_workspace()
+    count, pins = rebuild_index(workspace)
+    click.echo(f"rebuilt the index of {workspace.root}: {count} objects, {pins} pins")

@@ -254,13 +254,11 @@ class Store:
         return len(added), len(removed)
 
     def rebuild(self) -> int:
-        """Refill the index from the directories in one write transaction; returns the count."""
-        records = []
-        for directory in list_object_dirs(self.workspace):
-            record = record_from_disk(self.workspace, directory)
-            if record is not None:
-                records.append((directory.name, record))
-        return self.index.replace_all(records)
+        """Rebuild the index from the directories (built beside the old one, which is never
+        read unless sound, then put in its place); returns the count."""
+        from .reindex import rebuild
+
+        return rebuild(self.workspace)[0]
 
     def records(self, kind: str | None = None, name: str | None = None) -> list[Record]:
         """Every known object (after a reconcile), newest first, filtered by kind and name."""
