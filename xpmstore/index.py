@@ -15,52 +15,27 @@ damage costs a rebuild from them, never an outage.  Databases:
 ``digests``   (dev, inode, size, mtime_ns, ctime_ns) → checked 33-byte input digest
 ``meta``      schema version
 
-Healing: the files are checked before LMDB reads them (:mod:`xpmstore.indexfiles`).  Damage
-found there, or an LMDB error of a read or a write that says the files are damaged, moves the
-index aside (``<name>.damaged-<time>``) under the open lock, with one line on stderr, and a
-fresh one is filled from the workspace (:mod:`xpmstore.reindex`); the operation then goes on.
-A process that finds the files already replaced by another one adopts them instead, so two
-processes never both move an index aside.  An error that says nothing against the files (a full
-disk, no permission) never moves them: the process keeps its index in memory
-(:class:`~xpmstore.memenv.MemoryEnv`), filled from the workspace, with one line on stderr.  A
-record that fails its check is dropped and recomputed from its directory.
-
-Concurrency: one Environment per (path, pid), shared by every Index object of that path in the
-process; a forked child reopens instead of using an inherited handle (``os.register_at_fork``
-forgets the cache, and an inherited Index object reopens on its first use in the child).  Every
-process opens with the same constants.  One transaction helper doubles the map on
-``MapFullError`` and adopts another process's growth on ``MapResizedError``.  Writers are
-serialised by LMDB; readers never block.  Not safe on network file systems:
-:func:`index_location` keeps it on a local disk.
+Healing (:mod:`xpmstore.indexenv`): damaged files cost a rebuild from the workspace, a full
+disk or missing permissions an index kept in memory; a record that fails its check is dropped
+and recomputed from its directory.  Not safe on network file systems: :func:`index_location`
+keeps it on a local disk.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import socket
 import struct
-import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import lmdb
 from blake3 import blake3
 
+from . import indexenv
 from .identifier import check_identifier
-from .indexfiles import (
-    IndexDamaged,
-    allocate_lock_file,
-    data_file_problem,
-    dead_readers,
-    file_identity,
-    is_damage,
-    move_aside,
-    verify_problems,
-)
+from .indexenv import MAX_DBS, MAX_READERS, MIN_MAP_SIZE, SCHEMA, IndexEnvironment, install
 from .indexrecords import (
     decode_record,
     encode_record,
@@ -68,76 +43,28 @@ from .indexrecords import (
     raw_identifier,
     seal,
     secondary_keys,
-    summary,
     tag_prefix,
     unseal,
-    without_identity,
 )
-from .locks import path_lock
-from .memenv import MemoryEnv
 from .workspace import Workspace, is_network_fs, user_settings
 
 __all__ = ["MAX_DBS", "MAX_READERS", "MIN_MAP_SIZE", "SCHEMA", "Index", "index_location",
-           "install", "without_identity"]
+           "install"]
 
-SCHEMA = b"2"
-"""2: values of ``objects`` and ``digests`` carry a check (an index of schema 1 is rebuilt)."""
-MAX_DBS = 8
-MAX_READERS = 1024
-MIN_MAP_SIZE = 1 << 30
-
-_DB_NAMES = (b"objects", b"names", b"tags", b"deps", b"pins", b"digests", b"meta")
 _digest_key = struct.Struct(">QQQqq").pack
-_summary = summary  # the name listing.py imports
 
 T = TypeVar("T")
 
 _open: dict[str, tuple[int, Index]] = {}
 _abandoned: list[Any] = []  # Index objects inherited across fork: kept so they are never freed
-_open_lock = threading.RLock()
-
-
-class _Opened(NamedTuple):
-    """One process's environment of an index: LMDB's (``files`` is then the (device, inode) of
-    its data file) or a :class:`MemoryEnv` (``files`` None)."""
-
-    pid: int
-    env: Any
-    dbs: dict[bytes, Any]
-    files: tuple[int, int] | None
-
-
-_envs: dict[str, _Opened] = {}
-"""real path → the one environment of each index in this process.  py-lmdb refuses to open the
-same files twice in one process (LMDB's fcntl locks belong to the process), so every Index of a
-path shares it.  After a fork the entry names the parent's pid until the child opens its own
-(:meth:`Index._attach`)."""
-
-
-_this_pid = os.getpid()  # kept current by _forget_after_fork: no getpid() per lookup
 
 
 def _forget_after_fork() -> None:
-    global _open_lock, _this_pid
-    _this_pid = os.getpid()
-    _open_lock = threading.RLock()  # another thread of the parent may have held it at the fork
     _abandoned.extend(_open.values())
     _open.clear()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
-
-
-def _warn(text: str) -> None:
-    """One line on stderr (a closed or broken stderr loses it, never stops the caller)."""
-    with contextlib.suppress(OSError, ValueError):
-        print(f"xpmstore: {text}", file=sys.stderr, flush=True)
-
-
-def _lock_path(path: Path) -> Path:
-    """The open lock of the index at ``path``: beside the folder, so that it outlives moving
-    the folder aside."""
-    return path.parent / f"{path.name}.lock"
 
 
 def index_location(workspace: Workspace) -> Path:
@@ -167,59 +94,27 @@ def index_location(workspace: Workspace) -> Path:
 
 
 
-def install(path: Path, built: Path) -> None:
-    """Put the index built in the folder ``built`` at ``path`` (under the open lock), deleting
-    the old files.  This process adopts it at once; another process that has the old one open
-    adopts it on its next write or error."""
-    path = Path(os.path.abspath(path))
-    with _open_lock:
-        held = _envs.pop(os.path.realpath(path), None)
-        if held is not None and held.pid == _this_pid:
-            held.env.close()
-        old = path.with_name(f"{path.name}.replaced-{os.getpid()}")
-        with path_lock(_lock_path(path)):
-            try:
-                os.rename(path, old)
-            except FileNotFoundError:
-                pass
-            os.rename(built, path)
-    shutil.rmtree(old, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        os.unlink(_lock_path(built))
+class Index(IndexEnvironment):
+    """An open LMDB index.  Use :meth:`for_workspace` or :meth:`open` (cached per process)."""
 
-
-class Index:
-    """An open LMDB index.  Use :meth:`for_workspace` or :meth:`open` (cached per process).
-
-    ``workspace`` (set by :meth:`for_workspace`) is what a heal refills the index from; an
-    index opened by path alone starts empty after a heal.
-    """
-
-    def __init__(self, path: Path, map_size: int | None = None):
-        self.path = Path(os.path.abspath(path))
-        self._key = os.path.realpath(self.path)  # one environment per files, whatever the path
-        self._requested_map = map_size
-        self.workspace: Workspace | None = None
-        self.env: Any = None
-        self.dbs: dict[bytes, Any] = {}
-        self._pid = 0
-        self._held: _Opened | None = None
-        self._filling = False
+    def __init__(self, path: Path, map_size: int | None = None,
+                 workspace: Workspace | None = None):
         self._pending_digests: list[tuple[bytes, bytes]] = []
-        self._attach()
-
-    # --- opening ----------------------------------------------------------------------------
+        super().__init__(path, map_size, workspace)
 
     @classmethod
-    def open(cls, path: Path, map_size: int | None = None) -> Index:
+    def open(cls, path: Path, map_size: int | None = None,
+             workspace: Workspace | None = None) -> Index:
         """The index at ``path`` for this process (opened once per process, reopened after fork).
         """
         key = os.path.realpath(path)  # a symlinked workspace names the same files
-        with _open_lock:
+        with indexenv.process_lock():
             found = _open.get(key)
             if found is not None and found[0] == os.getpid():
+                if found[1].workspace is None:
+                    found[1].workspace = workspace
                 return found[1]
-            index = cls(Path(os.path.abspath(path)), map_size)
+            index = cls(Path(os.path.abspath(path)), map_size, workspace)
             _open[key] = (os.getpid(), index)
             return index
 
@@ -229,260 +124,28 @@ class Index:
         persistent memo of input digests of this process."""
         from . import inputs
 
-        index = cls.open(index_location(workspace))
-        if index.workspace is None:
-            index.workspace = workspace
+        index = cls.open(index_location(workspace), workspace=workspace)
         inputs.set_persistent_memo(index)
         return index
 
-    def _map_size(self) -> int:
-        if self._requested_map is not None:
-            return self._requested_map
-        try:
-            size = os.stat(self.path / "data.mdb").st_size
-        except FileNotFoundError:
-            size = 0
-        return max(2 * size, MIN_MAP_SIZE)
-
-    def _use(self, held: _Opened) -> None:
-        self._pid, self.env, self.dbs, self._held = held.pid, held.env, held.dbs, held
-
-    def _attach(self) -> None:
-        """Use this process's environment of the path, opening it if there is none yet.
-
-        Called at construction and whenever the object is used in another process than the one
-        that attached it (a forked child), after :meth:`close`, or after another object of the
-        path healed it: a child closes the inherited handle (it never used it; the parent's
-        stays open) and opens its own.
-        """
-        with _open_lock:
-            held = _envs.get(self._key)
-            if held is None or held.pid != os.getpid():
-                if held is not None:
-                    del _envs[self._key]
-                    with contextlib.suppress(lmdb.Error):
-                        held.env.close()  # inherited across fork: py-lmdb refuses a second open
-                self._open()
-            else:
-                self._use(held)
-
-    def _ensure(self) -> None:
-        if self._pid != _this_pid or _envs.get(self._key) is not self._held:
-            self._attach()
-
     def close(self) -> None:
-        """Close this process's environment of the index (every Index object of the path in
-        this process reopens it on its next use)."""
-        with _open_lock:
-            with contextlib.suppress(lmdb.Error):
-                self.flush_digests()
-            held = _envs.get(self._key)
-            if held is not None and held.pid == os.getpid():
-                del _envs[self._key]
-                held.env.close()
-            found = _open.get(self._key)
-            if found is not None and found[1] is self:
-                del _open[self._key]
-
-    def _register(self, env: Any, dbs: dict[bytes, Any], files: tuple[int, int] | None) -> None:
-        held = _Opened(_this_pid, env, dbs, files)
-        _envs[self._key] = held
-        self._use(held)
-
-    def _forget_env(self) -> None:
-        """Close and forget this process's environment of the path (caller holds _open_lock)."""
-        held = _envs.pop(self._key, None)
-        if held is not None and held.pid == _this_pid:
-            with contextlib.suppress(lmdb.Error):
-                held.env.close()
-        self.env = None
-
-    def _open(self, damage: BaseException | None = None,
-              files: tuple[int, int] | None = None) -> None:
-        """Open the files (checked first), moving damaged ones aside and refilling the fresh
-        ones.  With ``damage`` (what a transaction raised on the files ``files``), those files
-        are moved aside first, unless another process already replaced them.  A failure that
-        says nothing against the files (full disk, permissions) leaves this process with an
-        index in memory.  Caller holds _open_lock."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            with path_lock(_lock_path(self.path)):
-                fresh = damage is not None and file_identity(self.path) == files
-                if fresh:
-                    assert damage is not None
-                    self._move_aside(damage)
-                try:
-                    env, dbs = self._open_files()
-                except (lmdb.Error, IndexDamaged) as error:
-                    if not is_damage(error):
-                        raise
-                    self._move_aside(error)
-                    env, dbs = self._open_files()
-                    fresh = True
-                self._register(env, dbs, file_identity(self.path))
-                if fresh:
-                    self._fill()
-        except (OSError, lmdb.Error, IndexDamaged) as error:
-            self._in_memory(error)
-
-    def _open_files(self) -> tuple[Any, dict[bytes, Any]]:
-        """Open the LMDB files after checking them (IndexDamaged when they are damaged)."""
-        allocate_lock_file(self.path, MAX_READERS)
-        died_reading = dead_readers(self.path)  # before LMDB resets its reader table
-        env = lmdb.open(
-            str(self.path), map_size=self._map_size(), max_dbs=MAX_DBS,
-            max_readers=MAX_READERS, subdir=True, readahead=False,
-        )
-        try:
-            problem = data_file_problem(env, self.path)  # before any page is read
-            if problem is not None:
-                raise IndexDamaged(problem)
-            allocate_lock_file(self.path, MAX_READERS)  # the tail LMDB may have added
-            if died_reading:  # killed, or crashed on a bad page (LMDB aborts on some): walk
-                with env.begin():  # the file without LMDB, its pages held by this reader
-                    problems = verify_problems(self.path)
-                if problems:
-                    raise IndexDamaged(f"process {died_reading[0]} died reading it, and"
-                                       f" {problems[0]}")
-            env.reader_check()  # free the slots of dead processes
-            return env, self._open_dbs(env)
-        except BaseException:
-            env.close()  # half open: close it, or the next try is refused
-            raise
-
-    @staticmethod
-    def _open_dbs(env: Any) -> dict[bytes, Any]:
-        # A write transaction even when every database exists: LMDB refuses writes through
-        # database handles opened in a read-only transaction.
-        for _ in range(64):
+        """Write the buffered digests, then close this process's environment of the index
+        (every Index object of the path in this process reopens it on its next use)."""
+        with indexenv.process_lock():
             try:
-                txn = env.begin(write=True)
-            except lmdb.MapResizedError:  # another process grew the map since we opened
-                env.set_mapsize(0)
-                continue
-            with txn:
-                dbs = {name: env.open_db(name, txn=txn) for name in _DB_NAMES}
-                schema = txn.get(b"schema", db=dbs[b"meta"])
-                if schema is None:
-                    txn.put(b"schema", SCHEMA, db=dbs[b"meta"])
-                elif schema != SCHEMA:
-                    raise IndexDamaged(f"index schema {schema!r}, expected {SCHEMA!r}")
-            return dbs
-        raise RuntimeError("index map kept changing size")  # pragma: no cover
+                self.flush_digests()
+            finally:
+                super().close()
+                found = _open.get(self._key)
+                if found is not None and found[1] is self:
+                    del _open[self._key]
 
-    def _move_aside(self, error: BaseException) -> None:
-        """Move the damaged files aside (caller holds the open lock and closed them)."""
-        aside = move_aside(self.path)
-        _warn(f"the index at {self.path} is damaged ({error}); moved it to {aside.name} and"
-              " rebuilt it from the workspace")
-
-    def _fill(self) -> None:
-        """Refill a fresh environment from the workspace (nothing without one)."""
-        if self.workspace is None:
-            return
+    def refill(self) -> None:
+        """Fill the index from its workspace's directories and pins."""
         from .reindex import fill
 
-        self._filling = True
-        try:
-            fill(self, self.workspace)
-        finally:
-            self._filling = False
-
-    def _in_memory(self, error: BaseException) -> None:
-        """Go on with an index in memory filled from the workspace (caller holds _open_lock)."""
-        self._forget_env()
-        env = MemoryEnv()
-        self._register(env, {name: env.open_db(name) for name in _DB_NAMES}, None)
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        _warn(f"cannot use the index at {self.path} ({reason}); this process keeps it in"
-              " memory and answers from the workspace's directories")
-        self._fill()
-
-    def _recover(self, error: lmdb.Error, attempt: int) -> None:
-        """Make the index usable after ``error`` from one of its transactions: adopt what
-        another thread or process put in place, else move damaged files aside and refill,
-        else (or on a second error) go on in memory."""
-        if self._filling:
-            raise error  # the heal that is filling the index decides (see _open)
-        with _open_lock:
-            current = _envs.get(self._key)
-            if current is not self._held:  # closed, or healed by another thread: adopt
-                self._attach()
-                return
-            if attempt > 0 or not is_damage(error) or current is None \
-                    or current.files is None:
-                self._in_memory(error)
-                return
-            self._forget_env()
-            self._open(damage=error, files=current.files)
-
-    def reader_check(self) -> int:
-        """Clear reader slots of dead processes; returns how many were cleared."""
-        self._ensure()
-        try:
-            return int(self.env.reader_check())
-        except lmdb.Error as error:
-            self._recover(error, 0)
-            return 0
-
-    # --- transactions -----------------------------------------------------------------------
-
-    def _adopt_replaced_files(self) -> None:
-        """Before a write: adopt the files another process put in place (a heal, a rebuild),
-        so that no write goes to files moved aside (one ``stat``)."""
-        held = self._held
-        if held is not None and held.files is not None and file_identity(self.path) != held.files:
-            with _open_lock:
-                if _envs.get(self._key) is held:
-                    self._forget_env()
-                self._attach()
-
-    def read(self, body: Callable[[Any], T]) -> T:
-        """Run ``body(txn)`` in a read transaction (adopting another process's map growth,
-        healing the index on an LMDB error: ``body`` may then run again)."""
-        for attempt in range(3):
-            self._ensure()
-            try:
-                return self._read_once(body)
-            except lmdb.Error as error:
-                self._recover(error, attempt)
-        return self._read_once(body)  # in memory by now
-
-    def _read_once(self, body: Callable[[Any], T]) -> T:
-        for _ in range(8):
-            try:
-                with self.env.begin(buffers=False) as txn:
-                    return body(txn)
-            except lmdb.MapResizedError:
-                self.env.set_mapsize(0)
-        raise RuntimeError("index map kept changing size")  # pragma: no cover
-
-    def write(self, body: Callable[[Any], T]) -> T:
-        """Run ``body(txn)`` in one durable write transaction, growing the map as needed and
-        healing the index on an LMDB error.
-
-        ``body`` may run more than once (after a map resize or a heal): it must only touch the
-        txn.
-        """
-        for attempt in range(3):
-            self._ensure()
-            self._adopt_replaced_files()
-            try:
-                return self._write_once(body)
-            except lmdb.Error as error:
-                self._recover(error, attempt)
-        return self._write_once(body)  # in memory by now
-
-    def _write_once(self, body: Callable[[Any], T]) -> T:
-        for _ in range(64):
-            try:
-                with self.env.begin(write=True) as txn:
-                    return body(txn)
-            except lmdb.MapResizedError:
-                self.env.set_mapsize(0)
-            except lmdb.MapFullError:
-                self.env.set_mapsize(self.env.info()["map_size"] * 2)
-        raise RuntimeError("index write kept failing to fit")  # pragma: no cover
+        assert self.workspace is not None
+        fill(self, self.workspace)
 
     def _read_records(self, body: Callable[[Any, list[bytes]], T]) -> T:
         """``body(txn, damaged)`` in a read transaction, where ``body`` adds to ``damaged``
@@ -523,9 +186,9 @@ class Index:
 
         self.write(body)
         shown = ", ".join(raw.hex()[:16] for raw in damaged[:3])
-        _warn(f"{len(damaged)} damaged record{'s' if len(damaged) > 1 else ''} in the index at"
-              f" {self.path} ({shown}{', ...' if len(damaged) > 3 else ''}); recomputed"
-              f" {len(recomputed)} from the workspace")
+        indexenv.warn(f"{len(damaged)} damaged record{'s' if len(damaged) > 1 else ''} in the"
+                      f" index at {self.path} ({shown}{', ...' if len(damaged) > 3 else ''});"
+                      f" recomputed {len(recomputed)} from the workspace")
         return recomputed
 
     # --- objects ----------------------------------------------------------------------------

@@ -38,13 +38,11 @@ def seal(key: bytes, body: bytes) -> bytes:
     return _CHECK.pack(zlib.crc32(body, zlib.crc32(key))) + body
 
 
-def unseal(key: bytes, value: bytes) -> bytes | None:
+def unseal(key: bytes, value: bytes, _crc: Any = zlib.crc32,
+           _pack: Any = _CHECK.pack) -> bytes | None:
     """The body of a value stored under ``key``, or None when its check fails (damage)."""
     body = value[_CHECK_SIZE:]
-    if len(value) < _CHECK_SIZE or _CHECK.unpack_from(value)[0] != zlib.crc32(
-            body, zlib.crc32(key)):
-        return None
-    return body
+    return body if value[:_CHECK_SIZE] == _pack(_crc(body, _crc(key))) else None
 
 
 _IDENTITY_KEY = b',"identity":{'
