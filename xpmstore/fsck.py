@@ -4,7 +4,8 @@
 and blake3, every link's target; the manifest itself must parse, name the directory's
 identifier, kind and name; a task's params.json must give back its identifier) and reconciles
 the index with the disk (records added for done objects it lacks, dropped for objects that are
-gone or not done, rewritten where they disagree with the disk).
+gone or not done, rewritten where they disagree with the disk).  The index's files are walked
+page by page first (``lmdb.verify``); damaged ones are moved aside and rebuilt.
 
 With ``repair``, a damaged object is marked **not done**: under its lock, its ``.xpm/done`` is
 renamed to ``.xpm/done.damaged-<time>`` (kept as evidence) and its index record dropped, so the
@@ -129,6 +130,7 @@ def check(workspace: Workspace, repair: bool = False,
     """
     report = FsckReport()
     index = Index.for_workspace(workspace)
+    index.check_files()  # damaged index files: moved aside and rebuilt (one line on stderr)
     directories = [d for d in list_object_dirs(workspace) if is_done(d)]
     intact: dict[str, Path] = {}
     for number, directory in enumerate(sorted(directories), 1):

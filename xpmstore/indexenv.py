@@ -322,6 +322,25 @@ class IndexEnvironment:
             self._forget_env()
             self._open(damage=error, files=current.files)
 
+    def check_files(self) -> list[str]:
+        """Walk every page of the index's files (:func:`~xpmstore.indexfiles.verify_problems`:
+        O(size), safe on any bytes); damaged files are moved aside and refilled as in a heal.
+        Returns the problems found ([] when sound, or when the index is in memory)."""
+        self._ensure()
+        held = self._held
+        if held is None or held.files is None:
+            return []
+        try:
+            with self.env.begin():  # a reader: no page of this snapshot is reused meanwhile
+                problems = verify_problems(self.path)
+        except lmdb.Error as error:
+            problems = [str(error)]
+        if problems:
+            with _open_lock:
+                self._forget_env()
+                self._open(damage=IndexDamaged(problems[0]), files=held.files)
+        return problems
+
     def reader_check(self) -> int:
         """Clear reader slots of dead processes; returns how many were cleared."""
         self._ensure()

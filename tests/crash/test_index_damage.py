@@ -336,3 +336,13 @@ def test_a_full_disk_never_kills_a_command(template: Path, small_disk: Path, sta
         done = run(root, args, ident)
         check_answer(root, args, ident, done)
     assert moved_aside(root) == []
+
+
+def test_fsck_walks_the_index_and_rebuilds_a_damaged_one(ws: Path) -> None:
+    """A zeroed page that no lookup has read yet: fsck finds it before anything aborts."""
+    ident = identifiers(ws)[31]
+    overwrite_pages(ws, ident, bytes)
+    done = console(ws, "fsck")
+    assert done.returncode == 0, done
+    assert len(moved_aside(ws)) == 1 and "is damaged" in done.stderr, done
+    run_commands(ws, ident)
