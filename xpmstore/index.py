@@ -98,9 +98,9 @@ class Index(IndexEnvironment):
     """An open LMDB index.  Use :meth:`for_workspace` or :meth:`open` (cached per process)."""
 
     def __init__(self, path: Path, map_size: int | None = None,
-                 workspace: Workspace | None = None):
+                 workspace: Workspace | None = None, fallback: bool = True):
         self._pending_digests: list[tuple[bytes, bytes]] = []
-        super().__init__(path, map_size, workspace)
+        super().__init__(path, map_size, workspace, fallback)
 
     @classmethod
     def open(cls, path: Path, map_size: int | None = None,

@@ -127,14 +127,17 @@ class IndexEnvironment:
     """This process's environment of the index at ``path``: opened, checked and healed.
 
     ``workspace`` is what a heal refills the index from (an index opened by path alone starts
-    empty after a heal).  Subclasses fill a fresh environment through :meth:`_fill`.
+    empty after a heal).  Subclasses fill a fresh environment through :meth:`refill`.  With
+    ``fallback=False`` an index that cannot use its files raises (OSError or lmdb.Error)
+    instead of going on in memory.
     """
 
     def __init__(self, path: Path, map_size: int | None = None,
-                 workspace: Workspace | None = None):
+                 workspace: Workspace | None = None, fallback: bool = True):
         self.path = Path(os.path.abspath(path))
         self._key = os.path.realpath(self.path)  # one environment per files, whatever the path
         self._requested_map = map_size
+        self._fallback = fallback
         self.workspace = workspace
         self.env: Any = None
         self.dbs: dict[bytes, Any] = {}
@@ -270,7 +273,8 @@ class IndexEnvironment:
                 if schema is None:
                     txn.put(b"schema", SCHEMA, db=dbs[b"meta"])
                 elif schema != SCHEMA:
-                    raise IndexDamaged(f"index schema {schema!r}, expected {SCHEMA!r}")
+                    raise IndexDamaged(f"schema {schema.decode(errors='replace')}, this"
+                                       f" xpmstore writes {SCHEMA.decode()}")
             return dbs
         raise RuntimeError("index map kept changing size")  # pragma: no cover
 
@@ -294,9 +298,17 @@ class IndexEnvironment:
         """Fill the index from ``self.workspace`` (what a subclass knows how to do)."""
         raise NotImplementedError
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether this process keeps the index in memory (its files could not be used)."""
+        return self._held is None or self._held.files is None
+
     def _in_memory(self, error: BaseException) -> None:
-        """Go on with an index in memory filled from the workspace (caller holds _open_lock)."""
+        """Go on with an index in memory filled from the workspace (caller holds _open_lock);
+        without fallback, raise ``error``."""
         self._forget_env()
+        if not self._fallback:
+            raise error
         env = MemoryEnv()
         self._register(env, {name: env.open_db(name) for name in DB_NAMES}, None)
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error

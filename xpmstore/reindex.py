@@ -8,11 +8,14 @@ never needs to open, then put in its place.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
+
+import lmdb
 
 from .index import Index, index_location, install
 from .indexfiles import verify_problems
@@ -90,17 +93,26 @@ def _salvage(location: Path, fresh: Index, workspace: Workspace) -> None:
 def rebuild(workspace: Workspace) -> tuple[int, int]:
     """Build a new index of ``workspace`` from its directories beside the old one, then put it
     in its place (processes that have the old one open adopt the new one on their next write);
-    returns (objects, pins).  The old index is never opened unless it is sound."""
+    returns (objects, pins).  The old index is never opened unless it is sound.  Raises OSError
+    when the new one cannot be written (a full disk): the old one is then left as it was."""
     location = index_location(workspace)
     location.parent.mkdir(parents=True, exist_ok=True)
     _clear_leftovers(location)
     built = location.with_name(f"{location.name}.rebuild-{os.getpid()}")
     shutil.rmtree(built, ignore_errors=True)
-    fresh = Index(built)
     try:
-        _salvage(location, fresh, workspace)
-        counts = fill(fresh, workspace)
-    finally:
-        fresh.close()
+        fresh = Index(built, fallback=False)
+        try:
+            _salvage(location, fresh, workspace)
+            counts = fill(fresh, workspace)
+        finally:
+            fresh.close()
+    except (OSError, lmdb.Error) as error:
+        shutil.rmtree(built, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.unlink(built.with_name(f"{built.name}.lock"))
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise OSError(f"cannot write a new index beside {location} ({reason}); the old one is"
+                      " left as it was") from None
     install(location, built)
     return counts

@@ -336,6 +336,12 @@ def test_a_full_disk_never_kills_a_command(template: Path, small_disk: Path, sta
         done = run(root, args, ident)
         check_answer(root, args, ident, done)
     assert moved_aside(root) == []
+    before = sorted(os.listdir(root / ".xpmstore"))
+    rebuilt = console(root, "index", "rebuild")  # a new index cannot be written: refused
+    assert rebuilt.returncode == 1 and "Traceback" not in rebuilt.stderr, rebuilt
+    assert rebuilt.stderr.startswith("xpmstore: cannot write a new index"), rebuilt
+    assert len(rebuilt.stderr.splitlines()) == 1, rebuilt
+    assert sorted(os.listdir(root / ".xpmstore")) == before  # nothing left, nothing replaced
 
 
 def test_fsck_walks_the_index_and_rebuilds_a_damaged_one(ws: Path) -> None:
