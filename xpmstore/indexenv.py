@@ -232,7 +232,12 @@ class IndexEnvironment:
             self._in_memory(error)
 
     def _open_files(self) -> tuple[Any, dict[bytes, Any]]:
-        """Open the LMDB files after checking them (IndexDamaged when they are damaged)."""
+        """Open the LMDB files after checking them (IndexDamaged when they are damaged).
+
+        ``lock.mdb`` is opened here only before LMDB opens it: closing any descriptor of it
+        afterwards would drop the fcntl locks LMDB holds on it for this process (POSIX), and
+        another process would then reset the lock table under this one.
+        """
         allocate_lock_file(self.path, MAX_READERS)
         died_reading = dead_readers(self.path)  # before LMDB resets its reader table
         env = lmdb.open(
@@ -244,7 +249,6 @@ class IndexEnvironment:
                 problem = data_file_problem(env, self.path)
             if problem is not None:
                 raise IndexDamaged(problem)
-            allocate_lock_file(self.path, MAX_READERS)  # the tail LMDB may have added
             if died_reading:  # killed, or crashed on a bad page (LMDB aborts on some): walk
                 with env.begin():  # the file without LMDB, its pages held by this reader
                     problems = verify_problems(self.path)

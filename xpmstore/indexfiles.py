@@ -45,8 +45,8 @@ LOCK_FILE = "lock.mdb"
 _READER_SLOT = 64
 """Bytes of one reader slot of ``lock.mdb`` (a cache line), and of each of the 3 lines of its
 header on Linux (LMDB 0.9 with POSIX robust mutexes): the file is
-``(max_readers - 1) * 64 + 192`` bytes.  LMDB grows a smaller file itself, and the tail it adds
-is allocated after the open (:func:`allocate_lock_file` again)."""
+``(max_readers - 1) * 64 + 192`` bytes.  (A build that wants more grows the file itself, and
+that tail stays sparse: the file cannot be reopened to allocate it once LMDB holds its locks.)"""
 
 
 class IndexDamaged(Exception):
@@ -90,7 +90,8 @@ def allocate_lock_file(path: Path, max_readers: int) -> None:
     """Create ``lock.mdb`` in ``path`` if needed and give every byte of it disk space, so that
     LMDB's writes into its map never fault on a full file system.  Raises OSError (ENOSPC,
     EDQUOT...) when the space cannot be had; a file system without ``fallocate`` is left alone
-    (glibc writes the zeros itself on most)."""
+    (glibc writes the zeros itself on most).  Only before this process opens the environment:
+    closing a descriptor of ``lock.mdb`` drops every fcntl lock the process holds on it."""
     fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         wanted = max(os.fstat(fd).st_size, (max_readers - 1) * _READER_SLOT + 3 * _READER_SLOT)
@@ -116,8 +117,9 @@ _IDLE = (1 << 64) - 1
 def dead_readers(path: Path) -> list[int]:
     """The pids of processes that died inside a read transaction of the index at ``path``
     (killed, or crashed on a damaged page: LMDB aborts or faults on some), read from
-    ``lock.mdb`` without mapping it and before LMDB opens it (a lone opener resets the table).
-    [] when the file is absent or not laid out as LMDB 0.9's on Linux."""
+    ``lock.mdb`` without mapping it and before this process opens the environment (a lone
+    opener resets the table; and see :func:`allocate_lock_file` on descriptors).  [] when the
+    file is absent or not laid out as LMDB 0.9's on Linux."""
     try:
         with open(path / LOCK_FILE, "rb") as handle:
             header = handle.read(_READERS_AT)
