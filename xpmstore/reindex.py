@@ -17,6 +17,7 @@ from typing import Any
 
 import lmdb
 
+from .errors import IndexWriteError
 from .index import Index, index_location, install
 from .indexfiles import verify_problems
 from .liveness import process_start
@@ -93,8 +94,9 @@ def _salvage(location: Path, fresh: Index, workspace: Workspace) -> None:
 def rebuild(workspace: Workspace) -> tuple[int, int]:
     """Build a new index of ``workspace`` from its directories beside the old one, then put it
     in its place (processes that have the old one open adopt the new one on their next write);
-    returns (objects, pins).  The old index is never opened unless it is sound.  Raises OSError
-    when the new one cannot be written (a full disk): the old one is then left as it was."""
+    returns (objects, pins).  The old index is never opened unless it is sound.  Raises
+    IndexWriteError (an OSError) when the new one cannot be written (a full disk): the old one
+    is then left as it was."""
     location = index_location(workspace)
     location.parent.mkdir(parents=True, exist_ok=True)
     _clear_leftovers(location)
@@ -112,7 +114,7 @@ def rebuild(workspace: Workspace) -> tuple[int, int]:
         with contextlib.suppress(OSError):
             os.unlink(built.with_name(f"{built.name}.lock"))
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise OSError(f"cannot write a new index beside {location} ({reason}); the old one is"
-                      " left as it was") from None
+        raise IndexWriteError(f"cannot write a new index beside {location} ({reason}); the old"
+                              " one is left as it was") from None
     install(location, built)
     return counts
