@@ -209,8 +209,8 @@ class Index(IndexEnvironment):
         try:
             with self.env.begin(buffers=False) as txn:
                 data = txn.get(raw, db=self.dbs[b"objects"])
-        except lmdb.Error:  # a map resized, or worse: the guarded read sorts it out
-            data = self.read(lambda txn: txn.get(raw, db=self.dbs[b"objects"]))
+        except (lmdb.Error, TypeError):  # a map resized, or worse: the guarded read sorts
+            data = self.read(lambda txn: txn.get(raw, db=self.dbs[b"objects"]))  # it out
         if data is None:
             return None
         record = decode_record(raw, data, identity)

@@ -56,6 +56,10 @@ DB_NAMES = (b"objects", b"names", b"tags", b"deps", b"pins", b"digests", b"meta"
 
 T = TypeVar("T")
 
+_TRIES = 16
+"""Attempts of one transaction: a heal takes one, going on in memory another; the rest are for
+adopting what other threads put in place meanwhile."""
+
 _open_lock = threading.RLock()
 
 
@@ -77,6 +81,11 @@ class _Opened(NamedTuple):
 _envs: dict[str, _Opened] = {}
 """real path → the one environment of each index in this process.  After a fork the entry
 names the parent's pid until the child opens its own (:meth:`IndexEnvironment._attach`)."""
+
+_retired: list[Any] = []
+"""Environments of files that were moved aside or replaced: never closed, because another
+thread may still be inside a call on them (py-lmdb touches mapped pages with the GIL released;
+closing would unmap them under it).  Their threads move to the new files on their next call."""
 
 _this_pid = os.getpid()  # kept current by _after_fork: no getpid() per lookup
 
@@ -110,7 +119,7 @@ def install(path: Path, built: Path) -> None:
     with _open_lock:
         held = _envs.pop(os.path.realpath(path), None)
         if held is not None and held.pid == _this_pid:
-            held.env.close()
+            _retired.append(held.env)
         old = path.with_name(f"{path.name}.replaced-{os.getpid()}")
         with path_lock(_lock_path(path)):
             try:
@@ -196,11 +205,11 @@ class IndexEnvironment:
         self._use(held)
 
     def _forget_env(self) -> None:
-        """Close and forget this process's environment of the path (caller holds _open_lock)."""
+        """Forget this process's environment of the path, to open other files (or none) in its
+        place; it is retired, not closed (see ``_retired``).  Caller holds _open_lock."""
         held = _envs.pop(self._key, None)
         if held is not None and held.pid == _this_pid:
-            with contextlib.suppress(lmdb.Error):
-                held.env.close()
+            _retired.append(held.env)
         self.env = None
 
     def _open(self, damage: BaseException | None = None,
@@ -320,23 +329,26 @@ class IndexEnvironment:
               " memory and answers from the workspace's directories")
         self._fill()
 
-    def _recover(self, error: lmdb.Error, attempt: int) -> None:
-        """Make the index usable after ``error`` from one of its transactions: adopt what
-        another thread or process put in place, else move damaged files aside and refill,
-        else (or on a second error) go on in memory."""
+    def _recover(self, error: Exception, held: _Opened, healed: bool) -> bool:
+        """Make the index usable after ``error`` from a transaction on ``held``: adopt what
+        another thread or process put in place meanwhile (returns False), else move damaged
+        files aside and refill, else, or when this call ``healed`` once already, go on in
+        memory (returns True).  A TypeError is a wrong database handle after another thread
+        changed the environment mid-call; otherwise it is raised."""
         if self._filling:
             raise error  # the heal that is filling the index decides (see _open)
         with _open_lock:
-            current = _envs.get(self._key)
-            if current is not self._held:  # closed, or healed by another thread: adopt
+            if _envs.get(self._key) is not held:  # closed, or healed by another thread: adopt
                 self._attach()
-                return
-            if attempt > 0 or not is_damage(error) or current is None \
-                    or current.files is None:
+                return False
+            if isinstance(error, TypeError):
+                raise error
+            if healed or not is_damage(error) or held.files is None:
                 self._in_memory(error)
-                return
+                return True
             self._forget_env()
-            self._open(damage=error, files=current.files)
+            self._open(damage=error, files=held.files)
+            return True
 
     def check_files(self) -> list[str]:
         """Walk every page of the index's files (:func:`~xpmstore.indexfiles.verify_problems`:
@@ -360,10 +372,12 @@ class IndexEnvironment:
     def reader_check(self) -> int:
         """Clear reader slots of dead processes; returns how many were cleared."""
         self._ensure()
+        held = self._held
+        assert held is not None
         try:
-            return int(self.env.reader_check())
+            return int(held.env.reader_check())
         except lmdb.Error as error:
-            self._recover(error, 0)
+            self._recover(error, held, False)
             return 0
 
     # --- transactions -----------------------------------------------------------------------
@@ -381,21 +395,25 @@ class IndexEnvironment:
     def read(self, body: Callable[[Any], T]) -> T:
         """Run ``body(txn)`` in a read transaction (adopting another process's map growth,
         healing the index on an LMDB error: ``body`` may then run again)."""
-        for attempt in range(3):
+        healed = False
+        for _ in range(_TRIES):
             self._ensure()
+            held = self._held
+            assert held is not None
             try:
-                return self._read_once(body)
-            except lmdb.Error as error:
-                self._recover(error, attempt)
-        return self._read_once(body)  # in memory by now
+                return self._read_once(held.env, body)
+            except (lmdb.Error, TypeError) as error:
+                healed = self._recover(error, held, healed) or healed
+        raise RuntimeError("the index kept changing under one read")  # pragma: no cover
 
-    def _read_once(self, body: Callable[[Any], T]) -> T:
+    @staticmethod
+    def _read_once(env: Any, body: Callable[[Any], T]) -> T:
         for _ in range(8):
             try:
-                with self.env.begin(buffers=False) as txn:
+                with env.begin(buffers=False) as txn:
                     return body(txn)
             except lmdb.MapResizedError:
-                self.env.set_mapsize(0)
+                env.set_mapsize(0)
         raise RuntimeError("index map kept changing size")  # pragma: no cover
 
     def write(self, body: Callable[[Any], T]) -> T:
@@ -405,22 +423,26 @@ class IndexEnvironment:
         ``body`` may run more than once (after a map resize or a heal): it must only touch the
         txn.
         """
-        for attempt in range(3):
+        healed = False
+        for _ in range(_TRIES):
             self._ensure()
             self._adopt_replaced_files()
+            held = self._held
+            assert held is not None
             try:
-                return self._write_once(body)
-            except lmdb.Error as error:
-                self._recover(error, attempt)
-        return self._write_once(body)  # in memory by now
+                return self._write_once(held.env, body)
+            except (lmdb.Error, TypeError) as error:
+                healed = self._recover(error, held, healed) or healed
+        raise RuntimeError("the index kept changing under one write")  # pragma: no cover
 
-    def _write_once(self, body: Callable[[Any], T]) -> T:
+    @staticmethod
+    def _write_once(env: Any, body: Callable[[Any], T]) -> T:
         for _ in range(64):
             try:
-                with self.env.begin(write=True) as txn:
+                with env.begin(write=True) as txn:
                     return body(txn)
             except lmdb.MapResizedError:
-                self.env.set_mapsize(0)
+                env.set_mapsize(0)
             except lmdb.MapFullError:
-                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+                env.set_mapsize(env.info()["map_size"] * 2)
         raise RuntimeError("index write kept failing to fit")  # pragma: no cover

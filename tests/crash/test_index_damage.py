@@ -14,6 +14,7 @@ import random
 import shutil
 import subprocess
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pytest
 
 from xpmstore.index import Index
 from xpmstore.objects import run_here
+from xpmstore.workspace import Workspace
 
 from ..clihelpers import console
 from ..helpers import PYTHON, REPO_ROOT
@@ -87,9 +89,10 @@ def record_offsets(root: Path, ident: str) -> list[int]:
     return found
 
 
-def overwrite_pages(root: Path, ident: str, make: Callable[[int], bytes]) -> None:
+def overwrite_pages(root: Path, ident: str, make: Callable[[int], bytes],
+                    psize: int | None = None) -> None:
     """Overwrite every page holding ``ident``'s record with ``make(page size)``."""
-    psize, _ = geometry(root)
+    psize = psize or geometry(root)[0]
     with open(index_dir(root) / "data.mdb", "r+b") as handle:
         for page in sorted({offset // psize for offset in record_offsets(root, ident)}):
             handle.seek(page * psize)
@@ -251,6 +254,32 @@ def test_a_process_with_the_old_index_open_writes_into_the_rebuilt_one(ws: Path)
          str(index_dir(ws)), fake], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
     index.close()
     assert seen.stdout.strip() == "True"
+
+
+def test_threads_of_a_process_heal_the_index_once(ws: Path) -> None:
+    """Pages overwritten under an index this process has open, then read by 4 threads at once:
+    one heals, the others adopt the new files (the old environment is never closed under
+    them), and every answer is whole."""
+    psize, _ = geometry(ws)
+    index = Index.for_workspace(Workspace.at(ws))
+    assert index.count() == OBJECTS
+    overwrite_pages(ws, identifiers(ws)[13], junk_page, psize)
+    start = threading.Barrier(4)
+    found: list[list[str]] = []
+
+    def reader() -> None:
+        start.wait()
+        for _ in range(20):
+            found.append(sorted(ident for ident, _ in index.summaries()))
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=DEADLINE)
+    index.close()
+    assert len(found) == 80 and all(f == identifiers(ws) for f in found)
+    assert len(moved_aside(ws)) == 1
 
 
 # --- 3. a flipped byte in a record --------------------------------------------------------------
