@@ -41,10 +41,15 @@ def run(command: list[str | Path], *, cwd: Path, env: Mapping[str, str] | None =
                           capture_output=True, text=True, timeout=_TIMEOUT, check=False)
 
 
-def source_files(folder: str) -> list[Path]:
-    """Every file of a package folder of the repository (relative to the repository), except
-    bytecode caches."""
-    return sorted(path.relative_to(REPO_ROOT) for path in (REPO_ROOT / folder).rglob("*")
+DATA_PROBES = ("xpmstore/launchers/static/css/probe.css", "cli/templates/pages/probe.html")
+"""Data files added to the copy of the sources: folders of data (a web page's static files and
+templates) must reach the wheel too."""
+
+
+def source_files(root: Path, folder: str) -> list[Path]:
+    """Every file of the package folder ``root/folder`` (relative to ``root``), except bytecode
+    caches."""
+    return sorted(path.relative_to(root) for path in (root / folder).rglob("*")
                   if path.is_file() and "__pycache__" not in path.parts)
 
 
@@ -58,6 +63,8 @@ def installed_name(source: Path) -> str:
 class Installation:
     """A fresh virtual environment holding xpmstore installed from its wheel."""
 
+    source: Path
+    """The copy of the sources the sdist and the wheel were built from."""
     wheel: Path
     sdist: Path
     venv: Path
@@ -109,6 +116,9 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
             shutil.copy2(REPO_ROOT / name, source / name)
     for extra in REPO_ROOT.glob("LICEN[CS]E*"):
         shutil.copy2(extra, source / extra.name)
+    for probe in DATA_PROBES:
+        (source / probe).parent.mkdir(parents=True)
+        (source / probe).write_text("/* data */\n")
     # --no-isolation: the build requirements are the dev extra's, already in the test's .venv
     _check(run([PYTHON, "-m", "build", "--no-isolation", "--outdir", work / "dist", source],
                cwd=work), "python -m build")
@@ -123,7 +133,8 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
     home.mkdir()
     elsewhere = work / "elsewhere"
     elsewhere.mkdir()
-    return Installation(wheel=wheel, sdist=sdist, venv=venv, home=home, elsewhere=elsewhere)
+    return Installation(source=source, wheel=wheel, sdist=sdist, venv=venv, home=home,
+                        elsewhere=elsewhere)
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 
 from ..helpers import REPO_ROOT
-from .conftest import PACKAGES, Installation, Ran, installed_name, run, source_files
+from .conftest import DATA_PROBES, PACKAGES, Installation, Ran, installed_name, run, source_files
 
 pytestmark = pytest.mark.slow
 
 
 def _module_names() -> list[str]:
-    """Every module of the sources, by its installed name."""
+    """Every module of the repository's sources, by its installed name."""
     names = []
     for folder in PACKAGES:
-        for path in source_files(folder):
+        for path in source_files(REPO_ROOT, folder):
             if path.suffix == ".py":
                 parts = installed_name(path.with_suffix("")).split("/")
                 names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
@@ -36,9 +36,10 @@ def _site_packages(installation: Installation) -> Path:
 
 def test_the_wheel_holds_every_file_of_the_packages(installation: Installation) -> None:
     names = set(zipfile.ZipFile(installation.wheel).namelist())
-    wanted = {installed_name(path) for folder in PACKAGES for path in source_files(folder)}
+    wanted = {installed_name(path) for folder in PACKAGES
+              for path in source_files(installation.source, folder)}
     assert {"xpmstore/py.typed", "xpmstore/launchers/local.py", "xpmstore/remote/s3.py",
-            "xpmstore_cli/main.py"} <= wanted
+            "xpmstore_cli/main.py", *map(installed_name, map(Path, DATA_PROBES))} <= wanted
     assert sorted(wanted - names) == []
     assert not any(name.startswith(("cli/", "tests/", "benchmarks/", "examples/"))
                    for name in names)
@@ -58,7 +59,9 @@ def test_the_repository_root_never_shadows_the_installed_cli(installation: Insta
 def test_the_sdist_holds_every_file_the_build_reads(installation: Installation) -> None:
     with tarfile.open(installation.sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    wanted = {str(path) for folder in PACKAGES for path in source_files(folder)}
+    wanted = {str(path) for folder in PACKAGES
+              for path in source_files(installation.source, folder)}
+    assert set(DATA_PROBES) <= wanted
     assert sorted(wanted - names) == []
     assert {"pyproject.toml", "setup.py", "README.md"} <= names
 
