@@ -33,11 +33,13 @@ _TIMEOUT = 300.0
 def run(command: list[str | Path], *, cwd: Path, env: Mapping[str, str] | None = None,
         stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``command`` (a real process) with an environment cleared of Python and xpmstore
-    variables (plus ``env``); never raises for its exit code."""
+    variables (plus ``env``), and ``stdin`` (empty by default: nothing waits for a terminal);
+    never raises for its exit code."""
     environ = {k: v for k, v in os.environ.items()
                if not k.startswith(("PYTHON", "XPMSTORE", "XDG_", "VIRTUAL_ENV"))}
     environ.update(env or {})
-    return subprocess.run([str(part) for part in command], cwd=cwd, env=environ, input=stdin,
+    return subprocess.run([str(part) for part in command], cwd=cwd, env=environ,
+                          input="" if stdin is None else stdin,
                           capture_output=True, text=True, timeout=_TIMEOUT, check=False)
 
 
