@@ -39,6 +39,7 @@ CASES: list[tuple[str, list[str], int]] = [
     ("unpin", [UNKNOWN], 1),
     ("unpin", ["XYZ"], 2),
     ("why", [UNKNOWN], 1),
+    ("why", ["raises_on_import:Task"], 1),  # the user's module fails: one line, not a traceback
     ("why", ["zz!"], 2),
     ("du", ["--workspace", MISSING], 1),
     ("du", ["--by", "nope"], 2),
@@ -108,6 +109,7 @@ def test_exit_code_and_one_line(installation: Installation, ran: Ran, damaged: P
                                 tmp_path: Path, path: str, args: list[str], code: int) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
+    (installation.elsewhere / "raises_on_import.py").write_text("raise RuntimeError('broken')\n")
     values = {"count": ran.report["tasks"]["count"], "empty": str(empty),
               "missing": str(tmp_path / "missing")}
     # a directory remote for the failures (push and pull find nothing there); none for bad
