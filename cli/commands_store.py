@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .context import open_workspace, user_errors, workspace_option
+from .context import CliError, ask, open_workspace, user_errors, workspace_option
 from .output import emit_json, short, size, table
 
 __all__ = ["fsck", "gc", "index"]
@@ -92,8 +92,7 @@ def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bo
         if not plan.candidates:
             click.echo("nothing to delete")
             return
-        if not click.confirm(f"delete these {len(plan.candidates)} objects?", default=False,
-                             err=True):
+        if not ask(f"delete these {len(plan.candidates)} objects?"):
             click.echo("nothing deleted")
             return
         result = collect(workspace, options, only={c.identifier for c in plan.candidates})
@@ -136,8 +135,8 @@ def _gc_remote(older_than: float | None, dry_run: bool, yes: bool, as_json: bool
         if not plan.manifests and not plan.blobs:
             click.echo("nothing to delete")
             return
-        if not click.confirm(f"delete {len(plan.manifests)} manifests and {len(plan.blobs)}"
-                             f" blobs from {remote.url}?", default=False, err=True):
+        if not ask(f"delete {len(plan.manifests)} manifests and {len(plan.blobs)} blobs from"
+                   f" {remote.url}?"):
             click.echo("nothing deleted")
             return
     result = collect_remote(remote, older_than)
@@ -179,7 +178,11 @@ def fsck(repair: bool, as_json: bool) -> None:
                    f" {len(report.repaired)} repaired; index: {report.index_added} added,"
                    f" {report.index_removed} removed, {report.index_fixed} fixed")
     if not report.clean:
-        click.get_current_context().exit(1)
+        left = len(report.damaged) - len(report.repaired)
+        raise CliError(f"{left} damaged object(s) left: " + (
+            "in use (their lock is held); run xpmstore fsck --repair again once they end"
+            if repair else "xpmstore fsck --repair marks them not done, so that the next submit"
+            " computes them again"))
 
 
 @click.group(short_help="Index maintenance: index rebuild.")

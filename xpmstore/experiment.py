@@ -33,7 +33,7 @@ from typing import Any, Literal
 from . import objects, runner
 from .claim import claim, holder_state, read_state, write_state
 from .config import Config, Task, class_spec, dependencies, iter_configs, tags_of
-from .errors import ExperimentFailed, TextValueError, XpmstoreError
+from .errors import ExperimentFailed, XpmstoreError
 from .hooks import Job, SubmitHook, gather_hooks
 from .index import Index
 from .launchers.base import Launcher
@@ -47,6 +47,7 @@ from .plan import make_plan
 from .progress import Progress
 from .remote.sync import RemoteSync
 from .runrecord import RunRecord
+from .runs import check_experiment_name
 from .workspace import Workspace, set_active_workspace
 
 __all__ = ["active_experiment", "experiment", "submit_task"]
@@ -138,10 +139,7 @@ class experiment:
     def __init__(self, workspace: str | os.PathLike[str] | Workspace | None, name: str,
                  launcher: Launcher | str | None = None, dry_run: bool = False,
                  progress: Progress | None = None):
-        if not isinstance(name, str) or not name or "/" in name or "\0" in name \
-                or name.startswith("."):
-            raise TextValueError(f"experiment name {name!r}: expected a plain, non-empty name"
-                                 " (no '/', not starting with '.')")
+        check_experiment_name(name)
         self.workspace = Workspace.at(workspace)
         self.name = name
         self._named: dict[str, Launcher] = {}

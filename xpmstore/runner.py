@@ -274,14 +274,57 @@ def _read_json(path: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+_USAGE = "usage: python -m xpmstore.runner TASKDIR [ENVIRON_JSON]"
+_HELP = f"""{_USAGE}
+
+Run the job of TASKDIR (WORKSPACE/jobs/NAME/ID, made by a submit) in this process, as the local
+launcher (fresh_process=True) and Slurm job scripts do. ENVIRON_JSON is a JSON object of
+environment variables set for the task. Exit code: 0 done (or done already), 1 the task failed,
+2 bad arguments, {EXIT_WAITED} another process runs it."""
+
+
+def _arguments(args: list[str]) -> tuple[Path, dict[str, str] | None]:
+    """The task directory and the environment given on the command line; ValueError (one line,
+    naming the argument) when they are not a task directory and a JSON object of strings."""
+    from .identifier import check_identifier
+
+    directory = Path(args[0])
+    try:
+        named = len(check_identifier(directory.name)) == 64
+    except ValueError:
+        named = False
+    if not named or directory.parent.parent.name != "jobs" \
+            or not (directory / "params.json").is_file():
+        raise ValueError(f"{args[0]} is not a task directory (WORKSPACE/jobs/NAME/ID holding a"
+                         " params.json)")
+    if len(args) == 1:
+        return directory, None
+    try:
+        environ = json.loads(args[1])
+    except ValueError:
+        environ = None
+    if not isinstance(environ, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in environ.items()):
+        raise ValueError(f"ENVIRON_JSON {args[1][:80]!r}: expected a JSON object of strings")
+    return directory, environ
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m xpmstore.runner TASKDIR [ENVIRON_JSON]``: run one job in a fresh process."""
+    """``python -m xpmstore.runner TASKDIR [ENVIRON_JSON]``: run one job in a fresh process
+    (``--help``: what it does).  Bad arguments are one line on stderr and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
+    if args in (["-h"], ["--help"]):
+        print(_HELP)
+        return 0
     if len(args) not in (1, 2):
-        print("usage: python -m xpmstore.runner TASKDIR [ENVIRON_JSON]", file=sys.stderr)
+        print(f"xpmstore.runner: expected TASKDIR [ENVIRON_JSON] ({_USAGE})", file=sys.stderr)
         return 2
-    environ = json.loads(args[1]) if len(args) == 2 else None
-    return run_job(args[0], environ)
+    try:
+        directory, environ = _arguments(args)
+    except ValueError as error:
+        print(f"xpmstore.runner: {error}", file=sys.stderr)
+        return 2
+    return run_job(directory, environ)
 
 
 if __name__ == "__main__":

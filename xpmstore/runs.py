@@ -25,17 +25,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import TextValueError
 from .liveness import boot_id, process_start
 from .runrecord import read_run
 from .workspace import Workspace
 
-__all__ = ["REMOTE_RUN_GRACE", "Run", "RunJob", "latest_reasons", "read_runs", "run_is_live"]
+__all__ = ["REMOTE_RUN_GRACE", "Run", "RunJob", "check_experiment_name", "is_experiment_name",
+           "latest_reasons", "read_runs", "run_is_live"]
 
 REMOTE_RUN_GRACE = 7 * 24 * 3600.0
 """Seconds after its last write that a run of another host without an end line counts as live."""
 
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[^/\x00]+")
+
+
+def is_experiment_name(name: object) -> bool:
+    """Whether ``name`` can name an experiment: a plain, non-empty folder name (no '/', no NUL,
+    not starting with '.')."""
+    return isinstance(name, str) and bool(_NAME.fullmatch(name)) and not name.startswith(".")
+
+
+def check_experiment_name(name: object) -> str:
+    """``name`` if it can name an experiment, else TextValueError (a ValueError)."""
+    if not is_experiment_name(name):
+        raise TextValueError(f"experiment name {name!r}: expected a plain, non-empty name"
+                             " (no '/', not starting with '.')")
+    return str(name)
 
 
 @dataclass
@@ -159,7 +175,7 @@ def read_runs(workspace: Workspace, experiment: str | None = None) -> list[Run]:
     now = time.time()
     runs: list[Run] = []
     for name in names:
-        if not _NAME.fullmatch(name) or name.startswith("."):
+        if not is_experiment_name(name):
             continue
         folder = top / name
         try:

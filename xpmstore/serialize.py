@@ -290,6 +290,11 @@ def _import_class(path: str, script: str | None) -> type:
             f"class {path} recorded in params.json cannot be imported ({exc}); restore it or"
             " install the code that defines it"
         ) from None
+    except Exception as exc:  # the code that defines it fails while it is imported
+        raise ClassNotFoundError(
+            f"class {path} recorded in params.json cannot be imported: its module raised"
+            f" {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(found, type):
         raise ClassNotFoundError(f"{path} recorded in params.json is no longer a class")
     return found
@@ -312,7 +317,11 @@ def _main_module(script: str | None) -> Any:
         raise ImportError(f"cannot import {script}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[alias] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[alias]  # a script that failed half-way is not kept as imported
+        raise
     return module
 
 

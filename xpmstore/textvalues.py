@@ -168,7 +168,8 @@ def _from_json(value: Any, tp: Any) -> Any:
 
 def import_class(text: str) -> type[Config]:
     """The Config class named ``module:Class`` (the current directory is importable, as with
-    ``python -m``); raises TextValueError (malformed), ClassNotFoundError (cannot import)."""
+    ``python -m``); raises TextValueError (malformed), ClassNotFoundError (cannot import,
+    whatever the module raised while it was imported)."""
     if not _CLASS.fullmatch(text):
         raise TextValueError(f"{text!r}: expected module:Class (e.g. mypackage.tasks:Learn)")
     module_name, _, qualname = text.partition(":")
@@ -180,6 +181,9 @@ def import_class(text: str) -> type[Config]:
             found = getattr(found, part)
     except (ImportError, AttributeError) as exc:
         raise ClassNotFoundError(f"cannot import {text} ({exc})") from None
+    except Exception as exc:  # the user's module failed while it was imported
+        raise ClassNotFoundError(f"cannot import {text}: importing {module_name} raised"
+                                 f" {type(exc).__name__}: {exc}") from None
     if not (isinstance(found, type) and issubclass(found, Config)):
         raise TextValueError(f"{text} is not a Config or Task class")
     return found

@@ -254,6 +254,21 @@ def test_load_of_a_missing_class(tmp_path):
         load(target)
 
 
+def test_load_of_a_class_whose_code_fails_to_import(tmp_path):
+    script = tmp_path / "broken_script.py"
+    script.write_text("raise RuntimeError('broken on purpose')\n")
+    target = write(Everything(value=1), tmp_path)
+    document = json.loads(target.read_bytes())
+    document["values"]["objects"]["0"].update({"class": "__main__:Thing", "script": str(script)})
+    target.write_text(json.dumps(document))
+    with pytest.raises(ClassNotFoundError, match="RuntimeError: broken on purpose") as info:
+        load(target)
+    assert "__main__:Thing" in str(info.value) and "\n" not in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)  # a job's stderr shows where
+    with pytest.raises(ClassNotFoundError, match="RuntimeError"):  # not a half-run module kept
+        load(target)
+
+
 # --- read_params --------------------------------------------------------------------------------
 
 
