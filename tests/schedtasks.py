@@ -337,6 +337,23 @@ class Counted(Task):
         Path("n.txt").write_text(str(self.n))
 
 
+class Batched(Task):
+    """Fails when its Meta ``batch`` is above ``limit``; else writes the batch it ran with to
+    ``batch.txt`` (a Meta value changes nothing of its identity)."""
+
+    __xpmid__ = "tests.sched.Batched"
+    n: Param[int] = 0
+    batch: Meta[int] = 64
+    limit: Meta[int] = 32
+    counters: Meta[str] = ""
+
+    def execute(self) -> None:
+        note(self.counters, f"batched-{self.n}", str(self.batch))
+        if self.batch > self.limit:
+            raise RuntimeError(f"batch {self.batch} does not fit (limit {self.limit})")
+        Path("batch.txt").write_text(str(self.batch))
+
+
 class Blocker(Task):
     """Counts its start in ``counters/started-<key>``, waits until ``release`` exists, then counts
     its end in ``counters/ended-<key>``."""

@@ -483,7 +483,7 @@ class experiment:
         (else it is done or another process holds it, and the job's status says so)."""
         objects.prepare_task_dir(self.workspace, job.task)
         assert self.record is not None
-        outcome = claim(self.workspace, job.identifier, job.taskdir,
+        outcome = claim(self.workspace, job.identifier, job.taskdir, values=job.task,
                         launcher=job.launcher.describe(), tags=job.tags,
                         experiment=self.name, run=self.record.run)
         if outcome.outcome == "done":

@@ -40,7 +40,7 @@ from .errors import (
 from .fields import FieldKind
 
 __all__ = ["PARAMS_VERSION", "from_params_file", "load", "params_of", "read_params",
-           "to_json_bytes"]
+           "refresh_values", "to_json_bytes"]
 
 PARAMS_VERSION = 1
 _FORMAT = "xpmstore.params"
@@ -265,6 +265,44 @@ def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
             f" ({PARAMS_VERSION}); upgrade xpmstore"
         )
     return document
+
+
+def refresh_values(directory: Path, config: Config) -> bool:
+    """Make ``directory/params.json`` carry ``config``'s values section (its Meta fields, tags,
+    paths as given): what a job about to run reads, so that a re-run sees today's values.
+
+    The identity section on disk stays as it is when it gives back ``config``'s identifier; a
+    missing, unreadable or foreign file is replaced whole.  Written atomically, and only when
+    something changed; returns whether it wrote.  Call it under the job's claim lock (no job
+    may be reading the file while it changes).
+    """
+    from .atomic import write_atomic
+
+    path = directory / "params.json"
+    fresh = params_of(config)
+    data = to_json_bytes(fresh)
+    try:
+        old_bytes = path.read_bytes()
+    except FileNotFoundError:
+        old_bytes = b""
+    if old_bytes == data:
+        return False
+    try:
+        old = json.loads(old_bytes)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        old = None
+    identity = old.get("identity") if isinstance(old, dict) else None
+    if identity is not None and identity != fresh["identity"]:
+        try:  # an identity written otherwise (an older xpmstore) but valid: it stays
+            kept = identifier.from_params(identity) == fresh["identifier"]
+        except (ValueError, TypeError, RecursionError):
+            kept = False
+        if kept:
+            data = to_json_bytes({**fresh, "identity": identity})
+            if data == old_bytes:
+                return False
+    write_atomic(path, data, durable=False)
+    return True
 
 
 def from_params_file(path: str | os.PathLike[str]) -> str:

@@ -34,6 +34,7 @@ from xpmstore.workspace import Workspace
 from ..helpers import run_python
 from ..schedtasks import (
     After,
+    Batched,
     Blocker,
     Counted,
     Dataset,
@@ -47,6 +48,7 @@ from ..schedtasks import (
     Topics,
     UseDocuments,
     UseTopics,
+    lines,
 )
 from ..storehelpers import (
     check_done_objects,
@@ -388,6 +390,32 @@ def test_failure_blocks_dependents_then_runs_again(ws: Workspace, counters: str,
     assert reasons(runs(ws)[-1]) == {flaky.__identifier__: "ran:failed-before",
                                      after.__identifier__: "ran:new",
                                      independent.__identifier__: "reused:local"}
+    check_done_objects(ws)
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["zygote", "fresh"])
+def test_a_rerun_sees_todays_meta_values(ws: Workspace, counters: str, fresh: bool) -> None:
+    from xpmstore import load
+
+    def run() -> experiment:
+        return xp(ws, launcher=LocalLauncher(workers=1, fresh_process=fresh))
+
+    with pytest.raises(ExperimentFailed), run():
+        Batched(batch=64, counters=counters).submit()
+    directory = taskdir(ws, Batched(batch=64))
+    assert "batch 64 does not fit" in read_state(directory)["reason"]
+    with run():
+        Batched(batch=16, counters=counters).submit()  # same identifier, another Meta value
+    assert lines(counters, "batched-0") == ["64", "16"]
+    assert (directory / "batch.txt").read_text() == "16"
+    loaded = load(directory)
+    assert isinstance(loaded, Batched) and loaded.batch == 16
+    before = (directory / "params.json").read_bytes()
+    with run() as third:  # reused: the done task keeps the values it was made with
+        Batched(batch=8, counters=counters).submit()
+    assert "1 reused" in output_of(third)
+    assert lines(counters, "batched-0") == ["64", "16"]
+    assert (directory / "params.json").read_bytes() == before
     check_done_objects(ws)
 
 
