@@ -11,9 +11,9 @@ A scheduler claims a job under the claim lock: it re-checks ``.xpm/done``; if th
 held, or ``.xpm/launch.json`` names a live holder, it waits for that holder instead of launching;
 otherwise it moves the logs of a failed attempt to ``.xpm/attempts/<n>/``, rewrites the values
 section of params.json with the submission's values (a re-run sees today's Meta values), writes
-the launch record atomically and launches.  The job's process then takes the run lock without waiting (it
-exits as ``waited`` if another process holds it), re-checks done, and rewrites the launch record
-with its own pid.  Safe across processes and hosts sharing the file system.
+the launch record atomically and launches.  The job's process then takes the run lock without
+waiting (it exits as ``waited`` if another process holds it), re-checks done, and rewrites the
+launch record with its own pid.  Safe across processes and hosts sharing the file system.
 """
 
 from __future__ import annotations

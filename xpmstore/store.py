@@ -32,7 +32,7 @@ from .index import Index
 from .objects import bind, is_done, list_object_dirs, record_from_disk
 from .workspace import DONE, Workspace, current_workspace
 
-__all__ = ["Explanation", "Record", "Store"]
+__all__ = ["Explanation", "Record", "Store", "add_tags"]
 
 
 _new_record = object.__new__
@@ -44,6 +44,20 @@ def _note_root(identifier: str) -> None:
     current = module.active_experiment() if module is not None else None
     if current is not None:
         current.note_root(identifier)
+
+
+def add_tags(workspace: Workspace, items: list[tuple[str, Path, dict[str, Any]]]) -> None:
+    """Add the tags of submissions that reused done tasks, ``(identifier, directory, tags)``,
+    to the index (which keeps the union: a name keeps the value it had first); a task not
+    indexed yet is indexed from its directory first.  Safe across processes."""
+    index = Index.for_workspace(workspace)
+    unknown = index.add_tags((ident, tags) for ident, _, tags in items)
+    records = []
+    for ident, directory, tags in items:
+        if ident in unknown and (record := record_from_disk(workspace, directory)):
+            records.append((ident, {**record, "tags": {**tags, **record["tags"]}}))
+    if records:
+        index.put_many(records)
 
 
 @dataclass(frozen=True)
