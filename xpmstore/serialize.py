@@ -39,8 +39,8 @@ from .errors import (
 )
 from .fields import FieldKind
 
-__all__ = ["PARAMS_VERSION", "from_params_file", "load", "params_of", "read_params",
-           "refresh_values", "to_json_bytes"]
+__all__ = ["PARAMS_VERSION", "from_params_file", "identity_json", "load", "params_of",
+           "read_params", "refresh_values", "to_json_bytes"]
 
 PARAMS_VERSION = 1
 _FORMAT = "xpmstore.params"
@@ -190,6 +190,11 @@ class _Writer:
         if isinstance(value, dict):
             return {"$dict": {k: self.value(v) for k, v in value.items()}}
         return self.identity_value(value)
+
+
+def identity_json(value: Any) -> Any:
+    """The JSON form a (checked) field value takes in a params.json identity section."""
+    return _Writer().identity_value(value)
 
 
 def _identity_fields(config: Config) -> list[tuple[FieldSpec, Any, bool]]:
