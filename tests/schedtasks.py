@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from xpmstore import Config, Meta, Param, SubmitHook, Task, field, pathgenerator
+from xpmstore import (
+    Config,
+    Meta,
+    Param,
+    SubmitHook,
+    Task,
+    field,
+    pathgenerator,
+    submit_hook_decorator,
+)
 from xpmstore.hooks import Job
 
 from .storehelpers import count_line, count_of
@@ -216,6 +225,17 @@ class OldJavaTask(Task):
     """A task with another Java version: its hook must not leak into tasks that use it."""
 
     __xpmid__ = "tests.sched.OldJavaTask"
+    n: Param[int] = 0
+
+    def execute(self) -> None:
+        Path("java_home.txt").write_text(os.environ.get("JAVA_HOME", "<unset>"))
+
+
+@submit_hook_decorator(needs_java(17))
+class DecoratedJavaTask(Task):
+    """Its hook is attached as in experimaestro's documentation (``submit_hook_decorator``)."""
+
+    __xpmid__ = "tests.sched.DecoratedJavaTask"
     n: Param[int] = 0
 
     def execute(self) -> None:
