@@ -24,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any, NoReturn
 
-__all__ = ["Checker", "FrozenDict", "FrozenList", "Mismatch", "compile_type", "freeze_any"]
+__all__ = ["Checker", "FrozenDict", "FrozenList", "Mismatch", "compile_type", "freeze_any",
+           "plain_scalar"]
 
 Checker = Callable[[Any], Any]
 
@@ -140,6 +141,19 @@ class FrozenDict(dict):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> FrozenDict:
         return self
+
+
+def plain_scalar(value: Any) -> str | int | float | bool | None:
+    """``value`` as a plain str, int, float or bool (a subclass as its base, a number of
+    another library as the Python number it equals), or None when it is none of these."""
+    if isinstance(value, (str, bool)):
+        return str(value) if isinstance(value, str) else bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    number = _foreign_int(value)
+    return _foreign_float(value) if number is None else number
 
 
 def _check_str(value: Any) -> str:

@@ -289,3 +289,8 @@ def test_numpy_scalars_when_numpy_is_installed():
     with pytest.raises(Mismatch, match="tolist"):
         compile_type(float)(np.array([0.5, 1.5]))
     assert freeze_any([np.int64(1), np.float32(0.5)]) == [1, 0.5]
+    from xpmstore.config import tags_of
+
+    tagged = Sized().tag("seed", np.int64(3)).tag("lr", np.float32(0.5))
+    assert tags_of(tagged) == {"seed": 3, "lr": 0.5}
+    assert [type(v) for v in tags_of(tagged).values()] == [int, float]
