@@ -330,8 +330,8 @@ def _import_class(path: str, script: str | None) -> type:
             found = getattr(found, part)
     except (ImportError, AttributeError) as exc:
         raise ClassNotFoundError(
-            f"class {path} recorded in params.json cannot be imported ({exc}); restore it or"
-            " install the code that defines it"
+            f"class {path} recorded in params.json cannot be imported ({exc}); run from the"
+            " folder the experiment ran from, or restore or install the code that defines it"
         ) from None
     if not isinstance(found, type):
         raise ClassNotFoundError(f"{path} recorded in params.json is no longer a class")
