@@ -36,6 +36,7 @@ from .errors import (
     InputPathError,
     NotFound,
     UnsupportedValueError,
+    XpmstoreError,
 )
 from .fields import FieldKind
 
@@ -364,6 +365,7 @@ class _Reader:
         self.objects = objects
         self.built: dict[str, Config] = {}
         self.owners: list[tuple[Config, str, str]] = []
+        self.building: set[str] = set()
 
     def build_root(self, key: str) -> Config:
         """Build the object ``key`` and everything it references, then bind owners."""
@@ -377,6 +379,9 @@ class _Reader:
         found = self.built.get(key)
         if found is not None:
             return found
+        if key in self.building:
+            raise FormatVersionError(f"params.json: object {key!r} refers to itself")
+        self.building.add(key)
         entry = self.objects[key]
         cls = _import_class(entry["class"], entry.get("script"))
         if not (isinstance(cls, type) and issubclass(cls, Config)):
@@ -460,10 +465,16 @@ def load(path: str | os.PathLike[str]) -> Config:
 
         target = os.fspath(Store().get(path).path)
     document = read_params(target)
-    values = document["values"]
-    config = _Reader(values["objects"]).build_root(values["root"])
+    try:
+        values = document["values"]
+        config = _Reader(values["objects"]).build_root(values["root"])
+    except XpmstoreError:
+        raise
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, RecursionError) as exc:
+        raise FormatVersionError(f"{target}: params.json's values section is damaged"
+                                 f" ({type(exc).__name__}: {exc}); it cannot be loaded") from None
     recorded = document.get("identifier")
-    if recorded and config.__identifier__ != recorded:
+    if isinstance(recorded, str) and config.__identifier__ != recorded:
         warnings.warn(
             f"{type(config).__qualname__}: the class changed since {path} was written"
             f" (identifier now {config.__identifier__[:12]}, recorded {recorded[:12]})",

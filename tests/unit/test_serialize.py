@@ -142,6 +142,25 @@ def test_refresh_values_replaces_a_damaged_params_json(tmp_path, damage):
     assert (tmp_path / "params.json").read_bytes() == to_json_bytes(params_of(made))
 
 
+@pytest.mark.parametrize("values", [
+    None, [], {"root": "0"}, {"root": "9", "objects": {}}, {"root": "0", "objects": []},
+    {"root": "0", "objects": {"0": []}}, {"root": "0", "objects": {"0": {"fields": {}}}},
+    {"root": "0", "objects": {"0": {"class": f"{__name__}:Model", "fields": []}}},
+    {"root": "0", "objects": {"0": {"class": f"{__name__}:Learn",
+                                    "fields": {"model": {"$ref": "0"}}}}},  # a cycle
+    {"root": "0", "objects": {"0": {"class": f"{__name__}:Model",
+                                    "fields": {"hidden": {"$float": "many"}}}}},
+])
+def test_load_of_a_damaged_values_section_is_one_clear_error(tmp_path, values):
+    document = params_of(Model())
+    document["values"] = values
+    if values is None:
+        del document["values"]
+    (tmp_path / "params.json").write_text(json.dumps(document))
+    with pytest.raises(FormatVersionError, match=r"values section is damaged|refers to itself"):
+        load(tmp_path)
+
+
 def test_identity_section_forms(tmp_path):
     source = tmp_path / "input.txt"
     source.write_text("x")
