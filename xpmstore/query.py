@@ -131,24 +131,36 @@ def stored_encoding(cls: type[Config], identity: Any, path: list[str],
     return None
 
 
-def _leaves(identity: Any, prefix: str = "") -> dict[str, Any]:
-    """Every leaf field of an identity section (nested configs flattened with dots)."""
+def _leaves(identity: Any, resolve: Resolve, prefix: str = "",
+            depth: int = 0) -> dict[str, Any]:
+    """Every leaf field of an identity section (nested configs, and the tasks it references
+    when ``resolve`` knows them, flattened with dots)."""
     out: dict[str, Any] = {}
     fields = identity.get("fields") if isinstance(identity, dict) else None
-    for key, value in (fields or {}).items():
-        if isinstance(value, dict) and "$config" in value:
-            out.update(_leaves(value["$config"], f"{prefix}{key}."))
+    for key, value in (fields if isinstance(fields, dict) else {}).items():
+        nested = None
+        if isinstance(value, dict) and depth < _MAX_DEPTH:
+            if "$config" in value:
+                nested = value["$config"]
+            elif isinstance(value.get("$task"), str):
+                nested = resolve(value["$task"])
+        if isinstance(nested, dict):
+            out.update(_leaves(nested, resolve, f"{prefix}{key}.", depth + 1))
         else:
             out[f"{prefix}{key}"] = value
     return out
 
 
-def _shown(cls: type[Config], identity: Any, path: str, leaves: dict[str, Any]) -> str:
+_MAX_DEPTH = 64  # nesting deeper than this in a recorded identity is damage, not a config
+
+
+def _shown(cls: type[Config], identity: Any, path: str, leaves: dict[str, Any],
+           resolve: Resolve) -> str:
     """The text of the value at ``path`` of a recorded identity: its JSON, or for a field left
     at its default, the default's value."""
     if path in leaves:
         return json.dumps(leaves[path], sort_keys=True)
-    kind, value = _stored(cls, identity, path.split("."), lambda _: None)
+    kind, value = _stored(cls, identity, path.split("."), resolve)
     if kind == "live":
         from .serialize import identity_json
 
@@ -159,15 +171,16 @@ def _shown(cls: type[Config], identity: Any, path: str, leaves: dict[str, Any]) 
     return "(not set)"
 
 
-def differences(cls: type[Config], theirs: Any, mine: Any) -> list[str]:
+def differences(cls: type[Config], theirs: Any, mine: Any, resolve: Resolve) -> list[str]:
     """``"field: X here, Y asked"`` for every leaf field in which a recorded identity section
-    (``theirs``) and the one asked for (``mine``) differ, sorted by field; a field left at its
-    default shows the default's value."""
-    their_leaves, my_leaves = _leaves(theirs), _leaves(mine)
+    (``theirs``) and the one asked for (``mine``) differ, sorted by field.  Referenced tasks
+    that ``resolve`` knows are compared field by field (``learned.epochs``); a field left at
+    its default shows the default's value."""
+    their_leaves, my_leaves = _leaves(theirs, resolve), _leaves(mine, resolve)
     lines = []
     for path in sorted(their_leaves.keys() | my_leaves.keys()):
-        here = _shown(cls, theirs, path, their_leaves)
-        asked = _shown(cls, mine, path, my_leaves)
+        here = _shown(cls, theirs, path, their_leaves, resolve)
+        asked = _shown(cls, mine, path, my_leaves, resolve)
         if here != asked:
             lines.append(f"{path}: {here} here, {asked} asked")
     return lines

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import identifier, query
-from .config import Config, Task, class_spec
+from .config import Config, Task, class_spec, iter_configs
 from .errors import (
     AmbiguousPrefixError,
     ConfigTypeError,
@@ -347,17 +347,7 @@ class Store:
         wanted = [(path.split("__"), query.query_encoding(cls, path.split("__"), value))
                   for path, value in params.items()]
         self.reconcile()
-        referenced: dict[str, dict[str, Any] | None] = {}
-
-        def resolve(ident: str) -> dict[str, Any] | None:
-            if ident not in referenced:
-                try:
-                    data = self.index.get(ident)
-                except InvalidIdentifierError:
-                    data = None
-                referenced[ident] = data.get("identity") if data else None
-            return referenced[ident]
-
+        resolve = self._resolver()
         found = []
         for ident in self.index.by_name(class_spec(cls).identity_name):
             data = self.index.get(ident)
@@ -395,10 +385,14 @@ class Store:
     def explain(self, config: Config, limit: int = 5) -> list[Explanation]:
         """Why is ``config`` absent: the nearest prior objects of its class (fewest differing
         leaf fields first, at most ``limit``) and the fields in which they differ (a field
-        left at its default shows the default's value)."""
+        left at its default shows the default's value; a referenced task is compared field by
+        field)."""
         from .serialize import params_of
 
         mine = params_of(config)["identity"]
+        known = {task.__identifier__: params_of(task)["identity"]
+                 for task in _tasks_in(config)}  # the asked tasks may exist nowhere yet
+        resolve = self._resolver(known)
         self.reconcile()
         cls = type(config)
         ranked = []
@@ -406,10 +400,42 @@ class Store:
             data = self.index.get(ident)
             if data is None or data.get("identity") is None:
                 continue
-            described = query.differences(cls, data["identity"], mine)
+            described = query.differences(cls, data["identity"], mine, resolve)
             ranked.append((len(described), -data["created"], ident, data, described))
         ranked.sort(key=lambda item: item[:3])
         return [Explanation(self._record(i, d), desc) for _, _, i, d, desc in ranked[:limit]]
+
+    def _resolver(self, known: dict[str, Any] | None = None) -> query.Resolve:
+        """The identity section of a task by identifier: from ``known``, else the index
+        (memoized for one query)."""
+        found: dict[str, Any] = dict(known or {})
+
+        def resolve(ident: str) -> dict[str, Any] | None:
+            if ident not in found:
+                try:
+                    data = self.index.get(ident)
+                except InvalidIdentifierError:
+                    data = None
+                found[ident] = data.get("identity") if data else None
+            return found[ident]
+
+        return resolve
+
+
+def _tasks_in(config: Config) -> list[Task]:
+    """Every task reachable from ``config`` through its fields (``config`` itself excluded)."""
+    found: dict[int, Task] = {}
+    stack = [c for _, c in iter_configs(config)]
+    seen = {id(config)}
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, Task):
+            found[id(current)] = current
+        stack.extend(c for _, c in iter_configs(current))
+    return list(found.values())
 
 
 def _describe(value: Any) -> str:

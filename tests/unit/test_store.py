@@ -236,6 +236,9 @@ def test_find_through_a_task_reference(ws: Workspace, store: Store) -> None:
     assert "'nope'" in str(info.value)
     with pytest.raises(ConfigTypeError):
         store.find(Evaluate, learned__epochs="five")
+    nearest = store.explain(Evaluate(learned=Learn(model=Model(), epochs=6)))
+    assert nearest[0].record.identifier == evaluates[0].__identifier__
+    assert nearest[0].differences == ["learned.epochs: 5 here, 6 asked"]  # field by field
     shutil.rmtree(ws.task_dir("tests.store.Learn", learns[0].__identifier__))
     assert store.find(Evaluate, learned__epochs=5) == []  # a reference that is gone matches not
 
