@@ -40,8 +40,8 @@ from .errors import (
 )
 from .fields import FieldKind
 
-__all__ = ["PARAMS_VERSION", "from_params_file", "identity_json", "load", "params_of",
-           "read_params", "refresh_values", "to_json_bytes"]
+__all__ = ["PARAMS_VERSION", "from_params_file", "identity_json", "load", "params_json",
+           "params_of", "read_params", "refresh_values", "to_json_bytes"]
 
 PARAMS_VERSION = 1
 _FORMAT = "xpmstore.params"
@@ -273,6 +273,17 @@ def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
     return document
 
 
+_PARAMS_JSON = "_xpm_params_json"
+
+
+def params_json(config: Config) -> bytes:
+    """The params.json bytes of ``config``, remembered on it until :func:`refresh_values` uses
+    them (a new task's directory is prepared, then claimed: one computation for both)."""
+    data = to_json_bytes(params_of(config))
+    config.__dict__[_PARAMS_JSON] = data
+    return data
+
+
 def refresh_values(directory: Path, config: Config) -> bool:
     """Make ``directory/params.json`` carry ``config``'s values section (its Meta fields, tags,
     paths as given): what a job about to run reads, so that a re-run sees today's values.
@@ -285,14 +296,14 @@ def refresh_values(directory: Path, config: Config) -> bool:
     from .atomic import write_atomic
 
     path = directory / "params.json"
-    fresh = params_of(config)
-    data = to_json_bytes(fresh)
+    data = config.__dict__.pop(_PARAMS_JSON, None) or to_json_bytes(params_of(config))
     try:
         old_bytes = path.read_bytes()
     except FileNotFoundError:
         old_bytes = b""
     if old_bytes == data:
         return False
+    fresh = json.loads(data)
     try:
         old = json.loads(old_bytes)
     except (ValueError, UnicodeDecodeError, RecursionError):
