@@ -342,6 +342,9 @@ class Store:
         of the wrong type; for cache entries, which record only their config's identifier,
         MissingFieldError when the params do not make a whole config.
         """
+        if not (isinstance(cls, type) and issubclass(cls, Config)):
+            raise ConfigTypeError(f"find() takes a Config or Task class, got {_describe(cls)}"
+                                  " (e.g. store.find(Learn, epochs=10))")
         if not issubclass(cls, Task):
             return self._find_entries(cls, tags, status, params)
         wanted = [(path.split("__"), query.query_encoding(cls, path.split("__"), value))
@@ -440,6 +443,8 @@ def _tasks_in(config: Config) -> list[Task]:
 
 def _describe(value: Any) -> str:
     """What ``value`` is, for an error message."""
+    if isinstance(value, type):
+        return f"the class {value.__qualname__}"
     function = getattr(value, "__func__", value)
     if callable(value) and hasattr(function, "__qualname__"):
         return f"{type(value).__name__} {function.__qualname__}"

@@ -206,6 +206,9 @@ def test_find_refuses_unknown_fields_and_wrong_types(store: Store) -> None:
     with pytest.raises(ConfigTypeError) as info:
         store.find(Learn, epochs="ten")
     assert "epochs" in str(info.value)
+    for wrong in (int, 3, "tests.store.Learn", Learn(model=Model())):
+        with pytest.raises(ConfigTypeError, match="takes a Config or Task class"):
+            store.find(wrong)  # type: ignore[arg-type]
 
 
 def test_find_ignores_other_classes_and_cache_entries(ws: Workspace, store: Store,
