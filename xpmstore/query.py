@@ -5,7 +5,8 @@ a recorded object holds only its identity section, where a Param left at its def
 and a task reference is the referenced task's identifier.  The functions here walk both: the
 declared classes say what each step is, ``resolve`` gives a referenced task's identity section,
 and an absent field is the default the class declares (a nested default config's own fields
-included).  Pure: no disk, no index (``resolve`` is the caller's).
+included).  A ``@cache`` entry records only its config's identifier: :func:`config_of` builds the
+config a query describes.  Pure: no disk, no index (``resolve`` is the caller's).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Any
 
 from . import identifier, inputs
 from .config import Config, FieldSpec, class_spec
-from .errors import ConfigTypeError, InputPathError, UnknownFieldError
+from .errors import ConfigTypeError, InputPathError, MissingFieldError, UnknownFieldError
 from .fields import FieldKind
 
-__all__ = ["Resolve", "differences", "field_for", "nested_class", "query_encoding",
+__all__ = ["Resolve", "config_of", "differences", "field_for", "nested_class", "query_encoding",
            "stored_encoding"]
 
 Resolve = Callable[[str], "dict[str, Any] | None"]
@@ -184,3 +185,43 @@ def differences(cls: type[Config], theirs: Any, mine: Any, resolve: Resolve) -> 
         if here != asked:
             lines.append(f"{path}: {here} here, {asked} asked")
     return lines
+
+
+class _Fields(dict[str, Any]):
+    """The fields of a nested config, given as ``a__b`` names (not a dict value)."""
+
+
+def config_of(cls: type[Config], params: dict[str, Any]) -> Config:
+    """The config of class ``cls`` that ``params`` describe (``a__b`` names set fields of
+    nested configs), identified (what ``find`` matches a ``@cache`` entry's config with).
+
+    Raises MissingFieldError unless it is whole, UnknownFieldError, and the class's own errors.
+    """
+    tree = _Fields()
+    for name, value in params.items():
+        *steps, last = name.split("__")
+        node = tree
+        for step in steps:
+            node = node.setdefault(step, _Fields())
+            if not isinstance(node, _Fields):
+                raise UnknownFieldError(f"{cls.__qualname__}.{name}: {step} is given a value"
+                                        " and fields")
+        node[last] = value
+
+    def build(current: type[Config], values: _Fields) -> Config:
+        kwargs = {}
+        for name, value in values.items():
+            if isinstance(value, _Fields):
+                value = build(nested_class(current, name), value)
+            kwargs[name] = value
+        return current(**kwargs)
+
+    config = build(cls, tree)
+    try:
+        config.__identifier__  # noqa: B018 (identifying checks that it is whole)
+    except MissingFieldError as exc:
+        raise MissingFieldError(
+            f"{exc}: a @cache entry records only its config's identifier, so find() of"
+            f" {cls.__qualname__} needs every field without a default"
+        ) from None
+    return config

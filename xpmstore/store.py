@@ -33,9 +33,7 @@ from .errors import (
     AmbiguousPrefixError,
     ConfigTypeError,
     InvalidIdentifierError,
-    MissingFieldError,
     NotFound,
-    UnknownFieldError,
 )
 from .identifier import cache_identifier
 from .index import Index
@@ -371,7 +369,7 @@ class Store:
         """The ``@cache`` entries of a config class (of the one config ``params`` make)."""
         config = None
         if params:
-            config = _config_from(cls, params)
+            config = query.config_of(cls, params)
         self.reconcile()
         found = []
         for ident in self.index.by_name(class_spec(cls).identity_name):
@@ -467,41 +465,3 @@ def _not_a_task(call: str, value: Any) -> str:
                 f" look one up with store.cached(config.<method>), or list them with"
                 f" store.find({cls})")
     return f"{call}() takes a Task, got {_describe(value)}"
-
-
-class _Fields(dict[str, Any]):
-    """The fields of a nested config, given as ``a__b`` names (not a dict value)."""
-
-
-def _config_from(cls: type[Config], params: dict[str, Any]) -> Config:
-    """The config of class ``cls`` that ``params`` describe (``a__b`` names set fields of
-    nested configs), identified; raises MissingFieldError unless it is whole, UnknownFieldError
-    and the class's own errors."""
-    tree = _Fields()
-    for name, value in params.items():
-        *steps, last = name.split("__")
-        node = tree
-        for step in steps:
-            node = node.setdefault(step, _Fields())
-            if not isinstance(node, _Fields):
-                raise UnknownFieldError(f"{cls.__qualname__}.{name}: {step} is given a value"
-                                        " and fields")
-        node[last] = value
-
-    def build(current: type[Config], values: _Fields) -> Config:
-        kwargs = {}
-        for name, value in values.items():
-            if isinstance(value, _Fields):
-                value = build(query.nested_class(current, name), value)
-            kwargs[name] = value
-        return current(**kwargs)
-
-    config = build(cls, tree)
-    try:
-        config.__identifier__  # noqa: B018 (identifying checks that it is whole)
-    except MissingFieldError as exc:
-        raise MissingFieldError(
-            f"{exc}: a @cache entry records only its config's identifier, so find() of"
-            f" {cls.__qualname__} needs every field without a default"
-        ) from None
-    return config
