@@ -157,6 +157,7 @@ class experiment:
         self._thread: threading.Thread | None = None
         self._launchers: set[Launcher] = set()
         self._to_index: list[_Job] = []
+        self._to_tag: list[_Job] = []  # reused jobs whose tags join the index's
         self._previous_workspace: Workspace | None = None
         self._warned_defaults: set[str] = set()
         self._seen: set[str] = set()  # identifiers of every job submitted (batched or planned)
@@ -338,6 +339,7 @@ class experiment:
                 self._launchers.add(job.launcher)
                 if decision.action == "reuse":
                     job.status = "done"
+                    self._to_tag.append(job)
                     self.progress.finished_job(job.identifier, job.name, "reused")
                 else:
                     job.pull = decision.action == "pull"
@@ -481,11 +483,12 @@ class experiment:
         (else it is done or another process holds it, and the job's status says so)."""
         objects.prepare_task_dir(self.workspace, job.task)
         assert self.record is not None
-        outcome = claim(self.workspace, job.identifier, job.taskdir,
+        outcome = claim(self.workspace, job.identifier, job.taskdir, values=job.task,
                         launcher=job.launcher.describe(), tags=job.tags,
                         experiment=self.name, run=self.record.run)
         if outcome.outcome == "done":
             job.status = "done"
+            self._to_tag.append(job)
             if not job.reason.startswith("waited:"):  # planned as waited: it still was
                 self._set_reason(job, "reused:local")
             self.progress.finished_job(job.identifier, job.name, "reused")
@@ -603,6 +606,7 @@ class experiment:
             job.pulling = False
             if code == 0 and objects.is_done(job.taskdir):
                 job.status = "done"  # the pull indexed it
+                self._to_tag.append(job)
                 self.progress.finished_job(identifier, job.name, "reused")
             else:
                 job.status = "pending"  # rejected or failed: run it here
@@ -648,6 +652,11 @@ class experiment:
 
     def _flush_index(self) -> None:
         self._indexed_at = time.monotonic()
+        tagged, self._to_tag = [j for j in self._to_tag if j.tags], []
+        if tagged:
+            from .store import add_tags
+
+            add_tags(self.workspace, [(j.identifier, j.taskdir, j.tags) for j in tagged])
         if not self._to_index:
             return
         jobs, self._to_index = self._to_index, []
@@ -659,10 +668,11 @@ class experiment:
             from .serialize import params_of
 
             identity = params_of(job.task)["identity"]  # what params.json holds, not re-read
-            records.append((job.identifier, objects.index_record(self.workspace, job.taskdir,
-                                                                 manifest, identity)))
+            record = objects.index_record(self.workspace, job.taskdir, manifest, identity)
+            record["tags"] = {**job.tags, **record["tags"]}  # waited for: both submissions'
+            records.append((job.identifier, record))
         if records:
-            Index.for_workspace(self.workspace).put_many(records)
+            Index.for_workspace(self.workspace).put_many(records, keep_tags=True)
 
     # --- the end --------------------------------------------------------------------------------
 

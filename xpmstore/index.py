@@ -380,12 +380,17 @@ class Index:
             return None
         return json.loads(data) if identity else _summary(data)
 
-    def _put(self, txn: Any, identifier: str, record: dict[str, Any]) -> None:
+    def _put(self, txn: Any, identifier: str, record: dict[str, Any],
+             keep_tags: bool = False) -> None:
         raw = _raw(identifier)
         old = txn.get(raw, db=self.dbs[b"objects"])
         if old is not None:
-            for db, key in _secondary_keys(raw, json.loads(old)):
+            previous = json.loads(old)
+            for db, key in _secondary_keys(raw, previous):
                 txn.delete(key, db=self.dbs[db])
+            known = previous.get("tags")
+            if keep_tags and known and isinstance(known, dict):
+                record = {**record, "tags": {**(record.get("tags") or {}), **known}}
         if record.get("identity") is not None:  # last, so that summaries() can skip it
             record = {**{k: v for k, v in record.items() if k != "identity"},
                       "identity": record["identity"]}
@@ -407,14 +412,40 @@ class Index:
         """Record (or replace) one object."""
         self.write(lambda txn: self._put(txn, identifier, record))
 
-    def put_many(self, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Record many objects in one transaction."""
+    def put_many(self, records: Iterable[tuple[str, dict[str, Any]]],
+                 keep_tags: bool = False) -> None:
+        """Record many objects in one transaction.  ``keep_tags``: a record replaced keeps the
+        tags the index knew (see :meth:`add_tags`)."""
         items = list(records)
         def body(txn: Any) -> None:
             for identifier, record in items:
-                self._put(txn, identifier, record)
+                self._put(txn, identifier, record, keep_tags)
 
         self.write(body)
+
+    def add_tags(self, items: Iterable[tuple[str, dict[str, Any]]]) -> set[str]:
+        """Add the tags of submissions to the records of their objects, in one transaction.
+
+        The index keeps the union of the tags of every submission of an object: a name it
+        knows keeps the value it knew first.  Returns the identifiers it has no record of.
+        """
+        pending = [(identifier, tags) for identifier, tags in items if tags]
+
+        def body(txn: Any) -> set[str]:
+            unknown = set()
+            for identifier, tags in pending:
+                data = txn.get(_raw(identifier), db=self.dbs[b"objects"])
+                if data is None:
+                    unknown.add(identifier)
+                    continue
+                record = json.loads(data)
+                known = record.get("tags")
+                known = known if isinstance(known, dict) else {}
+                if not tags.keys() <= known.keys():
+                    self._put(txn, identifier, {**record, "tags": {**tags, **known}})
+            return unknown
+
+        return self.write(body) if pending else set()
 
     def delete(self, identifier: str) -> bool:
         """Forget one object; returns whether it was known."""

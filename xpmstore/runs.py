@@ -56,12 +56,14 @@ def check_experiment_name(name: object) -> str:
 
 @dataclass
 class RunJob:
-    """One job of a run: its identifier, identity name, latest reason and dependencies."""
+    """One job of a run: its identifier, identity name, latest reason, dependencies and the
+    tags it was submitted with."""
 
     identifier: str
     name: str
     reason: str
     dependencies: list[str] = field(default_factory=list)
+    tags: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +125,14 @@ def _ids(values: Any) -> list[str]:
     return [v for v in values if isinstance(v, str) and _FULL_ID.fullmatch(v)]
 
 
+def _tags(values: Any) -> dict[str, Any]:
+    """The tags of a job line: str names with str, int, float or bool values (others dropped)."""
+    if not isinstance(values, dict):
+        return {}
+    return {k: v for k, v in values.items()
+            if isinstance(k, str) and isinstance(v, (str, int, float, bool))}
+
+
 def read_one(experiment: str, path: Path, now: float | None = None) -> Run | None:
     """The run recorded at ``path`` (None when the file vanished)."""
     try:
@@ -147,7 +157,7 @@ def read_one(experiment: str, path: Path, now: float | None = None) -> Run | Non
             end = line
         elif kind == "job" and valid:
             jobs[ident] = RunJob(ident, str(line.get("name", "")), str(line.get("reason", "")),
-                                 _ids(line.get("dependencies")))
+                                 _ids(line.get("dependencies")), _tags(line.get("tags")))
         elif kind == "reason" and valid and ident in jobs:
             jobs[ident].reason = str(line.get("reason", ""))
         elif kind == "root" and valid:

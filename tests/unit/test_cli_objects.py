@@ -193,6 +193,32 @@ def test_show(ws: Workspace) -> None:
     assert invoke(ws, "show", "e" * 64).exit_code == 1
 
 
+def test_show_prints_values_and_the_tags_a_failed_task_was_submitted_with(
+        ws: Workspace, tmp_path: Path) -> None:
+    from xpmstore import ExperimentFailed
+
+    from ..clihelpers import run_experiment
+    from ..schedtasks import Batched
+
+    counters = tmp_path / "counters"
+    counters.mkdir()
+    with pytest.raises(ExperimentFailed):
+        run_experiment(ws, "exp", [Batched(n=1, batch=64, counters=str(counters))
+                                   .tag("lr", 0.5).tag("size", "big")])
+    failed = Batched(n=1).__identifier__
+    text = invoke(ws, "show", failed).stdout
+    lines = dict(line.split("\t", 1) for line in text.splitlines())
+    assert lines["status"] == "failed" and lines["tags"] == "lr=0.5, size=big"
+    assert json.loads(lines["values"]) == {"batch": 64, "counters": str(counters), "limit": 32}
+    run_experiment(ws, "exp", [Batched(n=1, batch=16, counters=str(counters))])
+    details = json.loads(invoke(ws, "show", failed, "--json").stdout)
+    assert details["status"] == "done" and details["values"]["batch"] == 16
+    assert details["tags"] == {}  # done: the tags of the submission that made it
+    run_experiment(ws, "exp", [Batched(n=1, batch=8, counters=str(counters)).tag("a", 1)])
+    details = json.loads(invoke(ws, "show", failed, "--json").stdout)
+    assert details["values"]["batch"] == 16 and details["tags"] == {"a": 1}
+
+
 def test_pin_and_unpin(ws: Workspace, filled: list[Step]) -> None:
     step = filled[1]
     assert invoke(ws, "pin", step.__identifier__[:12]).exit_code == 0

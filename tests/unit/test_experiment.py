@@ -34,6 +34,7 @@ from xpmstore.workspace import Workspace
 from ..helpers import run_python
 from ..schedtasks import (
     After,
+    Batched,
     Blocker,
     Counted,
     Dataset,
@@ -47,6 +48,7 @@ from ..schedtasks import (
     Topics,
     UseDocuments,
     UseTopics,
+    lines,
 )
 from ..storehelpers import (
     check_done_objects,
@@ -389,6 +391,86 @@ def test_failure_blocks_dependents_then_runs_again(ws: Workspace, counters: str,
                                      after.__identifier__: "ran:new",
                                      independent.__identifier__: "reused:local"}
     check_done_objects(ws)
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["zygote", "fresh"])
+def test_a_rerun_sees_todays_meta_values(ws: Workspace, counters: str, fresh: bool) -> None:
+    from xpmstore import load
+
+    def run() -> experiment:
+        return xp(ws, launcher=LocalLauncher(workers=1, fresh_process=fresh))
+
+    with pytest.raises(ExperimentFailed), run():
+        Batched(batch=64, counters=counters).submit()
+    directory = taskdir(ws, Batched(batch=64))
+    assert "batch 64 does not fit" in read_state(directory)["reason"]
+    with run():
+        Batched(batch=16, counters=counters).submit()  # same identifier, another Meta value
+    assert lines(counters, "batched-0") == ["64", "16"]
+    assert (directory / "batch.txt").read_text() == "16"
+    loaded = load(directory)
+    assert isinstance(loaded, Batched) and loaded.batch == 16
+    before = (directory / "params.json").read_bytes()
+    with run() as third:  # reused: the done task keeps the values it was made with
+        Batched(batch=8, counters=counters).submit()
+    assert "1 reused" in output_of(third)
+    assert lines(counters, "batched-0") == ["64", "16"]
+    assert (directory / "params.json").read_bytes() == before
+    check_done_objects(ws)
+
+
+def test_a_reused_task_adds_its_tags_to_the_index(ws: Workspace, counters: str) -> None:
+    def counted() -> Counted:
+        return Counted(n=3, counters=counters)
+
+    with xp(ws):
+        counted().tag("seed", 1).submit()
+    identifier = counted().__identifier__
+    with xp(ws) as second:  # reused (planned so): its tags join the index's
+        counted().tag("model", "small").submit()
+    assert "1 reused" in output_of(second)
+    store = Store(ws)
+    assert store.get(identifier).tags == {"seed": 1, "model": "small"}
+    assert Index.for_workspace(ws).by_tag("model", "small") == [identifier]
+    assert [r.identifier for r in store.find(Counted, tags={"model": "small"})] == [identifier]
+    with xp(ws):  # a name keeps the value the index knew first
+        counted().tag("seed", 2).tag("lr", 0.5).submit()
+    assert store.get(identifier).tags == {"seed": 1, "model": "small", "lr": 0.5}
+    assert Index.for_workspace(ws).by_tag("seed", 2) == []
+    assert count_of(counters, "counted-3") == 1
+    store.rebuild()  # the disk keeps the tags it was made with; the union is the index's
+    assert store.get(identifier).tags == {"seed": 1}
+
+
+def test_a_task_waited_for_keeps_the_tags_of_both_submissions(ws: Workspace, counters: str,
+                                                             tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    blocker = Blocker(key="w", counters=counters, release=str(release))
+    script = f"""
+import io, sys
+sys.path.insert(0, {str(Path(__file__).parents[2])!r})
+from xpmstore import experiment
+from xpmstore.progress import Progress
+from tests.schedtasks import Blocker
+with experiment({str(ws.root)!r}, "other", progress=Progress("other", stream=io.StringIO())):
+    Blocker(key="w", counters={counters!r}, release={str(release)!r}).tag("by", "other").submit()
+"""
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        wait_for(lambda: count_of(counters, "started-w") == 1, "the other run's job to start")
+        with xp(ws):
+            blocker.tag("by", "me").tag("mine", True).submit()
+            wait_for(lambda: bool(runs(ws, "exp")) and "waited:" in json.dumps(
+                runs(ws, "exp")[-1]), "this run to wait for the other's job")
+            release.write_text("")
+        assert "waited:" in reasons(runs(ws, "exp")[-1])[blocker.__identifier__]
+    finally:
+        assert other.wait(timeout=120) == 0
+    assert count_of(counters, "ended-w") == 1
+    assert Store(ws).get(blocker.__identifier__).tags == {"by": "other", "mine": True}
 
 
 def test_an_exception_in_the_block_interrupts_running_jobs(ws: Workspace, counters: str,
