@@ -7,6 +7,7 @@ it by name.  :func:`drive` is the entry point of the experiment processes the te
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -54,6 +55,32 @@ class Talker(Task):
         (self.__taskdir__ / "talked.txt").write_text(self.key)
 
 
+class Cell(Task):
+    """One cell of a grid: writes ``cell.txt``; waits for the file ``release`` first (when
+    given), then fails while the file ``fail`` exists (neither is identity; params.json keeps
+    them, so a cell that failed succeeds on the next run once ``fail`` is removed)."""
+
+    __xpmid__ = "tests.gc.Cell"
+    i: Param[int]
+    fail: Meta[str] = ""
+    release: Meta[str] = ""
+
+    def execute(self) -> None:
+        if self.release:
+            wait_file(self.release)
+        if self.fail and os.path.exists(self.fail):
+            raise RuntimeError(f"cell {self.i} fails")
+        (self.__taskdir__ / "cell.txt").write_text(f"{self.i}\n")
+
+
+def grid(size: int, fail: int = -1, block: int = -1, files: str = "") -> list[Cell]:
+    """``size`` Cells: cell ``fail`` fails while ``files/fail`` exists, cell ``block`` waits for
+    ``files/release`` (-1: none)."""
+    return [Cell(i=i, fail=os.path.join(files, "fail") if i == fail else "",
+                 release=os.path.join(files, "release") if i == block else "")
+            for i in range(size)]
+
+
 def chain(length: int, variant: int, release: str = "") -> list[Step]:
     """``length`` Steps, each depending on the one before; the first waits for ``release``."""
     steps: list[Step] = []
@@ -69,7 +96,10 @@ def drive(argv: list[str] | None = None) -> None:
     * ``chain WS NAME LENGTH VARIANT EXTRA [RELEASE]``: submit a chain of VARIANT and one
       ``Step(i=0, variant=EXTRA)`` (both waiting for RELEASE when they run: the chain may be
       reused, the extra step never is), print ``submitted``, and wait for the jobs;
-    * ``talker WS KEY RELEASE``: submit a Talker, print ``submitted``.
+    * ``talker WS KEY RELEASE``: submit a Talker, print ``submitted``;
+    * ``grid WS NAME SIZE FAIL BLOCK FILES``: submit :func:`grid` (cell FAIL fails while
+      FILES/fail exists, cell BLOCK waits for FILES/release; -1 for none), print
+      ``submitted``, and wait for the jobs.
     """
     from xpmstore import experiment
     from xpmstore.launchers import LocalLauncher
@@ -86,6 +116,12 @@ def drive(argv: list[str] | None = None) -> None:
     elif mode == "talker":
         with experiment(workspace, "talk", launcher=LocalLauncher(workers=1)):
             Talker(key=args[2], release=args[3]).submit()
+            print("submitted", flush=True)
+    elif mode == "grid":
+        name, size, fail, block = args[2], int(args[3]), int(args[4]), int(args[5])
+        with experiment(workspace, name, launcher=LocalLauncher(workers=2)):
+            for cell in grid(size, fail, block, args[6]):
+                cell.submit()
             print("submitted", flush=True)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
