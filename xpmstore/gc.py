@@ -10,6 +10,8 @@
 * the jobs and lookups of every **live** run (:mod:`xpmstore.runs`: no end line, process alive);
 * the pins (:mod:`xpmstore.pins`);
 * every task directory that is not done and whose launch record names a live holder;
+* every ``@cache`` entry a live process uses (its lease: :mod:`xpmstore.leases`), so that
+  ``older_than`` and ``max_size`` apply only to entries no live process holds;
 
 closed over their dependencies (read from the index records of done objects and from the job
 lines of the runs).
@@ -43,6 +45,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import leases
 from .claim import run_lock_path
 from .errors import TextValueError
 from .index import Index
@@ -344,7 +347,7 @@ def _mark(workspace: Workspace, options: GcOptions | None, now: float | None) ->
     done = {d.identifier for d in directories if d.done}
     sources = [replace(source, done=len(source.identifiers & done))
                for source in find_roots(runs, pinned(workspace, index), live_jobs,
-                                        options.keep_runs)]
+                                        options.keep_runs, leases.in_use(workspace))]
     roots = why_rooted(sources)
 
     edges: dict[str, set[str]] = {}
@@ -469,6 +472,7 @@ def collect(workspace: Workspace, options: GcOptions | None = None, *,
     trash = _trash(workspace) / f"gc-{os.getpid()}-{time.time_ns()}"
     index = Index.for_workspace(workspace)
     with gc_lock(workspace.gc_lock_path, exclusive=True):
+        leases.sweep(workspace)  # the leases of processes that are gone
         plan = mark(workspace, options, now)
         result = GcResult(plan)
         for candidate in plan.candidates:

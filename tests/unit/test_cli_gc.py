@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import objects
+from xpmstore import leases, objects
 from xpmstore.claim import launch_record
 from xpmstore.gc import GcOptions, find_roots, mark, parse_age, parse_size, why_rooted
 from xpmstore.identifier import cache_identifier
@@ -43,11 +43,13 @@ def present(ws: Workspace) -> set[str]:
 
 
 def cache_entry(ws: Workspace, n: int, counters: Path) -> str:
-    """Compute one @cache entry of Terms(n); returns its identifier."""
+    """Compute one @cache entry of Terms(n), as a process that has ended since (this one lets
+    its leases go); returns its identifier."""
     counters.mkdir(exist_ok=True)
     terms = Terms(n=n)
     with active(ws):
         terms.load(str(counters))
+    leases.release()
     return cache_identifier(terms.__identifier__, "terms.txt")
 
 
