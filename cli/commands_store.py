@@ -90,9 +90,7 @@ def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bo
         click.echo(f"{'would free' if dry_run else 'to free'}: {size(plan.size)} in"
                    f" {len(plan.candidates)} of {plan.objects} objects ({len(plan.roots)} roots,"
                    f" {len(plan.reachable)} objects reached)", err=not dry_run and as_json)
-        if plan.over_max_size:
-            click.echo(f"the store stays {size(plan.over_max_size)} above --max-size: what"
-                       " remains is rooted or a task", err=True)
+        _over_max_size(plan.over_max_size)
         if dry_run:
             return
         if not plan.candidates:
@@ -115,6 +113,15 @@ def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bo
         click.echo(f"skipped {short(candidate.identifier)} {candidate.name}: {why}", err=True)
     click.echo(f"freed {size(result.freed)} in {len(result.deleted)} objects"
                f" ({len(result.skipped)} skipped)")
+    if yes:  # without -y, it was said before the question
+        _over_max_size(result.plan.over_max_size)
+
+
+def _over_max_size(over: int) -> None:
+    """Say (on stderr) by how much the store stays above --max-size, if it does."""
+    if over:
+        click.echo(f"the store stays {size(over)} above --max-size: what remains is rooted (a"
+                   " run's, a pin, or in use by a live process) or a task", err=True)
 
 
 def _gc_remote(older_than: float | None, dry_run: bool, yes: bool, as_json: bool) -> None:

@@ -7,6 +7,8 @@
   the good results of its run;
 * the jobs and lookups of the last ``keep_runs`` runs of each experiment that ended with outcome
   ``ok`` (default 1; ``keep_runs`` 0 makes no ended run a root, the latest included);
+* (in both, a run that recorded no job and no lookup does not count: a script that failed before
+  its first submit hides no earlier run);
 * the jobs and lookups of every **live** run (:mod:`xpmstore.runs`: no end line, process alive);
 * the pins (:mod:`xpmstore.pins`);
 * every task directory that is not done and whose launch record names a live holder;
@@ -278,7 +280,9 @@ def find_roots(runs: list[Run], pins: Iterable[str], live_jobs: Iterable[str],
     for run in runs:
         by_experiment.setdefault(run.experiment, []).append(run)
     for name, its_runs in by_experiment.items():
-        ended = [run for run in its_runs if not run.live]  # a live run roots its own jobs
+        # A live run roots its own jobs; a run that used nothing (its script failed before
+        # any submit) roots nothing, and must not hide the run before it.
+        ended = [run for run in its_runs if not run.live and (run.jobs or run.roots)]
         successful = [run for run in ended if run.outcome == "ok"]
         kept = successful[len(successful) - keep_runs:] if keep_runs else []
         latest = ended[-1] if keep_runs and ended else None

@@ -210,3 +210,25 @@ def test_an_interrupted_run_keeps_its_done_jobs(ws: Workspace, tmp_path: Path) -
     assert console(ws, "gc", "-y").returncode == 0
     assert done_cells(ws, cells) == {1, 2, 3, 4, 5}
     assert cell_dir(ws, cells[0]).is_dir()
+
+
+def test_a_run_that_submitted_nothing_hides_no_earlier_run(ws: Workspace, tmp_path: Path) -> None:
+    (tmp_path / "fail").touch()
+    failing = Grid(ws, tmp_path / "run1.log", 3, 2, -1, tmp_path)
+    try:
+        failing.submitted()
+        assert failing.finish() == 1
+    finally:
+        failing.abort()
+    empty = Grid(ws, tmp_path / "run2.log", 0, -1, -1, tmp_path)  # a script that submits nothing
+    try:
+        empty.submitted()
+        assert empty.finish() == 0
+    finally:
+        empty.abort()
+    assert [r.status for r in read_runs(ws, "grid")] == ["failed", "ok"]
+    dry = console(ws, "gc", "--dry-run")
+    assert listed(dry.stdout) == set(), dry.stdout
+    assert "3 objects, 2 done" in root_line(dry.stdout, "grid")
+    assert console(ws, "gc", "-y").returncode == 0
+    assert done_cells(ws, grid(3)) == {0, 1}

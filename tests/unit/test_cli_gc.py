@@ -170,6 +170,8 @@ def test_live_runs_and_live_jobs_are_roots(ws: Workspace) -> None:
          "reason": "ran:new", "dependencies": []}) + "\n")
     later = dead.with_name("20000102T000000.000000Z-elsewhere-1.jsonl")  # the latest: not dead
     later.write_text(json.dumps({**header, "started": 1.0}) + "\n"
+                     + json.dumps({"type": "job", "id": "0" * 64, "name": "tests.gc.Step",
+                                   "reason": "ran:new", "dependencies": []}) + "\n"
                      + json.dumps({"type": "end", "outcome": "ok", "ended": 2.0}) + "\n")
     running = objects.prepare_task_dir(ws, Step(i=0, variant=22))
     (running / ".xpm" / "launch.json").write_text(json.dumps(launch_record()))
@@ -209,6 +211,10 @@ def test_find_roots_keeps_the_latest_run_whatever_its_outcome() -> None:
     interrupted = find_roots([*runs[:2], _run("6", "interrupted", False, c)], [], [], 1)
     assert [(s.role, s.run) for s in interrupted] == [("successful run", "2"),
                                                       ("latest run", "6")]
+    # A run that used nothing (its script failed before any submit) hides no run.
+    typo = find_roots([runs[0], _run("3", "failed", False, c), _run("7", "interrupted", False),
+                       _run("8", "ok", False)], [], [], 1)
+    assert [(s.role, s.run) for s in typo] == [("successful run", "1"), ("latest run", "3")]
 
 
 def test_older_than_and_max_size(ws: Workspace, tmp_path: Path) -> None:

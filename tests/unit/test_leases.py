@@ -192,5 +192,9 @@ def test_gc_dry_run_json_names_the_entries_in_use(ws: Workspace, counters: str) 
                                    "objects": [entry(5)], "done": 1}]
         text = invoke(ws, "gc", "--dry-run", "--older-than", "0s").stdout
         assert "in use: 1 objects, 1 done" in text
+        kept = invoke(ws, "gc", "-y", "--max-size", "0")
+        assert kept.exit_code == 0 and "freed 0 in 0 objects" in kept.stdout, kept.output
+        assert "above --max-size" in kept.stderr and "in use" in kept.stderr
+        assert (ws.cache / "tests.store.Terms" / entry(5)).is_dir()
     finally:
         holder.end()
