@@ -284,14 +284,15 @@ def find_roots(runs: list[Run], pins: Iterable[str], live_jobs: Iterable[str],
         # any submit) roots nothing, and must not hide the run before it.
         ended = [run for run in its_runs if not run.live and (run.jobs or run.roots)]
         successful = [run for run in ended if run.outcome == "ok"]
-        kept = successful[len(successful) - keep_runs:] if keep_runs else []
-        latest = ended[-1] if keep_runs and ended else None
+        kept = {run.name for run in successful[len(successful) - keep_runs:]} if keep_runs \
+            else set()
+        latest = ended[-1].name if keep_runs and ended else None
         for run in its_runs:
             if run.live:
                 role = "live run"
-            elif run is latest:
+            elif run.name == latest:
                 role = "latest run"
-            elif any(run is k for k in kept):
+            elif run.name in kept:
                 role = "successful run"
             else:
                 continue
@@ -309,7 +310,7 @@ def why_rooted(sources: Iterable[RootSource]) -> dict[str, str]:
     for source in sources:
         why = f"{source.role} {source.experiment}/{source.run}" if source.experiment else \
             {"pins": "pin", "live jobs": "live job", "in use": "in use"}[source.role]
-        for ident in sorted(source.identifiers):
+        for ident in source.identifiers:
             roots.setdefault(ident, why)
     return roots
 
