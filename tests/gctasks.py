@@ -76,8 +76,9 @@ class Cell(Task):
 
 class CacheReader(Task):
     """Reads the ``@cache`` entries ``Terms(n)`` for n below ``entries``, round after round,
-    until the file ``stop`` exists; appends a line to ``counters/reader-<i>`` after each round
-    and fails on a wrong value (or when an entry vanishes under it)."""
+    until a round that started once the file ``stop`` existed; appends a line to
+    ``counters/reader-<i>`` after each round and fails on a wrong value (or when an entry
+    vanishes under it)."""
 
     __xpmid__ = "tests.gc.CacheReader"
     i: Param[int]
@@ -87,12 +88,13 @@ class CacheReader(Task):
 
     def execute(self) -> None:
         while True:
+            last = os.path.exists(self.stop)  # seen before the round: one whole round after it
             for n in range(self.entries):
                 value = Terms(n=n).load(self.counters)
                 if value != f"terms of {n}\n" * 3:
                     raise RuntimeError(f"Terms(n={n}) read {value!r}")
             count_line(self.counters, f"reader-{self.i}")
-            if os.path.exists(self.stop):
+            if last:
                 return
 
 

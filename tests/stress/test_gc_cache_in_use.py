@@ -63,6 +63,7 @@ def test_gc_never_deletes_cache_entries_running_jobs_read(tmp_path: Path,
             readers.kill()
         readers.communicate()
     assert readers.returncode == 0, log.read_text()[-3000:]
+    # every reader read every entry once more after the last gc (a round begun after "stop")
     assert all(count_of(counters, f"reader-{i}") > before[i] for i in range(READERS))
     assert {n: count_of(counters, f"terms-{n}") for n in range(ENTRIES)} == \
         {n: 1 for n in range(ENTRIES)}, "an entry was deleted and computed again"
