@@ -78,10 +78,13 @@ class RunRecord:
             os.write(self._fd, data.encode())
 
     def end(self, outcome: str, **fields: Any) -> None:
-        """Write the end line and close the record."""
-        self.append({"type": "end", "outcome": outcome, "ended": time.time(), **fields})
-        os.fsync(self._fd)
-        os.close(self._fd)
+        """Write the end line and close the record (closed even when the write fails: a full
+        disk raises OSError, and the run counts as ended by its process's death)."""
+        try:
+            self.append({"type": "end", "outcome": outcome, "ended": time.time(), **fields})
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
 
 
 def read_run(path: Path) -> list[dict[str, Any]]:

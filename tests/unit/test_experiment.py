@@ -514,6 +514,30 @@ def test_ctrl_c_while_the_block_waits_interrupts_running_jobs(ws: Workspace, cou
     assert end_of(runs(ws)[0])["outcome"] == "interrupted"
 
 
+def test_an_index_that_cannot_be_written_never_stops_the_scheduler(
+        tmp_path: Path, counters: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # The index's place is taken by a file: every flush of finished jobs to the index raises
+    # (FileExistsError).  That error once killed the scheduler thread, and the block waited
+    # for ever; the index is only an accelerator: the jobs are done, with one warning.
+    root = tmp_path / "blocked-index"
+    root.mkdir()
+    (root / "not-a-folder").write_text("")
+    (root / "xpmstore.toml").write_text('index_path = "not-a-folder"\n')
+    ws = Workspace.at(root)
+    first, second = Counted(n=1, counters=counters), Counted(n=2, counters=counters)
+    with xp(ws) as run:
+        first.submit()
+        wait_for(lambda: count_of(counters, "counted-1") == 1, "the first job")
+        second.submit()
+    assert count_of(counters, "counted-1") == count_of(counters, "counted-2") == 1
+    assert objects.is_done(taskdir(ws, first)) and objects.is_done(taskdir(ws, second))
+    assert end_of(runs(ws)[0])["outcome"] == "ok"
+    assert "2 done, 0 reused, 0 failed" in output_of(run)
+    [warning] = [line for line in capsys.readouterr().err.splitlines() if "index" in line]
+    assert warning.startswith("xpmstore: warning: the index cannot record finished jobs")
+    assert "FileExistsError" in warning
+
+
 # --- dry runs --------------------------------------------------------------------------------
 
 
