@@ -33,7 +33,7 @@ from typing import Any, Literal
 from . import objects, runner
 from .claim import claim, holder_state, read_state, write_state
 from .config import Config, Task, class_spec, dependencies, iter_configs, tags_of
-from .errors import ExperimentFailed, XpmstoreError
+from .errors import ExperimentFailed, ExperimentInJobError, XpmstoreError
 from .hooks import Job, SubmitHook, gather_hooks
 from .index import Index
 from .launchers.base import Launcher
@@ -179,7 +179,7 @@ class experiment:
     def __enter__(self) -> experiment:
         global _active
         if runner.inside_job():
-            raise XpmstoreError(
+            raise ExperimentInJobError(
                 "experiment() was entered inside a job's process: the script that defines your"
                 ' tasks is imported by jobs; guard the experiment with `if __name__ == "__main__":`'
             )
@@ -222,6 +222,15 @@ class experiment:
             set_active_workspace(self._previous_workspace)
 
     def _raise_failed(self, failed: list[_Job]) -> None:
+        refused = next((j for j in failed if j.exit_code == runner.EXIT_REFUSED), None)
+        if refused is not None:  # an unguarded script: its error, once, is the whole story
+            raise ExperimentFailed(
+                f"experiment {self.name!r}:"
+                f" {refused.detail.removeprefix(ExperimentInJobError.__name__ + ': ')}"
+                f" ({len(failed)} job(s) failed;"
+                f" {refused.name} {refused.identifier[:12]}, log {refused.taskdir / 'stderr'})",
+                failed=[(j.identifier, j.name, str(j.taskdir / "stderr")) for j in failed],
+            )
         shown = "; ".join(f"{j.name} {j.identifier[:12]} ({j.detail or 'failed'}, log"
                           f" {j.taskdir / 'stderr'})" for j in failed[:5])
         more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""

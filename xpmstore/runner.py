@@ -32,14 +32,18 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .errors import ExperimentInJobError
 from .progress import describe_error
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_WAITED", "flush_standard_streams", "inside_job", "main",
-           "prepare", "run_job", "write_done_state"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_WAITED", "flush_standard_streams",
+           "inside_job", "main", "prepare", "run_job", "write_done_state"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_WAITED = 75
+EXIT_REFUSED = 78
+"""The job's task could not even be rebuilt because importing its script entered an
+``experiment()`` (an unguarded script): every job of that script fails the same way."""
 HEARTBEAT_PERIOD = 10.0
 
 _inside_job = False
@@ -203,7 +207,8 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
             else:
                 _to_stderr(traceback.format_exc())
                 reason = describe_error(exc)[:500]
-            code = 130 if isinstance(exc, KeyboardInterrupt) else EXIT_FAILED
+            code = 130 if isinstance(exc, KeyboardInterrupt) else \
+                EXIT_REFUSED if isinstance(exc, ExperimentInJobError) else EXIT_FAILED
             _record_failure(directory, code, started, reason)
             return code
         fields = {"exit_code": 0, "started": started, "ended": time.time()}

@@ -6,6 +6,7 @@ enters its experiment unguarded stops with the one-line error, whichever process
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,65 @@ def test_what_task_modules_print_at_import_never_breaks_the_zygote(
         assert len(lines) == len(set(lines)) == 5, done.stderr
     if noise != "close":  # what the zygote's import printed reached the experiment's stderr
         assert "noise at import" in done.stderr, done.stderr
+
+
+UNGUARDED = '''
+import sys
+from pathlib import Path
+from xpmstore import ExperimentFailed, Param, Task, experiment
+from xpmstore.launchers import LAUNCHER
+
+class Hello(Task):
+    __xpmid__ = "unguarded.Hello"
+    n: Param[int] = 0
+
+    def execute(self):
+        Path("hello.txt").write_text("hello")
+
+try:  # no `if __name__ == "__main__":` guard: the jobs that import this script come here too
+    with experiment(WORKSPACE, "unguarded", launcher=ARGUMENTS):
+        for n in range(3):
+            Hello(n=n).submit()
+except ExperimentFailed as exc:
+    print(f"FAILED {exc}", file=sys.stderr)
+    sys.exit(3)
+'''
+
+
+def unguarded_script(folder: Path, workspace: Path, launcher: str) -> Path:
+    """An unguarded script in ``folder`` using ``launcher`` (Python text, e.g.
+    ``LocalLauncher(workers=2)``)."""
+    name, _, arguments = launcher.partition("(")
+    script = folder / "unguarded.py"
+    script.write_text(UNGUARDED.replace("LAUNCHER", name).replace(
+        "ARGUMENTS", f"{name}({arguments}").replace("WORKSPACE", repr(str(workspace))))
+    return script
+
+
+def check_refused(done: subprocess.CompletedProcess[str], workspace: Path) -> None:
+    """The unguarded experiment stopped with the one-line error, and no job ran its task or a
+    second experiment."""
+    assert done.returncode == 3, done.stderr
+    [failure] = [line for line in done.stderr.splitlines() if line.startswith("FAILED ")]
+    assert failure.startswith("FAILED experiment 'unguarded': experiment() was entered inside a"
+                              " job's process"), failure
+    assert 'guard the experiment with `if __name__ == "__main__":`' in failure
+    assert "(3 job(s) failed;" in failure
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(list((workspace / "experiments" / "unguarded").iterdir())) == 1  # one run
+    logs = sorted((workspace / "jobs" / "unguarded.Hello").glob("*/stderr"))
+    assert len(logs) == 3
+    for log in logs:
+        assert "guard the experiment with" in log.read_text()
+        assert not (log.parent / "hello.txt").exists()
+        assert {p.name for p in log.parent.iterdir()} <= {"params.json", "stdout", "stderr",
+                                                           ".xpm"}
+
+
+@pytest.mark.parametrize("launcher", ["LocalLauncher(workers=2)",
+                                      "LocalLauncher(workers=2, fresh_process=True)"],
+                         ids=["zygote", "fresh"])
+def test_an_unguarded_script_stops_with_the_one_line_error(tmp_path: Path, launcher: str) -> None:
+    workspace = tmp_path / "ws"
+    script = unguarded_script(tmp_path, workspace, launcher)
+    check_refused(run_python([str(script)], cwd=tmp_path, timeout=120), workspace)
