@@ -538,6 +538,33 @@ def test_an_index_that_cannot_be_written_never_stops_the_scheduler(
     assert "FileExistsError" in warning
 
 
+def test_a_job_claimed_ahead_of_a_free_worker_is_queued_not_running(
+        ws: Workspace, counters: str, tmp_path: Path) -> None:
+    from ..clihelpers import invoke
+
+    release = tmp_path / "release"
+    first = Blocker(key="q1", counters=counters, release=str(release))
+    second = Blocker(key="q2", counters=counters, release=str(release))
+    with xp(ws, workers=1) as run:
+        first.submit()
+        second.submit()
+        wait_for(lambda: count_of(counters, "started-q1") == 1, "the first job to start")
+        wait_for(lambda: (taskdir(ws, second) / ".xpm" / "launch.json").exists(),
+                 "the second job to be claimed ahead")
+        statuses = {j["identifier"]: j["status"]
+                    for j in json.loads(invoke(ws, "jobs", "--json").stdout)}
+        assert statuses == {first.__identifier__: "running", second.__identifier__: "queued"}
+        assert Store(ws).status(second) == "queued"
+        shown = json.loads(invoke(ws, "show", second.__identifier__, "--json").stdout)
+        assert shown["status"] == "queued"
+        second_line = f"tests.sched.Blocker {second.__identifier__[:12]}"
+        assert f"queued   {second_line}" in output_of(run)
+        assert f"running  {second_line}" not in output_of(run)
+        release.write_text("")
+    assert f"running  {second_line}" in output_of(run)  # once a worker freed
+    assert count_of(counters, "ended-q1") == count_of(counters, "ended-q2") == 1
+
+
 # --- dry runs --------------------------------------------------------------------------------
 
 
