@@ -104,6 +104,7 @@ class _Job:
         self.pull = False  # planned to be pulled from the remote
         self.pulling = False  # a pull is in progress; its outcome comes as an exit event
         self.chain = True  # may be submitted before its dependencies end (Slurm's afterok)
+        self.interrupted = False  # killed by the interrupt of the run
 
 
 def _modules_and_scripts(task: Task) -> tuple[list[str], list[str]]:
@@ -728,7 +729,7 @@ class experiment:
             told = job.launcher.exit_reason(identifier)  # the launcher's account (TIMEOUT…)
             reason = str(state.get("reason") or _describe_exit(code))
             if told or state.get("state") != "failed":
-                reason = told or _describe_exit(code)
+                reason = told or ("interrupted" if job.interrupted else _describe_exit(code))
                 try:
                     write_state(job.taskdir, "failed", exit_code=code,
                                 started=state.get("started"), ended=time.time(), reason=reason)
@@ -802,6 +803,7 @@ class experiment:
             running = [j for j in self.order if j.status == "running" and not j.pulling
                        and not j.launcher.keeps_running]
             for job in running:
+                job.interrupted = True  # its exit, as it comes, says "interrupted"
                 job.launcher.kill(job.identifier)
         deadline = time.time() + _INTERRUPT_GRACE
         try:

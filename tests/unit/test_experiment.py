@@ -503,13 +503,16 @@ def test_ctrl_c_while_the_block_waits_interrupts_running_jobs(ws: Workspace, cou
     presser = threading.Thread(target=press_ctrl_c)
     presser.start()
     try:
-        with pytest.raises(KeyboardInterrupt), xp(ws):
+        with pytest.raises(KeyboardInterrupt), xp(ws) as run:
             blocker.submit()  # then the end of the block waits for it
     finally:
         presser.join()
         signal.signal(signal.SIGINT, previous)
     state = read_state(taskdir(ws, blocker))
     assert (state["state"], state["reason"]) == ("failed", "interrupted")
+    # The progress says so too (not "killed by signal 15", the exit the interrupt caused).
+    assert f"failed   tests.sched.Blocker {blocker.__identifier__[:12]} interrupted" \
+        in output_of(run)
     assert count_of(counters, "ended-c") == 0
     assert end_of(runs(ws)[0])["outcome"] == "interrupted"
 
