@@ -746,8 +746,8 @@ class experiment:
                 continue
             try:
                 job.launcher.kill(job.identifier)
-            except Exception as exc:
-                _say(f"xpmstore: warning: {describe_error(exc)}")
+            except Exception as exc:  # a failed scancel: warn; the job fails all the same
+                _say(f"xpmstore: warning: {exc}")
             self._fail(job, f"dependency {failed.name} {failed.identifier[:12]} failed")
 
     def _flush_index(self) -> None:

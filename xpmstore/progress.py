@@ -3,7 +3,8 @@
 Counts done (ran here), reused, waited (ran by another process while this run waited), queued
 (claimed ahead of a free worker), running and failed jobs, names the running ones, and prints a
 one-line summary at the end.  Thread-safe (the scheduler thread and the submitting thread both
-report).
+report).  Also the one-line reports of the threads nothing may stop: :func:`say` and
+:func:`describe_error`.
 """
 
 from __future__ import annotations
