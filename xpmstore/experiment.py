@@ -135,7 +135,9 @@ class experiment:
     ``launcher`` defaults to ``LocalLauncher()``.  ``dry_run=True`` prints what would run, with
     reasons, and writes nothing.  Raises ExperimentFailed at the end of the block when jobs
     failed (a job that could not even be launched, say because a SubmitHook raised, fails too);
-    XpmstoreError when entered inside a job's process or inside another experiment;
+    ExperimentInJobError (an XpmstoreError) when entered inside a job's process, XpmstoreError
+    inside another experiment; ExperimentFailed when its run record cannot be written (a full
+    disk);
     TextValueError (a ValueError) for a name that is empty, holds '/' or starts with '.'.
     """
 
@@ -188,8 +190,13 @@ class experiment:
             raise XpmstoreError(f"experiment {self.name!r}: experiment {_active.name!r} is"
                                 " already active in this process; experiments do not nest")
         if not self.dry_run:
-            self.workspace.ensure()
-            self.record = RunRecord(self.workspace.experiments, self.name)
+            try:
+                self.workspace.ensure()
+                self.record = RunRecord(self.workspace.experiments, self.name)
+            except OSError as exc:  # a full disk, a read-only workspace: nothing ran
+                raise ExperimentFailed(f"experiment {self.name!r} cannot start: its run record"
+                                       f" in {self.workspace.experiments} cannot be written"
+                                       f" ({describe_error(exc)})") from exc
             self._thread = threading.Thread(target=self._loop, daemon=True,
                                             name=f"xpmstore-{self.name}")
             self._thread.start()

@@ -167,6 +167,15 @@ def test_a_full_disk_fails_the_experiment_clearly(full_disk: Path, tmp_path: Pat
     for answer in (listed, shown, got, jobs, checked):
         assert "Traceback" not in answer.stderr, answer.stderr
 
+    # An experiment started on the full disk cannot even write its run record: one clear
+    # error, and no record without its header left behind.
+    again = _run(script, root, "fill", environ)
+    assert again.returncode == 3, again.stderr
+    assert "Traceback" not in again.stderr, again.stderr
+    [failure] = [line for line in again.stderr.splitlines() if line.startswith("FAILED ")]
+    assert "cannot start" in failure and "disk full" in failure, failure
+    assert list((workspace.experiments / "fill").glob("*.jsonl")) == [record_path]
+
 
 def test_commands_on_a_full_disk_without_an_index(full_disk: Path, tmp_path: Path) -> None:
     """LMDB writes its lock file through a memory map: on a full disk, making a new index
