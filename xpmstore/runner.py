@@ -206,9 +206,9 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
                 reason = str(exc)
             else:
                 _to_stderr(traceback.format_exc())
-                reason = describe_error(exc)[:500]
+                reason = describe_error(_refusal(exc) or exc)[:500]
             code = 130 if isinstance(exc, KeyboardInterrupt) else \
-                EXIT_REFUSED if isinstance(exc, ExperimentInJobError) else EXIT_FAILED
+                EXIT_REFUSED if _refusal(exc) is not None else EXIT_FAILED
             _record_failure(directory, code, started, reason)
             return code
         fields = {"exit_code": 0, "started": started, "ended": time.time()}
@@ -226,6 +226,17 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
             beat.stop()
         leases.release()  # the job's @cache leases: its process exits without atexit
         lock.close()
+
+
+def _refusal(exc: BaseException) -> ExperimentInJobError | None:
+    """The refusal of an ``experiment()`` entered in this job (an unguarded script) that caused
+    ``exc``, if one did (loading the task wraps it into a ClassNotFoundError)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ExperimentInJobError):
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 def flush_standard_streams() -> None:

