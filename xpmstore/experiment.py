@@ -481,7 +481,8 @@ class experiment:
                 ahead = self._step_job(job, ahead, full)
             except Exception as exc:  # about this job only (a full disk, a lock): it fails
                 ahead -= job.ahead
-                self._fail(job, describe_error(exc), record=job.status == "pending")
+                pending = job.status == "pending"  # else another process holds it, or a pull
+                self._fail(job, describe_error(exc), record=pending, unclaim=pending)
 
     def _step_job(self, job: _Job, ahead: int, full: set[int]) -> int:
         """One step of one job; returns the number of jobs claimed ahead after it."""
@@ -539,17 +540,18 @@ class experiment:
     def _launch_failed(self, job: _Job, exc: Exception) -> None:
         """A job could not be launched (a SubmitHook raised, the launcher or the disk failed):
         it fails with that error, its dependents are blocked, and the other jobs go on."""
-        self._fail(job, f"not launched: {describe_error(exc)}")
+        self._fail(job, f"not launched: {describe_error(exc)}", unclaim=True)
 
-    def _fail(self, job: _Job, detail: str, record: bool = True) -> None:
+    def _fail(self, job: _Job, detail: str, record: bool = True, unclaim: bool = False) -> None:
         """``job`` fails with ``detail``; with ``record``, its state file says so (when the
-        disk lets it) and a launch record naming this scheduler is removed.  ``record=False``
-        for a job another process holds: its files are that process's."""
+        disk lets it); with ``unclaim`` (a job claimed, never launched), a launch record naming
+        this scheduler is removed.  ``record=False`` for a job another process holds: its
+        files are that process's."""
         job.status, job.detail, job.ahead = "failed", detail[:500], False
         self.progress.finished_job(job.identifier, job.name, "failed", job.detail)
         if record:
             try:
-                launch = read_launch(job.taskdir)
+                launch = read_launch(job.taskdir) if unclaim else None
                 if launch is not None and launch.get("pid") == os.getpid():
                     (job.taskdir / ".xpm" / "launch.json").unlink()  # it names this scheduler
                 write_state(job.taskdir, "failed", ended=time.time(), reason=job.detail)
