@@ -220,13 +220,17 @@ class Index(IndexEnvironment):
                 record = {k: v for k, v in record.items() if k != "identity"}
         return record
 
-    def _put(self, txn: Any, raw: bytes, record: dict[str, Any]) -> None:
+    def _put(self, txn: Any, raw: bytes, record: dict[str, Any],
+             keep_tags: bool = False) -> None:
         objects = self.dbs[b"objects"]
         old = txn.get(raw, db=objects)
         previous = decode_record(raw, old) if old is not None else None
         if previous is not None:  # a damaged one's secondary keys cannot be read: left
             for db, key in secondary_keys(raw, previous):
                 txn.delete(key, db=self.dbs[db])
+            known = previous.get("tags")
+            if keep_tags and known and isinstance(known, dict):
+                record = {**record, "tags": {**(record.get("tags") or {}), **known}}
         txn.put(raw, seal(raw, encode_record(record)), db=objects)
         for db, key in secondary_keys(raw, record):
             txn.put(key, b"", db=self.dbs[db])
@@ -248,15 +252,43 @@ class Index(IndexEnvironment):
         raw = raw_identifier(identifier)
         self.write(lambda txn: self._put(txn, raw, record))
 
-    def put_many(self, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Record many objects in one transaction."""
+    def put_many(self, records: Iterable[tuple[str, dict[str, Any]]],
+                 keep_tags: bool = False) -> None:
+        """Record many objects in one transaction.  ``keep_tags``: a record replaced keeps the
+        tags the index knew (see :meth:`add_tags`)."""
         items = [(raw_identifier(identifier), record) for identifier, record in records]
 
         def body(txn: Any) -> None:
             for raw, record in items:
-                self._put(txn, raw, record)
+                self._put(txn, raw, record, keep_tags)
 
         self.write(body)
+
+    def add_tags(self, items: Iterable[tuple[str, dict[str, Any]]]) -> set[str]:
+        """Add the tags of submissions to the records of their objects, in one transaction.
+
+        The index keeps the union of the tags of every submission of an object: a name it
+        knows keeps the value it knew first.  Returns the identifiers it has no record of (or
+        a damaged one: the next read recomputes it).
+        """
+        pending = [(raw_identifier(identifier), identifier, tags) for identifier, tags in items
+                   if tags]
+
+        def body(txn: Any) -> set[str]:
+            unknown = set()
+            for raw, identifier, tags in pending:
+                data = txn.get(raw, db=self.dbs[b"objects"])
+                record = decode_record(raw, data) if data is not None else None
+                if record is None:
+                    unknown.add(identifier)
+                    continue
+                known = record.get("tags")
+                known = known if isinstance(known, dict) else {}
+                if not tags.keys() <= known.keys():
+                    self._put(txn, raw, {**record, "tags": {**tags, **known}})
+            return unknown
+
+        return self.write(body) if pending else set()
 
     def delete(self, identifier: str) -> bool:
         """Forget one object; returns whether it was known."""
