@@ -37,6 +37,7 @@ from .indexfiles import (
     dead_readers,
     file_identity,
     is_damage,
+    keep_slack,
     move_aside,
     verify_problems,
 )
@@ -97,6 +98,14 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")  # LMDB's page size: the OS page size
+
+
+def _used(env: Any) -> int:
+    """Bytes of the data file that LMDB's pages use (meta page only)."""
+    return int((env.info()["last_pgno"] + 1) * _PAGE)
 
 
 def warn(text: str) -> None:
@@ -265,7 +274,9 @@ class IndexEnvironment:
                     raise IndexDamaged(f"process {died_reading[0]} died reading it, and"
                                        f" {problems[0]}")
             env.reader_check()  # free the slots of dead processes
-            return env, self._open_dbs(env)
+            dbs = self._open_dbs(env)
+            keep_slack(self.path, _used(env))
+            return env, dbs
         except BaseException:
             env.close()  # half open: close it, or the next try is refused
             raise
@@ -430,9 +441,13 @@ class IndexEnvironment:
             held = self._held
             assert held is not None
             try:
-                return self._write_once(held.env, body)
+                result = self._write_once(held.env, body)
             except (lmdb.Error, TypeError) as error:
                 healed = self._recover(error, held, healed) or healed
+                continue
+            if held.files is not None:
+                keep_slack(self.path, _used(held.env))
+            return result
         raise RuntimeError("the index kept changing under one write")  # pragma: no cover
 
     @staticmethod

@@ -35,12 +35,16 @@ __all__ = [
     "dead_readers",
     "file_identity",
     "is_damage",
+    "keep_slack",
     "move_aside",
     "verify_problems",
 ]
 
 DATA_FILE = "data.mdb"
 LOCK_FILE = "lock.mdb"
+
+SLACK = 1 << 20
+"""Bytes kept allocated past the pages LMDB uses in its data file (:func:`keep_slack`)."""
 
 _READER_SLOT = 64
 """Bytes of one reader slot of ``lock.mdb`` (a cache line), and of each of the 3 lines of its
@@ -147,6 +151,25 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True  # another user's
     return True
+
+
+def keep_slack(path: Path, used: int) -> None:
+    """Keep :data:`SLACK` bytes allocated past the ``used`` bytes of the data file in ``path``.
+    LMDB writes a new page with ``pwrite`` past its last one: into blocks allocated ahead that
+    write needs no free space, so on a full disk the index still takes small writes (a
+    reconcile, the records of the jobs that just ended).  A file longer than its pages is
+    LMDB's normal state.  Best effort: on a full disk the slack stays what it is."""
+    try:
+        fd = os.open(path / DATA_FILE, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        if os.fstat(fd).st_size < used + SLACK // 2:
+            os.posix_fallocate(fd, used, SLACK)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def verify_problems(path: Path) -> list[str]:
