@@ -19,7 +19,7 @@ function el(tag, attrs, ...children) {
     else if (key === "data") for (const [k, v] of Object.entries(value)) node.dataset[k] = v;
     else node.setAttribute(key, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -33,8 +33,13 @@ function svg(tag, attrs, ...children) {
     else if (key === "data") for (const [k, v] of Object.entries(value)) node.dataset[k] = v;
     else node.setAttribute(key, value);
   }
-  for (const child of children.flat()) if (child) node.append(child);
+  for (const child of children.flat(Infinity)) if (child) node.append(child);
   return node;
+}
+
+// replaceChildren with arrays flattened and empty children left out
+function put(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false && c !== ""));
 }
 
 const enc = encodeURIComponent;
@@ -94,7 +99,7 @@ async function api(path, options) {
 }
 
 function showError(where, error) {
-  where.replaceChildren(el("p", { class: "error", role: "alert", text: error.message || String(error) }));
+  put(where, el("p", { class: "error", role: "alert", text: error.message || String(error) }));
 }
 
 function section(title, ...children) {
@@ -164,10 +169,10 @@ async function act(identifier, action, options, after) {
       method: "POST", headers: { "content-type": "application/json", "x-xpmstore-action": "1" },
       body: JSON.stringify(options || {}),
     });
-    if (status) status.replaceChildren(el("span", { class: "ok", text: result.message }));
+    if (status) put(status, el("span", { class: "ok", text: result.message }));
     if (after) after(result);
   } catch (error) {
-    if (status) status.replaceChildren(el("span", { class: "error", text: error.message }));
+    if (status) put(status, el("span", { class: "error", text: error.message }));
   }
 }
 
@@ -184,11 +189,11 @@ function experimentsPage() {
   document.title = "Experiments · xpmstore";
   const render = (experiments) => {
     if (!experiments.length) {
-      main.replaceChildren(el("h1", { text: "Experiments" }),
+      put(main, el("h1", { text: "Experiments" }),
         el("p", { class: "empty", text: "No experiment has run in this workspace yet." }));
       return;
     }
-    main.replaceChildren(el("h1", { text: "Experiments" }), experiments.map((xp) =>
+    put(main, el("h1", { text: "Experiments" }), experiments.map((xp) =>
       el("section", { class: "experiment", data: { experiment: xp.name } },
          el("h2", { text: xp.name }),
          table(["run", "status", "started", "host", ...COUNTS, "jobs"], xp.runs.map((run) =>
@@ -219,7 +224,7 @@ function runPage() {
       elapsedCell(job.started, job.ended),
       el("td", {}, progressBars(job.progress), job.status === "failed" && job.failure
         ? el("span", { class: "failure", text: job.failure }) : "")));
-    main.replaceChildren(
+    put(main, 
       el("h1", {}, el("a", { href: "/", text: experiment }), " / ", run), header,
       table(["identifier", "task", "state", "reason", "tags", "launcher", "elapsed", "progress"],
             rows, { id: "jobs", class: "jobs" }));
@@ -301,7 +306,7 @@ function objectPage() {
                              rel: "noopener", text: f.path })),
       el("td", { class: "num", text: fmtSize(f.size) }), el("td", { text: f.executable ? "x" : "" })));
     const linkRows = files.links.map((l) => el("tr", {}, el("td", { text: l.path }), el("td", { colspan: 2, text: `→ ${l.target}` })));
-    top.replaceChildren(
+    put(top, 
       el("h1", {}, el("span", { class: "name", text: data.name }), " ", el("code", { class: "id", text: data.identifier })),
       el("div", { class: "summary" },
         el("span", { class: "status" }, "status ", badge(data.status)), el("span", { text: data.kind }),
@@ -331,11 +336,11 @@ function objectPage() {
     const current = data.log_names.filter((n) => !n.startsWith(".xpm/"));
     if (current.join() !== logNames.join()) {
       logNames = current;
-      logs.replaceChildren(el("h2", { text: "Logs" }), current.map((name) => logPane(data.identifier, name)));
+      put(logs, el("h2", { text: "Logs" }), current.map((name) => logPane(data.identifier, name)));
     }
   };
 
-  main.replaceChildren(top, logs);
+  put(main, top, logs);
   api(`/api/objects/${enc(ident)}`).then((data) => {
     render(data);
     live(`/api/events/objects/${enc(data.identifier)}`, render);
@@ -363,7 +368,7 @@ function graphPage() {
   const picker = el("form", { class: "inline", method: "get" }, el("label", {}, "depth ",
     el("input", { type: "number", name: "depth", min: 1, max: 20, value: depth })), el("button", { type: "submit" }, "show"));
   const holder = el("div", { id: "graph", class: "graph" });
-  main.replaceChildren(el("h1", {}, "Provenance of ", objectLink(ident)), picker, holder);
+  put(main, el("h1", {}, "Provenance of ", objectLink(ident)), picker, holder);
   api(`/api/objects/${enc(ident)}/graph?depth=${depth}`).then((data) => {
     const g = new dagre.graphlib.Graph();
     g.setGraph({ rankdir: "LR", nodesep: 18, ranksep: 60, marginx: 12, marginy: 12 });
@@ -390,7 +395,7 @@ function graphPage() {
         svg("text", { x: x + 10, y: y + 19, class: "n-name", text: node.name.length > 30 ? `…${node.name.slice(-29)}` : node.name }),
         svg("text", { x: x + 10, y: y + 36, class: "n-id", text: `${short(id)} · ${node.status}` })));
     }
-    holder.replaceChildren(drawing, data.truncated ? el("p", { class: "note", text: "the graph is cut at its node limit" }) : "",
+    put(holder, drawing, data.truncated ? el("p", { class: "note", text: "the graph is cut at its node limit" }) : "",
                            el("p", { class: "note", text: "left: what it was made from; right: what uses it" }));
   }).catch((e) => showError(holder, e));
 }
@@ -422,8 +427,8 @@ function searchPage() {
     window.location.search = query.toString();
   });
   const results = el("div", { id: "results" });
-  main.replaceChildren(el("h1", { text: "Search" }), form, results);
-  api("/api/names").then((list) => names.replaceChildren(list.map((n) => el("option", { value: n.name })))).catch(() => {});
+  put(main, el("h1", { text: "Search" }), form, results);
+  api("/api/names").then((list) => put(names, list.map((n) => el("option", { value: n.name })))).catch(() => {});
   const query = new URLSearchParams(params);
   if (!query.get("per_page")) query.set("per_page", PER_PAGE);
   api(`/api/search?${query}`).then((data) => {
@@ -432,12 +437,12 @@ function searchPage() {
       next.set("page", page);
       return el("a", { href: `?${next}`, class: "page", text: label });
     };
-    results.replaceChildren(
+    put(results, 
       el("p", { class: "note", id: "total", text: `${data.total} object(s) · page ${data.page} of ${data.pages}` }),
       table(["identifier", "kind", "class", "status", "size", "created", "tags"], data.items.map((item) =>
         el("tr", { data: { id: item.identifier } }, el("td", {}, objectLink(item.identifier)), el("td", { text: item.kind }),
            el("td", { text: item.name }), el("td", {}, badge(item.status)), el("td", { class: "num", text: item.status === "done" ? fmtSize(item.size) : "" }),
-           el("td", { text: fmtTime(item.created) }), el("td", {}, tagList(item.tags))))), { id: "found" }),
+           el("td", { text: fmtTime(item.created) }), el("td", {}, tagList(item.tags)))), { id: "found" }),
       el("nav", { class: "pages" }, data.page > 1 ? pageLink(data.page - 1, "← previous") : "",
          data.page < data.pages ? pageLink(data.page + 1, "next →") : ""));
   }).catch((e) => showError(results, e));
@@ -445,10 +450,10 @@ function searchPage() {
 
 function tablesPage() {
   document.title = "Results · xpmstore";
-  main.replaceChildren(el("h1", { text: "Results" }), el("p", { class: "loading", text: "Loading…" }));
+  put(main, el("h1", { text: "Results" }), el("p", { class: "loading", text: "Loading…" }));
   api("/api/names").then((list) => {
     const tasks = list.filter((n) => n.kind === "task");
-    main.replaceChildren(el("h1", { text: "Results" }),
+    put(main, el("h1", { text: "Results" }),
       el("p", { text: "One table per task class: a row per done task, the params that differ, tags and metrics." }),
       tasks.length ? el("ul", { id: "classes" }, tasks.map((n) => el("li", {}, el("a", { href: `/table/${enc(n.name)}`, text: n.name }),
                                                                     ` (${n.done} done)`)))
@@ -475,12 +480,12 @@ function tablePage() {
     el("label", {}, "metrics file ", el("input", { name: "metrics", value: metrics, size: 24 })), el("button", { type: "submit" }, "show"));
   const holder = el("div", { id: "table" });
   const csv = el("a", { href: `/api/table/${enc(name)}/csv?metrics=${enc(metrics)}`, id: "csv", text: "download CSV" });
-  main.replaceChildren(el("h1", {}, el("a", { href: "/table", text: "Results" }), ` / ${name}`), form, csv, holder);
+  put(main, el("h1", {}, el("a", { href: "/table", text: "Results" }), ` / ${name}`), form, csv, holder);
   api(`/api/table/${enc(name)}?metrics=${enc(metrics)}`).then((data) => {
     let sortAt = -1, descending = false;
     const rows = data.rows.slice();
     const body = el("tbody", {});
-    const fill = () => body.replaceChildren(rows.map((row) => el("tr", { data: { id: row[0] } },
+    const fill = () => put(body, rows.map((row) => el("tr", { data: { id: row[0] } },
       row.map((cell, i) => i === 0 ? el("td", {}, objectLink(cell))
         : el("td", { class: typeof cell === "number" ? "num" : "", text: fmtValue(cell) })))));
     const headers = data.columns.map((column, at) => el("th", { class: `g-${column.group} sortable`, data: { key: column.key }, title: `sort by ${column.label}`,
@@ -496,7 +501,7 @@ function tablePage() {
         fill();
       } }, el("span", { class: "group", text: column.group === "identifier" ? "" : column.group }), " ", column.label));
     fill();
-    holder.replaceChildren(
+    put(holder, 
       el("p", { class: "note", text: `${data.rows.length} done task(s)` + (data.missing ? `, ${data.missing} without a readable ${data.metrics}` : "") }),
       el("table", { id: "results", class: "results" }, el("thead", {}, el("tr", {}, headers)), body));
   }).catch((e) => showError(holder, e));
@@ -504,22 +509,22 @@ function tablePage() {
 
 function remotePage() {
   document.title = "Remote · xpmstore";
-  main.replaceChildren(el("h1", { text: "Remote" }), el("p", { class: "loading", text: "Loading…" }));
+  put(main, el("h1", { text: "Remote" }), el("p", { class: "loading", text: "Loading…" }));
   api("/api/remote").then((info) => {
     if (!info.configured) {
-      main.replaceChildren(el("h1", { text: "Remote" }), el("p", { class: "empty",
+      put(main, el("h1", { text: "Remote" }), el("p", { class: "empty",
         text: info.error || "No remote is configured: set [remote] url in xpmstore.toml or $XPMSTORE_REMOTE (docs/remote.md)." }));
       return;
     }
-    main.replaceChildren(el("h1", { text: "Remote" }), el("p", { text: info.url }), el("p", { class: "loading", text: "Listing the remote…" }));
+    put(main, el("h1", { text: "Remote" }), el("p", { text: info.url }), el("p", { class: "loading", text: "Listing the remote…" }));
     return api("/api/remote?list=1").then((data) => {
-      main.replaceChildren(el("h1", { text: "Remote" }), el("p", { text: data.url || info.url }),
+      put(main, el("h1", { text: "Remote" }), el("p", { text: data.url || info.url }),
         data.error ? el("p", { class: "error", text: data.error }) : "", el("span", { id: "action-status" }),
         table(["identifier", "kind", "class", "size", "created", "here", ""], data.items.map((item) => el("tr", { data: { id: item.identifier } },
           el("td", {}, objectLink(item.identifier)), el("td", { text: item.kind }), el("td", { text: item.name }),
           el("td", { class: "num", text: fmtSize(item.size) }), el("td", { text: fmtTime(item.created) }),
           el("td", { text: item.local ? "yes" : "no" }),
-          el("td", {}, !item.local && ACTIONS ? actionButton("pull", item.identifier, "pull", {}, null, () => window.location.reload()) : "")))),
+          el("td", {}, !item.local && ACTIONS ? actionButton("pull", item.identifier, "pull", {}, null, () => window.location.reload()) : ""))),
           { id: "remote-objects" }));
     });
   }).catch((e) => showError(main, e));
