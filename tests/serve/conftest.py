@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from xpmstore.store import object_status
@@ -64,13 +64,13 @@ class Server:
         """The URL without its path and query."""
         return self.url.split("/?")[0].rstrip("/")
 
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+    def get(self, path: str, **kwargs: Any) -> httpx2.Response:
         """GET ``path`` of the server."""
-        return httpx.get(self.base + path, timeout=30, **kwargs)
+        return httpx2.get(self.base + path, timeout=30, **kwargs)
 
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+    def post(self, path: str, **kwargs: Any) -> httpx2.Response:
         """POST to ``path`` of the server."""
-        return httpx.post(self.base + path, timeout=30, **kwargs)
+        return httpx2.post(self.base + path, timeout=30, **kwargs)
 
 
 @contextlib.contextmanager
@@ -129,7 +129,7 @@ class Experiment:
 
     def wait(self) -> None:
         """Wait for the experiment's process to end (it must succeed)."""
-        out, err = self.process.communicate(timeout=DEADLINE)
+        _, err = self.process.communicate(timeout=DEADLINE)
         assert self.process.returncode == 0, err
 
 
