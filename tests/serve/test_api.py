@@ -323,3 +323,19 @@ def test_a_port_in_use_is_one_line(done_workspace: Path) -> None:
     assert done.returncode == 1
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"xpmstore: cannot listen on 127.0.0.1:{port}: ")
+
+
+def test_a_page_of_search_reads_each_status_again_and_the_listing_is_remade(
+        copied: Path) -> None:
+    served = client(copied, catalog_age=3600.0)
+    (item,) = served.get("/api/search?name=servetests.Scored&per_page=1").json()["items"]
+    assert item["status"] == "done"
+    directory = next(copied.glob(f"jobs/servetests.Scored/{item['identifier']}"))
+    (directory / ".xpm" / "done").unlink()  # no longer done: the page says so at once
+    (again,) = served.get("/api/search?name=servetests.Scored&per_page=1").json()["items"]
+    assert again["identifier"] == item["identifier"] and again["status"] != "done"
+    fresh = client(copied, catalog_age=0.0)  # every search remakes the listing behind it
+    assert fresh.get("/api/search").json()["total"] == 6
+    shutil.rmtree(directory)
+    wait_for(lambda: fresh.get("/api/search").json()["total"] == 5,
+             "the listing to be made again without the removed object")

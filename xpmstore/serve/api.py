@@ -29,9 +29,10 @@ from .app import ServeConfig, error_response
 from .catalog import Catalog
 from .files import is_listed, open_listed, read_chunk
 from .graph import provenance
-from .objectview import object_view
+from .objectview import object_live, object_view
 from .remoteview import remote_info, remote_listing, remote_presence
 from .results import results_table, table_csv
+from .runcache import RunCache
 from .runsview import experiments_view, run_view
 
 __all__ = ["Api", "State", "routes"]
@@ -52,6 +53,7 @@ class State:
     config: ServeConfig
     catalog: Catalog
     streams: events.Streams
+    runs: RunCache
 
 
 def _integer(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -106,12 +108,12 @@ class Api:
                              "streams": streams.active, "streams_opened": streams.opened})
 
     async def experiments(self, request: Request) -> Response:
-        return await self._answer(experiments_view, self.workspace)
+        return await self._answer(experiments_view, self.state.runs)
 
     async def run(self, request: Request) -> Response:
         def answer() -> Any:
             experiment, name = _run_names(request)
-            found = run_view(self.workspace, experiment, name)
+            found = run_view(self.state.runs, experiment, name)
             if found is None:
                 return JSONResponse({"error": f"no run {name} of experiment {experiment}"},
                                     status_code=404)
@@ -120,12 +122,14 @@ class Api:
         return await self._answer(answer)
 
     async def object(self, request: Request) -> Response:
-        return await self._answer(object_view, self.workspace, request.path_params["ident"])
+        return await self._answer(object_view, self.workspace, request.path_params["ident"],
+                                  self.state.runs)
 
     async def graph(self, request: Request) -> Response:
         def answer() -> Any:
             depth = _integer(request, "depth", 3, 1, 20)
-            return provenance(self.workspace, request.path_params["ident"], depth)
+            return provenance(self.workspace, request.path_params["ident"],
+                              self.state.runs.runs(), depth)
 
         return await self._answer(answer)
 
@@ -270,7 +274,7 @@ class Api:
                                           "x-accel-buffering": "no"})
 
     async def experiments_events(self, request: Request) -> Response:
-        return self._stream(events.watch(lambda: experiments_view(self.workspace),
+        return self._stream(events.watch(lambda: experiments_view(self.state.runs),
                                          lambda: events.workspace_signature(self.workspace)))
 
     async def run_events(self, request: Request) -> Response:
@@ -279,8 +283,8 @@ class Api:
         except TextValueError as error:
             return error_response(error)
         return self._stream(events.watch(
-            lambda: run_view(self.workspace, experiment, name),
-            lambda: events.run_signature(self.workspace, experiment, name)))
+            lambda: run_view(self.state.runs, experiment, name),
+            lambda: events.run_signature(self.state.runs, experiment, name)))
 
     async def _directory(self, request: Request) -> Path:
         _, directory = await run_in_threadpool(locate, self.workspace,
@@ -292,8 +296,7 @@ class Api:
             directory = await self._directory(request)
         except _HANDLED as error:
             return error_response(error)
-        ident = directory.name
-        return self._stream(events.watch(lambda: object_view(self.workspace, ident),
+        return self._stream(events.watch(lambda: object_live(directory),
                                          lambda: events.object_signature(directory)))
 
     async def log_events(self, request: Request) -> Response:

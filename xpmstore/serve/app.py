@@ -44,6 +44,7 @@ from ..store import Store
 from ..workspace import Workspace
 from .catalog import Catalog
 from .events import Streams
+from .runcache import RunCache
 
 __all__ = ["LOOPBACK_HOSTS", "ServeConfig", "error_response", "make_app"]
 
@@ -166,7 +167,8 @@ def make_app(config: ServeConfig) -> Starlette:
 
     state = api.State(config=config, catalog=Catalog(Store(config.workspace),
                                                      max_age=config.catalog_age),
-                      streams=Streams(config.max_streams))
+                      streams=Streams(config.max_streams),
+                      runs=RunCache(config.workspace))
     routes = [
         *api.routes(state),
         *pages.routes(state),

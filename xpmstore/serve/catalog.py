@@ -78,6 +78,14 @@ class Catalog:
         finally:
             self._refreshing = False
 
+    def warm(self) -> None:
+        """Make the first listing now (a server calls it on a thread at start, so that the
+        first search does not wait); a failure is left for the first search to report."""
+        try:
+            self.entries()
+        except Exception:  # reported by the request that needs the listing
+            pass
+
     def invalidate(self) -> None:
         """Make the next call list again in the background (after an action changed the
         store)."""

@@ -26,19 +26,24 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from ..runs import is_experiment_name, read_one
+from ..runs import is_experiment_name
 from ..store import object_status
 from ..workspace import Workspace
 from .files import open_listed, read_chunk
+from .runcache import RunCache
 from .runsview import job_directory
 
 __all__ = ["LOG_TAIL", "POLL", "REFRESH", "Streams", "follow_log", "object_signature",
            "run_signature", "sse", "watch", "workspace_signature"]
 
 POLL = 0.25
-"""Seconds between two polls of a signature."""
+"""Seconds between two polls of a signature (at least)."""
 REFRESH = 2.0
-"""Seconds after which a part is computed again even when its signature did not change."""
+"""Seconds after which a part is computed again even when its signature did not change (at
+least)."""
+SHARE = 10
+"""A stream spends at most about 1/SHARE of a core: a signature or a part that takes long to
+read is polled or recomputed that many times its cost apart (a run of 10,000 jobs)."""
 KEEP_ALIVE = 15.0
 """Seconds of silence after which a comment is sent (proxies and browsers keep the stream)."""
 LOG_TAIL = 256 * 1024
@@ -102,17 +107,16 @@ def workspace_signature(workspace: Workspace) -> tuple[Any, ...]:
     return tuple(found)
 
 
-def run_signature(workspace: Workspace, experiment: str, run: str) -> tuple[Any, ...]:
+def run_signature(runs: RunCache, experiment: str, run: str) -> tuple[Any, ...]:
     """The run record's size and time, and the time of each of its jobs' ``.xpm/`` folders."""
-    path = workspace.experiments / experiment / f"{run}.jsonl"
+    path = runs.workspace.experiments / experiment / f"{run}.jsonl"
     record = _stat(str(path))
     found: list[Any] = [record]
-    if record is not None and is_experiment_name(experiment):
-        parsed = read_one(experiment, path)
-        for job in (parsed.jobs.values() if parsed is not None else ()):
-            directory = job_directory(workspace, job)
-            if directory is not None:
-                found.append(_stat(f"{directory}/.xpm"))
+    parsed = runs.run(experiment, run) if is_experiment_name(experiment) else None
+    for job in (parsed.jobs.values() if parsed is not None else ()):
+        directory = job_directory(runs.workspace, job)
+        if directory is not None:
+            found.append(_stat(f"{directory}/.xpm"))
     return tuple(found)
 
 
@@ -128,11 +132,14 @@ async def watch(compute: Callable[[], Any], signature: Callable[[], Any],
     last_signature: Any = object()
     last_sent: str | None = None
     computed = sent = 0.0
+    cost = 0.0  # seconds the last compute took
     while True:
         now = time.monotonic()
         current = await anyio.to_thread.run_sync(signature)
-        if current != last_signature or now - computed >= refresh:
+        polled = time.monotonic() - now
+        if current != last_signature or now - computed >= max(refresh, SHARE * cost):
             payload = await anyio.to_thread.run_sync(compute)
+            cost = time.monotonic() - now - polled
             text = sse(payload)
             last_signature, computed = current, now
             if text != last_sent:
@@ -141,7 +148,7 @@ async def watch(compute: Callable[[], Any], signature: Callable[[], Any],
         if now - sent >= KEEP_ALIVE:
             sent = now
             yield ": keep-alive\n\n"
-        await anyio.sleep(poll)
+        await anyio.sleep(max(poll, SHARE * polled))
 
 
 def _open_log(directory: Path, name: str) -> tuple[int, int] | None:

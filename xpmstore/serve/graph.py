@@ -15,7 +15,7 @@ from typing import Any
 
 from ..index import Index
 from ..locate import locate
-from ..runs import read_runs
+from ..runs import Run
 from ..store import object_status
 from ..workspace import Workspace
 
@@ -44,18 +44,18 @@ def _walk(start: str, step: Callable[[str], Iterable[str]], depth: int, limit: i
     return False
 
 
-def provenance(workspace: Workspace, text: str, depth: int = 3,
+def provenance(workspace: Workspace, text: str, runs: list[Run], depth: int = 3,
                limit: int = MAX_NODES) -> dict[str, Any]:
     """Nodes (identifier, name, kind, status, distance: negative for what it was made from,
     0 for the object, positive for what uses it) and edges (``from`` the dependency ``to`` its
     dependent) around the object ``text`` names.  Raises InvalidIdentifierError, NotFound,
-    AmbiguousPrefixError."""
+    AmbiguousPrefixError.  ``runs``: the workspace's runs (:mod:`.runcache`)."""
     identifier, _ = locate(workspace, text)
     index = Index.for_workspace(workspace)
     depends: dict[str, set[str]] = {}
     used_by: dict[str, set[str]] = {}
     names: dict[str, str] = {}
-    for run in read_runs(workspace):
+    for run in runs:
         for job in run.jobs.values():
             names.setdefault(job.identifier, job.name)
             for dependency in job.dependencies:

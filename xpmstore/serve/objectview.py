@@ -6,19 +6,22 @@ on a worker thread.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+from ..claim import read_state
 from ..describe import describe
-from ..runs import read_runs
+from ..store import object_status
 from ..workspace import Workspace
 from .files import file_listing, log_names
 from .params import params_tree
 from .progress import job_progress
+from .runcache import RunCache
 
-__all__ = ["object_view"]
+__all__ = ["object_live", "object_view"]
 
 
-def object_view(workspace: Workspace, text: str) -> dict[str, Any]:
+def object_view(workspace: Workspace, text: str, runs: RunCache) -> dict[str, Any]:
     """Everything the object page shows of the object ``text`` names (identifier or unique
     prefix).  Raises InvalidIdentifierError, NotFound, AmbiguousPrefixError."""
     details = describe(workspace, text)
@@ -33,10 +36,20 @@ def object_view(workspace: Workspace, text: str) -> dict[str, Any]:
     data["log_names"] = log_names(directory)
     data.pop("logs", None)  # absolute paths: the page names logs by log_names
     data["progress"] = job_progress(directory) if details.status == "running" else None
-    if not data["dependencies"]:  # not done (not indexed): what its runs recorded
-        for run in reversed(read_runs(workspace)):
+    if not data["dependencies"] and details.status != "done":  # not indexed: its runs say
+        for run in reversed(runs.runs()):
             job = run.jobs.get(details.identifier)
             if job is not None and job.dependencies:
                 data["dependencies"] = job.dependencies
                 break
     return data
+
+
+def object_live(directory: Path) -> dict[str, Any]:
+    """What changes while an object's page is open, cheap to read: its status, state, the
+    progress it reports and its logs (the page fetches the whole object again when its status
+    or its logs change)."""
+    status = object_status(directory)
+    return {"identifier": directory.name, "status": status, "state": read_state(directory),
+            "progress": job_progress(directory) if status == "running" else None,
+            "log_names": log_names(directory)}

@@ -13,10 +13,11 @@ from typing import Any
 
 from ..claim import read_state
 from ..liveness import read_launch
-from ..runs import Run, RunJob, read_one, read_runs
+from ..runs import Run, RunJob
 from ..store import object_status
 from ..workspace import Workspace
 from .progress import job_progress
+from .runcache import RunCache
 
 __all__ = [
     "COUNTED",
@@ -67,11 +68,11 @@ def run_summary(workspace: Workspace, run: Run) -> dict[str, Any]:
     return _summary(run, categories)
 
 
-def experiments_view(workspace: Workspace) -> list[dict[str, Any]]:
+def experiments_view(runs: RunCache) -> list[dict[str, Any]]:
     """Every experiment (by name) with its runs, newest run first."""
     grouped: dict[str, list[dict[str, Any]]] = {}
-    for run in read_runs(workspace):
-        grouped.setdefault(run.experiment, []).append(run_summary(workspace, run))
+    for run in runs.runs():
+        grouped.setdefault(run.experiment, []).append(run_summary(runs.workspace, run))
     return [{"name": name, "runs": list(reversed(runs))} for name, runs in grouped.items()]
 
 
@@ -103,13 +104,13 @@ def job_view(workspace: Workspace, job: RunJob, live: bool = True) -> dict[str, 
     }
 
 
-def run_view(workspace: Workspace, experiment: str, run_name: str) -> dict[str, Any] | None:
+def run_view(runs: RunCache, experiment: str, run_name: str) -> dict[str, Any] | None:
     """A run with every job (see :func:`job_view`), or None when there is no such run.  The
     names must be checked by the caller (:func:`xpmstore.runs.is_experiment_name`)."""
-    run = read_one(experiment, workspace.experiments / experiment / f"{run_name}.jsonl")
+    run = runs.run(experiment, run_name)
     if run is None:
         return None
-    jobs = [job_view(workspace, job, run.live) for job in run.jobs.values()]
+    jobs = [job_view(runs.workspace, job, run.live) for job in run.jobs.values()]
     summary = _summary(run, [job["category"] for job in jobs])
     summary["jobs"] = jobs
     summary["header"] = {k: run.header.get(k) for k in ("host", "pid", "xpmstore", "python",

@@ -76,7 +76,7 @@ def serve(workspace: Workspace, host: str = DEFAULT_HOST, port: int = DEFAULT_PO
         " pin, rm, pull)"
     print(f"serving {workspace.root}, {mode}; Ctrl-C stops", file=sys.stderr, flush=True)
     catalog = app.state.serve.catalog
-    threading.Thread(target=catalog.entries, name="xpmstore-catalog", daemon=True).start()
+    threading.Thread(target=catalog.warm, name="xpmstore-catalog", daemon=True).start()
     server = uvicorn.Server(uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off",
         timeout_graceful_shutdown=1, server_header=False))

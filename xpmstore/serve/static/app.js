@@ -73,6 +73,7 @@ function fmtElapsed(seconds) {
 function fmtValue(value) {
   if (value === null || value === undefined) return "";
   if (typeof value === "object") return JSON.stringify(value);
+  if (typeof value === "number" && !Number.isInteger(value)) return String(Number(value.toPrecision(10)));
   return String(value);
 }
 
@@ -219,7 +220,8 @@ function runPage() {
       COUNTS.map((c) => el("span", { class: `count c-${c}`, text: `${c} ${data.counts[c]}` })));
     const rows = data.jobs.map((job) => el("tr", { data: { id: job.identifier, status: job.status } },
       el("td", {}, objectLink(job.identifier)), el("td", { text: job.name }),
-      el("td", { class: "status" }, badge(job.status)), el("td", { class: "reason", text: job.reason }),
+      el("td", { class: "status" }, badge(job.category === "queued" ? "queued" : job.status)),
+      el("td", { class: "reason", text: job.reason }),
       el("td", {}, tagList(job.tags)), el("td", { text: job.launcher || "" }),
       elapsedCell(job.started, job.ended),
       el("td", {}, progressBars(job.progress), job.status === "failed" && job.failure
@@ -252,10 +254,13 @@ function paramsTree(nodes) {
   }));
 }
 
+const TIMES = new Set(["time", "started", "ended", "created", "heartbeat"]);
+
 function keyValues(object) {
   const entries = Object.entries(object || {});
   if (!entries.length) return el("p", { class: "empty", text: "none" });
-  return el("dl", { class: "kv" }, entries.map(([k, v]) => [el("dt", { text: k }), el("dd", { text: fmtValue(v) })]));
+  return el("dl", { class: "kv" }, entries.map(([k, v]) => [el("dt", { text: k }),
+    el("dd", { text: TIMES.has(k) && typeof v === "number" ? `${fmtTime(v)} (${v})` : fmtValue(v) })]));
 }
 
 function logPane(identifier, name) {
@@ -298,8 +303,11 @@ function objectPage() {
   let logNames = [];
   const remoteBox = el("span", { id: "remote", text: "" });
   let remoteInfo = null;
+  let current = null;
+  const progressBox = el("div", { id: "progress" });
 
   const render = (data) => {
+    current = data;
     const files = data.files || { files: [], links: [] };
     const fileRows = files.files.map((f) => el("tr", { data: { path: f.path } },
       el("td", {}, el("a", { href: `/api/objects/${enc(data.identifier)}/file?path=${enc(f.path)}`, target: "_blank",
@@ -314,7 +322,7 @@ function objectPage() {
         data.pinned ? el("span", { class: "pinned", text: "pinned" }) : "", remoteBox,
         el("a", { href: `/objects/${enc(data.identifier)}/graph`, text: "provenance graph" })),
       objectActions(data, remoteInfo),
-      data.progress ? section("Progress", progressBars(data.progress)) : "",
+      progressBox,
       section("Params", data.tree ? paramsTree(data.tree) : keyValues(data.params)),
       data.values && Object.keys(data.values).length ? section("Values (Meta)", keyValues(data.values)) : "",
       section("Tags", keyValues(data.tags)),
@@ -333,17 +341,30 @@ function objectPage() {
         el("td", { text: a.attempt }), el("td", { text: a.state || "" }), el("td", { text: a.reason || "" }),
         el("td", {}, ["stdout", "stderr"].map((s) => [el("a", { href: `/api/objects/${enc(data.identifier)}/file?path=${enc(`.xpm/attempts/${a.attempt}/${s}`)}`,
                                                               target: "_blank", rel: "noopener", text: s }), " "])))))) : "");
-    const current = data.log_names.filter((n) => !n.startsWith(".xpm/"));
-    if (current.join() !== logNames.join()) {
-      logNames = current;
-      put(logs, el("h2", { text: "Logs" }), current.map((name) => logPane(data.identifier, name)));
+    showProgress(data.progress);
+    const logsNow = data.log_names.filter((n) => !n.startsWith(".xpm/"));
+    if (logsNow.join() !== logNames.join()) {
+      logNames = logsNow;
+      put(logs, el("h2", { text: "Logs" }), logsNow.map((name) => logPane(data.identifier, name)));
+    }
+  };
+  const showProgress = (levels) => put(progressBox, levels && levels.length
+    ? [el("h2", { text: "Progress" }), progressBars(levels)] : []);
+  // the stream sends what changes cheaply (status, state, progress, logs); the whole object
+  // is fetched again when its status or its logs change
+  const onLive = (change) => {
+    if (!current) return;
+    if (change.status !== current.status || change.log_names.join() !== current.log_names.join()) {
+      api(`/api/objects/${enc(current.identifier)}`).then(render).catch(() => {});
+    } else {
+      showProgress(change.progress);
     }
   };
 
   put(main, top, logs);
   api(`/api/objects/${enc(ident)}`).then((data) => {
     render(data);
-    live(`/api/events/objects/${enc(data.identifier)}`, render);
+    live(`/api/events/objects/${enc(data.identifier)}`, onLive);
     api(`/api/objects/${enc(data.identifier)}/remote`).then((remote) => {
       remoteInfo = remote;
       remoteBox.textContent = !remote.configured ? "" : remote.present ? "on the remote" : remote.present === false ? "not on the remote" : "remote: no answer";
