@@ -28,12 +28,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Any
-
-from cli import XPMSTORE, filled
 
 import xpmstore
+from cli import XPMSTORE, filled
 from xpmstore.atomic import write_atomic
 from xpmstore.workspace import Workspace
 
