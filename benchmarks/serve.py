@@ -23,11 +23,13 @@ import http.client
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import xpmstore
 from cli import XPMSTORE, filled
@@ -99,8 +101,16 @@ def page_latency(host: str, port: int, workspace: Workspace, evaluates: list[str
 
 
 def event_latency(host: str, port: int, workspace: Workspace, repetitions: int) -> list[float]:
-    """Milliseconds from a state published on the disk to the event that shows it."""
+    """Milliseconds from a state published on the disk to the event that shows it (the task
+    directory it makes for that is removed after)."""
     directory = workspace.task_dir("bench.store.Pending", "e" * 64)
+    try:
+        return _event_latency(host, port, directory, repetitions)
+    finally:
+        shutil.rmtree(directory.parent, ignore_errors=True)
+
+
+def _event_latency(host: str, port: int, directory: Path, repetitions: int) -> list[float]:
     (directory / ".xpm").mkdir(parents=True, exist_ok=True)
     (directory / "params.json").write_text("{}")
     state = directory / ".xpm" / "state.json"

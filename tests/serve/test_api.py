@@ -252,7 +252,9 @@ def test_loopback_serves_only_loopback_host_names(done_workspace: Path) -> None:
     served = client(done_workspace, allowed_hosts=list(LOOPBACK_HOSTS))
     assert served.get("/api/health", headers={"host": "127.0.0.1:8642"}).status_code == 200
     assert served.get("/api/health", headers={"host": "localhost"}).status_code == 200
-    assert served.get("/api/health", headers={"host": "evil.example"}).status_code == 400
+    assert served.get("/api/health", headers={"host": "[::1]:8642"}).status_code == 200
+    for evil in ("evil.example", "evil.example:8642", "127.0.0.1.evil.example", "[::2]:80", ""):
+        assert served.get("/api/health", headers={"host": evil}).status_code == 400, evil
 
 
 def test_pages_carry_a_strict_content_security_policy(api: TestClient) -> None:

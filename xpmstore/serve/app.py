@@ -24,7 +24,6 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount
@@ -49,7 +48,7 @@ from .runcache import RunCache
 __all__ = ["LOOPBACK_HOSTS", "ServeConfig", "error_response", "make_app"]
 
 HERE = Path(__file__).resolve().parent
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 TOKEN_COOKIE = "xpmstore_token"
 ACTION_HEADER = "x-xpmstore-action"
 
@@ -67,10 +66,19 @@ class ServeConfig:
     token: str | None = None
     """Required of every request when set (any non-loopback host)."""
     allowed_hosts: list[str] = field(default_factory=lambda: ["*"])
-    """Host names requests may name (the loopback names when bound to loopback)."""
+    """Host names requests may name (``["*"]``: any; the loopback names when bound to
+    loopback)."""
     max_streams: int = 200
     catalog_age: float = 10.0
     """Seconds a listing of the workspace serves searches before it is made again."""
+
+
+def host_name(header: str) -> str:
+    """The host name of a ``Host`` header, without its port (``[::1]:8642`` -> ``::1``)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 def error_status(error: BaseException) -> int:
@@ -99,7 +107,7 @@ def error_response(error: BaseException) -> JSONResponse:
 
 
 class Guard:
-    """The token and action guards and the security headers (see the module doc), as plain
+    """The host, token and action guards and the security headers (see the module doc), as plain
     ASGI middleware (it never buffers a streamed answer)."""
 
     def __init__(self, app: ASGIApp, config: ServeConfig):
@@ -129,6 +137,9 @@ class Guard:
         await self.app(scope, receive, with_headers)
 
     def _refusal(self, request: Request) -> Response | None:
+        allowed = self.config.allowed_hosts
+        if "*" not in allowed and host_name(request.headers.get("host", "")) not in allowed:
+            return PlainTextResponse("xpmstore serve: invalid host header", status_code=400)
         token = self.config.token
         if token is not None:
             given = request.query_params.get("token")
@@ -174,10 +185,7 @@ def make_app(config: ServeConfig) -> Starlette:
         *pages.routes(state),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    middleware = [
-        Middleware(TrustedHostMiddleware, allowed_hosts=config.allowed_hosts),
-        Middleware(Guard, config=config),
-    ]
+    middleware = [Middleware(Guard, config=config)]
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={404: _not_found, 405: _not_allowed})
     app.state.serve = state
