@@ -341,3 +341,25 @@ def test_a_page_of_search_reads_each_status_again_and_the_listing_is_remade(
     shutil.rmtree(directory)
     wait_for(lambda: fresh.get("/api/search").json()["total"] == 5,
              "the listing to be made again without the removed object")
+
+
+def test_a_listing_is_kept_while_nothing_it_is_made_of_changed(copied: Path) -> None:
+    from xpmstore.listing import list_entries
+    from xpmstore.serve.catalog import Catalog
+    from xpmstore.store import Store
+
+    calls: list[int] = []
+
+    def lister(store: Store) -> list[dict[str, Any]]:
+        calls.append(1)
+        return list_entries(store)
+
+    catalog = Catalog(Store(copied), max_age=0.0, lister=lister)
+    assert len(catalog.entries()) == 6 and len(calls) == 1
+    for _ in range(3):
+        catalog.entries()  # stale, but the index and the class folders did not change
+    assert len(calls) == 1
+    directory = gated(copied, "a")
+    (directory.parent / ("0" * 64)).mkdir()  # a new task directory (not done)
+    wait_for(lambda: len(catalog.entries()) == 7, "a new listing with the new object")
+    assert len(calls) == 2

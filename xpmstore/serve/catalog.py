@@ -18,9 +18,11 @@ class name, as ``find`` needs a class.  Thread-safe.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,50 +32,109 @@ from ..store import Store, object_status
 from ..textvalues import tag_matches
 from .params import param_leaves
 
-__all__ = ["Catalog", "Filters"]
+__all__ = ["Catalog", "Filters", "Listing"]
 
 Filters = dict[str, Any]
 """kind, name, status, prefix (str or None); tags, params: lists of (name, candidates) as
 :func:`xpmstore.textvalues.parse_tag_filter` reads ``k=v``."""
 
 
-class Catalog:
-    """The objects of ``store``, listed at most ``max_age`` seconds ago (see the module doc)."""
+@dataclass
+class Listing:
+    """One listing of the workspace: its entries (newest first), grouped by class name, and
+    the count of each class."""
 
-    def __init__(self, store: Store, max_age: float = 10.0,
+    entries: list[dict[str, Any]]
+    made: float
+    """``time.monotonic()`` when the listing started."""
+    signature: Any
+    by_name: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    names: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, entries: list[dict[str, Any]], made: float, signature: Any) -> Listing:
+        """The listing of ``entries``, with its groups and counts."""
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        counts: dict[tuple[str, str], list[int]] = {}
+        for entry in entries:
+            by_name.setdefault(entry["name"], []).append(entry)
+            count = counts.setdefault((entry["kind"], entry["name"]), [0, 0])
+            count[0] += 1
+            count[1] += entry["status"] == "done"
+        names = [{"kind": kind, "name": name, "objects": n, "done": done}
+                 for (kind, name), (n, done) in sorted(counts.items(), key=lambda i: i[0][::-1])]
+        return cls(entries, made, signature, by_name, names)
+
+
+class Catalog:
+    """The objects of ``store``, listed at most ``max_age`` seconds ago (see the module doc).
+
+    A listing older than ``max_age`` is kept when nothing it is made of changed — the index
+    (its last transaction) and the folders of ``jobs/`` and ``cache/`` (their times change when
+    an object directory is made or removed) — for at most ``max_keep`` seconds: a status that
+    changes inside a directory (a job failing) changes neither.
+    """
+
+    def __init__(self, store: Store, max_age: float = 10.0, max_keep: float = 120.0,
                  lister: Callable[[Store], list[dict[str, Any]]] = list_entries):
         self.store = store
         self.max_age = max_age
+        self.max_keep = max_keep
         self._lister = lister
-        self._entries: list[dict[str, Any]] | None = None
-        self._made = 0.0
+        self._listing: Listing | None = None
         self._lock = threading.Lock()  # one listing at a time
         self._refreshing = False
         self._leaves: dict[str, dict[str, Any]] = {}
 
-    def _list(self) -> None:
+    def signature(self) -> Any:
+        """What a listing is made of, cheaply: the index's last transaction and the times of
+        the class folders (None when it cannot be read: list again)."""
+        try:
+            transaction = self.store.index.env.info()["last_txnid"]
+            folders: list[tuple[str, str, int]] = []
+            for kind in ("jobs", "cache"):
+                with os.scandir(self.store.workspace.root / kind) as found:
+                    folders.extend((kind, f.name, f.stat(follow_symlinks=False).st_mtime_ns)
+                                   for f in found)
+        except Exception:  # a missing folder, an index being reopened: list again
+            return None
+        return transaction, tuple(sorted(folders))
+
+    def _list(self) -> Listing:
         started = time.monotonic()
-        entries = self._lister(self.store)
-        self._entries, self._made = entries, started
+        signature = self.signature()
+        listing = Listing.of(self._lister(self.store), started, signature)
+        self._listing = listing
+        return listing
+
+    def listing(self) -> Listing:
+        """The current listing (made now when there is none; made again in the background when
+        older than ``max_age`` and the workspace changed).  Blocking on the first call."""
+        listing = self._listing
+        if listing is None:
+            with self._lock:
+                listing = self._listing or self._list()
+            return listing
+        age = time.monotonic() - listing.made
+        if age > self.max_age and not self._refreshing:
+            signature = self.signature()
+            if age < self.max_keep and signature is not None and signature == listing.signature:
+                listing.made = time.monotonic()  # nothing changed: keep it
+            else:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="xpmstore-catalog",
+                                 daemon=True).start()
+        return listing
 
     def entries(self) -> list[dict[str, Any]]:
-        """The current listing (made now when there is none; refreshed in the background when
-        older than ``max_age``).  Blocking on the first call."""
-        if self._entries is None:
-            with self._lock:
-                if self._entries is None:
-                    self._list()
-        elif time.monotonic() - self._made > self.max_age and not self._refreshing:
-            self._refreshing = True
-            threading.Thread(target=self._refresh, name="xpmstore-catalog", daemon=True).start()
-        assert self._entries is not None
-        return self._entries
+        """The entries of the current listing, newest first (see :meth:`listing`)."""
+        return self.listing().entries
 
     def _refresh(self) -> None:
         try:
             with self._lock:
                 self._list()
-        except Exception:
+        except Exception:  # a failed listing keeps the last one
             pass
         finally:
             self._refreshing = False
@@ -82,24 +143,20 @@ class Catalog:
         """Make the first listing now (a server calls it on a thread at start, so that the
         first search does not wait); a failure is left for the first search to report."""
         try:
-            self.entries()
+            self.listing()
         except Exception:  # reported by the request that needs the listing
             pass
 
     def invalidate(self) -> None:
         """Make the next call list again in the background (after an action changed the
         store)."""
-        self._made = 0.0
+        if self._listing is not None:
+            self._listing.made = 0.0
+            self._listing.signature = None
 
     def names(self) -> list[dict[str, Any]]:
         """Each (kind, name) with its number of objects and of done ones, by name."""
-        counts: dict[tuple[str, str], list[int]] = {}
-        for entry in self.entries():
-            count = counts.setdefault((entry["kind"], entry["name"]), [0, 0])
-            count[0] += 1
-            count[1] += entry["status"] == "done"
-        return [{"kind": kind, "name": name, "objects": n, "done": done}
-                for (kind, name), (n, done) in sorted(counts.items(), key=lambda i: i[0][::-1])]
+        return self.listing().names
 
     def params_of(self, entry: dict[str, Any]) -> dict[str, Any]:
         """The dotted Params of an object, defaults filled in (memoized once it is done)."""
@@ -124,9 +181,11 @@ class Catalog:
         if filters.get("params") and not filters.get("name"):
             raise TextValueError("a params filter needs a class name (name=...), as find()"
                                  " needs a class")
-        entries = self.entries()
-        made = self._made
-        matched = [entry for entry in entries if self._matches(entry, filters)]
+        listing = self.listing()
+        name = filters.get("name")
+        candidates = listing.by_name.get(name, []) if name else listing.entries
+        matches = self._predicate(filters)
+        matched = candidates if matches is None else [e for e in candidates if matches(e)]
         per_page = max(1, min(per_page, 500))
         pages = max(1, -(-len(matched) // per_page))
         page = max(1, min(page, pages))
@@ -136,25 +195,38 @@ class Catalog:
             item["status"] = object_status_of(entry)
             items.append(item)
         return {"total": len(matched), "page": page, "per_page": per_page, "pages": pages,
-                "items": items, "listed": round(time.monotonic() - made, 3)}
+                "items": items, "listed": round(time.monotonic() - listing.made, 3)}
 
-    def _matches(self, entry: dict[str, Any], filters: Filters) -> bool:
-        for key in ("kind", "name", "status"):
-            wanted = filters.get(key)
-            if wanted is not None and entry[key] != wanted:
-                return False
+    def _predicate(self, filters: Filters) -> Callable[[dict[str, Any]], bool] | None:
+        """One test of an entry for every filter but the name (the caller's group), or None
+        when there is none."""
+        tests: list[Test] = []
+        for key in ("kind", "status"):
+            if filters.get(key) is not None:
+                tests.append(_equals(key, filters[key]))
         prefix = filters.get("prefix")
-        if prefix and not entry["identifier"].startswith(prefix):
-            return False
-        tags = entry["tags"]
-        if any(not tag_matches(tags, k, v) for k, v in filters.get("tags") or ()):
-            return False
-        params = filters.get("params")
-        if params:
-            leaves = self.params_of(entry)
-            if any(not tag_matches(leaves, k, v) for k, v in params):
-                return False
-        return True
+        if prefix:
+            tests.append(lambda entry: bool(entry["identifier"].startswith(prefix)))
+        for name, candidates in filters.get("tags") or ():
+            tests.append(_matching(lambda entry: entry["tags"], name, candidates))
+        for name, candidates in filters.get("params") or ():
+            tests.append(_matching(self.params_of, name, candidates))
+        if not tests:
+            return None
+        return lambda entry: all(test(entry) for test in tests)
+
+
+Test = Callable[[dict[str, Any]], bool]
+
+
+def _equals(key: str, wanted: Any) -> Test:
+    return lambda entry: bool(entry[key] == wanted)
+
+
+def _matching(values: Callable[[dict[str, Any]], dict[str, Any]], name: str,
+              candidates: list[Any]) -> Test:
+    """Whether ``values(entry)[name]`` is one of ``candidates`` (as ``--tag`` matches)."""
+    return lambda entry: tag_matches(values(entry), name, candidates)
 
 
 def object_status_of(entry: dict[str, Any]) -> str:

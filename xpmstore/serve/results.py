@@ -71,8 +71,8 @@ def table_rows(catalog: Catalog, name: str, metrics: str) -> list[dict[str, Any]
     """One dict per done task named ``name``, newest first: ``identifier``, ``created``,
     ``params`` (every Param, dotted), ``tags``, ``metrics`` (flat) or ``missing`` (why not)."""
     rows = []
-    for entry in catalog.entries():
-        if entry["kind"] != "task" or entry["name"] != name or entry["status"] != "done":
+    for entry in catalog.listing().by_name.get(name, []):
+        if entry["kind"] != "task" or entry["status"] != "done":
             continue
         found = read_metrics(entry["path"], metrics)
         rows.append({"identifier": entry["identifier"], "created": entry["created"],
