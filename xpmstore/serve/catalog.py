@@ -29,10 +29,9 @@ from typing import Any
 from ..errors import TextValueError
 from ..listing import list_entries
 from ..store import Store, object_status
-from ..textvalues import tag_matches
 from .params import param_leaves
 
-__all__ = ["Catalog", "Filters", "Listing"]
+__all__ = ["Catalog", "Filters", "Listing", "value_key"]
 
 Filters = dict[str, Any]
 """kind, name, status, prefix (str or None); tags, params: lists of (name, candidates) as
@@ -50,6 +49,31 @@ class Listing:
     signature: Any
     by_name: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     names: list[dict[str, Any]] = field(default_factory=list)
+    values: dict[tuple[str | None, str, str], dict[tuple[str, Any], list[int]]] = field(
+        default_factory=dict)
+    """(class name or None, "tag"/"param", field name) -> value key -> positions in the
+    group: made the first time a filter asks for it."""
+
+    def group(self, name: str | None) -> list[dict[str, Any]]:
+        """The entries of the class ``name`` (of every class for None), newest first."""
+        return self.by_name.get(name, []) if name else self.entries
+
+    def positions(self, name: str | None, kind: str, field_name: str,
+                  values_of: Callable[[dict[str, Any]], dict[str, Any]]
+                  ) -> dict[tuple[str, Any], list[int]]:
+        """Where each value of the tag or param ``field_name`` is found in the group of
+        ``name`` (see :func:`value_key`), made once per listing.  Thread-safe (two threads may
+        both make it; either result is right)."""
+        key = (name, kind, field_name)
+        found = self.values.get(key)
+        if found is None:
+            found = {}
+            for at, entry in enumerate(self.group(name)):
+                value = value_key(values_of(entry).get(field_name, _ABSENT))
+                if value is not None:
+                    found.setdefault(value, []).append(at)
+            self.values[key] = found
+        return found
 
     @classmethod
     def of(cls, entries: list[dict[str, Any]], made: float, signature: Any) -> Listing:
@@ -183,7 +207,15 @@ class Catalog:
                                  " needs a class")
         listing = self.listing()
         name = filters.get("name")
-        candidates = listing.by_name.get(name, []) if name else listing.entries
+        group = listing.group(name)
+        chosen: set[int] | None = None
+        for kind, values_of in (("tag", _tags_of), ("param", self.params_of)):
+            for field_name, candidates in filters.get(f"{kind}s") or ():
+                where = listing.positions(name, kind, field_name, values_of)
+                keys = {value_key(c) for c in candidates}
+                hits = {at for k in keys if k is not None for at in where.get(k, ())}
+                chosen = hits if chosen is None else chosen & hits
+        candidates = group if chosen is None else [group[at] for at in sorted(chosen)]
         matches = self._predicate(filters)
         matched = candidates if matches is None else [e for e in candidates if matches(e)]
         per_page = max(1, min(per_page, 500))
@@ -197,9 +229,10 @@ class Catalog:
         return {"total": len(matched), "page": page, "per_page": per_page, "pages": pages,
                 "items": items, "listed": round(time.monotonic() - listing.made, 3)}
 
-    def _predicate(self, filters: Filters) -> Callable[[dict[str, Any]], bool] | None:
-        """One test of an entry for every filter but the name (the caller's group), or None
-        when there is none."""
+    @staticmethod
+    def _predicate(filters: Filters) -> Callable[[dict[str, Any]], bool] | None:
+        """One test of an entry for the kind, status and prefix filters (the name chose the
+        group, tags and params the positions), or None when there is none."""
         tests: list[Test] = []
         for key in ("kind", "status"):
             if filters.get(key) is not None:
@@ -207,10 +240,6 @@ class Catalog:
         prefix = filters.get("prefix")
         if prefix:
             tests.append(lambda entry: bool(entry["identifier"].startswith(prefix)))
-        for name, candidates in filters.get("tags") or ():
-            tests.append(_matching(lambda entry: entry["tags"], name, candidates))
-        for name, candidates in filters.get("params") or ():
-            tests.append(_matching(self.params_of, name, candidates))
         if not tests:
             return None
         return lambda entry: all(test(entry) for test in tests)
@@ -223,10 +252,26 @@ def _equals(key: str, wanted: Any) -> Test:
     return lambda entry: bool(entry[key] == wanted)
 
 
-def _matching(values: Callable[[dict[str, Any]], dict[str, Any]], name: str,
-              candidates: list[Any]) -> Test:
-    """Whether ``values(entry)[name]`` is one of ``candidates`` (as ``--tag`` matches)."""
-    return lambda entry: tag_matches(values(entry), name, candidates)
+def _tags_of(entry: dict[str, Any]) -> dict[str, Any]:
+    tags = entry["tags"]
+    return tags if isinstance(tags, dict) else {}
+
+
+_ABSENT = object()
+
+
+def value_key(value: Any) -> tuple[str, Any] | None:
+    """A tag's or param's value as a key such that two values have the same key exactly when
+    :func:`xpmstore.textvalues.tag_matches` matches them (``ls --tag``'s rule: a bool only
+    equals a bool, numbers equal across int and float, strings equal); None for what no
+    ``k=v`` filter matches (lists, NaN, absent)."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int | float):
+        return ("n", value) if value == value else None  # NaN equals nothing
+    if isinstance(value, str):
+        return ("s", value)
+    return None
 
 
 def object_status_of(entry: dict[str, Any]) -> str:
