@@ -73,7 +73,8 @@ def page_latency(host: str, port: int, workspace: Workspace, evaluates: list[str
     print(f"first search (makes the listing of {total:,} objects): {first:,.0f} ms")
     run = sorted(os.listdir(workspace.experiments / "bench"))[-1].removesuffix(".jsonl")
     target = evaluates[len(evaluates) // 2]
-    _, body = get(connection, "/api/search?name=bench.store.Learn&param=epochs=7")
+    cold, body = get(connection, "/api/search?name=bench.store.Learn&param=epochs=7")
+    print(f"first params search (reads the params.json of every Learn): {cold:,.0f} ms")
     matched = json.loads(body)["total"]
     if matched != 1:
         raise AssertionError(f"param search matched {matched}")

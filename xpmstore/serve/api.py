@@ -129,7 +129,7 @@ class Api:
         def answer() -> Any:
             depth = _integer(request, "depth", 3, 1, 20)
             return provenance(self.workspace, request.path_params["ident"],
-                              self.state.runs.runs(), depth)
+                              self.state.runs.edges(), depth)
 
         return await self._answer(answer)
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from ..index import Index
 from ..locate import locate
-from ..runs import Run
 from ..store import object_status
 from ..workspace import Workspace
+from .runcache import JobEdges
 
 __all__ = ["MAX_DEPTH", "MAX_NODES", "provenance"]
 
@@ -44,23 +44,15 @@ def _walk(start: str, step: Callable[[str], Iterable[str]], depth: int, limit: i
     return False
 
 
-def provenance(workspace: Workspace, text: str, runs: list[Run], depth: int = 3,
+def provenance(workspace: Workspace, text: str, jobs: JobEdges, depth: int = 3,
                limit: int = MAX_NODES) -> dict[str, Any]:
     """Nodes (identifier, name, kind, status, distance: negative for what it was made from,
     0 for the object, positive for what uses it) and edges (``from`` the dependency ``to`` its
     dependent) around the object ``text`` names.  Raises InvalidIdentifierError, NotFound,
-    AmbiguousPrefixError.  ``runs``: the workspace's runs (:mod:`.runcache`)."""
+    AmbiguousPrefixError.  ``jobs``: the dependencies the run records name."""
     identifier, _ = locate(workspace, text)
     index = Index.for_workspace(workspace)
-    depends: dict[str, set[str]] = {}
-    used_by: dict[str, set[str]] = {}
-    names: dict[str, str] = {}
-    for run in runs:
-        for job in run.jobs.values():
-            names.setdefault(job.identifier, job.name)
-            for dependency in job.dependencies:
-                depends.setdefault(job.identifier, set()).add(dependency)
-                used_by.setdefault(dependency, set()).add(job.identifier)
+    depends, used_by, names = jobs.depends, jobs.used_by, jobs.names
     records: dict[str, dict[str, Any] | None] = {}
 
     def record(ident: str) -> dict[str, Any] | None:

@@ -10,11 +10,28 @@ import dataclasses
 import os
 import threading
 import time
+from typing import Any
 
 from ..runs import Run, is_experiment_name, read_one, run_is_live
 from ..workspace import Workspace
 
-__all__ = ["RunCache"]
+__all__ = ["JobEdges", "RunCache"]
+
+
+class JobEdges:
+    """The dependencies the job lines of every run record name: ``depends`` (job -> its
+    dependencies), ``used_by`` (dependency -> jobs), ``names`` (job -> identity name)."""
+
+    def __init__(self, runs: list[Run]):
+        self.depends: dict[str, set[str]] = {}
+        self.used_by: dict[str, set[str]] = {}
+        self.names: dict[str, str] = {}
+        for run in runs:
+            for job in run.jobs.values():
+                self.names.setdefault(job.identifier, job.name)
+                for dependency in job.dependencies:
+                    self.depends.setdefault(job.identifier, set()).add(dependency)
+                    self.used_by.setdefault(dependency, set()).add(job.identifier)
 
 
 class RunCache:
@@ -24,6 +41,7 @@ class RunCache:
         self.workspace = workspace
         self._runs: dict[str, tuple[int, int, Run]] = {}
         self._lock = threading.Lock()
+        self._edges: tuple[Any, JobEdges] | None = None
 
     def run(self, experiment: str, name: str) -> Run | None:
         """The run ``name`` of ``experiment`` (names checked by the caller), or None."""
@@ -74,3 +92,16 @@ class RunCache:
                 for key in set(self._runs) - seen:
                     del self._runs[key]
         return found
+
+    def edges(self) -> JobEdges:
+        """The :class:`JobEdges` of every run, made again only when a run record changed."""
+        runs = self.runs()
+        with self._lock:
+            version = tuple(sorted((key, size, mtime) for key, (size, mtime, _)
+                                   in self._runs.items()))
+            if self._edges is not None and self._edges[0] == version:
+                return self._edges[1]
+        edges = JobEdges(runs)
+        with self._lock:
+            self._edges = (version, edges)
+        return edges
