@@ -363,3 +363,31 @@ def test_a_listing_is_kept_while_nothing_it_is_made_of_changed(copied: Path) -> 
     (directory.parent / ("0" * 64)).mkdir()  # a new task directory (not done)
     wait_for(lambda: len(catalog.entries()) == 7, "a new listing with the new object")
     assert len(calls) == 2
+
+
+def test_the_remote_which_objects_it_holds_and_a_pull_from_a_page(
+        copied: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from xpmstore.remote import open_remote, push
+
+    workspace = Workspace.at(copied)
+    monkeypatch.setenv("XPMSTORE_REMOTE", (tmp_path / "remote").as_uri())
+    (scored, *_) = sorted(p.name for p in copied.glob("jobs/servetests.Scored/*"))
+    remote = open_remote(workspace)
+    assert remote is not None
+    assert not push(workspace, [scored], remote).failed
+    served = client(copied, allow_actions=True)
+    assert served.get(f"/api/objects/{scored}/remote").json()["present"] is True
+    other = gated(copied, "a").name
+    assert served.get(f"/api/objects/{other}/remote").json()["present"] is False
+    listed = served.get("/api/remote?list=1").json()
+    assert [(i["identifier"], i["local"]) for i in listed["items"]] == [(scored, True)]
+    action = {"x-xpmstore-action": "1"}
+    assert served.post(f"/api/objects/{scored}/actions/rm", headers=action).status_code == 200
+    assert served.get(f"/api/objects/{scored}").status_code == 404
+    assert served.get(f"/api/objects/{scored}/remote").json()["present"] is True  # not here
+    assert served.get("/api/remote?list=1").json()["items"][0]["local"] is False
+    pulled = served.post(f"/api/objects/{scored}/actions/pull", headers=action)
+    assert pulled.status_code == 200, pulled.text
+    assert served.get(f"/api/objects/{scored}").json()["status"] == "done"
+    missing = served.post(f"/api/objects/{'f' * 64}/actions/pull", headers=action)
+    assert missing.status_code == 404

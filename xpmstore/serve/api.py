@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import PathRefusedError, TextValueError, XpmstoreError
+from ..errors import NotFound, PathRefusedError, TextValueError, XpmstoreError
+from ..identifier import check_identifier
 from ..locate import locate
 from ..runs import is_experiment_name
 from ..textvalues import parse_tag_filter
@@ -134,8 +135,16 @@ class Api:
         return await self._answer(answer)
 
     async def remote_of(self, request: Request) -> Response:
+        """Whether the remote holds the object: a full identifier need not be here (the
+        object page of what was removed, or never pulled, offers to pull it)."""
         def answer() -> Any:
-            identifier, _ = locate(self.workspace, request.path_params["ident"])
+            text = request.path_params["ident"]
+            try:
+                identifier, _ = locate(self.workspace, text)
+            except NotFound:
+                if len(check_identifier(text)) != 64:
+                    raise
+                identifier = text
             return remote_presence(self.workspace, identifier)
 
         return await self._answer(answer)
