@@ -41,7 +41,7 @@ __all__ = ["Api", "State", "routes"]
 _HANDLED = (XpmstoreError, OSError, ValueError, LookupError, TypeError)
 """Errors a request can cause: answered as JSON errors, never as a server error."""
 
-_STATUSES = ("done", "failed", "running", "absent")
+_STATUSES = ("done", "failed", "running", "queued", "absent")
 _KINDS = ("task", "cache")
 LOG_LIMIT = 1 << 20
 """Bytes of a log one request returns at most."""

@@ -433,7 +433,7 @@ function searchPage() {
   const form = el("form", { class: "search", method: "get", id: "search-form" },
     el("label", {}, "class ", field("name", { list: "names", placeholder: "module.Class", size: 28 })), names,
     el("label", {}, "kind ", select("kind", ["", "task", "cache"])),
-    el("label", {}, "status ", select("status", ["", "done", "running", "failed", "absent"])),
+    el("label", {}, "status ", select("status", ["", "done", "running", "queued", "failed", "absent"])),
     el("label", {}, "tags ", el("input", { name: "tag", value: params.getAll("tag").join(" "), placeholder: "k=v k=v", size: 18 })),
     el("label", {}, "params ", el("input", { name: "param", value: params.getAll("param").join(" "), placeholder: "lr=0.1 model.hidden=64", size: 24 })),
     el("label", {}, "id ", field("prefix", { placeholder: "prefix", size: 10 })),
