@@ -8,12 +8,12 @@ Reads only (and reconciles the index, for dependents); safe across processes.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import jsonio
 from .claim import read_state
 from .liveness import read_launch
 from .locate import locate, object_kind
@@ -73,7 +73,7 @@ def _attempts(directory: Path) -> list[dict[str, Any]]:
 
 def _state_in(folder: Path) -> dict[str, Any]:
     try:
-        data = json.loads((folder / "state.json").read_bytes())
+        data = jsonio.read(folder / "state.json")
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -89,7 +89,7 @@ def describe(workspace: Workspace, text: str) -> Details:
     record = store.index.get(identifier) or record_from_disk(workspace, directory) or {}
     params = None
     try:
-        params = json.loads((directory / "params.json").read_bytes()).get("identity")
+        params = jsonio.read(directory / "params.json").get("identity")
     except (OSError, ValueError, AttributeError):
         params = None
     reasons = [{"experiment": run.experiment, "run": run.name,

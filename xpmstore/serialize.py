@@ -27,15 +27,17 @@ import warnings
 from pathlib import Path, PurePath
 from typing import Any
 
-from . import identifier, inputs
+from . import identifier, inputs, jsonio
 from .checks import freeze_any
 from .config import Config, FieldSpec, Task, TaskPath, class_spec
 from .errors import (
     ClassNotFoundError,
     FormatVersionError,
     InputPathError,
+    MalformedFileError,
     NotFound,
     UnsupportedValueError,
+    XpmstoreError,
 )
 from .fields import FieldKind
 
@@ -245,17 +247,18 @@ def to_json_bytes(document: dict[str, Any]) -> bytes:
 def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check a params.json (a file, or a directory holding one).
 
-    Raises NotFound when absent, FormatVersionError when not ours or from a newer version.
+    Raises NotFound when absent, FormatVersionError when not ours (malformed, nested too deep,
+    not a regular file: :mod:`xpmstore.jsonio`) or from a newer version.
     """
     target = Path(path)
     if target.is_dir():
         target = target / "params.json"
     try:
-        document = json.loads(target.read_bytes())
+        document = jsonio.read(target)
     except FileNotFoundError:
         raise NotFound(f"{target}: no params.json here") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FormatVersionError(f"{target}: not a valid params.json ({exc})") from None
+    except MalformedFileError as exc:  # (its message names the file)
+        raise FormatVersionError(str(exc)) from None
     if not isinstance(document, dict) or document.get("format") != _FORMAT:
         raise FormatVersionError(f"{target}: not an xpmstore params.json")
     version = document.get("version")
@@ -268,8 +271,11 @@ def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def from_params_file(path: str | os.PathLike[str]) -> str:
-    """The identifier recomputed from a params.json's identity section (no user code)."""
-    return identifier.from_params(read_params(path)["identity"])
+    """The identifier recomputed from a params.json's identity section (no user code).
+
+    Raises what :func:`read_params` raises, UnsupportedValueError for a malformed identity.
+    """
+    return identifier.from_params(read_params(path).get("identity"))  # type: ignore[arg-type]
 
 
 # --- load ----------------------------------------------------------------------------------------
@@ -417,8 +423,14 @@ def load(path: str | os.PathLike[str]) -> Config:
 
         target = os.fspath(Store().get(path).path)
     document = read_params(target)
-    values = document["values"]
-    config = _Reader(values["objects"]).build_root(values["root"])
+    try:
+        values = document["values"]
+        config = _Reader(values["objects"]).build_root(values["root"])
+    except XpmstoreError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, RecursionError):
+        raise FormatVersionError(f"{target}: params.json has a malformed values section;"
+                                 " not a file xpmstore wrote") from None
     recorded = document.get("identifier")
     if recorded and config.__identifier__ != recorded:
         warnings.warn(

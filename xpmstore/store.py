@@ -19,17 +19,23 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import identifier, inputs
+from . import identifier, inputs, jsonio
 from .config import Config, Task, class_spec
-from .errors import AmbiguousPrefixError, ConfigTypeError, NotFound, UnknownFieldError
+from .errors import (
+    AmbiguousPrefixError,
+    ConfigTypeError,
+    CorruptObjectError,
+    NotFound,
+    UnknownFieldError,
+)
 from .fields import FieldKind
 from .index import Index
-from .objects import bind, is_done, list_object_dirs, record_from_disk
+from .objects import bind, is_done, list_object_dirs, read_record, record_from_disk
 from .workspace import DONE, Workspace, current_workspace
 
 __all__ = ["Explanation", "Record", "Store"]
@@ -93,7 +99,7 @@ def object_status(directory: Path) -> str:
     if is_done(directory):
         return "done"
     try:
-        data = json.loads((directory / ".xpm" / "state.json").read_bytes())
+        data = jsonio.read(directory / ".xpm" / "state.json")
     except (OSError, ValueError):
         data = None
     state = data.get("state") if isinstance(data, dict) else None
@@ -199,7 +205,10 @@ class Store:
 
     def _from_disk(self, ident: str) -> dict[str, Any] | None:
         for _, candidate in self._directories_named(ident):
-            record = record_from_disk(self.workspace, candidate)
+            try:
+                record = read_record(self.workspace, candidate)
+            except CorruptObjectError as exc:  # done, but its files cannot be read
+                raise CorruptObjectError(f"{exc}; run xpmstore fsck", ident) from None
             if record is not None:
                 self.index.put(ident, record)
                 return record
@@ -209,7 +218,7 @@ class Store:
         """The Record of an identifier or unique prefix.
 
         Raises InvalidIdentifierError (not 1–64 hex), NotFound, AmbiguousPrefixError (listing
-        the candidates).
+        the candidates), CorruptObjectError (a done object whose files cannot be read).
         """
         text = identifier.check_identifier(identifier_or_prefix)
         if len(text) == 64:
@@ -253,11 +262,17 @@ class Store:
             self.index.delete_many(removed)
         return len(added), len(removed)
 
-    def rebuild(self) -> int:
-        """Refill the index from the directories in one write transaction; returns the count."""
+    def rebuild(self, on_damaged: Callable[[Path, str], None] | None = None) -> int:
+        """Refill the index from the directories in one write transaction; returns the count.
+        A done object that cannot be read is left out: ``on_damaged(directory, why)``."""
         records = []
         for directory in list_object_dirs(self.workspace):
-            record = record_from_disk(self.workspace, directory)
+            try:
+                record = read_record(self.workspace, directory)
+            except CorruptObjectError as exc:
+                if on_damaged is not None:
+                    on_damaged(directory, str(exc))
+                continue
             if record is not None:
                 records.append((directory.name, record))
         return self.index.replace_all(records)
