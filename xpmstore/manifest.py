@@ -37,8 +37,8 @@ from .atomic import TEMP_MARK
 from .errors import CorruptObjectError, FormatVersionError, MalformedFileError
 from .inputs import hash_file
 
-__all__ = ["FileEntry", "LinkEntry", "Manifest", "build", "checksum", "escaping_link",
-           "parse", "path_problem", "scan", "verify"]
+__all__ = ["FileEntry", "LinkEntry", "Manifest", "beneath_links", "build", "checksum",
+           "entries_problem", "escaping_link", "parse", "path_problem", "scan", "verify"]
 
 _FORMAT = "xpmstore.done"
 VERSION = 1
