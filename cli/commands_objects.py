@@ -77,7 +77,7 @@ def get(identifier: str, to: Path | None, as_json: bool) -> None:
               " entries.")
 @click.option("--name", metavar="NAME", help="Only objects of this identity name (the folder"
               " under jobs/ or cache/, e.g. my.module.Learn).")
-@click.option("--status", type=click.Choice(["done", "failed", "running", "absent"]),
+@click.option("--status", type=click.Choice(["done", "failed", "running", "queued", "absent"]),
               help="Only objects in this state (absent: a task directory that never finished).")
 @click.option("--tag", "tags", metavar="K=V", multiple=True,
               help="Only objects tagged K=V (repeatable: all must match). V matches a string"
@@ -138,9 +138,10 @@ def ls(kind: str | None, name: str | None, status: str | None, tags: tuple[str, 
 def show(identifier: str, as_json: bool) -> None:
     """Show everything known of one object, done or not.
 
-    Params (the identity section of params.json), tags, dependencies, dependents, status and
-    state, earlier attempts, the reasons recorded by the runs that submitted it, size, pin and
-    the paths of its logs. ID is a full identifier or a unique prefix of one.
+    Params (the identity section of params.json), values (the Meta fields it was made with,
+    or will run with), tags, dependencies, dependents, status and state, earlier attempts, the
+    reasons recorded by the runs that submitted it, size, pin and the paths of its logs. ID is
+    a full identifier or a unique prefix of one.
     """
     import json
 
@@ -170,6 +171,8 @@ def show(identifier: str, as_json: bool) -> None:
     pairs += [(name, path) for name, path in details.logs.items()]
     if details.params is not None:
         pairs.append(("params", json.dumps(details.params.get("fields", {}), sort_keys=True)))
+    if details.values is not None:
+        pairs.append(("values", json.dumps(details.values, sort_keys=True)))
     fields(pairs)
 
 

@@ -30,6 +30,15 @@ def need_remote(workspace: Any) -> Any:
     return remote
 
 
+def _check_identifiers(identifiers: tuple[str, ...]) -> None:
+    """InvalidIdentifierError (exit code 2) for the first malformed one, before the workspace
+    or the remote is opened: bad input is exit 2 whatever they hold."""
+    from xpmstore.identifier import check_identifier
+
+    for text in identifiers:
+        check_identifier(text)
+
+
 @click.command(short_help="Push done objects to the remote.")
 @click.argument("identifiers", metavar="[ID|PREFIX]...", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Push every done object of the workspace.")
@@ -51,6 +60,7 @@ def push(identifiers: tuple[str, ...], every: bool) -> None:
 
     if bool(identifiers) == every:
         raise click.UsageError("give identifiers or --all (not both)")
+    _check_identifiers(identifiers)
     workspace = open_workspace()
     remote = need_remote(workspace)
     if every:
@@ -84,12 +94,10 @@ def pull(identifiers: tuple[str, ...]) -> None:
     On a terminal, a live line counts objects and bytes.
     """
     from xpmstore.errors import RemoteUnavailableError, XpmstoreError
-    from xpmstore.identifier import check_identifier
     from xpmstore.remote import pull as pull_object
     from xpmstore.remote.progress import TransferProgress
 
-    for text in identifiers:  # bad input first: nothing is pulled
-        check_identifier(text)
+    _check_identifiers(identifiers)  # bad input first: nothing is pulled
     workspace = open_workspace()
     remote = need_remote(workspace)
     progress = TransferProgress("pull")

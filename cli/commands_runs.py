@@ -81,7 +81,7 @@ def logs(identifier: str, follow: bool, stream: str) -> None:
     out = sys.stdout.buffer  # bytes as they are (click.get_binary_stream is deprecated)
     if follow:
         try:
-            follow_logs(chosen, out, lambda: object_status(directory) == "running")
+            follow_logs(chosen, out, lambda: object_status(directory) in ("running", "queued"))
         except KeyboardInterrupt:
             pass
         return
@@ -108,11 +108,12 @@ def experiments(name: str | None, as_json: bool) -> None:
     an end line: killed). Columns: experiment, run, status, started, jobs.
     """
     from xpmstore.errors import NotFound
-    from xpmstore.runs import read_runs
+    from xpmstore.runs import check_experiment_name, read_runs
 
+    if name is not None:
+        check_experiment_name(name)  # bad input is exit 2, whatever the workspace
     workspace = open_workspace()
-    if name is not None and (not name or "/" in name or name.startswith(".")
-                             or not (workspace.experiments / name).is_dir()):
+    if name is not None and not (workspace.experiments / name).is_dir():
         raise NotFound(f"no experiment {name!r} in {workspace.root}")
     runs = read_runs(workspace, name)
     if as_json:

@@ -27,7 +27,7 @@ from xpmstore.errors import (
 if TYPE_CHECKING:
     from xpmstore.workspace import Workspace
 
-__all__ = ["CliError", "exit_code", "one_line", "open_workspace", "user_errors",
+__all__ = ["CliError", "ask", "exit_code", "one_line", "open_workspace", "user_errors",
            "workspace_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -107,3 +107,14 @@ def open_workspace() -> Workspace:
         raise NotFound(f"no workspace at {workspace.root} (give --workspace DIR or set"
                        " XPMSTORE_WORKSPACE)")
     return workspace
+
+
+def ask(question: str) -> bool:
+    """Ask ``question`` on stderr (default: no); CliError (exit code 1) when no answer comes
+    (stdin closed, or Ctrl-C): nothing is done without a yes."""
+    try:
+        return click.confirm(question, default=False, err=True)
+    except click.exceptions.Abort:
+        click.echo(err=True)  # ends the question's line
+        raise CliError("no answer, nothing deleted: answer y, or give -y to delete without"
+                       " asking") from None

@@ -8,6 +8,7 @@ so that ``xpmstore --help`` and ``xpmstore get`` start fast.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -62,22 +63,30 @@ for _command in (commands_objects.get, commands_objects.ls, commands_objects.sho
     cli.add_command(_command)
 
 
+_NO_ARGS: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+"""What click (>= 8.2) raises for a group given no command; older versions print the help."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xpmstore`` console script; returns the exit code."""
     try:
-        cli.main(args=argv, prog_name="xpmstore", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="xpmstore", standalone_mode=False)
     except click.exceptions.Exit as done:
         return done.exit_code
+    except _NO_ARGS as bare:  # `xpmstore` or `xpmstore index` alone: the help, as with --help
+        click.echo(bare.ctx.get_help())
+        return 0
     except click.ClickException as error:  # usage errors too: one line, no usage block
         click.echo(f"xpmstore: {one_line(error.format_message())}", err=True)
         return 2 if error.exit_code == 2 else 1
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort:  # Ctrl-C, or no answer to a question (stdin closed)
+        click.echo("xpmstore: aborted", err=True)
         return 1
     except XpmstoreError as error:
         click.echo(f"xpmstore: {one_line(str(error))}", err=True)
         return exit_code(error)
-    return 0
+    # the code of a command that ended with ctx.exit(code); None when it returned
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from xpmstore import Config, Meta, Param, SubmitHook, Task, field, pathgenerator
+from xpmstore import (
+    Config,
+    Meta,
+    Param,
+    SubmitHook,
+    Task,
+    field,
+    pathgenerator,
+    submit_hook_decorator,
+)
 from xpmstore.hooks import Job
 
 from .storehelpers import count_line, count_of
@@ -222,6 +231,17 @@ class OldJavaTask(Task):
         Path("java_home.txt").write_text(os.environ.get("JAVA_HOME", "<unset>"))
 
 
+@submit_hook_decorator(needs_java(17))
+class DecoratedJavaTask(Task):
+    """Its hook is attached as in experimaestro's documentation (``submit_hook_decorator``)."""
+
+    __xpmid__ = "tests.sched.DecoratedJavaTask"
+    n: Param[int] = 0
+
+    def execute(self) -> None:
+        Path("java_home.txt").write_text(os.environ.get("JAVA_HOME", "<unset>"))
+
+
 class UsesOldJava(Task):
     __xpmid__ = "tests.sched.UsesOldJava"
     previous: Param[OldJavaTask]
@@ -335,6 +355,23 @@ class Counted(Task):
     def execute(self) -> None:
         note(self.counters, f"counted-{self.n}")
         Path("n.txt").write_text(str(self.n))
+
+
+class Batched(Task):
+    """Fails when its Meta ``batch`` is above ``limit``; else writes the batch it ran with to
+    ``batch.txt`` (a Meta value changes nothing of its identity)."""
+
+    __xpmid__ = "tests.sched.Batched"
+    n: Param[int] = 0
+    batch: Meta[int] = 64
+    limit: Meta[int] = 32
+    counters: Meta[str] = ""
+
+    def execute(self) -> None:
+        note(self.counters, f"batched-{self.n}", str(self.batch))
+        if self.batch > self.limit:
+            raise RuntimeError(f"batch {self.batch} does not fit (limit {self.limit})")
+        Path("batch.txt").write_text(str(self.batch))
 
 
 class Blocker(Task):

@@ -46,7 +46,8 @@ if TYPE_CHECKING:  # what a type checker (and a reader) sees: the eager imports
     )
     from .experiment import experiment
     from .fields import Constant, Meta, Option, Param, field, pathgenerator
-    from .hooks import Job, SubmitHook
+    from .hooks import Job, SubmitHook, submit_hook_decorator
+    from .launchers.base import Launcher
     from .serialize import load
     from .store import Record, Store
 
@@ -66,6 +67,7 @@ __all__ = [
     "InputPathError",
     "InvalidIdentifierError",
     "Job",
+    "Launcher",
     "Meta",
     "MissingFieldError",
     "NotFound",
@@ -89,6 +91,7 @@ __all__ = [
     "field",
     "load",
     "pathgenerator",
+    "submit_hook_decorator",
 ]
 
 _HOME: dict[str, str] = {
@@ -97,7 +100,8 @@ _HOME: dict[str, str] = {
     "experiment": "experiment",
     "Constant": "fields", "Meta": "fields", "Option": "fields", "Param": "fields",
     "field": "fields", "pathgenerator": "fields",
-    "Job": "hooks", "SubmitHook": "hooks",
+    "Job": "hooks", "SubmitHook": "hooks", "submit_hook_decorator": "hooks",
+    "Launcher": "launchers.base",
     "load": "serialize",
     "Record": "store", "Store": "store",
 }

@@ -2,7 +2,11 @@
 
 Types are checked, not guessed (DESIGN §2): ``int`` refuses bool and float; ``float`` stores
 ``float(x)`` for an int; ``bool`` takes only bool; an Enum takes only its members; a Config type
-takes that class or a subclass.  Containers are copied into immutable forms that keep their type
+takes that class or a subclass.  Numbers of other libraries (numpy's ``np.int64(3)``,
+``np.float32(0.1)``) are taken as the Python number they equal, duck-typed: an integer through
+``__index__`` (or ``numbers.Integral``), a real through ``numbers.Real`` when ``float()`` keeps its
+value exactly; a boolean scalar (a ``dtype`` of kind ``"b"``) stays refused, as bool is.
+Containers are copied into immutable forms that keep their type
 (:class:`FrozenList` for a list, ``tuple``, :class:`FrozenDict` for a dict, ``frozenset`` for a
 set).  Pure; thread-safe.
 """
@@ -10,6 +14,9 @@ set).  Pure; thread-safe.
 from __future__ import annotations
 
 import enum
+import math
+import numbers
+import operator
 import os
 import types
 import typing
@@ -17,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any, NoReturn
 
-__all__ = ["Checker", "FrozenDict", "FrozenList", "Mismatch", "compile_type", "freeze_any"]
+__all__ = ["Checker", "FrozenDict", "FrozenList", "Mismatch", "compile_type", "freeze_any",
+           "plain_scalar"]
 
 Checker = Callable[[Any], Any]
 
@@ -43,7 +51,52 @@ def _refuse(value: Any, expected: str) -> NoReturn:
     shown = repr(value)
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    raise Mismatch(f"expected {expected}, got {type(value).__qualname__} {shown}")
+    raise Mismatch(f"expected {expected}, got {type(value).__qualname__} {shown}{_hint(value)}")
+
+
+def _hint(value: Any) -> str:
+    """What to do with a value of another library that is not taken as it is."""
+    module = type(value).__module__.partition(".")[0]
+    if module in ("builtins", "pathlib", "xpmstore") or isinstance(value, enum.Enum):
+        return ""
+    if getattr(value, "ndim", 0):
+        return " (an array: give Python values, e.g. x.tolist(), or a path to a file)"
+    if isinstance(value, numbers.Number) or hasattr(value, "__index__") \
+            or hasattr(value, "__float__"):
+        return (" (a number of another type: convert it with int(x) or float(x) if that keeps"
+                " its value)")
+    return f" (a {module} value: convert it to a Python value first)"
+
+
+def _is_boolean(value: Any) -> bool:
+    """Whether ``value`` is a boolean scalar of some library (numpy's ``np.bool_``)."""
+    return getattr(getattr(value, "dtype", None), "kind", None) == "b"
+
+
+def _foreign_int(value: Any) -> int | None:
+    """The Python int that a foreign integer (``np.int64(3)``) equals, else None."""
+    if isinstance(value, (bool, float, str, bytes)) or _is_boolean(value):
+        return None
+    if not (isinstance(value, numbers.Integral) or hasattr(type(value), "__index__")):
+        return None
+    try:
+        result = operator.index(value)
+    except (TypeError, ValueError):
+        return None
+    return None if isinstance(result, bool) else int(result)
+
+
+def _foreign_float(value: Any) -> float | None:
+    """The Python float that a foreign real (``np.float32(0.1)``) equals exactly, else None."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or _is_boolean(value):
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if result == value or (math.isnan(result) and value != value):
+        return result
+    return None  # float() would round it (a Fraction, a long double): not the same number
 
 
 def _blocked(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
@@ -90,6 +143,19 @@ class FrozenDict(dict):
         return self
 
 
+def plain_scalar(value: Any) -> str | int | float | bool | None:
+    """``value`` as a plain str, int, float or bool (a subclass as its base, a number of
+    another library as the Python number it equals), or None when it is none of these."""
+    if isinstance(value, (str, bool)):
+        return str(value) if isinstance(value, str) else bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    number = _foreign_int(value)
+    return _foreign_float(value) if number is None else number
+
+
 def _check_str(value: Any) -> str:
     if not isinstance(value, str):
         _refuse(value, "str")
@@ -103,9 +169,14 @@ def _check_str(value: Any) -> str:
 def _check_int(value: Any) -> int:
     if type(value) is int:
         return value
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool):
         _refuse(value, "int")
-    return int(value)
+    if isinstance(value, int):
+        return int(value)
+    found = _foreign_int(value)
+    if found is None:
+        _refuse(value, "int")
+    return found
 
 
 def _check_bool(value: Any) -> bool:
@@ -115,20 +186,28 @@ def _check_bool(value: Any) -> bool:
 
 
 def _check_float_exact(value: Any) -> float:
-    if not isinstance(value, float):
+    if isinstance(value, float):
+        return float(value)
+    found = _foreign_float(value) if _foreign_int(value) is None else None
+    if found is None:
         _refuse(value, "float")
-    return float(value)
+    return found
 
 
 def _check_float(value: Any) -> float:
     if isinstance(value, float):
         return float(value)
-    if isinstance(value, int) and not isinstance(value, bool):
+    whole = value if isinstance(value, int) and not isinstance(value, bool) \
+        else _foreign_int(value)
+    if whole is not None:
         try:
-            return float(value)
+            return float(whole)
         except OverflowError:
             _refuse(value, "float (this int is too large for a float)")
-    _refuse(value, "float")
+    found = _foreign_float(value)
+    if found is None:
+        _refuse(value, "float")
+    return found
 
 
 def _check_bytes(value: Any) -> bytes:
@@ -219,9 +298,14 @@ def freeze_any(value: Any) -> Any:
         return _freeze_dict(value, freeze_any)
     if isinstance(value, (set, frozenset)):
         return _freeze_set(value, freeze_any)
+    number: int | float | None = _foreign_int(value)
+    if number is None:
+        number = _foreign_float(value)
+    if number is not None:
+        return number
     raise Mismatch(
         f"a {kind.__qualname__} cannot be encoded into an identifier (supported: None, bool, int,"
-        " float, str, bytes, Enum, Path, list, tuple, dict, set, Config)"
+        f" float, str, bytes, Enum, Path, list, tuple, dict, set, Config){_hint(value)}"
     )
 
 

@@ -9,10 +9,11 @@ Two locks per job, both ``flock``-based (released by the kernel when their holde
 
 A scheduler claims a job under the claim lock: it re-checks ``.xpm/done``; if the run lock is
 held, or ``.xpm/launch.json`` names a live holder, it waits for that holder instead of launching;
-otherwise it moves the logs of a failed attempt to ``.xpm/attempts/<n>/``, writes the launch
-record atomically and launches.  The job's process then takes the run lock without waiting (it
-exits as ``waited`` if another process holds it), re-checks done, and rewrites the launch record
-with its own pid.  Safe across processes and hosts sharing the file system.
+otherwise it moves the logs of a failed attempt to ``.xpm/attempts/<n>/``, rewrites the values
+section of params.json with the submission's values (a re-run sees today's Meta values), writes
+the launch record atomically and launches.  The job's process then takes the run lock without
+waiting (it exits as ``waited`` if another process holds it), re-checks done, and rewrites the
+launch record with its own pid.  Safe across processes and hosts sharing the file system.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import jsonio
 from .atomic import write_atomic
@@ -32,6 +33,9 @@ from .liveness import boot_id, launch_is_live, process_start, read_launch
 from .locks import HeldLock, hold_under, path_lock, try_object_lock
 from .objects import is_done
 from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .config import Config
 
 __all__ = [
     "Claim",
@@ -115,7 +119,8 @@ def move_attempt(taskdir: Path) -> int | None:
     return number
 
 
-def claim(workspace: Workspace, identifier: str, taskdir: Path, **launch: Any) -> Claim:
+def claim(workspace: Workspace, identifier: str, taskdir: Path, *, values: Config | None = None,
+          **launch: Any) -> Claim:
     """Decide, under the job's claim lock, whether this process launches the job.
 
     The order matters: the run lock first (a running job holds it and publishes its done
@@ -123,8 +128,11 @@ def claim(workspace: Workspace, identifier: str, taskdir: Path, **launch: Any) -
     but not started yet).  Job processes take their run lock under the claim lock too (see
     :func:`start_run`), so no probe here ever makes a starting job believe it has a rival.
 
-    ``launch`` goes into the launch record (launcher name, Slurm job id...).  Raises
-    LockUnavailableError on a file system without working locks.
+    When this process is to launch the job and ``values`` is the submitted task, params.json's
+    values section becomes the task's (:func:`xpmstore.serialize.refresh_values`): the job runs
+    with the values of the submission that launches it, while a done task keeps the values it
+    was made with.  ``launch`` goes into the launch record (launcher name, Slurm job id...).
+    Raises LockUnavailableError on a file system without working locks.
     """
     with path_lock(workspace.lock_path(identifier)):
         if _run_lock_held(workspace, identifier):
@@ -143,6 +151,10 @@ def claim(workspace: Workspace, identifier: str, taskdir: Path, **launch: Any) -
         failed_before = state.get("state") in ("failed", "running")
         if record is not None or state:  # else no attempt ever started: nothing to move
             move_attempt(taskdir)
+        if values is not None:
+            from .serialize import refresh_values
+
+            refresh_values(taskdir, values)
         data = json.dumps(launch_record(**launch)).encode()
         path = taskdir / ".xpm" / "launch.json"
         try:

@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 _IDENTITY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
-_TAG_TYPES = (str, int, float, bool)
 
 
 @dataclass
@@ -488,11 +487,13 @@ class Config:
         cls = type(self).__qualname__
         if not isinstance(name, str) or not name:
             raise ConfigTypeError(f"{cls}.tag(): the tag name must be a non-empty str")
-        if not isinstance(value, _TAG_TYPES):
+        plain = checks.plain_scalar(value)  # np.int64(3) is the tag 3
+        if plain is None:
             raise ConfigTypeError(
                 f"{cls}.tag({name!r}): tag values are str, int, float or bool, got"
                 f" {type(value).__qualname__}"
             )
+        value = plain
         current = tags_of(self)
         if name in current and not _same_tag(current[name], value):
             raise TagConflictError(

@@ -1,6 +1,7 @@
 """Everything known of one object: ``xpmstore show ID`` (DESIGN §10).
 
-Params (the identity section of params.json), tags, dependencies, dependents, status and state,
+Params (the identity section of params.json), values (its Meta fields, as the task was made or
+is about to run), tags, dependencies, dependents, status and state,
 earlier attempts, the reasons recorded by the runs that submitted it, size, pin, and the paths of
 its logs.  Works for done objects and for task directories that are running, failed or waiting.
 Reads only (and reconciles the index, for dependents); safe across processes.
@@ -38,6 +39,7 @@ class Details:
     size: int
     created: float | None
     params: dict[str, Any] | None
+    values: dict[str, Any] | None
     tags: dict[str, Any]
     dependencies: list[str]
     dependents: list[str]
@@ -79,6 +81,45 @@ def _state_in(folder: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _shown(value: Any, objects: dict[str, Any]) -> Any:
+    """A value of params.json's values section as plain JSON for people: a sub-config as its
+    class and short identifier, a path as its text, tagged containers as lists and objects."""
+    if isinstance(value, list):
+        return [_shown(v, objects) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "$ref" in value:
+        entry = objects.get(value["$ref"]) if isinstance(value["$ref"], str) else None
+        if isinstance(entry, dict):
+            return f"{entry.get('class', '?')} {str(entry.get('id', '?'))[:12]}"
+        return "?"
+    for tag in ("$path", "$float", "$bytes", "member"):
+        if tag in value:
+            return value[tag]
+    for tag in ("$tuple", "$set"):
+        if tag in value:
+            return _shown(value[tag], objects)
+    if "$dict" in value and isinstance(value["$dict"], dict):
+        return {str(k): _shown(v, objects) for k, v in value["$dict"].items()}
+    if "$taskpath" in value:
+        return value.get("name")
+    return {str(k): _shown(v, objects) for k, v in value.items()}
+
+
+def _meta_values(document: Any) -> dict[str, Any] | None:
+    """The fields of a params.json's root object that are not in its identity section (its
+    Meta fields), shown for people; None when the document does not hold them."""
+    try:
+        values = document["values"]
+        objects = values["objects"]
+        root = objects[values["root"]]
+        identity = document["identity"]["fields"]
+        return {name: _shown(value, objects) for name, value in sorted(root["fields"].items())
+                if name not in identity}
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
 def describe(workspace: Workspace, text: str) -> Details:
     """The details of the object named by ``text`` (identifier or unique prefix).
 
@@ -87,19 +128,24 @@ def describe(workspace: Workspace, text: str) -> Details:
     identifier, directory = locate(workspace, text)
     store = Store(workspace)
     record = store.index.get(identifier) or record_from_disk(workspace, directory) or {}
-    params = None
     try:
-        params = jsonio.read(directory / "params.json").get("identity")
-    except (OSError, ValueError, AttributeError):
+        document = jsonio.read(directory / "params.json")
+    except (OSError, ValueError):
+        document = None
+    params = document.get("identity") if isinstance(document, dict) else None
+    if not isinstance(params, dict):
         params = None
+    submitted = [run for run in read_runs(workspace) if identifier in run.jobs]
     reasons = [{"experiment": run.experiment, "run": run.name,
-                "reason": run.jobs[identifier].reason}
-               for run in read_runs(workspace) if identifier in run.jobs]
+                "reason": run.jobs[identifier].reason} for run in submitted]
+    tags = record.get("tags") or {}
+    if not tags and submitted:  # not done (not indexed): the tags its latest run gave it
+        tags = max(submitted, key=lambda run: run.started).jobs[identifier].tags
     stdout, stderr = directory / "stdout", directory / "stderr"
     return Details(
         identifier=identifier, kind=object_kind(directory), name=directory.parent.name,
         path=directory, status=object_status(directory), size=int(record.get("size") or 0),
-        created=record.get("created"), params=params, tags=record.get("tags") or {},
+        created=record.get("created"), params=params, values=_meta_values(document), tags=tags,
         dependencies=list(record.get("dependencies") or []),
         dependents=sorted(store.index.dependents(identifier)),
         state=read_state(directory), launch=read_launch(directory),

@@ -17,20 +17,24 @@ class IndexCollection(Config): ...
 task.submit(hooks=[needs_java(17)])              # ...or per submission
 ```
 
+``submit_hook_decorator(hook)`` is the same class decorator spelled as in experimaestro (whose
+documentation imports it): ``@submit_hook_decorator(needs_java(11))``.
+
 Hooks are gathered from the task's config tree without crossing into other tasks, deduplicated
 by ``(type, spec())``, and applied once per job, before it is launched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import Config, Task, iter_configs
+from .errors import ConfigTypeError
 
-__all__ = ["Job", "SubmitHook", "gather_hooks"]
+__all__ = ["Job", "SubmitHook", "gather_hooks", "submit_hook_decorator"]
 
 
 @dataclass
@@ -55,11 +59,36 @@ class SubmitHook:
         """Change ``job`` (its ``environ``, its ``launcher_options``) for ``launcher``."""
 
     def __call__(self, cls: type) -> type:
-        """Use the hook as a class decorator of a Config or Task."""
+        """Use the hook as a class decorator of a Config or Task (ConfigTypeError otherwise)."""
+        if not (isinstance(cls, type) and issubclass(cls, Config)):
+            raise ConfigTypeError(
+                f"{type(self).__qualname__}(...) decorates a Config or Task class, not"
+                f" {_what(cls)}")
         own = list(cls.__dict__.get("__xpm_hooks__", ()))
         own.append(self)
         type.__setattr__(cls, "__xpm_hooks__", tuple(own))
         return cls
+
+
+def submit_hook_decorator(hook: SubmitHook) -> Callable[[type], type]:
+    """The class decorator that attaches ``hook`` to a Config or Task class (what applying the
+    hook itself does: ``@submit_hook_decorator(needs_java(11))`` is ``@needs_java(11)``).
+
+    Raises ConfigTypeError when ``hook`` is not a SubmitHook instance (a SubmitHook class is
+    told to be instantiated first).
+    """
+    if isinstance(hook, type) and issubclass(hook, SubmitHook):
+        raise ConfigTypeError(f"submit_hook_decorator() takes a hook, not the class"
+                              f" {hook.__qualname__}: instantiate it ({hook.__qualname__}(...))")
+    if not isinstance(hook, SubmitHook):
+        raise ConfigTypeError(f"submit_hook_decorator() takes a SubmitHook, got {_what(hook)}")
+    return lambda cls: SubmitHook.__call__(hook, cls)
+
+
+def _what(value: object) -> str:
+    if isinstance(value, type):
+        return f"the class {value.__qualname__}"
+    return type(value).__qualname__
 
 
 def _class_hooks(cls: type) -> list[SubmitHook]:

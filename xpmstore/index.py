@@ -26,6 +26,7 @@ serialised by LMDB; readers never block.  Not safe on network file systems:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -188,6 +189,38 @@ def _secondary_keys(raw: bytes, record: dict[str, Any]) -> list[tuple[bytes, byt
     return keys
 
 
+_SLACK = 1 << 20
+"""Bytes kept allocated past the end of the index's data (see :meth:`Index._keep_slack`)."""
+_PAGE = os.sysconf("SC_PAGE_SIZE")  # LMDB's page size: the OS page size
+
+_LOCK_FILE_SIZE = (MAX_READERS - 1) * 64 + 192
+"""The size LMDB gives its lock file for MAX_READERS readers (64-byte slots after a header)."""
+
+
+def _reserve_lock_file(path: Path) -> None:
+    """Make LMDB's lock file with every page allocated.  LMDB writes that file through a
+    memory map: a page the file system cannot allocate then (a full disk) kills the process
+    with SIGBUS.  Allocated here, a full disk is an OSError instead.  Only a new file (made
+    under the open lock, so no process uses it yet): an existing one is LMDB's."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return
+    try:
+        os.posix_fallocate(fd, 0, _LOCK_FILE_SIZE)
+    except OSError as exc:
+        os.close(fd)
+        fd = -1
+        os.unlink(path)
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return  # a file system without fallocate: LMDB makes the file as usual
+        raise OSError(exc.errno, f"the index cannot be created ({exc.strerror}); free some"
+                      " space and try again", str(path)) from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 class Index:
     """An open LMDB index.  Use :meth:`for_workspace` or :meth:`open` (cached per process)."""
 
@@ -290,6 +323,7 @@ class Index:
                 raise
 
     def _open_env(self) -> None:
+        _reserve_lock_file(self.path / "lock.mdb")
         self.env = lmdb.open(
             str(self.path), map_size=self._map_size(), max_dbs=MAX_DBS,
             max_readers=MAX_READERS, subdir=True, readahead=False,
@@ -310,6 +344,7 @@ class Index:
                     txn.put(b"schema", SCHEMA, db=self.dbs[b"meta"])
                 elif schema != SCHEMA:
                     raise _Damaged(f"index schema {schema!r}, expected {SCHEMA!r}")
+            self._keep_slack()
             return
         raise RuntimeError("index map kept changing size")  # pragma: no cover
 
@@ -351,12 +386,38 @@ class Index:
         for _ in range(64):
             try:
                 with self.env.begin(write=True) as txn:
-                    return body(txn)
+                    result = body(txn)
+                self._keep_slack()
+                return result
             except lmdb.MapResizedError:
                 self.env.set_mapsize(0)
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.DiskError as exc:  # ENOSPC: nothing is damaged; say it as an OSError
+                raise OSError(errno.ENOSPC, "the index cannot be written: no space left on the"
+                              " device (free some space; the index refills from the workspace)",
+                              str(self.path)) from exc
         raise RuntimeError("index write kept failing to fit")  # pragma: no cover
+
+    def _keep_slack(self) -> None:
+        """Keep :data:`_SLACK` bytes allocated past the pages LMDB uses in its data file.
+        LMDB writes a new page with ``pwrite`` past its last one: into blocks allocated
+        ahead, that write needs no free space, so on a full disk the index still takes small
+        writes (a reconcile, the records of the jobs that just ended).  A file longer than
+        its pages is LMDB's normal state (it never shrinks).  Best effort: on a full disk the
+        slack stays what it is."""
+        used = (self.env.info()["last_pgno"] + 1) * _PAGE
+        try:
+            fd = os.open(self.path / "data.mdb", os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            if os.fstat(fd).st_size < used + _SLACK // 2:
+                os.posix_fallocate(fd, used, _SLACK)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     # --- objects ----------------------------------------------------------------------------
 
@@ -380,12 +441,17 @@ class Index:
             return None
         return json.loads(data) if identity else _summary(data)
 
-    def _put(self, txn: Any, identifier: str, record: dict[str, Any]) -> None:
+    def _put(self, txn: Any, identifier: str, record: dict[str, Any],
+             keep_tags: bool = False) -> None:
         raw = _raw(identifier)
         old = txn.get(raw, db=self.dbs[b"objects"])
         if old is not None:
-            for db, key in _secondary_keys(raw, json.loads(old)):
+            previous = json.loads(old)
+            for db, key in _secondary_keys(raw, previous):
                 txn.delete(key, db=self.dbs[db])
+            known = previous.get("tags")
+            if keep_tags and known and isinstance(known, dict):
+                record = {**record, "tags": {**(record.get("tags") or {}), **known}}
         if record.get("identity") is not None:  # last, so that summaries() can skip it
             record = {**{k: v for k, v in record.items() if k != "identity"},
                       "identity": record["identity"]}
@@ -407,14 +473,40 @@ class Index:
         """Record (or replace) one object."""
         self.write(lambda txn: self._put(txn, identifier, record))
 
-    def put_many(self, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Record many objects in one transaction."""
+    def put_many(self, records: Iterable[tuple[str, dict[str, Any]]],
+                 keep_tags: bool = False) -> None:
+        """Record many objects in one transaction.  ``keep_tags``: a record replaced keeps the
+        tags the index knew (see :meth:`add_tags`)."""
         items = list(records)
         def body(txn: Any) -> None:
             for identifier, record in items:
-                self._put(txn, identifier, record)
+                self._put(txn, identifier, record, keep_tags)
 
         self.write(body)
+
+    def add_tags(self, items: Iterable[tuple[str, dict[str, Any]]]) -> set[str]:
+        """Add the tags of submissions to the records of their objects, in one transaction.
+
+        The index keeps the union of the tags of every submission of an object: a name it
+        knows keeps the value it knew first.  Returns the identifiers it has no record of.
+        """
+        pending = [(identifier, tags) for identifier, tags in items if tags]
+
+        def body(txn: Any) -> set[str]:
+            unknown = set()
+            for identifier, tags in pending:
+                data = txn.get(_raw(identifier), db=self.dbs[b"objects"])
+                if data is None:
+                    unknown.add(identifier)
+                    continue
+                record = json.loads(data)
+                known = record.get("tags")
+                known = known if isinstance(known, dict) else {}
+                if not tags.keys() <= known.keys():
+                    self._put(txn, identifier, {**record, "tags": {**tags, **known}})
+            return unknown
+
+        return self.write(body) if pending else set()
 
     def delete(self, identifier: str) -> bool:
         """Forget one object; returns whether it was known."""

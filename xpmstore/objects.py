@@ -21,7 +21,7 @@ from .config import Config, Task, class_spec, dependencies, iter_configs, tags_o
 from .edges import params_dependencies
 from .errors import CorruptObjectError, FormatVersionError, MalformedFileError, NotFound
 from .manifest import Manifest
-from .serialize import params_of, read_params, to_json_bytes
+from .serialize import params_json, params_of, read_params, refresh_values
 from .workspace import DONE, KINDS, Workspace
 
 __all__ = [
@@ -82,7 +82,7 @@ def prepare_task_dir(workspace: Workspace, task: Task) -> Path:
         except FileNotFoundError:
             missing = True
     if missing:
-        write_atomic(params, to_json_bytes(params_of(task)), durable=False)
+        write_atomic(params, params_json(task), durable=False)
     bind(task, workspace)
     return directory
 
@@ -251,6 +251,7 @@ def run_here(workspace: Workspace, task: Task) -> Path:
     directory = prepare_task_dir(workspace, task)
     if is_done(directory):
         return directory
+    refresh_values(directory, task)  # params.json says what this run ran with
     task.execute()
     name = class_spec(type(task)).identity_name
     exclude = tuple(getattr(type(task), "__xpm_exclude__", ()))

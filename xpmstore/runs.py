@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import TextValueError
 from .liveness import boot_id, process_start
 from .runrecord import read_run
 from .workspace import Workspace
 
-__all__ = ["REMOTE_RUN_GRACE", "Run", "RunJob", "latest_reasons", "read_runs", "run_is_live"]
+__all__ = ["REMOTE_RUN_GRACE", "Run", "RunJob", "check_experiment_name", "is_experiment_name",
+           "latest_reasons", "read_runs", "run_is_live"]
 
 REMOTE_RUN_GRACE = 7 * 24 * 3600.0
 """Seconds after its last write that a run of another host without an end line counts as live."""
@@ -38,14 +40,30 @@ _FULL_ID = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[^/\x00]+")
 
 
+def is_experiment_name(name: object) -> bool:
+    """Whether ``name`` can name an experiment: a plain, non-empty folder name (no '/', no NUL,
+    not starting with '.')."""
+    return isinstance(name, str) and bool(_NAME.fullmatch(name)) and not name.startswith(".")
+
+
+def check_experiment_name(name: object) -> str:
+    """``name`` if it can name an experiment, else TextValueError (a ValueError)."""
+    if not is_experiment_name(name):
+        raise TextValueError(f"experiment name {name!r}: expected a plain, non-empty name"
+                             " (no '/', not starting with '.')")
+    return str(name)
+
+
 @dataclass
 class RunJob:
-    """One job of a run: its identifier, identity name, latest reason and dependencies."""
+    """One job of a run: its identifier, identity name, latest reason, dependencies and the
+    tags it was submitted with."""
 
     identifier: str
     name: str
     reason: str
     dependencies: list[str] = field(default_factory=list)
+    tags: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,6 +125,14 @@ def _ids(values: Any) -> list[str]:
     return [v for v in values if isinstance(v, str) and _FULL_ID.fullmatch(v)]
 
 
+def _tags(values: Any) -> dict[str, Any]:
+    """The tags of a job line: str names with str, int, float or bool values (others dropped)."""
+    if not isinstance(values, dict):
+        return {}
+    return {k: v for k, v in values.items()
+            if isinstance(k, str) and isinstance(v, (str, int, float, bool))}
+
+
 def read_one(experiment: str, path: Path, now: float | None = None) -> Run | None:
     """The run recorded at ``path`` (None when the file vanished)."""
     try:
@@ -131,7 +157,7 @@ def read_one(experiment: str, path: Path, now: float | None = None) -> Run | Non
             end = line
         elif kind == "job" and valid:
             jobs[ident] = RunJob(ident, str(line.get("name", "")), str(line.get("reason", "")),
-                                 _ids(line.get("dependencies")))
+                                 _ids(line.get("dependencies")), _tags(line.get("tags")))
         elif kind == "reason" and valid and ident in jobs:
             jobs[ident].reason = str(line.get("reason", ""))
         elif kind == "root" and valid:
@@ -159,7 +185,7 @@ def read_runs(workspace: Workspace, experiment: str | None = None) -> list[Run]:
     now = time.time()
     runs: list[Run] = []
     for name in names:
-        if not _NAME.fullmatch(name) or name.startswith("."):
+        if not is_experiment_name(name):
             continue
         folder = top / name
         try:

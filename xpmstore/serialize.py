@@ -41,8 +41,8 @@ from .errors import (
 )
 from .fields import FieldKind
 
-__all__ = ["PARAMS_VERSION", "from_params_file", "load", "params_of", "read_params",
-           "to_json_bytes"]
+__all__ = ["PARAMS_VERSION", "from_params_file", "identity_json", "load", "params_json",
+           "params_of", "read_params", "refresh_values", "to_json_bytes"]
 
 PARAMS_VERSION = 1
 _FORMAT = "xpmstore.params"
@@ -194,6 +194,11 @@ class _Writer:
         return self.identity_value(value)
 
 
+def identity_json(value: Any) -> Any:
+    """The JSON form a (checked) field value takes in a params.json identity section."""
+    return _Writer().identity_value(value)
+
+
 def _identity_fields(config: Config) -> list[tuple[FieldSpec, Any, bool]]:
     spec = class_spec(type(config))
     out = []
@@ -270,6 +275,55 @@ def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
     return document
 
 
+_PARAMS_JSON = "_xpm_params_json"
+
+
+def params_json(config: Config) -> bytes:
+    """The params.json bytes of ``config``, remembered on it until :func:`refresh_values` uses
+    them (a new task's directory is prepared, then claimed: one computation for both)."""
+    data = to_json_bytes(params_of(config))
+    config.__dict__[_PARAMS_JSON] = data
+    return data
+
+
+def refresh_values(directory: Path, config: Config) -> bool:
+    """Make ``directory/params.json`` carry ``config``'s values section (its Meta fields, tags,
+    paths as given): what a job about to run reads, so that a re-run sees today's values.
+
+    The identity section on disk stays as it is when it gives back ``config``'s identifier; a
+    missing, unreadable or foreign file is replaced whole.  Written atomically, and only when
+    something changed; returns whether it wrote.  Call it under the job's claim lock (no job
+    may be reading the file while it changes).
+    """
+    from .atomic import write_atomic
+
+    path = directory / "params.json"
+    data = config.__dict__.pop(_PARAMS_JSON, None) or to_json_bytes(params_of(config))
+    try:
+        old_bytes = jsonio.read_regular(path)
+    except (FileNotFoundError, MalformedFileError):  # (not a file: replaced whole)
+        old_bytes = b""
+    if old_bytes == data:
+        return False
+    fresh = json.loads(data)
+    try:
+        old = jsonio.loads(old_bytes, str(path))
+    except MalformedFileError:
+        old = None
+    identity = old.get("identity") if isinstance(old, dict) else None
+    if identity is not None and identity != fresh["identity"]:
+        try:  # an identity written otherwise (an older xpmstore) but valid: it stays
+            kept = identifier.from_params(identity) == fresh["identifier"]
+        except (ValueError, TypeError, RecursionError):
+            kept = False
+        if kept:
+            data = to_json_bytes({**fresh, "identity": identity})
+            if data == old_bytes:
+                return False
+    write_atomic(path, data, durable=False)
+    return True
+
+
 def from_params_file(path: str | os.PathLike[str]) -> str:
     """The identifier recomputed from a params.json's identity section (no user code).
 
@@ -293,9 +347,14 @@ def _import_class(path: str, script: str | None) -> type:
             found = getattr(found, part)
     except (ImportError, AttributeError) as exc:
         raise ClassNotFoundError(
-            f"class {path} recorded in params.json cannot be imported ({exc}); restore it or"
-            " install the code that defines it"
+            f"class {path} recorded in params.json cannot be imported ({exc}); run from the"
+            " folder the experiment ran from, or restore or install the code that defines it"
         ) from None
+    except Exception as exc:  # the code that defines it fails while it is imported
+        raise ClassNotFoundError(
+            f"class {path} recorded in params.json cannot be imported: its module raised"
+            f" {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(found, type):
         raise ClassNotFoundError(f"{path} recorded in params.json is no longer a class")
     return found
@@ -318,7 +377,11 @@ def _main_module(script: str | None) -> Any:
         raise ImportError(f"cannot import {script}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[alias] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[alias]  # a script that failed half-way is not kept as imported
+        raise
     return module
 
 
@@ -327,6 +390,7 @@ class _Reader:
         self.objects = objects
         self.built: dict[str, Config] = {}
         self.owners: list[tuple[Config, str, str]] = []
+        self.building: set[str] = set()
 
     def build_root(self, key: str) -> Config:
         """Build the object ``key`` and everything it references, then bind owners."""
@@ -340,6 +404,9 @@ class _Reader:
         found = self.built.get(key)
         if found is not None:
             return found
+        if key in self.building:
+            raise FormatVersionError(f"params.json: object {key!r} refers to itself")
+        self.building.add(key)
         entry = self.objects[key]
         cls = _import_class(entry["class"], entry.get("script"))
         if not (isinstance(cls, type) and issubclass(cls, Config)):
@@ -428,11 +495,11 @@ def load(path: str | os.PathLike[str]) -> Config:
         config = _Reader(values["objects"]).build_root(values["root"])
     except XpmstoreError:
         raise
-    except (KeyError, TypeError, AttributeError, IndexError, ValueError, RecursionError):
-        raise FormatVersionError(f"{target}: params.json has a malformed values section;"
-                                 " not a file xpmstore wrote") from None
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, RecursionError) as exc:
+        raise FormatVersionError(f"{target}: params.json's values section is damaged"
+                                 f" ({type(exc).__name__}: {exc}); it cannot be loaded") from None
     recorded = document.get("identifier")
-    if recorded and config.__identifier__ != recorded:
+    if isinstance(recorded, str) and config.__identifier__ != recorded:
         warnings.warn(
             f"{type(config).__qualname__}: the class changed since {path} was written"
             f" (identifier now {config.__identifier__[:12]}, recorded {recorded[:12]})",

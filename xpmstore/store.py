@@ -2,9 +2,12 @@
 
 ```python
 store = Store("WORKSPACE")            # Store() is the default workspace
-store.status(learn)                   # "done" | "failed" | "running" | "absent"
+store.status(learn)                   # "done" | "failed" | "running" | "queued" | "absent"
 store.outputs(learn)                  # what task_outputs returns, for a done task
 store.find(ModelLearn, epochs=10)     # prior tasks of that class matching those params
+store.find(Evaluate, learned__epochs=10)  # through a task reference
+store.cached(Terms(n=4).load)         # the Record of a @cache entry, or None
+store.find(Terms)                     # the @cache entries of a config class
 store.get("3fa9c1")                   # a Record by identifier or unique prefix
 store.explain(learn)                  # why is this absent? the nearest prior configs
 ```
@@ -16,7 +19,6 @@ that results made on other hosts appear.  Safe across threads and processes.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -24,21 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import identifier, inputs, jsonio
-from .config import Config, Task, class_spec
+from . import identifier, jsonio, query
+from .config import Config, Task, class_spec, iter_configs
 from .errors import (
     AmbiguousPrefixError,
     ConfigTypeError,
     CorruptObjectError,
+    InvalidIdentifierError,
     NotFound,
-    UnknownFieldError,
 )
-from .fields import FieldKind
+from .identifier import cache_identifier
 from .index import Index
 from .objects import bind, is_done, list_object_dirs, read_record, record_from_disk
 from .workspace import DONE, Workspace, current_workspace
 
-__all__ = ["Explanation", "Record", "Store"]
+__all__ = ["Explanation", "Record", "Store", "add_tags"]
 
 
 _new_record = object.__new__
@@ -52,12 +54,26 @@ def _note_root(identifier: str) -> None:
         current.note_root(identifier)
 
 
+def add_tags(workspace: Workspace, items: list[tuple[str, Path, dict[str, Any]]]) -> None:
+    """Add the tags of submissions that reused done tasks, ``(identifier, directory, tags)``,
+    to the index (which keeps the union: a name keeps the value it had first); a task not
+    indexed yet is indexed from its directory first.  Safe across processes."""
+    index = Index.for_workspace(workspace)
+    unknown = index.add_tags((ident, tags) for ident, _, tags in items)
+    records = []
+    for ident, directory, tags in items:
+        if ident in unknown and (record := record_from_disk(workspace, directory)):
+            records.append((ident, {**record, "tags": {**tags, **record["tags"]}}))
+    if records:
+        index.put_many(records)
+
+
 @dataclass(frozen=True)
 class Record:
     """What the store knows of one object.
 
     ``status`` is read from the disk when the Record is made ("done", "failed", "running",
-    "absent"); ``config`` is, for a cache entry, its config's identifier.
+    "queued", "absent"); ``config`` is, for a cache entry, its config's identifier.
     """
 
     identifier: str
@@ -91,10 +107,11 @@ class Explanation:
 
 
 def object_status(directory: Path) -> str:
-    """"done", "failed", "running" or "absent", read from an object directory.
+    """"done", "failed", "running", "queued" or "absent", read from an object directory.
 
-    A job whose state says running but whose holder is gone (killed, machine rebooted) is
-    "failed": it will run again on the next submit.
+    "queued": claimed by a live scheduler (or submitted to Slurm) but not started yet, such as
+    a job claimed ahead of a free worker.  A job whose state says running but whose holder is
+    gone (killed, machine rebooted) is "failed": it will run again on the next submit.
     """
     if is_done(directory):
         return "done"
@@ -109,7 +126,7 @@ def object_status(directory: Path) -> str:
         from . import liveness  # the scheduler's module, only when something ran
 
         if liveness.launch_is_live(directory):
-            return "running"  # running, or claimed and about to start
+            return "running" if state == "running" else "queued"  # claimed, not started
         return "failed" if state == "running" else "absent"
     return "absent"
 
@@ -138,7 +155,13 @@ class Store:
     # --- one object ---------------------------------------------------------------------------
 
     def status(self, config: Config) -> str:
-        """"done", "failed", "running" or "absent" for a task (one identifier, one stat)."""
+        """"done", "failed", "running", "queued" (claimed, not started) or "absent" for a task
+        (one identifier, one stat).
+
+        Raises ConfigTypeError for what is not a Task (it says what to call instead: a config's
+        results are ``@cache`` entries, see :meth:`cached`)."""
+        if not isinstance(config, Task):
+            raise ConfigTypeError(_not_a_task("status", config))
         identifier = config.__identifier__
         directory = f"{self._jobs}/{class_spec(type(config)).identity_name}/{identifier}"
         if os.path.exists(directory + "/" + DONE):
@@ -147,9 +170,11 @@ class Store:
         return object_status(Path(directory))
 
     def outputs(self, task: Task) -> Any:
-        """What ``task.task_outputs`` returns, bound to this workspace; NotFound unless done."""
+        """What ``task.task_outputs`` returns, bound to this workspace; NotFound unless done.
+
+        Raises ConfigTypeError for what is not a Task (saying what to call instead)."""
         if not isinstance(task, Task):
-            raise ConfigTypeError(f"outputs() takes a Task, got {type(task).__qualname__}")
+            raise ConfigTypeError(_not_a_task("outputs", task))
         directory = self._directory(task)
         if not is_done(directory):
             raise NotFound(f"{type(task).__qualname__} {task.__identifier__[:12]} is not done in"
@@ -160,6 +185,32 @@ class Store:
         if isinstance(result, Config):
             bind(result, self.workspace)
         return result
+
+    def cached(self, method: Callable[..., Any]) -> Record | None:
+        """The Record of the ``@cache`` entry of a method bound to its config
+        (``store.cached(Terms(n=4).load)``), or None when the entry is not done here.
+
+        Computes nothing and takes no lock (one identifier and one ``stat`` when absent).
+        Raises ConfigTypeError when ``method`` is not a ``@cache`` method of a config.
+        """
+        config = getattr(method, "__self__", None)
+        filename = getattr(getattr(method, "__func__", None), "__xpm_cache__", None)
+        if not isinstance(config, Config) or not isinstance(filename, str):
+            raise ConfigTypeError(
+                f"cached() takes a @cache method bound to its config, such as"
+                f" store.cached(Terms(n=4).load); got {_describe(method)}")
+        name = class_spec(type(config)).identity_name
+        ident = cache_identifier(config.__identifier__, filename)
+        directory = self.workspace.object_dir("cache", name, ident)
+        if not is_done(directory):
+            return None
+        data = self.index.get(ident)
+        if data is None:  # made on another host, or the index was lost: read the disk
+            data = record_from_disk(self.workspace, directory)
+            if data is None:
+                return None
+            self.index.put(ident, data)
+        return self._record(ident, data)
 
     def _record(self, ident: str, data: dict[str, Any]) -> Record:
         relative = data["path"]
@@ -290,108 +341,138 @@ class Store:
 
     def find(self, cls: type[Config], *, tags: dict[str, Any] | None = None,
              status: str | None = "done", **params: Any) -> list[Record]:
-        """Prior objects of class ``cls`` whose params match, newest first.
+        """Prior objects of class ``cls`` whose params match, newest first: the tasks of a
+        Task class, the ``@cache`` entries of any other Config class.
 
-        Params compare by encoding with defaults filled in; nested fields as ``model__hidden``;
+        Params compare by encoding with defaults filled in; nested fields as ``model__hidden``,
+        through task references too (``learned__epochs``: the referenced task's params);
         Config values by identifier.  ``status=None`` accepts any status.  Raises
         UnknownFieldError / ConfigTypeError for a param that ``cls`` does not declare or a value
-        of the wrong type.
+        of the wrong type; for cache entries, which record only their config's identifier,
+        MissingFieldError when the params do not make a whole config.
         """
-        wanted = [(path.split("__"), _query_encoding(cls, path.split("__"), value))
+        if not (isinstance(cls, type) and issubclass(cls, Config)):
+            raise ConfigTypeError(f"find() takes a Config or Task class, got {_describe(cls)}"
+                                  " (e.g. store.find(Learn, epochs=10))")
+        if not issubclass(cls, Task):
+            return self._find_entries(cls, tags, status, params)
+        wanted = [(path.split("__"), query.query_encoding(cls, path.split("__"), value))
                   for path, value in params.items()]
         self.reconcile()
-        name = class_spec(cls).identity_name
+        resolve = self._resolver()
         found = []
-        for ident in self.index.by_name(name):
+        for ident in self.index.by_name(class_spec(cls).identity_name):
             data = self.index.get(ident)
             if data is None or data["kind"] != "task":
                 continue
             if tags and any((data.get("tags") or {}).get(k) != v for k, v in tags.items()):
                 continue
             identity = data.get("identity") or {}
-            if all(_stored_encoding(cls, identity, path) == enc for path, enc in wanted):
+            if all(query.stored_encoding(cls, identity, path, resolve) == encoding
+                   for path, encoding in wanted):
                 record = self._record(ident, data)
                 if status is None or record.status == status:
                     found.append(record)
         return sorted(found, key=lambda r: r.created, reverse=True)
 
+    def _find_entries(self, cls: type[Config], tags: dict[str, Any] | None,
+                      status: str | None, params: dict[str, Any]) -> list[Record]:
+        """The ``@cache`` entries of a config class (of the one config ``params`` make)."""
+        config = None
+        if params:
+            config = query.config_of(cls, params)
+        self.reconcile()
+        found = []
+        for ident in self.index.by_name(class_spec(cls).identity_name):
+            data = self.index.get(ident)
+            if data is None or data["kind"] != "cache" or tags:  # entries have no tags
+                continue
+            if config is not None and data.get("config") != config.__identifier__:
+                continue
+            record = self._record(ident, data)
+            if status is None or record.status == status:
+                found.append(record)
+        return sorted(found, key=lambda r: r.created, reverse=True)
+
     def explain(self, config: Config, limit: int = 5) -> list[Explanation]:
         """Why is ``config`` absent: the nearest prior objects of its class (fewest differing
-        leaf fields first, at most ``limit``) and the fields in which they differ."""
+        leaf fields first, at most ``limit``) and the fields in which they differ (a field
+        left at its default shows the default's value; a referenced task is compared field by
+        field)."""
         from .serialize import params_of
 
-        mine = _leaves(params_of(config)["identity"])
+        mine = params_of(config)["identity"]
+        known = {task.__identifier__: params_of(task)["identity"]
+                 for task in _tasks_in(config)}  # the asked tasks may exist nowhere yet
+        resolve = self._resolver(known)
         self.reconcile()
-        name = class_spec(type(config)).identity_name
+        cls = type(config)
         ranked = []
-        for ident in self.index.by_name(name):
+        for ident in self.index.by_name(class_spec(cls).identity_name):
             data = self.index.get(ident)
             if data is None or data.get("identity") is None:
                 continue
-            theirs = _leaves(data["identity"])
-            differing = sorted(k for k in mine.keys() | theirs.keys()
-                               if mine.get(k) != theirs.get(k))
-            described = [f"{k}: {_show(theirs.get(k))} here, {_show(mine.get(k))} asked"
-                         for k in differing]
-            ranked.append((len(differing), -data["created"], ident, data, described))
+            described = query.differences(cls, data["identity"], mine, resolve)
+            ranked.append((len(described), -data["created"], ident, data, described))
         ranked.sort(key=lambda item: item[:3])
         return [Explanation(self._record(i, d), desc) for _, _, i, d, desc in ranked[:limit]]
 
+    def _resolver(self, known: dict[str, Any] | None = None) -> query.Resolve:
+        """The identity section of a task by identifier: from ``known``, else the index
+        (memoized for one query)."""
+        found: dict[str, Any] = dict(known or {})
 
-def _show(value: str | None) -> str:
-    return "(default)" if value is None else value
+        def resolve(ident: str) -> dict[str, Any] | None:
+            if ident not in found:
+                try:
+                    data = self.index.get(ident)
+                except InvalidIdentifierError:
+                    data = None
+                found[ident] = data.get("identity") if data else None
+            return found[ident]
 
-
-def _leaves(identity: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in identity.get("fields", {}).items():
-        if isinstance(value, dict) and "$config" in value:
-            out.update(_leaves(value["$config"], f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = json.dumps(value, sort_keys=True)
-    return out
-
-
-def _field_for(cls: type[Config], path: list[str]) -> tuple[type[Config], Any]:
-    current: type[Config] = cls
-    for step in path[:-1]:
-        spec = class_spec(current).fields.get(step)
-        if spec is None or not (isinstance(spec.annotation, type)
-                                and issubclass(spec.annotation, Config)):
-            raise UnknownFieldError(f"{current.__qualname__}.{step}: not a nested config field")
-        current = spec.annotation
-    field_spec = class_spec(current).fields.get(path[-1])
-    if field_spec is None or field_spec.kind not in (FieldKind.PARAM, FieldKind.CONSTANT):
-        raise UnknownFieldError(f"{current.__qualname__}: no Param named {path[-1]!r}")
-    return current, field_spec
+        return resolve
 
 
-def _query_encoding(cls: type[Config], path: list[str], value: Any) -> bytes:
-    owner, field_spec = _field_for(cls, path)
-    from .checks import Mismatch
+def _tasks_in(config: Config) -> list[Task]:
+    """Every task reachable from ``config`` through its fields (``config`` itself excluded)."""
+    found: dict[int, Task] = {}
+    stack = [c for _, c in iter_configs(config)]
+    seen = {id(config)}
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, Task):
+            found[id(current)] = current
+        stack.extend(c for _, c in iter_configs(current))
+    return list(found.values())
 
-    try:
-        checked = field_spec.checker(value)
-    except Mismatch as exc:
-        raise ConfigTypeError(f"{owner.__qualname__}.{path[-1]}: {exc.message}") from None
-    return identifier.encode_value(checked, inputs.digest_input)
+
+def _describe(value: Any) -> str:
+    """What ``value`` is, for an error message."""
+    if isinstance(value, type):
+        return f"the class {value.__qualname__}"
+    function = getattr(value, "__func__", value)
+    if callable(value) and hasattr(function, "__qualname__"):
+        return f"{type(value).__name__} {function.__qualname__}"
+    return type(value).__qualname__
 
 
-def _stored_encoding(cls: type[Config], identity: dict[str, Any], path: list[str]) -> bytes | None:
-    current: type[Config] = cls
-    tree: dict[str, Any] | None = identity
-    for step in path[:-1]:
-        spec = class_spec(current).fields[step]
-        current = spec.annotation
-        value = (tree or {}).get("fields", {}).get(step) if tree is not None else None
-        if isinstance(value, dict) and "$config" in value:
-            tree = value["$config"]
-        elif value is None:
-            tree = None  # the nested config is the default one: its fields are defaults
-        else:
-            return None
-    field_spec = class_spec(current).fields[path[-1]]
-    fields = tree.get("fields", {}) if tree is not None else {}
-    if path[-1] not in fields:
-        return field_spec.default_encoding()
-    return identifier.identity_value_bytes(fields[path[-1]])
+def _not_a_task(call: str, value: Any) -> str:
+    """The error of ``status()``/``outputs()`` given something else than a Task: what to call
+    instead."""
+    owner = getattr(value, "__self__", None)
+    filename = getattr(getattr(value, "__func__", None), "__xpm_cache__", None)
+    if isinstance(owner, Config) and isinstance(filename, str):
+        method = value.__func__.__name__
+        return (f"{call}() takes a Task; for the @cache entry of"
+                f" {type(owner).__qualname__}.{method}, call"
+                f" store.cached(config.{method}) (a Record, or None when absent)")
+    if isinstance(value, Config):
+        cls = type(value).__qualname__
+        return (f"{call}() takes a Task, and {cls} is a Config: its results are @cache entries;"
+                f" look one up with store.cached(config.<method>), or list them with"
+                f" store.find({cls})")
+    return f"{call}() takes a Task, got {_describe(value)}"

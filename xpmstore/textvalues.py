@@ -5,7 +5,9 @@ assignments describe: each value is parsed as its field's declared type (``int``
 ``bool`` as true/false/yes/no/1/0, ``str``, paths, Enum members by name, ``Optional`` as
 ``none``, Literals, and containers as JSON), and a dotted (or ``__``-separated) name sets a field
 of a nested config.  ``xpmstore ls --tag k=v`` filters on tags, whose values are str, int, float
-or bool.  Pure but for :func:`import_class`, which imports user code.
+or bool.  A required field holding a config whose fields all have defaults needs no value (its
+default-built config is used).  Pure but for :func:`import_class`, which imports user code, and
+:func:`importable`.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from .config import Config, class_spec
 from .errors import ClassNotFoundError, TextValueError, UnknownFieldError
 from .fields import FieldKind
 
-__all__ = ["build_config", "import_class", "parse_as", "parse_tag_filter", "split_assignment",
-           "tag_matches"]
+__all__ = ["build_config", "import_class", "importable", "parse_as", "parse_tag_filter",
+           "split_assignment", "tag_matches"]
 
 _CLASS = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _TRUE = {"true", "yes", "on", "1"}
@@ -166,20 +168,33 @@ def _from_json(value: Any, tp: Any) -> Any:
     raise TextValueError(f"{json.dumps(value)} is not a {_show(tp)}")
 
 
+def importable(*folders: str | os.PathLike[str]) -> None:
+    """Make the current directory (as with ``python -m``) and ``folders`` importable, as they
+    are in a job's process (which inherits its experiment's ``sys.path``: the current directory,
+    the folder of the script that ran)."""
+    for folder in (os.getcwd(), *folders):
+        text = os.fspath(folder)
+        if text not in sys.path and not (text == os.getcwd() and "" in sys.path):
+            sys.path.insert(0, text)
+
+
 def import_class(text: str) -> type[Config]:
     """The Config class named ``module:Class`` (the current directory is importable, as with
-    ``python -m``); raises TextValueError (malformed), ClassNotFoundError (cannot import)."""
+    ``python -m``); raises TextValueError (malformed), ClassNotFoundError (cannot import,
+    whatever the module raised while it was imported)."""
     if not _CLASS.fullmatch(text):
         raise TextValueError(f"{text!r}: expected module:Class (e.g. mypackage.tasks:Learn)")
     module_name, _, qualname = text.partition(":")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    importable()
     try:
         found: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             found = getattr(found, part)
     except (ImportError, AttributeError) as exc:
         raise ClassNotFoundError(f"cannot import {text} ({exc})") from None
+    except Exception as exc:  # the user's module failed while it was imported
+        raise ClassNotFoundError(f"cannot import {text}: importing {module_name} raised"
+                                 f" {type(exc).__name__}: {exc}") from None
     if not (isinstance(found, type) and issubclass(found, Config)):
         raise TextValueError(f"{text} is not a Config or Task class")
     return found
@@ -209,9 +224,30 @@ def build_config(cls: type[Config], assignments: list[str]) -> Config:
     return _build(cls, tree)
 
 
+def _defaults_only(cls: type[Config], seen: frozenset[type] = frozenset()) -> bool:
+    """Whether ``cls()`` is whole: every field has a default or is a config of such a class."""
+    if cls in seen:
+        return False
+    for field_spec in class_spec(cls).fields.values():
+        if field_spec.has_default or field_spec.kind in (FieldKind.GENERATED,
+                                                         FieldKind.CONSTANT):
+            continue
+        nested = field_spec.annotation
+        if not (isinstance(nested, type) and issubclass(nested, Config)
+                and _defaults_only(nested, seen | {cls})):
+            return False
+    return True
+
+
 def _build(cls: type[Config], tree: dict[str, Any]) -> Config:
     spec = class_spec(cls)
     values: dict[str, Any] = {}
+    for name, declared in spec.fields.items():  # a required sub-config that needs no value
+        nested = declared.annotation
+        if name not in tree and not declared.has_default and declared.kind in (
+                FieldKind.PARAM, FieldKind.META) and isinstance(nested, type) \
+                and issubclass(nested, Config) and _defaults_only(nested):
+            values[name] = _build(nested, {})
     for name, given in tree.items():
         field_spec = spec.fields.get(name)
         if field_spec is None or field_spec.kind not in (FieldKind.PARAM, FieldKind.META):

@@ -1,14 +1,17 @@
 """Why is an object not here: ``xpmstore why ID|module:Class [k=v…]`` (DESIGN §9, §10).
 
 Either an identifier (or prefix) whose directory exists, done or not (its config is rebuilt from
-its params.json), or a Task class and ``k=v`` assignments parsed with the declared types of its
-fields (:mod:`xpmstore.textvalues`).  If the task is done there is nothing to explain; otherwise
+its params.json, importing its classes as a job's process does: the recorded script or module,
+with the current directory and the scripts' folders importable), or a Task class and ``k=v``
+assignments parsed with the declared types of its fields (:mod:`xpmstore.textvalues`).  If the
+task is done there is nothing to explain; otherwise
 :meth:`xpmstore.store.Store.explain` gives the nearest prior tasks of its class and the fields in
 which they differ.  Reads only; imports user code (the class, or the one params.json names).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from .config import Task, class_spec
 from .errors import CorruptObjectError, FormatVersionError, TextValueError
 from .locate import locate
 from .store import Explanation, Store
-from .textvalues import build_config, import_class
+from .textvalues import build_config, import_class, importable
 from .workspace import Workspace
 
 __all__ = ["WhyReport", "why"]
@@ -41,6 +44,16 @@ class WhyReport:
                             for e in self.explanations]}
 
 
+def _script_folders(document: dict[str, Any]) -> list[str]:
+    """The folders of the scripts whose classes a params.json records (a job's process has
+    them on ``sys.path``: it inherits its experiment's)."""
+    values = document.get("values")
+    objects = values.get("objects") if isinstance(values, dict) else None
+    scripts = {entry.get("script") for entry in objects.values() if isinstance(entry, dict)} \
+        if isinstance(objects, dict) else set()
+    return sorted({os.path.dirname(s) for s in scripts if isinstance(s, str) and os.path.isabs(s)})
+
+
 def why(workspace: Workspace, target: str, assignments: list[str] | None = None,
         limit: int = 5) -> WhyReport:
     """Explain ``target`` (see the module doc).
@@ -60,9 +73,10 @@ def why(workspace: Workspace, target: str, assignments: list[str] | None = None,
             raise TextValueError("name=value assignments go with module:Class, not with an"
                                  " identifier")
         ident, directory = locate(workspace, target)
-        from .serialize import load
+        from .serialize import load, read_params
 
         try:
+            importable(*_script_folders(read_params(directory)))
             config = load(directory)
         except FormatVersionError as exc:  # the object's own params.json: damage, not input
             raise CorruptObjectError(f"{exc} (xpmstore fsck)", ident) from None

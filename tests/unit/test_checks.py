@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import enum
+import numbers
 import pickle
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Optional
 
@@ -176,3 +179,118 @@ def test_frozen_containers_pickle_and_copy_as_themselves():
     assert again == value and type(again) is FrozenDict and type(again["a"]) is FrozenList
     assert copy.copy(value) is value and copy.deepcopy(value) is value
     assert copy.deepcopy(value["a"]) is value["a"]
+
+
+# --- numbers of other libraries (numpy scalars), duck-typed ------------------------------------
+
+
+class DuckInt:
+    """An integer of another library: it only knows ``__index__``."""
+
+    def __init__(self, value: int):
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+class DuckReal:
+    """A real of another library, registered as ``numbers.Real`` (as numpy's floats are)."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def __float__(self) -> float:
+        return self.value
+
+    def __eq__(self, other: object) -> bool:
+        return float(other) == self.value if isinstance(other, (int, float)) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+class DuckBool(DuckInt):
+    """A boolean scalar of another library (numpy's np.bool_ has a dtype of kind "b")."""
+
+    class dtype:  # numpy's attribute name
+        kind = "b"
+
+
+numbers.Real.register(DuckReal)
+
+
+@pytest.mark.parametrize(
+    ("declared", "value", "stored"),
+    [
+        (int, DuckInt(3), 3),
+        (int, DuckInt(-(2**70)), -(2**70)),
+        (float, DuckInt(3), 3.0),
+        (float, DuckReal(0.25), 0.25),
+        (float, Fraction(1, 4), 0.25),  # exactly a float
+        (int | float, DuckInt(2), 2),
+        (int | float, DuckReal(2.5), 2.5),
+        (Optional[float], DuckInt(1), 1.0),  # noqa: UP045
+        (list[int], [DuckInt(1), 2], [1, 2]),
+        (object, DuckInt(7), 7),
+        (object, DuckReal(0.5), 0.5),
+    ],
+)
+def test_numbers_of_other_libraries_are_taken_as_the_python_number(declared, value, stored):
+    result = compile_type(declared)(value)
+    assert result == stored
+    assert type(result) is type(stored) or isinstance(result, FrozenList)
+
+
+@pytest.mark.parametrize(
+    ("declared", "value", "hint"),
+    [
+        (int, DuckReal(2.0), "convert it with int(x)"),
+        (int, DuckBool(1), "convert it"),
+        (float, DuckBool(1), "convert it"),
+        (float, Fraction(1, 3), "convert it with int(x) or float(x) if that keeps its value"),
+        (int, Decimal(3), "convert it with int(x)"),
+        (float, Decimal("0.5"), "convert it"),
+    ],
+)
+def test_other_foreign_values_are_refused_with_a_hint(declared, value, hint):
+    with pytest.raises(Mismatch, match="expected") as info:
+        compile_type(declared)(value)
+    assert hint in info.value.message
+
+
+def test_freeze_any_refuses_other_foreign_values_with_a_hint():
+    with pytest.raises(Mismatch, match="cannot be encoded") as info:
+        freeze_any(Decimal(1))
+    assert "convert it with int(x) or float(x)" in info.value.message
+
+
+def test_numpy_scalars_when_numpy_is_installed():
+    np = pytest.importorskip("numpy")  # in the dev extra: installed by scripts/setup
+    from xpmstore import Config, Param
+
+    class Sized(Config):
+        __xpmid__ = "tests.checks.Sized"
+        n: Param[int] = 0
+        lr: Param[float] = 0.0
+
+    for number in (np.int64(3), np.int32(3), np.uint8(3)):
+        assert type(compile_type(int)(number)) is int and compile_type(int)(number) == 3
+        assert Sized(n=number).__identifier__ == Sized(n=3).__identifier__
+    lr = compile_type(float)(np.float32(0.1))
+    assert type(lr) is float and lr == float(np.float32(0.1))
+    assert Sized(lr=np.float32(0.1)).__identifier__ == Sized(lr=float(np.float32(0.1))) \
+        .__identifier__
+    assert Sized(lr=np.float64(0.1)).__identifier__ == Sized(lr=0.1).__identifier__
+    assert Sized(lr=np.int64(2)).__identifier__ == Sized(lr=2.0).__identifier__
+    for refused in (np.True_, np.array([1, 2]), np.float64(3.0)):
+        with pytest.raises(Mismatch):
+            compile_type(int)(refused)
+    with pytest.raises(Mismatch, match="tolist"):
+        compile_type(float)(np.array([0.5, 1.5]))
+    assert freeze_any([np.int64(1), np.float32(0.5)]) == [1, 0.5]
+    from xpmstore.config import tags_of
+
+    tagged = Sized().tag("seed", np.int64(3)).tag("lr", np.float32(0.5))
+    assert tags_of(tagged) == {"seed": 3, "lr": 0.5}
+    assert [type(v) for v in tags_of(tagged).values()] == [int, float]

@@ -64,8 +64,10 @@ def no_traceback(result: Any) -> None:
 def fsck_damaged(ws: Workspace) -> dict[str, list[str]]:
     result = console(ws, "fsck", "--json")
     no_traceback(result)
-    assert result.stderr == ""
-    return {d["identifier"]: d["problems"] for d in json.loads(result.stdout)["damaged"]}
+    damaged = {d["identifier"]: d["problems"] for d in json.loads(result.stdout)["damaged"]}
+    assert result.returncode == (1 if damaged else 0)
+    assert len(result.stderr.splitlines()) == (1 if damaged else 0), result.stderr
+    return damaged
 
 
 # --- 9b: malformed files ----------------------------------------------------------------------

@@ -193,6 +193,53 @@ def test_show(ws: Workspace) -> None:
     assert invoke(ws, "show", "e" * 64).exit_code == 1
 
 
+def test_show_prints_values_and_the_tags_a_failed_task_was_submitted_with(
+        ws: Workspace, tmp_path: Path) -> None:
+    from xpmstore import ExperimentFailed
+
+    from ..clihelpers import run_experiment
+    from ..schedtasks import Batched
+
+    counters = tmp_path / "counters"
+    counters.mkdir()
+    with pytest.raises(ExperimentFailed):
+        run_experiment(ws, "exp", [Batched(n=1, batch=64, counters=str(counters))
+                                   .tag("lr", 0.5).tag("size", "big")])
+    failed = Batched(n=1).__identifier__
+    text = invoke(ws, "show", failed).stdout
+    lines = dict(line.split("\t", 1) for line in text.splitlines())
+    assert lines["status"] == "failed" and lines["tags"] == "lr=0.5, size=big"
+    assert json.loads(lines["values"]) == {"batch": 64, "counters": str(counters), "limit": 32}
+    run_experiment(ws, "exp", [Batched(n=1, batch=16, counters=str(counters))])
+    details = json.loads(invoke(ws, "show", failed, "--json").stdout)
+    assert details["status"] == "done" and details["values"]["batch"] == 16
+    assert details["tags"] == {}  # done: the tags of the submission that made it
+    run_experiment(ws, "exp", [Batched(n=1, batch=8, counters=str(counters)).tag("a", 1)])
+    details = json.loads(invoke(ws, "show", failed, "--json").stdout)
+    assert details["values"]["batch"] == 16 and details["tags"] == {"a": 1}
+
+
+def test_show_after_fsck_repair_gives_one_status(ws: Workspace) -> None:
+    steps = run_chain(ws, "exp", 2, variant=5)
+    directory = task_dir(ws, steps[0])
+    (directory / "out.txt").write_text("damaged")
+    assert invoke(ws, "fsck", "--repair").exit_code == 0
+    details = json.loads(invoke(ws, "show", steps[0].__identifier__, "--json").stdout)
+    # Before: status "absent" while the state still said "done".
+    assert (details["status"], details["state"]["state"]) == ("failed", "failed")
+    assert details["state"]["reason"].startswith("damaged: out.txt")
+    [job] = [j for j in json.loads(invoke(ws, "jobs", "--json").stdout)
+             if j["identifier"] == steps[0].__identifier__]
+    assert job["status"] == "failed"
+    [entry] = json.loads(invoke(ws, "ls", "--status", "failed", "--json").stdout)
+    assert entry["identifier"] == steps[0].__identifier__
+    run_chain(ws, "exp", 2, variant=5)  # the next submit runs it again, as a failed job
+    details = json.loads(invoke(ws, "show", steps[0].__identifier__, "--json").stdout)
+    assert (details["status"], details["state"]["state"]) == ("done", "done")
+    assert details["reasons"][-1]["reason"] == "ran:failed-before"
+    assert details["attempts"][-1]["state"] == "failed"
+
+
 def test_pin_and_unpin(ws: Workspace, filled: list[Step]) -> None:
     step = filled[1]
     assert invoke(ws, "pin", step.__identifier__[:12]).exit_code == 0

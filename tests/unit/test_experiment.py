@@ -34,6 +34,7 @@ from xpmstore.workspace import Workspace
 from ..helpers import run_python
 from ..schedtasks import (
     After,
+    Batched,
     Blocker,
     Counted,
     Dataset,
@@ -47,6 +48,7 @@ from ..schedtasks import (
     Topics,
     UseDocuments,
     UseTopics,
+    lines,
 )
 from ..storehelpers import (
     check_done_objects,
@@ -391,6 +393,86 @@ def test_failure_blocks_dependents_then_runs_again(ws: Workspace, counters: str,
     check_done_objects(ws)
 
 
+@pytest.mark.parametrize("fresh", [False, True], ids=["zygote", "fresh"])
+def test_a_rerun_sees_todays_meta_values(ws: Workspace, counters: str, fresh: bool) -> None:
+    from xpmstore import load
+
+    def run() -> experiment:
+        return xp(ws, launcher=LocalLauncher(workers=1, fresh_process=fresh))
+
+    with pytest.raises(ExperimentFailed), run():
+        Batched(batch=64, counters=counters).submit()
+    directory = taskdir(ws, Batched(batch=64))
+    assert "batch 64 does not fit" in read_state(directory)["reason"]
+    with run():
+        Batched(batch=16, counters=counters).submit()  # same identifier, another Meta value
+    assert lines(counters, "batched-0") == ["64", "16"]
+    assert (directory / "batch.txt").read_text() == "16"
+    loaded = load(directory)
+    assert isinstance(loaded, Batched) and loaded.batch == 16
+    before = (directory / "params.json").read_bytes()
+    with run() as third:  # reused: the done task keeps the values it was made with
+        Batched(batch=8, counters=counters).submit()
+    assert "1 reused" in output_of(third)
+    assert lines(counters, "batched-0") == ["64", "16"]
+    assert (directory / "params.json").read_bytes() == before
+    check_done_objects(ws)
+
+
+def test_a_reused_task_adds_its_tags_to_the_index(ws: Workspace, counters: str) -> None:
+    def counted() -> Counted:
+        return Counted(n=3, counters=counters)
+
+    with xp(ws):
+        counted().tag("seed", 1).submit()
+    identifier = counted().__identifier__
+    with xp(ws) as second:  # reused (planned so): its tags join the index's
+        counted().tag("model", "small").submit()
+    assert "1 reused" in output_of(second)
+    store = Store(ws)
+    assert store.get(identifier).tags == {"seed": 1, "model": "small"}
+    assert Index.for_workspace(ws).by_tag("model", "small") == [identifier]
+    assert [r.identifier for r in store.find(Counted, tags={"model": "small"})] == [identifier]
+    with xp(ws):  # a name keeps the value the index knew first
+        counted().tag("seed", 2).tag("lr", 0.5).submit()
+    assert store.get(identifier).tags == {"seed": 1, "model": "small", "lr": 0.5}
+    assert Index.for_workspace(ws).by_tag("seed", 2) == []
+    assert count_of(counters, "counted-3") == 1
+    store.rebuild()  # the disk keeps the tags it was made with; the union is the index's
+    assert store.get(identifier).tags == {"seed": 1}
+
+
+def test_a_task_waited_for_keeps_the_tags_of_both_submissions(ws: Workspace, counters: str,
+                                                             tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    blocker = Blocker(key="w", counters=counters, release=str(release))
+    script = f"""
+import io, sys
+sys.path.insert(0, {str(Path(__file__).parents[2])!r})
+from xpmstore import experiment
+from xpmstore.progress import Progress
+from tests.schedtasks import Blocker
+with experiment({str(ws.root)!r}, "other", progress=Progress("other", stream=io.StringIO())):
+    Blocker(key="w", counters={counters!r}, release={str(release)!r}).tag("by", "other").submit()
+"""
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        wait_for(lambda: count_of(counters, "started-w") == 1, "the other run's job to start")
+        with xp(ws):
+            blocker.tag("by", "me").tag("mine", True).submit()
+            wait_for(lambda: bool(runs(ws, "exp")) and "waited:" in json.dumps(
+                runs(ws, "exp")[-1]), "this run to wait for the other's job")
+            release.write_text("")
+        assert "waited:" in reasons(runs(ws, "exp")[-1])[blocker.__identifier__]
+    finally:
+        assert other.wait(timeout=120) == 0
+    assert count_of(counters, "ended-w") == 1
+    assert Store(ws).get(blocker.__identifier__).tags == {"by": "other", "mine": True}
+
+
 def test_an_exception_in_the_block_interrupts_running_jobs(ws: Workspace, counters: str,
                                                            tmp_path: Path) -> None:
     blocker = Blocker(key="k", counters=counters, release=str(tmp_path / "never"))
@@ -421,15 +503,69 @@ def test_ctrl_c_while_the_block_waits_interrupts_running_jobs(ws: Workspace, cou
     presser = threading.Thread(target=press_ctrl_c)
     presser.start()
     try:
-        with pytest.raises(KeyboardInterrupt), xp(ws):
+        with pytest.raises(KeyboardInterrupt), xp(ws) as run:
             blocker.submit()  # then the end of the block waits for it
     finally:
         presser.join()
         signal.signal(signal.SIGINT, previous)
     state = read_state(taskdir(ws, blocker))
     assert (state["state"], state["reason"]) == ("failed", "interrupted")
+    # The progress says so too (not "killed by signal 15", the exit the interrupt caused).
+    assert f"failed   tests.sched.Blocker {blocker.__identifier__[:12]} interrupted" \
+        in output_of(run)
     assert count_of(counters, "ended-c") == 0
     assert end_of(runs(ws)[0])["outcome"] == "interrupted"
+
+
+def test_an_index_that_cannot_be_written_never_stops_the_scheduler(
+        tmp_path: Path, counters: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # The index's place is taken by a file: every flush of finished jobs to the index raises
+    # (FileExistsError).  That error once killed the scheduler thread, and the block waited
+    # for ever; the index is only an accelerator: the jobs are done, with one warning.
+    root = tmp_path / "blocked-index"
+    root.mkdir()
+    (root / "not-a-folder").write_text("")
+    (root / "xpmstore.toml").write_text('index_path = "not-a-folder"\n')
+    ws = Workspace.at(root)
+    first, second = Counted(n=1, counters=counters), Counted(n=2, counters=counters)
+    with xp(ws) as run:
+        first.submit()
+        wait_for(lambda: count_of(counters, "counted-1") == 1, "the first job")
+        second.submit()
+    assert count_of(counters, "counted-1") == count_of(counters, "counted-2") == 1
+    assert objects.is_done(taskdir(ws, first)) and objects.is_done(taskdir(ws, second))
+    assert end_of(runs(ws)[0])["outcome"] == "ok"
+    assert "2 done, 0 reused, 0 failed" in output_of(run)
+    [warning] = [line for line in capsys.readouterr().err.splitlines() if "index" in line]
+    assert warning.startswith("xpmstore: warning: the index cannot record finished jobs")
+    assert "FileExistsError" in warning
+
+
+def test_a_job_claimed_ahead_of_a_free_worker_is_queued_not_running(
+        ws: Workspace, counters: str, tmp_path: Path) -> None:
+    from ..clihelpers import invoke
+
+    release = tmp_path / "release"
+    first = Blocker(key="q1", counters=counters, release=str(release))
+    second = Blocker(key="q2", counters=counters, release=str(release))
+    with xp(ws, workers=1) as run:
+        first.submit()
+        second.submit()
+        wait_for(lambda: count_of(counters, "started-q1") == 1, "the first job to start")
+        wait_for(lambda: (taskdir(ws, second) / ".xpm" / "launch.json").exists(),
+                 "the second job to be claimed ahead")
+        statuses = {j["identifier"]: j["status"]
+                    for j in json.loads(invoke(ws, "jobs", "--json").stdout)}
+        assert statuses == {first.__identifier__: "running", second.__identifier__: "queued"}
+        assert Store(ws).status(second) == "queued"
+        shown = json.loads(invoke(ws, "show", second.__identifier__, "--json").stdout)
+        assert shown["status"] == "queued"
+        second_line = f"tests.sched.Blocker {second.__identifier__[:12]}"
+        assert f"queued   {second_line}" in output_of(run)
+        assert f"running  {second_line}" not in output_of(run)
+        release.write_text("")
+    assert f"running  {second_line}" in output_of(run)  # once a worker freed
+    assert count_of(counters, "ended-q1") == count_of(counters, "ended-q2") == 1
 
 
 # --- dry runs --------------------------------------------------------------------------------

@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from xpmstore import Config, ExperimentFailed, Param, SubmitHook, Task, experiment, objects
+from xpmstore import (
+    Config,
+    ConfigTypeError,
+    ExperimentFailed,
+    Param,
+    SubmitHook,
+    Task,
+    experiment,
+    objects,
+)
 from xpmstore.claim import read_state
 from xpmstore.config import class_spec
 from xpmstore.hooks import Job, gather_hooks
@@ -25,6 +34,7 @@ from ..schedtasks import (
     APPLIED,
     After,
     Counted,
+    DecoratedJavaTask,
     IndexCollection,
     IndexTask,
     OldJavaTask,
@@ -120,7 +130,44 @@ def test_job_carries_what_hooks_may_change(tmp_path: Path) -> None:
     assert job.environ == {"JAVA_HOME": "/opt/java-8"}
 
 
+def test_the_seeds_import_line_and_submit_hook_decorator() -> None:
+    namespace: dict[str, Any] = {}
+    exec("from xpmstore import SubmitHook, Job, Launcher, submit_hook_decorator", namespace)
+    from xpmstore.launchers import LocalLauncher as Local
+
+    assert issubclass(Local, namespace["Launcher"])
+    assert namespace["Job"] is Job and namespace["SubmitHook"] is SubmitHook
+    decorate = namespace["submit_hook_decorator"]
+
+    @decorate(tagged("decorated"))
+    class Decorated(Config):
+        __xpmid__ = "tests.hooks.Decorated"
+
+    @tagged("plain")
+    class Plain(Decorated):
+        __xpmid__ = "tests.hooks.Plain"
+
+    assert [h.spec() for h in Plain.__xpm_hooks__] == ["plain"]  # type: ignore[attr-defined]
+    assert [h.spec() for h in Decorated.__xpm_hooks__] == [  # type: ignore[attr-defined]
+        "decorated"]
+    for wrong, words in ((tagged, "instantiate it (tagged(...))"), (3, "got int")):
+        with pytest.raises(ConfigTypeError) as info:
+            decorate(wrong)
+        assert words in str(info.value)
+    with pytest.raises(ConfigTypeError) as info:
+        decorate(tagged("x"))(int)
+    assert "decorates a Config or Task class, not the class int" in str(info.value)
+
+
 # --- applied by the scheduler ----------------------------------------------------------------
+
+
+def test_a_hook_attached_with_submit_hook_decorator_reaches_its_job(ws: Workspace) -> None:
+    task = DecoratedJavaTask(n=1)
+    with xp(ws):
+        task.submit()
+    assert list(APPLIED) == [("needs_java", 17, task.__identifier__)]
+    assert java_home(ws, task) == "/opt/java-17"
 
 
 def test_needs_java_is_applied_once_per_job_and_does_not_leak(ws: Workspace) -> None:

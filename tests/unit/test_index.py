@@ -150,6 +150,21 @@ def test_by_tag_distinguishes_types(index: Index) -> None:
     assert index.by_tag("lr", 0.1) == []
 
 
+def test_add_tags_keeps_the_union_of_submissions(index: Index) -> None:
+    index.put(ident(1), record(tags={"seed": 1}))
+    unknown = index.add_tags([(ident(1), {"model": "small", "seed": 5}), (ident(2), {"x": 1}),
+                              (ident(3), {})])
+    assert unknown == {ident(2)}  # an empty set of tags is not even looked up
+    assert index.get(ident(1))["tags"] == {"seed": 1, "model": "small"}  # first value wins
+    assert index.by_tag("model", "small") == [ident(1)]
+    assert index.by_tag("seed", 5) == []
+    index.put_many([(ident(1), record(tags={"lr": 0.5}))], keep_tags=True)
+    assert index.get(ident(1))["tags"] == {"lr": 0.5, "seed": 1, "model": "small"}
+    assert index.by_tag("lr", 0.5) == index.by_tag("seed", 1) == [ident(1)]
+    index.put(ident(1), record(tags={"lr": 0.5}))  # a plain put replaces them
+    assert index.by_tag("seed", 1) == []
+
+
 def test_dependents(index: Index) -> None:
     index.put(ident(1), record())
     index.put(ident(2), record(dependencies=[ident(1)]))

@@ -27,6 +27,7 @@ from xpmstore.serialize import (
     from_params_file,
     params_of,
     read_params,
+    refresh_values,
     to_json_bytes,
 )
 
@@ -105,6 +106,59 @@ def test_document_sections():
     assert root["tags"] == {"size": "small"}
     assert set(root["defaults"]) == {"lr", "flavor"}
     assert from_params(identity) == learn.__identifier__
+
+
+def test_refresh_values_writes_todays_values_and_keeps_the_identity(tmp_path):
+    made = Learn(model=Model(), verbose=False).tag("run", "a")
+    target = write(made, tmp_path)
+    today = Learn(model=Model(), verbose=True).tag("run", "b")
+    assert refresh_values(tmp_path, today) is True
+    loaded = load(target)
+    assert loaded.verbose is True and tags_of(loaded) == {"run": "b"}
+    assert json.loads(target.read_bytes())["identity"] == params_of(made)["identity"]
+    before = os.stat(target)
+    assert refresh_values(tmp_path, Learn(model=Model(), verbose=True).tag("run", "b")) is False
+    assert os.stat(target).st_ino == before.st_ino  # nothing written when nothing changed
+
+
+def test_refresh_values_keeps_a_valid_identity_written_otherwise(tmp_path):
+    made = Learn(model=Model(), epochs=5)
+    target = write(made, tmp_path)
+    document = json.loads(target.read_bytes())
+    document["identity"]["note"] = "written by another version"  # not hashed
+    assert from_params(document["identity"]) == made.__identifier__
+    target.write_text(json.dumps(document))
+    assert refresh_values(tmp_path, Learn(model=Model(), epochs=5, verbose=True)) is True
+    after = json.loads(target.read_bytes())
+    assert load(target).verbose is True
+    assert after["identity"] == document["identity"]
+
+
+@pytest.mark.parametrize("damage", [b"", b"{not json", b"[1, 2]", b'{"identity": {"name": 3}}'])
+def test_refresh_values_replaces_a_damaged_params_json(tmp_path, damage):
+    made = Learn(model=Model(), epochs=7, verbose=True)
+    (tmp_path / "params.json").write_bytes(damage)
+    assert refresh_values(tmp_path, made) is True
+    assert (tmp_path / "params.json").read_bytes() == to_json_bytes(params_of(made))
+
+
+@pytest.mark.parametrize("values", [
+    None, [], {"root": "0"}, {"root": "9", "objects": {}}, {"root": "0", "objects": []},
+    {"root": "0", "objects": {"0": []}}, {"root": "0", "objects": {"0": {"fields": {}}}},
+    {"root": "0", "objects": {"0": {"class": f"{__name__}:Model", "fields": []}}},
+    {"root": "0", "objects": {"0": {"class": f"{__name__}:Learn",
+                                    "fields": {"model": {"$ref": "0"}}}}},  # a cycle
+    {"root": "0", "objects": {"0": {"class": f"{__name__}:Model",
+                                    "fields": {"hidden": {"$float": "many"}}}}},
+])
+def test_load_of_a_damaged_values_section_is_one_clear_error(tmp_path, values):
+    document = params_of(Model())
+    document["values"] = values
+    if values is None:
+        del document["values"]
+    (tmp_path / "params.json").write_text(json.dumps(document))
+    with pytest.raises(FormatVersionError, match=r"values section is damaged|refers to itself"):
+        load(tmp_path)
 
 
 def test_identity_section_forms(tmp_path):
@@ -251,6 +305,21 @@ def test_load_of_a_missing_class(tmp_path):
     document["values"]["objects"]["0"]["class"] = f"{__name__}:write"
     target.write_text(json.dumps(document))
     with pytest.raises(ClassNotFoundError, match="no longer a class"):
+        load(target)
+
+
+def test_load_of_a_class_whose_code_fails_to_import(tmp_path):
+    script = tmp_path / "broken_script.py"
+    script.write_text("raise RuntimeError('broken on purpose')\n")
+    target = write(Everything(value=1), tmp_path)
+    document = json.loads(target.read_bytes())
+    document["values"]["objects"]["0"].update({"class": "__main__:Thing", "script": str(script)})
+    target.write_text(json.dumps(document))
+    with pytest.raises(ClassNotFoundError, match="RuntimeError: broken on purpose") as info:
+        load(target)
+    assert "__main__:Thing" in str(info.value) and "\n" not in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)  # a job's stderr shows where
+    with pytest.raises(ClassNotFoundError, match="RuntimeError"):  # not a half-run module kept
         load(target)
 
 

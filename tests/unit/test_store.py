@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from xpmstore import liveness, objects
+from xpmstore import Config, Param, Task, cache, field, liveness, objects
 from xpmstore.errors import (
     AmbiguousPrefixError,
     ConfigTypeError,
     InvalidIdentifierError,
+    MissingFieldError,
     NotFound,
     UnknownFieldError,
 )
@@ -116,6 +117,19 @@ def test_outputs(ws: Workspace, store: Store) -> None:
         store.outputs(Model())  # type: ignore[arg-type]
 
 
+def test_status_and_outputs_of_what_is_not_a_task_say_what_to_call(store: Store) -> None:
+    for call in (store.status, store.outputs):
+        with pytest.raises(ConfigTypeError) as info:
+            call(Terms(n=4).load)  # type: ignore[arg-type]
+        assert "store.cached(config.load)" in str(info.value)
+        with pytest.raises(ConfigTypeError) as info:
+            call(Terms(n=4))  # type: ignore[arg-type]
+        assert "@cache entries" in str(info.value) and "store.find(Terms)" in str(info.value)
+        with pytest.raises(ConfigTypeError) as info:
+            call(3)  # type: ignore[arg-type]
+        assert "got int" in str(info.value)
+
+
 # --- find ---------------------------------------------------------------------------------------
 
 
@@ -192,6 +206,9 @@ def test_find_refuses_unknown_fields_and_wrong_types(store: Store) -> None:
     with pytest.raises(ConfigTypeError) as info:
         store.find(Learn, epochs="ten")
     assert "epochs" in str(info.value)
+    for wrong in (int, 3, "tests.store.Learn", Learn(model=Model())):
+        with pytest.raises(ConfigTypeError, match="takes a Config or Task class"):
+            store.find(wrong)  # type: ignore[arg-type]
 
 
 def test_find_ignores_other_classes_and_cache_entries(ws: Workspace, store: Store,
@@ -203,7 +220,114 @@ def test_find_ignores_other_classes_and_cache_entries(ws: Workspace, store: Stor
     Terms(n=1).load(str(tmp_path / "counters"))
     assert ids(store.find(Learn)) == [learn.__identifier__]
     assert len(store.find(Evaluate)) == 1
-    assert store.find(Terms) == []  # a config's cache entries are not tasks of it
+    assert [r.kind for r in store.find(Terms)] == ["cache"]  # a config's results: its entries
+
+
+def test_find_through_a_task_reference(ws: Workspace, store: Store) -> None:
+    learns = [Learn(model=Model(), epochs=5), Learn(model=Model(hidden=8), epochs=7)]
+    evaluates = [Evaluate(learned=learn) for learn in learns]
+    for task in (*learns, *evaluates):
+        run(ws, task)
+    assert ids(store.find(Evaluate, learned__epochs=5)) == [evaluates[0].__identifier__]
+    assert ids(store.find(Evaluate, learned__model__hidden=8)) == [evaluates[1].__identifier__]
+    assert ids(store.find(Evaluate, learned__model__hidden=64, learned__lr=0.1)) == [
+        evaluates[0].__identifier__]  # defaults of the referenced task filled in
+    assert store.find(Evaluate, learned__epochs=6) == []
+    assert ids(store.find(Evaluate, learned=learns[1])) == [evaluates[1].__identifier__]
+    with pytest.raises(UnknownFieldError) as info:
+        store.find(Evaluate, learned__nope=1)
+    assert "'nope'" in str(info.value)
+    with pytest.raises(ConfigTypeError):
+        store.find(Evaluate, learned__epochs="five")
+    nearest = store.explain(Evaluate(learned=Learn(model=Model(), epochs=6)))
+    assert nearest[0].record.identifier == evaluates[0].__identifier__
+    assert nearest[0].differences == ["learned.epochs: 5 here, 6 asked"]  # field by field
+    shutil.rmtree(ws.task_dir("tests.store.Learn", learns[0].__identifier__))
+    assert store.find(Evaluate, learned__epochs=5) == []  # a reference that is gone matches not
+
+
+class Wide(Config):
+    __xpmid__ = "tests.store.Wide"
+    hidden: Param[int] = 1
+
+
+class WithDefaultModel(Task):
+    """A task whose nested config's default is not the class's default instance."""
+
+    __xpmid__ = "tests.store.WithDefaultModel"
+    model: Param[Model] = field(default_factory=lambda: Model(hidden=5))
+    wide: Param[Wide] = field(default_factory=lambda: Wide(hidden=2))
+
+    def execute(self) -> None:
+        pass
+
+
+def test_find_fills_in_a_nested_default_made_by_a_factory(ws: Workspace, store: Store) -> None:
+    default, other = WithDefaultModel(), WithDefaultModel(model=Model(hidden=6))
+    run(ws, default)
+    run(ws, other)
+    assert ids(store.find(WithDefaultModel, model__hidden=5)) == [default.__identifier__]
+    assert ids(store.find(WithDefaultModel, wide__hidden=2)) == ids(store.find(
+        WithDefaultModel))
+    assert store.find(WithDefaultModel, model__hidden=64) == []  # Model's own default: not it
+    wanted = store.explain(WithDefaultModel(model=Model(hidden=7)))
+    assert sorted(e.differences[0] for e in wanted) == [
+        "model.hidden: 5 here, 7 asked", "model.hidden: 6 here, 7 asked"]
+
+
+class Pair(Config):
+    __xpmid__ = "tests.store.Pair"
+    a: Param[int]
+    b: Param[int]
+    model: Param[Model] = field(default_factory=Model)
+
+    @cache("sum.txt")
+    def total(self, path: Path) -> int:
+        if not path.is_file():
+            path.write_text(str(self.a + self.b + self.model.hidden))
+        return int(path.read_text())
+
+
+def test_cached_looks_an_entry_up_without_computing_it(ws: Workspace, store: Store,
+                                                        tmp_path: Path) -> None:
+    counters = tmp_path / "counters"
+    counters.mkdir()
+    assert store.cached(Terms(n=4).load) is None
+    assert not (ws.root / "cache" / "tests.store.Terms").exists()  # nothing computed
+    Terms(n=4).load(str(counters))
+    record = store.cached(Terms(n=4).load)
+    assert record is not None and record.kind == "cache" and record.status == "done"
+    assert record.config == Terms(n=4).__identifier__ and record.name == "tests.store.Terms"
+    assert (record.path / "terms.txt").read_text().startswith("terms of 4")
+    assert store.cached(Terms(n=5).load) is None
+    assert store.cached(Terms(n=4).boom) is None  # another method, another entry
+    assert sorted(os.listdir(counters)) == ["terms-4"]
+    Index.for_workspace(ws).delete(record.identifier)  # made elsewhere: read from the disk
+    again = store.cached(Terms(n=4).load)
+    assert again is not None and again.identifier == record.identifier
+    for wrong in (Terms(n=4), Terms.load, Pair(a=1, b=2).__repr__, len):
+        with pytest.raises(ConfigTypeError) as info:
+            store.cached(wrong)  # type: ignore[arg-type]
+        assert "store.cached(Terms(n=4).load)" in str(info.value)
+
+
+def test_find_of_a_config_class_finds_its_cache_entries(ws: Workspace, store: Store) -> None:
+    pairs = [Pair(a=1, b=2), Pair(a=1, b=3), Pair(a=1, b=2, model=Model(hidden=1))]
+    for pair in pairs:
+        pair.total()
+    entries = store.find(Pair)
+    assert len(entries) == 3 and {r.kind for r in entries} == {"cache"}
+    assert [r.created for r in entries] == sorted((r.created for r in entries), reverse=True)
+    assert ids(store.find(Pair, a=1, b=3)) == [store.cached(pairs[1].total).identifier]
+    assert ids(store.find(Pair, a=1, b=2, model__hidden=1)) == [
+        store.cached(pairs[2].total).identifier]
+    assert store.find(Pair, a=9, b=9) == []
+    assert store.find(Pair, tags={"x": 1}) == []  # entries have no tags
+    with pytest.raises(MissingFieldError) as info:
+        store.find(Pair, a=1)
+    assert "b" in str(info.value) and "every field without a default" in str(info.value)
+    with pytest.raises(UnknownFieldError):
+        store.find(Pair, a=1, b=2, nope=3)
 
 
 # --- get and records ----------------------------------------------------------------------------
@@ -337,7 +461,7 @@ def test_explain_ranks_by_differing_fields(store: Store, learned: list[Learn]) -
     counts = [len(e.differences) for e in ranked]
     assert counts == sorted(counts)
     assert ranked[0].record.identifier == learned[2].__identifier__  # only lr differs
-    assert ranked[0].differences == ["lr: (default) here, 0.5 asked"]
+    assert ranked[0].differences == ["lr: 0.1 here, 0.5 asked"]  # a default as its value
     assert ranked[-1].record.identifier in (learned[0].__identifier__,
                                             learned[3].__identifier__)
     assert len(store.explain(wanted, limit=2)) == 2
