@@ -59,7 +59,8 @@ for _command in (commands_objects.get, commands_objects.ls, commands_objects.sho
                  commands_objects.why, commands_objects.du, commands_store.gc,
                  commands_store.fsck, commands_store.index, commands_runs.jobs,
                  commands_runs.kill, commands_runs.logs, commands_runs.experiments,
-                 commands_remote.push, commands_remote.pull, commands_serve.serve):
+                 commands_remote.push, commands_remote.pull, commands_remote.remote,
+                 commands_serve.serve):
     cli.add_command(_command)
 
 

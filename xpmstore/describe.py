@@ -9,12 +9,12 @@ Reads only (and reconciles the index, for dependents); safe across processes.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import jsonio
 from .claim import read_state
 from .liveness import read_launch
 from .locate import locate, object_kind
@@ -75,7 +75,7 @@ def _attempts(directory: Path) -> list[dict[str, Any]]:
 
 def _state_in(folder: Path) -> dict[str, Any]:
     try:
-        data = json.loads((folder / "state.json").read_bytes())
+        data = jsonio.read(folder / "state.json")
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -129,8 +129,8 @@ def describe(workspace: Workspace, text: str) -> Details:
     store = Store(workspace)
     record = store.index.get(identifier) or record_from_disk(workspace, directory) or {}
     try:
-        document = json.loads((directory / "params.json").read_bytes())
-    except (OSError, ValueError, RecursionError):
+        document = jsonio.read(directory / "params.json")
+    except (OSError, ValueError):
         document = None
     params = document.get("identity") if isinstance(document, dict) else None
     if not isinstance(params, dict):

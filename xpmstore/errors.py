@@ -22,12 +22,14 @@ __all__ = [
     "HasDependentsError",
     "InputPathError",
     "InvalidIdentifierError",
+    "MalformedFileError",
     "MissingFieldError",
     "NotFound",
     "ObjectInUseError",
     "PathRefusedError",
     "RemoteError",
     "RemoteUnavailableError",
+    "RemoteUnwritableError",
     "SealedConfigError",
     "TagConflictError",
     "TextValueError",
@@ -100,6 +102,15 @@ class AmbiguousPrefixError(InvalidIdentifierError):
 
 class FormatVersionError(XpmstoreError, ValueError):
     """A file was written by a newer xpmstore (or is not an xpmstore file)."""
+
+
+class MalformedFileError(XpmstoreError, ValueError):
+    """A JSON file read back from disk is not a document xpmstore wrote: not UTF-8, not JSON, or
+    nested deeper than any document it writes; ``path`` names it."""
+
+    def __init__(self, message: str, path: str = ""):
+        super().__init__(message)
+        self.path = path
 
 
 class ClassNotFoundError(XpmstoreError, LookupError):
@@ -176,3 +187,8 @@ class RemoteError(XpmstoreError, OSError):
 
 class RemoteUnavailableError(RemoteError, ConnectionError):
     """The remote cannot be reached (after the metadata timeout and one retry)."""
+
+
+class RemoteUnwritableError(RemoteUnavailableError):
+    """The remote can be reached but refuses writes (a read-only mount, no permission, a
+    ``file://`` URL that names a file); judged down like an unreachable remote."""

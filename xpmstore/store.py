@@ -19,7 +19,6 @@ that results made on other hosts appear.  Safe across threads and processes.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -27,17 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import identifier, query
+from . import identifier, jsonio, query
 from .config import Config, Task, class_spec, iter_configs
 from .errors import (
     AmbiguousPrefixError,
     ConfigTypeError,
+    CorruptObjectError,
     InvalidIdentifierError,
     NotFound,
 )
 from .identifier import cache_identifier
 from .index import Index
-from .objects import bind, is_done, list_object_dirs, record_from_disk
+from .objects import bind, is_done, list_object_dirs, read_record, record_from_disk
 from .workspace import DONE, Workspace, current_workspace
 
 __all__ = ["Explanation", "Record", "Store", "add_tags"]
@@ -116,7 +116,7 @@ def object_status(directory: Path) -> str:
     if is_done(directory):
         return "done"
     try:
-        data = json.loads((directory / ".xpm" / "state.json").read_bytes())
+        data = jsonio.read(directory / ".xpm" / "state.json")
     except (OSError, ValueError):
         data = None
     state = data.get("state") if isinstance(data, dict) else None
@@ -256,7 +256,10 @@ class Store:
 
     def _from_disk(self, ident: str) -> dict[str, Any] | None:
         for _, candidate in self._directories_named(ident):
-            record = record_from_disk(self.workspace, candidate)
+            try:
+                record = read_record(self.workspace, candidate)
+            except CorruptObjectError as exc:  # done, but its files cannot be read
+                raise CorruptObjectError(f"{exc}; run xpmstore fsck", ident) from None
             if record is not None:
                 self.index.put(ident, record)
                 return record
@@ -266,7 +269,7 @@ class Store:
         """The Record of an identifier or unique prefix.
 
         Raises InvalidIdentifierError (not 1–64 hex), NotFound, AmbiguousPrefixError (listing
-        the candidates).
+        the candidates), CorruptObjectError (a done object whose files cannot be read).
         """
         text = identifier.check_identifier(identifier_or_prefix)
         if len(text) == 64:
@@ -310,11 +313,17 @@ class Store:
             self.index.delete_many(removed)
         return len(added), len(removed)
 
-    def rebuild(self) -> int:
-        """Refill the index from the directories in one write transaction; returns the count."""
+    def rebuild(self, on_damaged: Callable[[Path, str], None] | None = None) -> int:
+        """Refill the index from the directories in one write transaction; returns the count.
+        A done object that cannot be read is left out: ``on_damaged(directory, why)``."""
         records = []
         for directory in list_object_dirs(self.workspace):
-            record = record_from_disk(self.workspace, directory)
+            try:
+                record = read_record(self.workspace, directory)
+            except CorruptObjectError as exc:
+                if on_damaged is not None:
+                    on_damaged(directory, str(exc))
+                continue
             if record is not None:
                 records.append((directory.name, record))
         return self.index.replace_all(records)
