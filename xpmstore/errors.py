@@ -24,6 +24,7 @@ __all__ = [
     "MissingFieldError",
     "NotFound",
     "ObjectInUseError",
+    "ProgressArgumentError",
     "RemoteError",
     "RemoteUnavailableError",
     "SealedConfigError",
@@ -82,6 +83,10 @@ class SealedConfigError(ConfigError, AttributeError):
 
 class UnboundPathError(ConfigError, ValueError):
     """A generated path was turned into a file-system path before its task was bound."""
+
+
+class ProgressArgumentError(XpmstoreError, TypeError):
+    """``progress(...)`` or ``progress.track(...)`` was given an argument of the wrong type."""
 
 
 class InvalidIdentifierError(XpmstoreError, ValueError):

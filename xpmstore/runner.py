@@ -138,6 +138,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
     from .config import Task, class_spec, dependencies
     from .locks import LockTimeout
     from .serialize import load
+    from .taskprogress import progress
     from .workspace import Workspace, set_active_workspace
 
     directory = Path(taskdir)
@@ -169,6 +170,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
             beat.start(xpm / "heartbeat")
         _redirect(directory)
         os.chdir(directory)
+        progress.begin(directory)
         if environ:
             os.environ.update(environ)
         set_active_workspace(workspace)
@@ -211,6 +213,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
             claim.write_state(directory, "done", **fields)
         return EXIT_OK
     finally:
+        progress.end()
         if beat is not None:
             beat.stop()
         lock.close()
