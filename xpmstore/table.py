@@ -33,8 +33,10 @@ from .fields import FieldKind
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["MAX_METRICS_BYTES", "Metrics", "TaskRow", "build_rows", "check_metrics_path",
-           "flatten_identity", "flatten_metrics", "parse_metrics", "sort_rows", "tabulate"]
+__all__ = ["MAX_METRICS_BYTES", "STATUSES", "Metrics", "TaskRow", "UnreadableMetrics",
+           "build_rows", "check_metrics_path", "check_status", "check_task_class",
+           "flatten_identity", "flatten_metrics", "parse_metrics", "sort_rows", "tabulate",
+           "tag_filter", "warn"]
 
 MAX_METRICS_BYTES = 16 * 1024 * 1024
 """A metrics file larger than this is not read."""
@@ -272,48 +274,48 @@ def check_metrics_path(relative: str) -> str:
     return relative
 
 
-class _Unreadable(Exception):
+class UnreadableMetrics(Exception):
     """A metrics file that exists but cannot be taken (the message says why)."""
 
 
 def parse_metrics(data: bytes) -> dict[str, Any]:
-    """The flattened values of a metrics file's bytes; raises _Unreadable (not JSON, not an
+    """The flattened values of a metrics file's bytes; raises UnreadableMetrics (not JSON, not an
     object)."""
     try:
         document = json.loads(data)
     except (ValueError, RecursionError):
-        raise _Unreadable("not JSON") from None
+        raise UnreadableMetrics("not JSON") from None
     if not isinstance(document, dict):
-        raise _Unreadable(f"a JSON {type(document).__name__}, not an object")
+        raise UnreadableMetrics(f"a JSON {type(document).__name__}, not an object")
     return flatten_metrics(document)
 
 
 def _read_metrics_file(directory: Path, relative: str) -> dict[str, Any] | None:
     """The flattened values of ``directory/relative``; None when there is no such file; raises
-    _Unreadable for a file that is not a regular file inside the directory, too large, or not
+    UnreadableMetrics for a file that is not a regular file inside the directory, too large, or not
     a JSON object."""
     path = os.path.join(directory, relative)
     if "/" in relative:  # a folder on the way could be a link leaving the task directory
         real = os.path.realpath(os.path.dirname(path))
         if not real.startswith(os.path.realpath(directory) + os.sep):
-            raise _Unreadable("its folder leaves the task directory")
+            raise UnreadableMetrics("its folder leaves the task directory")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise _Unreadable(exc.strerror or str(exc)) from None
+        raise UnreadableMetrics(exc.strerror or str(exc)) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise _Unreadable("not a regular file")
+            raise UnreadableMetrics("not a regular file")
         if info.st_size > MAX_METRICS_BYTES:
-            raise _Unreadable(f"larger than {MAX_METRICS_BYTES // (1024 * 1024)} MiB")
+            raise UnreadableMetrics(f"larger than {MAX_METRICS_BYTES // (1024 * 1024)} MiB")
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
     except OSError as exc:
-        raise _Unreadable(exc.strerror or str(exc)) from None
+        raise UnreadableMetrics(exc.strerror or str(exc)) from None
     finally:
         os.close(fd)
     return parse_metrics(b"".join(chunks))
@@ -339,14 +341,25 @@ def read_metrics(rows: list[TaskRow], metrics: Metrics) -> None:
             continue
         try:
             row.metrics = _read_metrics_file(row.directory, metrics)
-        except _Unreadable as exc:
+        except UnreadableMetrics as exc:
             bad.append(f"{os.path.join(row.directory, metrics)}: {exc}")
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        _warn(f"xpmstore: warning: metrics not read from {bad[0]}{more}")
+        warn(f"xpmstore: warning: metrics not read from {bad[0]}{more}")
 
 
-def _warn(line: str) -> None:
+def tag_filter(tags: dict[str, Any], filters: list[tuple[str, list[Any]]] | None) -> bool:
+    """Whether ``tags`` pass every ``--tag K=V`` filter (see
+    :func:`xpmstore.textvalues.parse_tag_filter`)."""
+    if not filters:
+        return True
+    from .textvalues import tag_matches
+
+    return all(tag_matches(tags, name, candidates) for name, candidates in filters)
+
+
+def warn(line: str) -> None:
+    """One warning line on stderr (a broken stderr loses it)."""
     try:
         print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError):
@@ -356,15 +369,15 @@ def _warn(line: str) -> None:
 # --- the local store ------------------------------------------------------------------------
 
 
-def _check_class(cls: Any) -> type[Task]:
+def check_task_class(cls: Any) -> type[Task]:
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         what = cls.__qualname__ if isinstance(cls, type) else type(cls).__qualname__
-        raise ConfigTypeError(f"table() takes a Task class, got {what} (e.g."
-                              " store.table(Evaluate, metrics='metrics.json'))")
+        raise ConfigTypeError(f"{what} is not a Task class: a table lists the tasks of one"
+                              " Task class (e.g. store.table(Evaluate))")
     return cls
 
 
-def _check_status(status: str | None) -> None:
+def check_status(status: str | None) -> None:
     if status is not None and status not in STATUSES:
         raise TextValueError(f"status {status!r}: expected one of {', '.join(STATUSES)} (or"
                              " None for every status)")
@@ -406,14 +419,16 @@ def _not_done_rows(store: Store, cls: type[Task], status: str | None, asked: que
 
 def tabulate(store: Store, cls: type[Task], *, metrics: Metrics = "metrics.json",
              status: str | None = "done", all_params: bool = False,
-             tags: dict[str, Any] | None = None, **filters: Any) -> list[dict[str, Any]]:
+             tags: dict[str, Any] | None = None,
+             tag_filters: list[tuple[str, list[Any]]] | None = None,
+             **filters: Any) -> list[dict[str, Any]]:
     """One row per task of class ``cls`` in ``store`` with that status (None: every status)
-    whose tags and params match (as ``Store.find`` matches them), newest first; see the module
-    doc for the columns.  Raises ConfigTypeError (not a Task class, a callable's bad return),
-    UnknownFieldError / ConfigTypeError for a bad filter, TextValueError for a bad status or
-    metrics path."""
-    cls = _check_class(cls)
-    _check_status(status)
+    whose tags and params match (as ``Store.find`` matches them; ``tag_filters`` as ``xpmstore
+    ls --tag``), newest first; see the module doc for the columns.  Raises ConfigTypeError
+    (not a Task class, a callable's bad return), UnknownFieldError / ConfigTypeError for a bad
+    filter, TextValueError for a bad status or metrics path."""
+    cls = check_task_class(cls)
+    check_status(status)
     if isinstance(metrics, str):
         check_metrics_path(metrics)
     elif metrics is not None and not callable(metrics):
@@ -434,6 +449,7 @@ def tabulate(store: Store, cls: type[Task], *, metrics: Metrics = "metrics.json"
     if status != "done":
         rows += _not_done_rows(store, cls, status, query.wanted(cls, filters), tags, resolve,
                                done)
+    rows = [r for r in rows if tag_filter(r.tags, tag_filters)]
     rows.sort(key=lambda r: r.created, reverse=True)
     memo: dict[int, Any] = {}
     for row in rows:

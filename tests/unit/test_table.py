@@ -177,9 +177,9 @@ def test_failed_tasks_and_every_status(ws: Workspace) -> None:
 
 
 def test_what_is_not_a_task_class_is_refused(ws: Workspace) -> None:
-    with pytest.raises(ConfigTypeError, match="takes a Task class"):
+    with pytest.raises(ConfigTypeError, match="not a Task class"):
         Store(ws).table(Hyper)  # type: ignore[arg-type]
-    with pytest.raises(ConfigTypeError, match="takes a Task class"):
+    with pytest.raises(ConfigTypeError, match="not a Task class"):
         Store(ws).table("tests.table.Scored")  # type: ignore[arg-type]
 
 
