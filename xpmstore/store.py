@@ -353,14 +353,17 @@ class Store:
                 found.append(record)
         return sorted(found, key=lambda r: r.created, reverse=True)
 
-    def matching(self, cls: type[Task], tags: dict[str, Any] | None,
-                 params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    def matching(self, cls: type[Task], tags: dict[str, Any] | None, params: dict[str, Any],
+                 resolve: query.Resolve | None = None,
+                 reconcile: bool = True) -> list[tuple[str, dict[str, Any]]]:
         """(identifier, index record) of the indexed tasks of class ``cls`` whose tags and
-        params match (as :meth:`find` matches them), after a reconcile; raises as :meth:`find`
-        does for a bad query."""
+        params match (as :meth:`find` matches them; task references through ``resolve``, by
+        default the index), after a reconcile of the whole index unless ``reconcile=False``;
+        raises as :meth:`find` does for a bad query."""
         asked = query.wanted(cls, params)
-        self.reconcile()
-        resolve = self._resolver()
+        if reconcile:
+            self.reconcile()
+        resolve = resolve or self._resolver()
         found = []
         for ident in self.index.by_name(class_spec(cls).identity_name):
             data = self.index.get(ident)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -47,6 +48,7 @@ Metrics = str | Callable[[Path], "Mapping[str, Any] | None"] | None
 """A metrics file's path relative to the task directory, a callable given the task directory
 that returns the values, or None (no metrics)."""
 
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
 _MAX_DEPTH = 32  # nesting deeper than this (an identity, a metrics document) is not flattened
 _PREFIXES = ("param:", "tag:", "metric:")
 
@@ -61,7 +63,7 @@ class TaskRow:
     status: str
     created: float
     metrics: dict[str, Any] | None = None
-    directory: Path | None = None
+    directory: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -182,8 +184,10 @@ def flatten_metrics(document: Mapping[str, Any], prefix: str = "",
 
 
 def _same(values: list[Any]) -> bool:
-    texts = {json.dumps(v, sort_keys=True, default=str) for v in values}
-    return len(texts) <= 1
+    """Whether every value is the first (of the same type: 1, 1.0 and True differ)."""
+    first = values[0]
+    kind = type(first)
+    return all(type(v) is kind and v == first for v in values)
 
 
 def _ordered_union(dicts: Iterable[Mapping[str, Any] | None]) -> list[str]:
@@ -203,7 +207,7 @@ def build_rows(rows: list[TaskRow], status_column: bool = False,
     if not all_params:
         param_names = [n for n in param_names
                        if any(n not in r.params for r in rows)
-                       or not _same([r.params[n] for r in rows])]
+                       or not _same([r.params[n] for r in rows])]  # (NaN differs from NaN)
     taken = set(fixed)
     params = []
     for name in param_names:
@@ -290,7 +294,7 @@ def parse_metrics(data: bytes) -> dict[str, Any]:
     return flatten_metrics(document)
 
 
-def _read_metrics_file(directory: Path, relative: str) -> dict[str, Any] | None:
+def _read_metrics_file(directory: str, relative: str) -> dict[str, Any] | None:
     """The flattened values of ``directory/relative``; None when there is no such file; raises
     UnreadableMetrics for a file that is not a regular file inside the directory, too large, or not
     a JSON object."""
@@ -332,7 +336,7 @@ def read_metrics(rows: list[TaskRow], metrics: Metrics) -> None:
         if row.directory is None:
             continue
         if callable(metrics):
-            values = metrics(row.directory)
+            values = metrics(Path(row.directory))
             if values is not None and not isinstance(values, Mapping):
                 raise ConfigTypeError(f"table(metrics=...): the callable returned a"
                                       f" {type(values).__qualname__} for {row.directory};"
@@ -398,7 +402,7 @@ def _not_done_rows(store: Store, cls: type[Task], status: str | None, asked: que
         return []
     found = []
     for name in names:
-        if name in done or len(name) != 64 or name.strip("0123456789abcdef"):
+        if name in done or not _FULL_ID.fullmatch(name):
             continue
         directory = folder / name
         current = object_status(directory)
@@ -413,8 +417,65 @@ def _not_done_rows(store: Store, cls: type[Task], status: str | None, asked: que
         launch_tags = (read_launch(directory) or {}).get("tags")
         row_tags = launch_tags if isinstance(launch_tags, dict) else {}
         if query.matches(cls, identity, row_tags, asked, tags, resolve):
-            found.append(TaskRow(name, identity, row_tags, current, created, directory=directory))
+            found.append(TaskRow(name, identity, row_tags, current, created,
+                                 directory=str(directory)))
     return found
+
+
+def _reconcile_folder(store: Store, name: str) -> None:
+    """Bring the index in line with ``jobs/<name>/`` (not the whole workspace, as ``find``
+    does): its done tasks made on other hosts are indexed, the tasks whose directory is gone
+    forgotten."""
+    from .objects import is_done, record_from_disk
+
+    folder = store.workspace.jobs / name
+    try:
+        on_disk = {n for n in os.listdir(folder) if _FULL_ID.fullmatch(n)}
+    except OSError:
+        on_disk = set()
+    known = set(store.index.by_name(name))
+    added = []
+    for ident in on_disk - known:
+        directory = folder / ident
+        if is_done(directory) and (record := record_from_disk(store.workspace, directory)):
+            added.append((ident, record))
+    if added:
+        store.index.put_many(added)
+    gone = [i for i in known - on_disk if (store.index.get(i) or {}).get("kind") == "task"]
+    if gone:
+        store.index.delete_many(gone)
+
+
+def _resolver(store: Store) -> query.Resolve:
+    """The identity section of a referenced task: from the index, else (a task this host has
+    not indexed) from its params.json; memoized for one table."""
+    from .serialize import read_params
+
+    from_index = store._resolver()
+    found: dict[str, Any] = {}
+    names: list[str] = []
+
+    def resolve(ident: str) -> dict[str, Any] | None:
+        identity = from_index(ident)
+        if identity is not None or not _FULL_ID.fullmatch(ident):
+            return identity
+        if ident not in found:
+            if not names:
+                names.extend(os.listdir(store.workspace.jobs)
+                             if store.workspace.jobs.is_dir() else [])
+            found[ident] = None
+            for name in names:
+                directory = store.workspace.jobs / name / ident
+                if os.path.exists(directory / "params.json"):
+                    try:
+                        value = read_params(directory).get("identity")
+                    except (XpmstoreError, OSError):
+                        continue
+                    found[ident] = value if isinstance(value, dict) else None
+                    break
+        return found[ident]
+
+    return resolve
 
 
 def tabulate(store: Store, cls: type[Task], *, metrics: Metrics = "metrics.json",
@@ -435,13 +496,14 @@ def tabulate(store: Store, cls: type[Task], *, metrics: Metrics = "metrics.json"
         raise ConfigTypeError(f"table(metrics=...): expected a file name, a callable or None,"
                               f" got {type(metrics).__qualname__}")
     rows: list[TaskRow] = []
-    resolve = store._resolver()
+    resolve = _resolver(store)
     done: set[str] = set()
     if status in ("done", None):
-        root = store.workspace.root
-        for ident, data in store.matching(cls, tags, filters):
-            directory = root / data["path"]
-            if not os.path.exists(directory / ".xpm" / "done"):
+        root = str(store.workspace.root)
+        _reconcile_folder(store, class_spec(cls).identity_name)
+        for ident, data in store.matching(cls, tags, filters, resolve, reconcile=False):
+            directory = f"{root}/{data['path']}"
+            if not os.path.exists(directory + "/.xpm/done"):
                 continue
             done.add(ident)
             rows.append(TaskRow(ident, data.get("identity"), data.get("tags") or {}, "done",

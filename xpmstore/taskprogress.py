@@ -85,6 +85,20 @@ def _fraction(value: float) -> float | None:
     return None if value != value else (0.0 if value < 0.0 else 1.0)
 
 
+def _other(value: Any) -> tuple[float | None, int | None]:
+    """(fraction, step) of a value that is not a float or an int: a subclass of either, or a
+    number of another library (numpy.int64 has ``__index__``, numpy.float32 ``__float__``)."""
+    if isinstance(value, bool):
+        raise _wrong("expected a fraction (float) or a step (int)", value)
+    if isinstance(value, float):
+        return _fraction(value), None
+    if hasattr(value, "__index__"):
+        return None, _count(value, "a step")
+    if hasattr(value, "__float__") and not isinstance(value, (str, bytes)):
+        return _fraction(float(value)), None
+    raise _wrong("expected a fraction (float) or a step (int)", value)
+
+
 def _count(value: Any, what: str) -> int:
     """``value`` as a non-negative int (an int, or anything with ``__index__``)."""
     if type(value) is not int:
@@ -119,27 +133,38 @@ class TaskProgress:
         Raises ProgressArgumentError (a TypeError) for a value of another type.  Outside a job,
         does nothing else.
         """
+        # The common types are checked inline: this runs in training loops (see
+        # benchmarks/progress.py), and a function call costs as much as the rest.
         if total is not None:
-            step = _count(value, "a step with a total")
-            total = _count(total, "total")
-            fraction = (step / total if step < total else 1.0) if total else None
-        elif isinstance(value, float):
-            fraction, step = _fraction(value), None
-        elif isinstance(value, bool):
-            raise _wrong("expected a fraction (float) or a step (int)", value)
-        elif hasattr(value, "__index__"):  # an int, numpy.int64...
-            fraction, step = None, _count(value, "a step")
-        elif hasattr(value, "__float__") and not isinstance(value, (str, bytes)):
-            fraction, step = _fraction(float(value)), None  # numpy.float32, Decimal...
+            if type(value) is not int or type(total) is not int or value < 0 or total < 0:
+                value, total = _count(value, "a step with a total"), _count(total, "total")
+            step = value
+            fraction = (value / total if value < total else 1.0) if total else None
+        elif type(value) is float:
+            fraction = value if 0.0 <= value <= 1.0 else _fraction(value)
+            step = None
+        elif type(value) is int:
+            fraction, step = None, (value if value > 0 else 0)
         else:
-            raise _wrong("expected a fraction (float) or a step (int)", value)
+            fraction, step = _other(value)
         if desc is not None and type(desc) is not str:
             raise _wrong("desc must be a str", desc)
         if level is None:
             level = self._depth
         elif type(level) is not int or level < 0:
             level = _count(level, "level")
-        self._set(level, (fraction, step, total, desc))
+        if self._path is None:
+            return
+        levels = self._levels
+        if level < len(levels):
+            levels[level] = (fraction, step, total, desc)
+            if level + 1 < len(levels):
+                del levels[level + 1:]
+            self._dirty = True
+            if self._thread is None:
+                self._start_thread()
+        else:
+            self._set(level, (fraction, step, total, desc))
 
     def _set(self, level: int, entry: _Entry) -> None:
         if self._path is None:

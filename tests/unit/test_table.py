@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,21 @@ def test_a_task_reference_is_followed_field_by_field(ws: Workspace) -> None:
         ("id", "scored.hyper.lr", "scored.seed", "strict", "tag:seed", "judged")}
     assert sorted((r["scored.hyper.lr"], r["scored.seed"], r["strict"]) for r in rows) == [
         (0.1, 0, False), (0.1, 1, False), (0.2, 0, True)]
+
+
+def test_tasks_made_on_another_host_appear_and_removed_ones_go(
+        ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tasks = sweep(ws)
+    run(ws, Judged(scored=tasks[0]), Judged(scored=tasks[3], strict=True))
+    monkeypatch.setenv("XPMSTORE_INDEX_DIR", str(tmp_path / "other-host"))  # an empty index
+    store = Store(Workspace.at(ws.root))
+    rows = store.table(Judged)  # its folder is indexed; the Scored it holds read from disk
+    assert sorted((r["scored.hyper.lr"], r["scored.seed"], r["judged"]) for r in rows) == [
+        (0.1, 0, False), (0.2, 1, True)]
+    shutil.rmtree(ws.task_dir("tests.table.Judged", Judged(scored=tasks[0]).__identifier__))
+    assert [r["judged"] for r in store.table(Judged)] == [True]
+    assert store.index.by_name("tests.table.Judged") == [
+        Judged(scored=tasks[3], strict=True).__identifier__]
 
 
 def test_filters_and_tags_select_rows_as_find_does(ws: Workspace) -> None:
