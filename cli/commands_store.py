@@ -12,7 +12,8 @@ __all__ = ["fsck", "gc", "index"]
 
 @click.command(short_help="Delete what no root reaches (--dry-run first).")
 @click.option("--keep-runs", type=click.IntRange(min=0), default=1, show_default=True,
-              metavar="N", help="Keep what the last N successful runs of each experiment used.")
+              metavar="N", help="Keep what the last N successful runs of each experiment used"
+              " (the latest run is kept whatever its outcome; 0 keeps no ended run).")
 @click.option("--older-than", metavar="AGE",
               help="Spare what was used within AGE (e.g. 30d, 12h); unrooted cache entries not"
                    " used within AGE go.")
@@ -33,10 +34,11 @@ def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bo
     """Delete what no root reaches.
 
     \b
-    Roots: what the last N successful runs of each experiment used (--keep-runs, default 1),
-    what live runs use, pins (xpmstore pin), and jobs whose launch record is live -- and
-    everything these depend on. Cache entries are reached by nothing: they go only with
-    --older-than or --max-size.
+    Roots: what the latest run of each experiment used, whatever its outcome (failed, killed
+    or interrupted too), and the last N successful runs (--keep-runs, default 1; 0: no ended
+    run at all), what live runs use, pins (xpmstore pin), jobs whose launch record is live,
+    cache entries a live process uses -- and everything these depend on. Other cache
+    entries go only with --older-than or --max-size. --dry-run says which run roots what.
 
     \b
     xpmstore gc --dry-run              # what would go: identifier, kind, name, size, why
@@ -76,17 +78,19 @@ def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bo
             emit_json({"candidates": [c.to_json() for c in plan.candidates], "size": plan.size,
                        "objects": plan.objects, "total_size": plan.total_size,
                        "roots": len(plan.roots), "reachable": len(plan.reachable),
-                       "over_max_size": plan.over_max_size})
+                       "over_max_size": plan.over_max_size,
+                       "sources": [s.to_json() for s in plan.sources]})
             return
+        click.echo("roots:" if plan.sources else "roots: none", err=not dry_run and as_json)
+        for source in plan.sources:
+            click.echo(f"  {source.describe()}", err=not dry_run and as_json)
         table(["identifier", "kind", "name", "size", "why"],
               [[short(c.identifier), c.kind, c.name, size(c.size), c.why]
                for c in plan.candidates])
         click.echo(f"{'would free' if dry_run else 'to free'}: {size(plan.size)} in"
                    f" {len(plan.candidates)} of {plan.objects} objects ({len(plan.roots)} roots,"
                    f" {len(plan.reachable)} objects reached)", err=not dry_run and as_json)
-        if plan.over_max_size:
-            click.echo(f"the store stays {size(plan.over_max_size)} above --max-size: what"
-                       " remains is rooted or a task", err=True)
+        _over_max_size(plan.over_max_size)
         if dry_run:
             return
         if not plan.candidates:
@@ -108,6 +112,15 @@ def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bo
         click.echo(f"skipped {short(candidate.identifier)} {candidate.name}: {why}", err=True)
     click.echo(f"freed {size(result.freed)} in {len(result.deleted)} objects"
                f" ({len(result.skipped)} skipped)")
+    if yes:  # without -y, it was said before the question
+        _over_max_size(result.plan.over_max_size)
+
+
+def _over_max_size(over: int) -> None:
+    """Say (on stderr) by how much the store stays above --max-size, if it does."""
+    if over:
+        click.echo(f"the store stays {size(over)} above --max-size: what remains is rooted (a"
+                   " run's, a pin, or in use by a live process) or a task", err=True)
 
 
 def _gc_remote(older_than: float | None, dry_run: bool, yes: bool, as_json: bool) -> None:

@@ -12,15 +12,16 @@ class Terms(Config):
 ```
 
 An entry is (config, file name): its identifier is blake3 over (scheme, "cache", the config's
-identifier, the name); its directory is ``cache/<name>/<entry-id>/``.  A **hit** (``.xpm/done``
-exists) takes no lock, writes nothing but, at most once a minute, the entry's last access in the
-index, and calls the method with the path.  A **miss** takes the entry's lock, re-checks, clears
-the leftovers of a killed attempt, pulls the entry from the workspace's remote when one is
-configured (``pull_cache``; :mod:`xpmstore.remote.cachepull`) and, failing that, calls the method,
-and only on a normal return writes the done manifest and records the entry; with ``push =
-"auto"``, the new entry is then pushed in the background (:mod:`xpmstore.remote.cachepush`).
-The remote's modules are imported on a miss only, and only when a remote is configured.  Safe
-across threads and processes: a miss is computed once.
+identifier, the name); its directory is ``cache/<name>/<entry-id>/``.  The first use of an entry
+in a process leases it (:mod:`xpmstore.leases`): gc deletes no entry a live process uses.  A
+**hit** (``.xpm/done`` exists) takes no lock, writes nothing but, at most once a minute, the
+entry's last access in the index, and calls the method with the path.  A **miss** takes the
+entry's lock, re-checks, clears the leftovers of a killed attempt, pulls the entry from the
+workspace's remote when one is configured (``pull_cache``; :mod:`xpmstore.remote.cachepull`) and,
+failing that, calls the method, and only on a normal return writes the done manifest and records
+the entry; with ``push = "auto"``, the new entry is then pushed in the background
+(:mod:`xpmstore.remote.cachepush`).  The remote's modules are imported on a miss only, and only
+when a remote is configured.  Safe across threads and processes: a miss is computed once.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import objects
+from . import leases, objects
 from .config import Config, class_spec
 from .errors import XpmstoreError
 from .identifier import cache_identifier
@@ -49,7 +50,7 @@ _last_access: dict[str, float] = {}
 
 
 class _Entry:
-    __slots__ = ("directory", "done", "file", "identifier", "name")
+    __slots__ = ("directory", "done", "file", "identifier", "leased", "name")
 
     def __init__(self, workspace: Workspace, config: Config, filename: str):
         self.name = class_spec(type(config)).identity_name
@@ -57,6 +58,7 @@ class _Entry:
         self.directory = workspace.root / "cache" / self.name / self.identifier
         self.done = os.path.join(self.directory, DONE)
         self.file = self.directory / filename
+        self.leased = -1  # the leases.generation at which this process leased the entry
 
 
 def _entry(config: Config, filename: str) -> tuple[Workspace, _Entry]:
@@ -146,6 +148,9 @@ def cache(filename: str) -> Callable[[F], F]:
         @functools.wraps(method)
         def wrapper(self: Config, *args: Any, **kwargs: Any) -> Any:
             workspace, entry = _entry(self, filename)
+            if entry.leased != leases.generation:  # once per entry and process: gc keeps it
+                leases.lease(workspace, entry.identifier)
+                entry.leased = leases.generation
             if os.path.exists(entry.done):
                 _note_access(workspace, entry)
                 return method(self, entry.file, *args, **kwargs)

@@ -2,11 +2,18 @@
 
 **Roots** (:func:`find_roots`):
 
+* the jobs and lookups of the **latest run** of each experiment that is not live, whatever its
+  outcome (``ok``, ``failed``, ``interrupted``, or ``dead``: killed): one failed job never costs
+  the good results of its run;
 * the jobs and lookups of the last ``keep_runs`` runs of each experiment that ended with outcome
-  ``ok`` (default 1);
+  ``ok`` (default 1; ``keep_runs`` 0 makes no ended run a root, the latest included);
+* (in both, a run that recorded no job and no lookup does not count: a script that failed before
+  its first submit hides no earlier run);
 * the jobs and lookups of every **live** run (:mod:`xpmstore.runs`: no end line, process alive);
 * the pins (:mod:`xpmstore.pins`);
 * every task directory that is not done and whose launch record names a live holder;
+* every ``@cache`` entry a live process uses (its lease: :mod:`xpmstore.leases`), so that
+  ``older_than`` and ``max_size`` apply only to entries no live process holds;
 
 closed over their dependencies (read from the index records of done objects and from the job
 lines of the runs).
@@ -40,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import leases
 from .claim import run_lock_path
 from .errors import TextValueError
 from .index import Index
@@ -56,6 +64,7 @@ __all__ = [
     "GcOptions",
     "GcPlan",
     "GcResult",
+    "RootSource",
     "collect",
     "empty_trash",
     "find_roots",
@@ -63,6 +72,7 @@ __all__ = [
     "parse_age",
     "parse_size",
     "reconcile_listing",
+    "why_rooted",
 ]
 
 
@@ -142,6 +152,39 @@ class Candidate:
                 "done": self.done, "why": self.why}
 
 
+@dataclass(frozen=True)
+class RootSource:
+    """One source of gc roots and the identifiers it roots.
+
+    ``role`` is ``"latest run"`` (the latest run of an experiment that is not live, whatever its
+    outcome), ``"successful run"`` (one of the last ``keep_runs`` runs that ended ``ok``),
+    ``"live run"``, ``"pins"``, ``"live jobs"`` or ``"in use"`` (``@cache`` entries live
+    processes hold); a run's source names its ``experiment``, ``run`` and ``status``.  ``done``
+    counts the identifiers that are done objects on disk (-1: not counted).
+    """
+
+    role: str
+    identifiers: frozenset[str]
+    experiment: str = ""
+    run: str = ""
+    status: str = ""
+    done: int = -1
+
+    def describe(self) -> str:
+        """One line: which run (or what) roots how many objects."""
+        count = f"{len(self.identifiers)} objects"
+        if self.done >= 0:
+            count += f", {self.done} done"
+        if self.experiment:
+            return f"{self.experiment}: {self.role} {self.run} ({self.status}): {count}"
+        return f"{self.role}: {count}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, JSON-ready (the identifiers sorted)."""
+        return {"role": self.role, "experiment": self.experiment, "run": self.run,
+                "status": self.status, "objects": sorted(self.identifiers), "done": self.done}
+
+
 @dataclass
 class GcPlan:
     """The outcome of the mark phase: the roots (identifier → why), everything they reach, what
@@ -155,6 +198,8 @@ class GcPlan:
     spared_recent: int = 0
     over_max_size: int = 0
     """Bytes above ``max_size`` that remain once every evictable entry is gone (0: it fits)."""
+    sources: list[RootSource] = field(default_factory=list)
+    """Where the roots come from: per experiment, which run roots what (:func:`find_roots`)."""
 
     @property
     def size(self) -> int:
@@ -226,27 +271,47 @@ def _mtime(directory: Path) -> float:
 
 
 def find_roots(runs: list[Run], pins: Iterable[str], live_jobs: Iterable[str],
-               keep_runs: int) -> dict[str, str]:
-    """The roots (identifier → why it is one) from the runs, the pins and the not-done jobs
-    whose launch record is live.  Pure."""
-    roots: dict[str, str] = {}
+               keep_runs: int, in_use: Iterable[str] = ()) -> list[RootSource]:
+    """The sources of roots (see the module doc), from the runs (oldest first within an
+    experiment), the pins, the not-done jobs whose launch record is live and the ``@cache``
+    entries live processes hold.  ``keep_runs`` 0 makes no ended run a root.  Pure."""
+    sources: list[RootSource] = []
     by_experiment: dict[str, list[Run]] = {}
     for run in runs:
         by_experiment.setdefault(run.experiment, []).append(run)
     for name, its_runs in by_experiment.items():
-        successful = [run for run in its_runs if run.outcome == "ok"]
-        kept = successful[len(successful) - keep_runs:] if keep_runs else []
-        for run in kept:
-            for ident in run.used:
-                roots.setdefault(ident, f"run {name}/{run.name}")
+        # A live run roots its own jobs; a run that used nothing (its script failed before
+        # any submit) roots nothing, and must not hide the run before it.
+        ended = [run for run in its_runs if not run.live and (run.jobs or run.roots)]
+        successful = [run for run in ended if run.outcome == "ok"]
+        kept = {run.name for run in successful[len(successful) - keep_runs:]} if keep_runs \
+            else set()
+        latest = ended[-1].name if keep_runs and ended else None
         for run in its_runs:
             if run.live:
-                for ident in run.used:
-                    roots.setdefault(ident, f"live run {name}/{run.name}")
-    for ident in pins:
-        roots.setdefault(ident, "pin")
-    for ident in live_jobs:
-        roots.setdefault(ident, "live job")
+                role = "live run"
+            elif run.name == latest:
+                role = "latest run"
+            elif run.name in kept:
+                role = "successful run"
+            else:
+                continue
+            sources.append(RootSource(role, frozenset(run.used), name, run.name, run.status))
+    for role, identifiers in (("pins", pins), ("live jobs", live_jobs), ("in use", in_use)):
+        found = frozenset(identifiers)
+        if found:
+            sources.append(RootSource(role, found))
+    return sources
+
+
+def why_rooted(sources: Iterable[RootSource]) -> dict[str, str]:
+    """Identifier → why it is a root (its first source: ``"latest run grid/<run>"``, ``"pin"``…)."""
+    roots: dict[str, str] = {}
+    for source in sources:
+        why = f"{source.role} {source.experiment}/{source.run}" if source.experiment else \
+            {"pins": "pin", "live jobs": "live job", "in use": "in use"}[source.role]
+        for ident in source.identifiers:
+            roots.setdefault(ident, why)
     return roots
 
 
@@ -284,7 +349,11 @@ def _mark(workspace: Workspace, options: GcOptions | None, now: float | None) ->
     runs = read_runs(workspace)
     live = {str(p) for p in live_directories(Path(d.path) for d in directories if not d.done)}
     live_jobs = [d.identifier for d in directories if not d.done and str(Path(d.path)) in live]
-    roots = find_roots(runs, pinned(workspace, index), live_jobs, options.keep_runs)
+    done = {d.identifier for d in directories if d.done}
+    sources = [replace(source, done=len(source.identifiers & done))
+               for source in find_roots(runs, pinned(workspace, index), live_jobs,
+                                        options.keep_runs, leases.in_use(workspace))]
+    roots = why_rooted(sources)
 
     edges: dict[str, set[str]] = {}
     used_at: dict[str, float] = {}
@@ -339,7 +408,7 @@ def _mark(workspace: Workspace, options: GcOptions | None, now: float | None) ->
     candidates.sort(key=lambda c: (c.kind, c.name, c.identifier))
     return GcPlan(roots=roots, reachable=reachable, candidates=candidates,
                   objects=len(directories), total_size=total, spared_recent=spared,
-                  over_max_size=over)
+                  over_max_size=over, sources=sources)
 
 
 # --- sweep ----------------------------------------------------------------------------------
@@ -408,6 +477,7 @@ def collect(workspace: Workspace, options: GcOptions | None = None, *,
     trash = _trash(workspace) / f"gc-{os.getpid()}-{time.time_ns()}"
     index = Index.for_workspace(workspace)
     with gc_lock(workspace.gc_lock_path, exclusive=True):
+        leases.sweep(workspace)  # the leases of processes that are gone
         plan = mark(workspace, options, now)
         result = GcResult(plan)
         for candidate in plan.candidates:

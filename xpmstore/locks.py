@@ -12,6 +12,8 @@
 * :func:`held_or_refused` / :func:`try_object_lock`: a lock taken without waiting (gc's and
   fsck's probes); :func:`hold_under`: a lock taken without waiting, under another (a job's run
   lock, under its claim lock), and held by a descriptor.
+* :func:`lock_descriptor`: an ``flock`` on a descriptor the caller opened and keeps (a process's
+  lease file, :mod:`xpmstore.leases`, held until the process ends; gc's probe of it).
 
 A file system whose locks do not work is a clear :class:`LockUnavailableError` naming the mount,
 never a silent fallback to a soft lock.
@@ -30,7 +32,7 @@ from pathlib import Path
 from .errors import XpmstoreError
 
 __all__ = ["HeldLock", "LockTimeout", "LockUnavailableError", "gc_lock", "held_or_refused",
-           "hold_under", "object_lock", "path_lock", "try_object_lock"]
+           "hold_under", "lock_descriptor", "object_lock", "path_lock", "try_object_lock"]
 
 
 class LockUnavailableError(XpmstoreError, OSError):
@@ -194,6 +196,14 @@ def hold_under(outer: Path, inner: Path) -> HeldLock:
         return HeldLock(fd)
     finally:
         os.close(outer_fd)  # lets the outer lock go
+
+
+def lock_descriptor(fd: int, path: Path, *, exclusive: bool, blocking: bool) -> bool:
+    """``flock`` the open descriptor ``fd`` (of the file ``path``, named in errors): exclusive
+    or shared, waiting in the kernel or not; returns whether it was acquired.  The lock goes
+    when every descriptor of that open file is closed (or the process dies).  Raises
+    LockUnavailableError on a file system without locks."""
+    return _acquire(fd, path, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, blocking, 0)
 
 
 def _open_lock(path: Path) -> int:

@@ -2,10 +2,11 @@
 
 Removing an object deletes its directory (moved into ``.xpmstore/trash/`` with one ``rename``,
 then deleted) and its index record, so the next submit runs it again.  It is refused for a
-running job (its lock or run lock held, or a live launch record) and for an object on which done
-objects depend, unless ``cascade``: then those dependents go too, transitively, dependents
-first.  Runs under the workspace's exclusive gc lock, so that no submit decides to reuse an
-object while it goes.  Safe across processes.
+running job (its lock or run lock held, or a live launch record), for a ``@cache`` entry a live
+process uses (:mod:`xpmstore.leases`), and for an object on which done objects depend, unless
+``cascade``: then those dependents go too, transitively, dependents first.  Runs under the
+workspace's exclusive gc lock, so that no submit decides to reuse an object while it goes.
+Safe across processes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
+from . import leases
 from .claim import run_lock_path
 from .errors import HasDependentsError, ObjectInUseError
 from .gc import move_to_trash
@@ -48,9 +50,12 @@ def dependents_closure(index: Index, identifier: str) -> list[str]:
     return order  # post-order: each object after everything that depends on it
 
 
-def _in_use(workspace: Workspace, identifier: str, directory: Path) -> str:
+def _in_use(identifier: str, directory: Path, leased: dict[str, str]) -> str:
+    """Why the object cannot go now, with what to do ("" when it can)."""
     if not is_done(directory) and launch_is_live(directory):
-        return "it is running"
+        return f"it is running; stop it first (xpmstore kill {identifier[:12]})"
+    if identifier in leased:
+        return f"in use by {leases.holder(leased[identifier])}; end that process first"
     return ""
 
 
@@ -84,15 +89,16 @@ def remove(workspace: Workspace, text: str, cascade: bool = False) -> list[tuple
                 f" ({shown}{more}); remove them too with --cascade",
                 dependents=[i for i, _ in done_dependents])
         targets = [*done_dependents, (identifier, directory)]
+        leased = leases.in_use(workspace)
         for ident, path in targets:
-            why = _in_use(workspace, ident, path)
+            why = _in_use(ident, path, leased)
             if why:
-                raise ObjectInUseError(f"{ident[:12]} ({path.parent.name}): {why}; stop it first"
-                                       f" (xpmstore kill {ident[:12]})", identifier=ident)
+                raise ObjectInUseError(f"{ident[:12]} ({path.parent.name}): {why}",
+                                       identifier=ident)
         for ident, path in targets:
             with try_object_lock(workspace.lock_path(ident)) as acquired, \
                     try_object_lock(run_lock_path(workspace, ident)) as free:
-                if not (acquired and free) or _in_use(workspace, ident, path):
+                if not (acquired and free) or _in_use(ident, path, leased):
                     raise ObjectInUseError(
                         f"{ident[:12]} ({path.parent.name}): its lock is held by another"
                         f" process (running or being computed); nothing more was removed"

@@ -133,7 +133,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
     """
     global _inside_job, _heartbeat
     _inside_job = True
-    from . import claim, objects
+    from . import claim, leases, objects
     from .atomic import write_atomic_many
     from .config import Task, class_spec, dependencies
     from .locks import LockTimeout
@@ -216,6 +216,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
         progress.end()
         if beat is not None:
             beat.stop()
+        leases.release()  # the job's @cache leases: its process exits without atexit
         lock.close()
 
 

@@ -2,9 +2,10 @@
 
 A header line (versions, git state, a hash of the installed packages, host and pid), one line
 per job with its reason, an end line with the outcome.  A run without an end line whose process
-is alive is a *live* run; live runs and the last successful runs of each experiment are the gc
-roots.  Lines are written with one ``write`` each on an ``O_APPEND`` descriptor, so a crash never
-leaves a half line (readers skip a torn last line anyway).
+is alive is a *live* run; live runs, the latest run and the last successful runs of each
+experiment are the gc roots (:mod:`xpmstore.gc`).  Lines are written with one ``write`` each
+on an ``O_APPEND`` descriptor, so a crash never leaves a half line (readers skip a torn last
+line anyway).
 """
 
 from __future__ import annotations

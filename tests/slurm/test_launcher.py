@@ -256,8 +256,12 @@ def test_interrupt_leaves_slurm_jobs_running(ws: Workspace, counters: Path,
         raise KeyboardInterrupt
     job_id = _slurm_id(_taskdir(ws, task))
     assert dict(_jobs_named(f"xpm-{task.__identifier__[:12]}"))[job_id] == "RUNNING"
-    # the run has ended; the Slurm job is what keeps the object alive for gc (via squeue)
-    assert gc.mark(ws).roots.get(task.__identifier__) == "live job"
+    # the run has ended (its latest run roots it too); the Slurm job is a live job for gc
+    # (via squeue)
+    plan = gc.mark(ws)
+    assert task.__identifier__ in plan.roots
+    assert [s.role for s in plan.sources if task.__identifier__ in s.identifiers] == [
+        "latest run", "live jobs"]
     release.touch()
     with experiment(ws, "interrupt", launcher=_launcher()):
         task.submit()  # reattaches, or reuses if it ended meanwhile

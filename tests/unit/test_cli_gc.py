@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import objects
+from xpmstore import leases, objects
 from xpmstore.claim import launch_record
-from xpmstore.gc import GcOptions, mark, parse_age, parse_size
+from xpmstore.gc import GcOptions, find_roots, mark, parse_age, parse_size, why_rooted
 from xpmstore.identifier import cache_identifier
 from xpmstore.index import Index
 from xpmstore.locks import object_lock
 from xpmstore.runrecord import RunRecord
+from xpmstore.runs import Run, RunJob
 from xpmstore.workspace import Workspace
 
 from ..clihelpers import console, invoke, one_error_line, run_chain, run_experiment, task_dir
@@ -42,11 +43,13 @@ def present(ws: Workspace) -> set[str]:
 
 
 def cache_entry(ws: Workspace, n: int, counters: Path) -> str:
-    """Compute one @cache entry of Terms(n); returns its identifier."""
+    """Compute one @cache entry of Terms(n), as a process that has ended since (this one lets
+    its leases go); returns its identifier."""
     counters.mkdir(exist_ok=True)
     terms = Terms(n=n)
     with active(ws):
         terms.load(str(counters))
+    leases.release()
     return cache_identifier(terms.__identifier__, "terms.txt")
 
 
@@ -165,6 +168,11 @@ def test_live_runs_and_live_jobs_are_roots(ws: Workspace) -> None:
     dead.write_text(json.dumps(header) + "\n" + json.dumps(
         {"type": "job", "id": dead_use.__identifier__, "name": "tests.gc.Step",
          "reason": "ran:new", "dependencies": []}) + "\n")
+    later = dead.with_name("20000102T000000.000000Z-elsewhere-1.jsonl")  # the latest: not dead
+    later.write_text(json.dumps({**header, "started": 1.0}) + "\n"
+                     + json.dumps({"type": "job", "id": "0" * 64, "name": "tests.gc.Step",
+                                   "reason": "ran:new", "dependencies": []}) + "\n"
+                     + json.dumps({"type": "end", "outcome": "ok", "ended": 2.0}) + "\n")
     running = objects.prepare_task_dir(ws, Step(i=0, variant=22))
     (running / ".xpm" / "launch.json").write_text(json.dumps(launch_record()))
 
@@ -173,8 +181,40 @@ def test_live_runs_and_live_jobs_are_roots(ws: Workspace) -> None:
     assert plan.roots[used.__identifier__].startswith("live run live/")
     assert plan.roots[running.name] == "live job"
     runs = json.loads(invoke(ws, "experiments", "--json").stdout)
-    assert {r["experiment"]: r["status"] for r in runs} == {"dead": "dead", "live": "live"}
+    assert {(r["experiment"], r["status"]) for r in runs} == {
+        ("dead", "dead"), ("dead", "ok"), ("live", "live")}
     record.end("ok")
+
+
+def _run(name: str, outcome: str | None, live: bool, *jobs: str) -> Run:
+    return Run(experiment="x", name=name, path=Path(name), header={}, started=0.0, ended=None,
+               outcome=outcome, live=live,
+               jobs={j: RunJob(j, "tests.gc.Step", "ran:new") for j in jobs})
+
+
+def test_find_roots_keeps_the_latest_run_whatever_its_outcome() -> None:
+    a, b, c, d, e = (f"{n}" * 64 for n in "abcde")
+    runs = [_run("1", "ok", False, a), _run("2", "ok", False, b), _run("3", "failed", False, c),
+            _run("4", None, False, d),   # killed: no end line, dead — the latest that ended
+            _run("5", None, True, e)]    # live, just started: it does not hide run 4
+    sources = find_roots(runs, [], [], keep_runs=1)
+    assert [(s.role, s.run, s.status, set(s.identifiers)) for s in sources] == [
+        ("successful run", "2", "ok", {b}), ("latest run", "4", "dead", {d}),
+        ("live run", "5", "live", {e})]
+    assert why_rooted(sources) == {b: "successful run x/2", d: "latest run x/4",
+                                   e: "live run x/5"}
+    assert {r for s in find_roots(runs, [], [], keep_runs=2) for r in s.identifiers} == \
+        {a, b, d, e}
+    only_live = find_roots(runs, ["f" * 64], [], keep_runs=0)  # 0: no ended run is a root
+    assert [(s.role, set(s.identifiers)) for s in only_live] == [
+        ("live run", {e}), ("pins", {"f" * 64})]
+    interrupted = find_roots([*runs[:2], _run("6", "interrupted", False, c)], [], [], 1)
+    assert [(s.role, s.run) for s in interrupted] == [("successful run", "2"),
+                                                      ("latest run", "6")]
+    # A run that used nothing (its script failed before any submit) hides no run.
+    typo = find_roots([runs[0], _run("3", "failed", False, c), _run("7", "interrupted", False),
+                       _run("8", "ok", False)], [], [], 1)
+    assert [(s.role, s.run) for s in typo] == [("successful run", "1"), ("latest run", "3")]
 
 
 def test_older_than_and_max_size(ws: Workspace, tmp_path: Path) -> None:
