@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
-from xpmstore import Config, Meta, Param, Task, progress
+from xpmstore import Config, ExperimentFailed, Meta, Param, Task, experiment, progress
+from xpmstore.launchers import LocalLauncher
 
 from .schedtasks import wait_file
 
@@ -39,17 +41,69 @@ class Reporting(Task):
 
 
 class Looping(Task):
-    """Reports ``steps`` steps in a loop, in ``pause`` seconds each (the live display's walk)."""
+    """Reports ``steps`` steps of "train"; with ``release``, waits for that file after its
+    third step (the live display's tests read the block meanwhile)."""
 
     __xpmid__ = "tests.progress.Looping"
     n: Param[int] = 0
-    steps: Meta[int] = 20
+    steps: Meta[int] = 10
     release: Meta[str] = ""
 
     def execute(self) -> None:
-        for _ in progress.track(range(self.steps), desc="train"):
-            if self.release:
+        for step in progress.track(range(self.steps), desc="train"):
+            if step == 3 and self.release:
                 wait_file(self.release)
+
+
+class Broken(Task):
+    """Fails at once."""
+
+    __xpmid__ = "tests.progress.Broken"
+    n: Param[int] = 0
+
+    def execute(self) -> None:
+        raise RuntimeError("broken on purpose")
+
+
+class ModulesSeen(Task):
+    """Writes to ``out`` the names of the rich modules its process holds (none, we expect)."""
+
+    __xpmid__ = "tests.progress.ModulesSeen"
+    out: Meta[str] = ""
+
+    def execute(self) -> None:
+        held = sorted(m for m in sys.modules if m.split(".")[0] == "rich")
+        Path(self.out).write_text(json.dumps(held))
+
+
+class FreshModulesSeen(ModulesSeen):
+    """The same in a fresh process (``python -m xpmstore.runner``), not forked from the
+    zygote."""
+
+    __xpmid__ = "tests.progress.FreshModulesSeen"
+    fresh_process = True
+
+
+def drive(argv: list[str] | None = None) -> None:
+    """``python -c "from tests.progresstasks import drive; drive()" WS COUNT RELEASE [FAIL]``:
+    an experiment of COUNT Looping tasks (tagged lr; waiting for the file RELEASE unless it is
+    "-") and, with FAIL, one Broken task; prints "failed: N" when jobs failed.  With COUNT
+    "modules", two ModulesSeen tasks (zygote, fresh process) write to RELEASE.{0,1}.  Prints
+    whether this process imported rich, last."""
+    args = sys.argv[1:] if argv is None else argv
+    workspace, count, release = args[0], args[1], args[2]
+    try:
+        with experiment(workspace, "display", launcher=LocalLauncher(workers=2)):
+            if count == "modules":
+                ModulesSeen(out=f"{release}.0").submit()
+                FreshModulesSeen(out=f"{release}.1").submit()
+            for n in range(int(count) if count.isdigit() else 0):
+                Looping(n=n, release="" if release == "-" else release).tag("lr", n / 10).submit()
+            if len(args) > 3:
+                Broken(n=1).submit()
+    except ExperimentFailed as exc:
+        print(f"failed: {len(exc.failed)}")
+    print(f"rich imported: {'rich' in sys.modules}")
 
 
 class Hyper(Config):

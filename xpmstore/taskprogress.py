@@ -35,7 +35,8 @@ from .atomic import write_atomic
 from .errors import ProgressArgumentError
 
 __all__ = ["MAX_LEVELS", "PROGRESS_FILE", "WRITE_PERIOD", "ProgressLevel", "TaskProgress",
-           "Tracked", "parse_progress", "progress", "progress_text", "read_progress"]
+           "Tracked", "overall_fraction", "parse_progress", "progress", "progress_text",
+           "read_progress"]
 
 PROGRESS_FILE = "progress.json"
 """The file's name in a task directory's ``.xpm/``."""
@@ -377,6 +378,19 @@ def read_progress(taskdir: str | os.PathLike[str]) -> list[ProgressLevel] | None
         return None
     data = _read_bounded(path)
     return parse_progress(data) if data is not None else None
+
+
+def overall_fraction(levels: list[ProgressLevel] | None) -> float | None:
+    """The share of the whole task that is done, combining the levels: step 2 of 5 epochs with
+    40% of the third done is (2 + 0.4) / 5 = 0.48.  None when no level has a fraction."""
+    inner: float | None = None
+    for level in reversed(levels or ()):
+        step, total = level["step"], level["total"]
+        if step is not None and total:
+            inner = min(1.0, (step + (inner or 0.0)) / total) if step < total else 1.0
+        else:
+            inner = level["fraction"]
+    return inner
 
 
 def progress_text(levels: list[ProgressLevel] | None) -> str:
