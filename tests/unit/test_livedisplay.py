@@ -100,6 +100,20 @@ def test_the_jobs_processes_never_import_rich(tmp_path: Path, env: dict[str, str
     assert json.loads(Path(f"{out}.1").read_text()) == []  # ...nor a fresh process's
 
 
+def test_a_cache_hit_never_imports_rich(tmp_path: Path, env: dict[str, str]) -> None:
+    code = ("import sys\n"
+            "from xpmstore.workspace import Workspace, set_active_workspace\n"
+            "from tests.storehelpers import Terms\n"
+            f"set_active_workspace(Workspace.at({str(tmp_path / 'ws')!r}))\n"
+            f"for _ in range(2): Terms(n=1).load(counters={str(tmp_path)!r})\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))")
+    done = subprocess.run([PYTHON, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert (tmp_path / "terms-1").read_text().count("\n") == 1  # computed once, then a hit
+
+
 # --- the pieces -----------------------------------------------------------------------------
 
 
