@@ -26,6 +26,7 @@ from xpmstore.taskprogress import (
 )
 from xpmstore.workspace import Workspace
 
+from ..clihelpers import invoke
 from ..progresstasks import Reporting
 from ..storehelpers import isolate, wait_for
 from .test_experiment import hang_guard
@@ -190,7 +191,7 @@ def test_a_running_job_is_read_from_another_process(
     isolate(monkeypatch, tmp_path)
     ws = Workspace.at(tmp_path / "ws")
     reported, release = tmp_path / "reported", tmp_path / "release"
-    task = Reporting(n=1, reported=str(reported), release=str(release))
+    task = Reporting(n=1, reported=str(reported), release=str(release)).tag("lr", 0.1)
     taskdir = ws.task_dir("tests.progress.Reporting", task.__identifier__)
     with hang_guard(), experiment(ws, "progress", launcher=LocalLauncher(workers=1)):
         task.submit()
@@ -206,8 +207,28 @@ def test_a_running_job_is_read_from_another_process(
         assert job_pid != os.getpid()
         assert json.loads((taskdir / ".xpm" / "progress.json").read_text())["pid"] == job_pid
         assert progress_text(levels) == "epoch 2/3 · train 40% (40/100)"
+        shown_by_jobs_and_show(ws, task.__identifier__)
         release.write_text("")
     assert levels_of(taskdir) == [(0, 1.0, None, None, None)]  # written at the job's end
+
+
+def shown_by_jobs_and_show(ws: Workspace, identifier: str) -> None:
+    """``xpmstore jobs`` (JSON and text) and ``show`` of the running Reporting job."""
+    found = json.loads(invoke(ws, "jobs", "--json").stdout)
+    assert len(found) == 1
+    job = found[0]
+    assert (job["identifier"], job["status"], job["tags"]) == (identifier, "running",
+                                                               {"lr": 0.1})
+    assert [level["step"] for level in job["progress"]] == [2, 40]
+    assert job["started"] <= time.time() and 0 <= job["elapsed"] < 3600
+    row = invoke(ws, "jobs").stdout.splitlines()[0].split("\t")
+    assert row[0] == identifier and row[2] == "running"
+    assert float(row[6]) >= 0 and row[7:] == ["epoch 2/3 · train 40% (40/100)", "lr=0.1"]
+    shown = dict(line.split("\t", 1) for line in invoke(ws, "show", identifier).stdout
+                 .splitlines())
+    assert shown["progress"].startswith("epoch 2/3 · train 40% (40/100) (reported ")
+    details = json.loads(invoke(ws, "show", identifier, "--json").stdout)
+    assert [level["desc"] for level in details["progress"]] == ["epoch", "train"]
 
 
 # --- the reader: another host's file, damaged or hostile files --------------------------------
