@@ -343,11 +343,12 @@ def bench_display(count: int, resubmit: int, repetitions: int,
     rows = []
     for terminal in (False, True):
         where = "a terminal (live block)" if terminal else "a file (plain lines)"
-        cold = Row(names["xpmstore"], f"{count} trivial tasks, `workers=1`, output to {where}",
-                   count)
-        again = Row(names["xpmstore"], f"re-submit {resubmit:,} done tasks, output to {where}",
-                    resubmit)
-        for repetition in range(repetitions):
+        rows += [Row(names["xpmstore"], f"{count} trivial tasks, `workers=1`, output to {where}",
+                     count),
+                 Row(names["xpmstore"], f"re-submit {resubmit:,} done tasks, output to {where}",
+                     resubmit)]
+    for repetition in range(repetitions):  # file and terminal alternate: drift hits both alike
+        for terminal, (cold, again) in ((False, rows[0:2]), (True, rows[2:4])):
             tag = "tty" if terminal else "file"
             cold.outcomes.append(run_child(
                 "xpmstore", fresh(WORK / "scheduler-display"), count,
@@ -355,7 +356,6 @@ def bench_display(count: int, resubmit: int, repetitions: int,
             again.outcomes.append(run_child(
                 "xpmstore", done_space, resubmit, f"display-resubmit-{tag}-{repetition}",
                 expect="reused", terminal=terminal))
-        rows += [cold, again]
     for plain, live in ((rows[0], rows[2]), (rows[1], rows[3])):
         extra = (live.block_s - plain.block_s) / live.count * 1e3
         live.ratio = f"{live.block_s / plain.block_s:.2f}x"
