@@ -118,7 +118,8 @@ def test_the_command_line_finds_what_the_experiment_made(installation: Installat
     assert got.stdout.strip() == ran.report["report_path"]
     collected = installation.xpmstore("gc", "--dry-run", workspace=ran.workspace)
     assert collected.returncode == 0, collected.stderr
-    assert collected.stdout.startswith("would free: ")
+    lines = collected.stdout.splitlines()  # the roots first, then the summary
+    assert lines[0] == "roots:" and lines[-1].startswith("would free: 0 in 0 of 3 objects")
     kept = [path.name for kind in ("jobs", "cache") for path in ran.workspace.glob(f"{kind}/*/*")]
     assert len(kept) == 3 and set(ran.report["tasks"].values()) <= set(kept)  # nothing deleted
 
