@@ -77,7 +77,7 @@ def get(identifier: str, to: Path | None, as_json: bool) -> None:
               " entries.")
 @click.option("--name", metavar="NAME", help="Only objects of this identity name (the folder"
               " under jobs/ or cache/, e.g. my.module.Learn).")
-@click.option("--status", type=click.Choice(["done", "failed", "running", "absent"]),
+@click.option("--status", type=click.Choice(["done", "failed", "running", "queued", "absent"]),
               help="Only objects in this state (absent: a task directory that never finished).")
 @click.option("--tag", "tags", metavar="K=V", multiple=True,
               help="Only objects tagged K=V (repeatable: all must match). V matches a string"

@@ -94,7 +94,7 @@ def logs(identifier: str, follow: bool, stream: str) -> None:
     out = sys.stdout.buffer  # bytes as they are (click.get_binary_stream is deprecated)
     if follow:
         try:
-            follow_logs(chosen, out, lambda: object_status(directory) == "running")
+            follow_logs(chosen, out, lambda: object_status(directory) in ("running", "queued"))
         except KeyboardInterrupt:
             pass
         return

@@ -17,6 +17,7 @@ __all__ = [
     "ConstantFieldError",
     "CorruptObjectError",
     "ExperimentFailed",
+    "ExperimentInJobError",
     "FormatVersionError",
     "HasDependentsError",
     "InputPathError",
@@ -135,6 +136,12 @@ class ExperimentFailed(XpmstoreError, RuntimeError):
     def __init__(self, message: str, failed: list[tuple[str, str, str]] | None = None):
         super().__init__(message)
         self.failed = failed or []
+
+
+class ExperimentInJobError(XpmstoreError, RuntimeError):
+    """``experiment()`` was entered inside a job's process: the script that defines the tasks,
+    imported by its jobs, starts its experiment without an ``if __name__ == "__main__":``
+    guard."""
 
 
 class ObjectInUseError(XpmstoreError, RuntimeError):

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from . import objects, runner
 from .claim import claim, holder_state, read_state, write_state
 from .config import Config, Task, class_spec, dependencies, iter_configs, tags_of
-from .errors import ExperimentFailed, XpmstoreError
+from .errors import ExperimentFailed, ExperimentInJobError, XpmstoreError
 from .hooks import Job, SubmitHook, gather_hooks
 from .index import Index
 from .launchers.base import Launcher
@@ -45,7 +45,8 @@ from .liveness import launch_is_live, read_launch
 from .locks import gc_lock
 from .plan import Job as PlanJob
 from .plan import make_plan
-from .progress import Progress
+from .progress import Progress, describe_error
+from .progress import say as _say
 from .remote.sync import RemoteSync
 from .runrecord import RunRecord
 from .runs import check_experiment_name
@@ -93,6 +94,7 @@ class _Job:
         self.hooks = hooks
         self.tags = tags
         self.status = "pending"  # pending, running, waiting, done, failed, blocked
+        self.outcome = ""  # once done: "done" (ran here), "reused" or "waited" (ran elsewhere)
         self.reason = ""
         self.pid = 0
         self.exit_code: int | None = None
@@ -103,6 +105,7 @@ class _Job:
         self.pull = False  # planned to be pulled from the remote
         self.pulling = False  # a pull is in progress; its outcome comes as an exit event
         self.chain = True  # may be submitted before its dependencies end (Slurm's afterok)
+        self.interrupted = False  # killed by the interrupt of the run
 
 
 def _modules_and_scripts(task: Task) -> tuple[list[str], list[str]]:
@@ -133,7 +136,9 @@ class experiment:
     ``launcher`` defaults to ``LocalLauncher()``.  ``dry_run=True`` prints what would run, with
     reasons, and writes nothing.  Raises ExperimentFailed at the end of the block when jobs
     failed (a job that could not even be launched, say because a SubmitHook raised, fails too);
-    XpmstoreError when entered inside a job's process or inside another experiment;
+    ExperimentInJobError (an XpmstoreError) when entered inside a job's process, XpmstoreError
+    inside another experiment; ExperimentFailed when its run record cannot be written (a full
+    disk);
     TextValueError (a ValueError) for a name that is empty, holds '/' or starts with '.'.
     """
 
@@ -169,6 +174,8 @@ class experiment:
         self._batch_lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one batch planned at a time, in submission order
         self._indexed_at = 0.0
+        self._index_warned = False
+        self._record_warned = False
         self._roots: set[str] = set()
         self._remote: RemoteSync | None = RemoteSync.for_workspace(self.workspace)
 
@@ -177,7 +184,7 @@ class experiment:
     def __enter__(self) -> experiment:
         global _active
         if runner.inside_job():
-            raise XpmstoreError(
+            raise ExperimentInJobError(
                 "experiment() was entered inside a job's process: the script that defines your"
                 ' tasks is imported by jobs; guard the experiment with `if __name__ == "__main__":`'
             )
@@ -185,8 +192,13 @@ class experiment:
             raise XpmstoreError(f"experiment {self.name!r}: experiment {_active.name!r} is"
                                 " already active in this process; experiments do not nest")
         if not self.dry_run:
-            self.workspace.ensure()
-            self.record = RunRecord(self.workspace.experiments, self.name)
+            try:
+                self.workspace.ensure()
+                self.record = RunRecord(self.workspace.experiments, self.name)
+            except OSError as exc:  # a full disk, a read-only workspace: nothing ran
+                raise ExperimentFailed(f"experiment {self.name!r} cannot start: its run record"
+                                       f" in {self.workspace.experiments} cannot be written"
+                                       f" ({describe_error(exc)})") from exc
             self._thread = threading.Thread(target=self._loop, daemon=True,
                                             name=f"xpmstore-{self.name}")
             self._thread.start()
@@ -220,6 +232,15 @@ class experiment:
             set_active_workspace(self._previous_workspace)
 
     def _raise_failed(self, failed: list[_Job]) -> None:
+        refused = next((j for j in failed if j.exit_code == runner.EXIT_REFUSED), None)
+        if refused is not None:  # an unguarded script: its error, once, is the whole story
+            raise ExperimentFailed(
+                f"experiment {self.name!r}:"
+                f" {refused.detail.removeprefix(ExperimentInJobError.__name__ + ': ')}"
+                f" ({len(failed)} job(s) failed;"
+                f" {refused.name} {refused.identifier[:12]}, log {refused.taskdir / 'stderr'})",
+                failed=[(j.identifier, j.name, str(j.taskdir / "stderr")) for j in failed],
+            )
         shown = "; ".join(f"{j.name} {j.identifier[:12]} ({j.detail or 'failed'}, log"
                           f" {j.taskdir / 'stderr'})" for j in failed[:5])
         more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
@@ -270,12 +291,32 @@ class experiment:
         return self._named[launcher]
 
     def _flush_batch(self) -> None:
-        """Plan and record the submitted jobs not planned yet (one batch, one gc lock)."""
+        """Plan and record the submitted jobs not planned yet (one batch, one gc lock).  Never
+        raises: when the batch cannot be planned or recorded (a full disk, a file system
+        without locks), its jobs fail with that reason and the run goes on to its end."""
         with self._flush_lock:
             with self._batch_lock:
                 batch, self._batch = self._batch, []
-            if batch:
+            if not batch:
+                return
+            try:
                 self._plan_and_record(batch)
+            except Exception as exc:
+                self._not_planned(batch, exc)
+
+    def _not_planned(self, batch: list[_Job], exc: Exception) -> None:
+        """Fail the jobs of a batch that could not be planned (nothing of them was claimed)."""
+        detail = f"not planned: {describe_error(exc)}"
+        with self._cond:
+            for job in batch:
+                if job.identifier in self.jobs:
+                    continue  # registered before the error
+                self.jobs[job.identifier] = job
+                self.order.append(job)
+                self._launchers.add(job.launcher)
+                job.status, job.detail = "failed", detail[:500]
+                self.progress.finished_job(job.identifier, job.name, "failed", job.detail)
+            self._cond.notify_all()
 
     def _batch_due(self) -> bool:
         with self._batch_lock:
@@ -340,9 +381,8 @@ class experiment:
                 self.order.append(job)
                 self._launchers.add(job.launcher)
                 if decision.action == "reuse":
-                    job.status = "done"
                     self._to_tag.append(job)
-                    self.progress.finished_job(job.identifier, job.name, "reused")
+                    self._done(job, "reused")
                 else:
                     job.pull = decision.action == "pull"
                     self._live.append(job)
@@ -361,20 +401,27 @@ class experiment:
     # --- the scheduler thread -------------------------------------------------------------------
 
     def _loop(self) -> None:
+        """The scheduler thread.  Nothing ends it before the run ends: an error about one job
+        (its state file on a full disk, a launcher that failed) fails that job, and anything
+        else fails every job left (:meth:`_abandon`), so that the main thread never waits for a
+        thread that is gone."""
+        try:
+            self._serve()
+        except BaseException as exc:
+            self._abandon(exc)
+
+    def _serve(self) -> None:
         while True:
             try:
                 event = self._events.get(timeout=self._next_wakeup())
             except queue.Empty:
                 event = None
             if self._batch_due() and not self._stop:
-                try:
-                    self._flush_batch()  # outside the condition: submit() may be flushing too
-                except Exception as exc:
-                    _say(f"xpmstore: scheduler error: {exc!r}")
+                self._flush_batch()  # outside the condition: submit() may be flushing too
             with self._cond:
                 while True:
                     if event is not None:
-                        self._handle_exit(*event)
+                        self._handle_event(*event)
                     try:
                         event = self._events.get_nowait()
                     except queue.Empty:
@@ -382,14 +429,29 @@ class experiment:
                 if self._stop:
                     self._cond.notify_all()
                     return
-                try:
-                    if not self._no_launch:
-                        self._step()
-                except Exception as exc:
-                    _say(f"xpmstore: scheduler error: {exc!r}")
+                if not self._no_launch:
+                    self._step()
                 if time.monotonic() - self._indexed_at >= _INDEX_PERIOD:
                     self._flush_index()
                 self._cond.notify_all()
+
+    def _abandon(self, exc: BaseException) -> None:
+        """The scheduler thread met an error it cannot pin on one job: every job not finished
+        fails with it (running jobs go on in their own sessions, like after ``kill -9`` of the
+        scheduler: the next run waits for them), and the run ends."""
+        detail = f"scheduler error: {describe_error(exc)}"[:500]
+        _say(f"xpmstore: {detail}")
+        with self._cond:
+            for job in self._live:
+                if job.status in _TERMINAL:
+                    continue
+                if job.ahead and job.status == "pending":
+                    self._unclaim(job)
+                job.status, job.detail, job.ahead = "failed", detail, False
+                self.progress.finished_job(job.identifier, job.name, "failed", detail)
+            self._live = []
+            self._stop = True
+            self._cond.notify_all()
 
     def _next_wakeup(self) -> float:
         now = time.time()
@@ -417,35 +479,46 @@ class experiment:
                 continue  # nothing to do for it until a worker frees (a step per job event:
                 # without this skip, a cold run of n jobs costs n² dependency checks; a job
                 # whose dependency failed is marked blocked a few steps later instead)
-            if job.status == "pending" and job.pull and self._remote is not None:
-                job.pull, job.pulling, job.status = False, True, "running"
-                self.progress.started_job(job.identifier, job.name)
-                self._remote.start_pull(job.identifier, self._on_pulled)
-            elif job.status == "pending":
-                states = [self.jobs[d].status for d in job.dependencies if d in self.jobs]
-                bad = next((d for d in job.dependencies
-                            if d in self.jobs and self.jobs[d].status in ("failed", "blocked")),
-                           None)
-                if bad is not None:
-                    job.status = "blocked"
-                    job.detail = f"dependency {self.jobs[bad].name} {bad[:12]} failed"
-                    self.progress.finished_job(job.identifier, job.name, "blocked", job.detail)
-                elif (chain := [] if all(s == "done" for s in states)
-                      else self._chained(job)) is not None:
-                    try:
-                        if job.launcher.capacity(job.identifier):
-                            ahead -= job.ahead
-                            self._start(job, chain)
-                        else:
-                            full.add(id(job.launcher))
-                            if not job.ahead and ahead < _AHEAD and self._claim(job):
-                                job.ahead = True  # prepared and claimed while workers are busy
-                                ahead += 1
-                    except Exception as exc:
-                        job.ahead = False
-                        self._launch_failed(job, exc)
-            elif job.status == "waiting" and time.time() >= job.poll_at:
-                self._check_holder(job)
+            try:
+                ahead = self._step_job(job, ahead, full)
+            except Exception as exc:  # about this job only (a full disk, a lock): it fails
+                ahead -= job.ahead
+                pending = job.status == "pending"  # else another process holds it, or a pull
+                self._fail(job, describe_error(exc), record=pending, unclaim=pending)
+
+    def _step_job(self, job: _Job, ahead: int, full: set[int]) -> int:
+        """One step of one job; returns the number of jobs claimed ahead after it."""
+        if job.status == "pending" and job.pull and self._remote is not None:
+            job.pull, job.pulling, job.status = False, True, "running"
+            self.progress.started_job(job.identifier, job.name)
+            self._remote.start_pull(job.identifier, self._on_pulled)
+        elif job.status == "pending":
+            states = [self.jobs[d].status for d in job.dependencies if d in self.jobs]
+            bad = next((d for d in job.dependencies
+                        if d in self.jobs and self.jobs[d].status in ("failed", "blocked")),
+                       None)
+            if bad is not None:
+                job.status = "blocked"
+                job.detail = f"dependency {self.jobs[bad].name} {bad[:12]} failed"
+                self.progress.finished_job(job.identifier, job.name, "blocked", job.detail)
+            elif (chain := [] if all(s == "done" for s in states)
+                  else self._chained(job)) is not None:
+                try:
+                    if job.launcher.capacity(job.identifier):
+                        ahead -= job.ahead
+                        self._start(job, chain)
+                    else:
+                        full.add(id(job.launcher))
+                        if not job.ahead and ahead < _AHEAD and self._claim(job):
+                            job.ahead = True  # prepared and claimed while workers are busy
+                            ahead += 1
+                            self.progress.queued_job(job.identifier, job.name)
+                except Exception as exc:
+                    job.ahead = False
+                    self._launch_failed(job, exc)
+        elif job.status == "waiting" and time.time() >= job.poll_at:
+            self._check_holder(job)
+        return ahead
 
     def _chained(self, job: _Job) -> list[tuple[str, Path]] | None:
         """When ``job``'s launcher chains jobs (Slurm) and every dependency not done yet is a
@@ -469,16 +542,30 @@ class experiment:
     def _launch_failed(self, job: _Job, exc: Exception) -> None:
         """A job could not be launched (a SubmitHook raised, the launcher or the disk failed):
         it fails with that error, its dependents are blocked, and the other jobs go on."""
-        job.status = "failed"
-        job.detail = f"not launched: {type(exc).__name__}: {exc}"[:500]
+        self._fail(job, f"not launched: {describe_error(exc)}", unclaim=True)
+
+    def _fail(self, job: _Job, detail: str, record: bool = True, unclaim: bool = False) -> None:
+        """``job`` fails with ``detail``; with ``record``, its state file says so (when the
+        disk lets it); with ``unclaim`` (a job claimed, never launched), a launch record naming
+        this scheduler is removed.  ``record=False`` for a job another process holds: its
+        files are that process's."""
+        job.status, job.detail, job.ahead = "failed", detail[:500], False
         self.progress.finished_job(job.identifier, job.name, "failed", job.detail)
-        try:
-            launch = read_launch(job.taskdir)
-            if launch is not None and launch.get("pid") == os.getpid():
-                (job.taskdir / ".xpm" / "launch.json").unlink()  # it names this scheduler
-            write_state(job.taskdir, "failed", ended=time.time(), reason=job.detail)
-        except OSError:
-            pass  # the task directory itself may be what failed
+        if record:
+            try:
+                launch = read_launch(job.taskdir) if unclaim else None
+                if launch is not None and launch.get("pid") == os.getpid():
+                    (job.taskdir / ".xpm" / "launch.json").unlink()  # it names this scheduler
+                write_state(job.taskdir, "failed", ended=time.time(), reason=job.detail)
+            except OSError:
+                pass  # the task directory itself may be what failed (a full disk)
+        self._cancel_chained(job)
+
+    def _done(self, job: _Job, outcome: str) -> None:
+        """``job`` is done: ``outcome`` is "done" (it ran here), "reused" (it was done) or
+        "waited" (another process ran it while this run waited)."""
+        job.status, job.outcome = "done", outcome
+        self.progress.finished_job(job.identifier, job.name, outcome)
 
     def _claim(self, job: _Job) -> bool:
         """Prepare the job's directory and claim it; True when this scheduler must launch it
@@ -489,11 +576,12 @@ class experiment:
                         launcher=job.launcher.describe(), tags=job.tags,
                         experiment=self.name, run=self.record.run)
         if outcome.outcome == "done":
-            job.status = "done"
             self._to_tag.append(job)
-            if not job.reason.startswith("waited:"):  # planned as waited: it still was
+            if job.reason.startswith("waited:"):  # planned as waited: it still was
+                self._done(job, "waited")
+            else:
                 self._set_reason(job, "reused:local")
-            self.progress.finished_job(job.identifier, job.name, "reused")
+                self._done(job, "reused")
             return False
         if outcome.outcome == "held":
             if not self._reattach(job, outcome.holder):
@@ -563,8 +651,20 @@ class experiment:
         """Record a reason decided at launch time (it replaces the planned one)."""
         if reason != job.reason:
             job.reason = reason
-            assert self.record is not None
-            self.record.append({"type": "reason", "id": job.identifier, "reason": reason})
+            self._append({"type": "reason", "id": job.identifier, "reason": reason})
+
+    def _append(self, line: dict[str, Any]) -> None:
+        """Append ``line`` to the run record; when the disk refuses (full), one warning for
+        the run, and the run goes on (the job's own files still tell its state)."""
+        if self.record is None:
+            return
+        try:
+            self.record.append(line)
+        except OSError as exc:
+            if not self._record_warned:
+                self._record_warned = True
+                _say(f"xpmstore: warning: the run record {self.record.path} could not be"
+                     f" written ({describe_error(exc)}); lines are missing from it")
 
     def _wait_for(self, job: _Job, holder: str) -> None:
         job.status = "waiting"
@@ -575,9 +675,8 @@ class experiment:
     def _check_holder(self, job: _Job) -> None:
         holder = holder_state(self.workspace, job.identifier, job.taskdir)
         if holder == "done":
-            job.status = "done"
             self._to_index.append(job)
-            self.progress.finished_job(job.identifier, job.name, "done")
+            self._done(job, "waited")
             return
         if holder == "running":
             job.poll_every = min(job.poll_every * 1.5, 0.5)
@@ -585,10 +684,9 @@ class experiment:
             return
         state = read_state(job.taskdir)
         if state.get("state") == "failed":
-            job.status = "failed"
-            job.detail = f"failed in {job.reason.removeprefix('waited:')}: " \
-                         f"{state.get('reason', 'exit code ' + str(state.get('exit_code')))}"
-            self.progress.finished_job(job.identifier, job.name, "failed", job.detail)
+            self._fail(job, f"failed in {job.reason.removeprefix('waited:')}: "
+                            f"{state.get('reason', 'exit code ' + str(state.get('exit_code')))}",
+                       record=False)
         else:
             job.status = "pending"  # its holder died without an outcome: claim it again
 
@@ -600,16 +698,30 @@ class experiment:
         """Called from a pull thread: hand the outcome to the scheduler thread."""
         self._events.put((identifier, 0 if ok else 1))
 
-    def _handle_exit(self, identifier: str, code: int) -> None:
-        job = self.jobs[identifier]
+    def _handle_event(self, identifier: str, code: int) -> None:
+        """:meth:`_handle_exit`, which never raises: a job whose end cannot be recorded (its
+        state file on a full disk) fails with that reason."""
+        job = self.jobs.get(identifier)
+        if job is None:
+            return
+        try:
+            self._handle_exit(job, code)
+        except Exception as exc:
+            if job.status in _TERMINAL:  # its outcome stands; what followed it failed
+                _say(f"xpmstore: warning: {job.name} {identifier[:12]}: {describe_error(exc)}")
+            else:
+                job.pulling = False
+                self._fail(job, describe_error(exc))
+
+    def _handle_exit(self, job: _Job, code: int) -> None:
+        identifier = job.identifier
         if job.status in _TERMINAL:
             return  # already decided (a chained job cancelled because its dependency failed)
         if job.pulling:
             job.pulling = False
             if code == 0 and objects.is_done(job.taskdir):
-                job.status = "done"  # the pull indexed it
                 self._to_tag.append(job)
-                self.progress.finished_job(identifier, job.name, "reused")
+                self._done(job, "reused")  # the pull indexed it
             else:
                 job.status = "pending"  # rejected or failed: run it here
                 self._set_reason(job, "ran:new")
@@ -618,22 +730,23 @@ class experiment:
         if code == runner.EXIT_WAITED:
             self._wait_for(job, "another process")
         elif code == 0 and objects.is_done(job.taskdir):
-            job.status = "done"
             self._to_index.append(job)
-            self.progress.finished_job(identifier, job.name, "done")
+            # A job reattached (Slurm) or that yielded to another process ran elsewhere.
+            self._done(job, "waited" if job.reason.startswith("waited:") else "done")
             if self._remote is not None:
                 self._remote.push_later(job.taskdir)  # push = "auto": in the background
         else:
             state = read_state(job.taskdir)
             told = job.launcher.exit_reason(identifier)  # the launcher's account (TIMEOUT…)
+            reason = str(state.get("reason") or _describe_exit(code))
             if told or state.get("state") != "failed":
-                write_state(job.taskdir, "failed", exit_code=code, started=state.get("started"),
-                            ended=time.time(), reason=told or _describe_exit(code))
-                state = read_state(job.taskdir)
-            job.status = "failed"
-            job.detail = str(state.get("reason") or _describe_exit(code))
-            self.progress.finished_job(identifier, job.name, "failed", job.detail)
-            self._cancel_chained(job)
+                reason = told or ("interrupted" if job.interrupted else _describe_exit(code))
+                try:
+                    write_state(job.taskdir, "failed", exit_code=code,
+                                started=state.get("started"), ended=time.time(), reason=reason)
+                except OSError as exc:  # a full disk: the reason still reaches the user
+                    reason = f"{reason}; {describe_error(exc)}"
+            self._fail(job, reason, record=False)
 
     def _cancel_chained(self, failed: _Job) -> None:
         """Cancel the jobs submitted with ``afterok`` on ``failed`` (and theirs, in turn):
@@ -642,26 +755,34 @@ class experiment:
             if job.status != "running" or failed.identifier not in job.dependencies \
                     or not job.launcher.chains:
                 continue
-            job.detail = f"dependency {failed.name} {failed.identifier[:12]} failed"
-            job.status = "failed"
             try:
                 job.launcher.kill(job.identifier)
-            except XpmstoreError as exc:
+            except Exception as exc:  # a failed scancel: warn; the job fails all the same
                 _say(f"xpmstore: warning: {exc}")
-            write_state(job.taskdir, "failed", ended=time.time(), reason=job.detail)
-            self.progress.finished_job(job.identifier, job.name, "failed", job.detail)
-            self._cancel_chained(job)
+            self._fail(job, f"dependency {failed.name} {failed.identifier[:12]} failed")
 
     def _flush_index(self) -> None:
+        """Record the jobs finished since the last flush in the index.  Never raises: the index
+        is an accelerator, refilled from the workspace (``ls``, ``gc``, ``fsck`` reconcile it),
+        so a failure (a full disk, a damaged index) costs one warning, never the run."""
         self._indexed_at = time.monotonic()
         tagged, self._to_tag = [j for j in self._to_tag if j.tags], []
-        if tagged:
-            from .store import add_tags
-
-            add_tags(self.workspace, [(j.identifier, j.taskdir, j.tags) for j in tagged])
-        if not self._to_index:
-            return
         jobs, self._to_index = self._to_index, []
+        try:
+            if tagged:  # reused jobs: their tags join the index's
+                from .store import add_tags
+
+                add_tags(self.workspace, [(j.identifier, j.taskdir, j.tags) for j in tagged])
+            if jobs:
+                self._index_jobs(jobs)
+        except Exception as exc:
+            if not self._index_warned:
+                self._index_warned = True
+                _say(f"xpmstore: warning: the index cannot record finished jobs"
+                     f" ({describe_error(exc)}); they are done all the same, and the index"
+                     " refills from the workspace")
+
+    def _index_jobs(self, jobs: list[_Job]) -> None:
         records = []
         for job in jobs:
             manifest = objects.read_manifest(job.taskdir)
@@ -682,6 +803,9 @@ class experiment:
         self._flush_batch()
         with self._cond:
             while self._live:
+                if self._thread is None or not self._thread.is_alive():  # never happens:
+                    self._abandon(RuntimeError("the scheduler thread ended"))  # never hang
+                    break
                 self._cond.wait(0.5)
 
     def _interrupt(self) -> None:
@@ -690,6 +814,7 @@ class experiment:
             running = [j for j in self.order if j.status == "running" and not j.pulling
                        and not j.launcher.keeps_running]
             for job in running:
+                job.interrupted = True  # its exit, as it comes, says "interrupted"
                 job.launcher.kill(job.identifier)
         deadline = time.time() + _INTERRUPT_GRACE
         try:
@@ -710,8 +835,11 @@ class experiment:
             for job in running:
                 job.status = "failed"
                 job.detail = "interrupted"
-                write_state(job.taskdir, "failed", exit_code=job.exit_code, ended=time.time(),
-                            reason="interrupted")
+                try:
+                    write_state(job.taskdir, "failed", exit_code=job.exit_code,
+                                ended=time.time(), reason="interrupted")
+                except OSError:
+                    pass  # a full disk: the interrupt goes on
 
     def _close(self, outcome: str) -> None:
         with self._cond:
@@ -722,19 +850,24 @@ class experiment:
             self._thread.join()
         self._flush_index()
         for launcher in self._launchers | {self.launcher}:
-            launcher.close()
+            _quietly(launcher.close, f"closing the {launcher.describe()} launcher")
         if self._remote is not None:
-            self._remote.close()  # waits for the pending pushes
+            _quietly(self._remote.close, "the remote")  # waits for the pending pushes
         counts = {s: sum(1 for j in self.order if j.status == s) for s in _TERMINAL}
+        for kind in ("reused", "waited"):
+            counts[kind] = sum(1 for j in self.order if j.outcome == kind)
+        counts["done"] -= counts["reused"] + counts["waited"]
         if self.record is not None:
-            self.record.end(outcome, **counts)
+            record = self.record
+            _quietly(lambda: record.end(outcome, **counts),
+                     f"the end line of the run record {record.path}")
         self.progress.close()
 
     def note_root(self, identifier: str) -> None:
         """Record that this run uses ``identifier`` (a Store lookup): a gc root while live."""
         if self.record is not None and identifier not in self._roots:
             self._roots.add(identifier)
-            self.record.append({"type": "root", "id": identifier})
+            self._append({"type": "root", "id": identifier})
 
 
 class _nothing:
@@ -745,13 +878,12 @@ class _nothing:
         return None
 
 
-def _say(line: str) -> None:
-    """One line to stderr from the scheduler thread, which nothing may stop: a broken stderr
-    (a closed pipe) loses the line, never the experiment."""
+def _quietly(call: Any, what: str) -> None:
+    """Call ``call()``; an error becomes one warning line (the end of a run goes on)."""
     try:
-        print(line, file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
+        call()
+    except Exception as exc:
+        _say(f"xpmstore: warning: {what}: {describe_error(exc)}")
 
 
 def _ask_slurm_at_once(launches: Iterable[dict[str, Any] | None]) -> None:

@@ -7,9 +7,11 @@ the index with the disk (records added for done objects it lacks, dropped for ob
 gone or not done, rewritten where they disagree with the disk).
 
 With ``repair``, a damaged object is marked **not done**: under its lock, its ``.xpm/done`` is
-renamed to ``.xpm/done.damaged-<time>`` (kept as evidence) and its index record dropped, so the
-next submit (or ``@cache`` call) computes it again.  Nothing else of the object is touched; an
-object whose lock is held is left alone and reported.  Safe across processes; re-hashing reads
+renamed to ``.xpm/done.damaged-<time>`` (kept as evidence), a task's state becomes ``failed``
+with the reason ``damaged: …`` (so that ``show``, ``jobs`` and ``Store.status`` agree: failed),
+and its index record is dropped, so the next submit (or ``@cache`` call) computes it again
+(``ran:failed-before``).  Nothing else of the object is touched; an object whose lock is held
+is left alone and reported.  Safe across processes; re-hashing reads
 every byte of the store.
 """
 
@@ -104,9 +106,10 @@ def check_object(directory: Path) -> list[str]:
     return problems
 
 
-def mark_not_done(workspace: Workspace, directory: Path) -> bool:
+def mark_not_done(workspace: Workspace, directory: Path, problems: list[str] | None = None) -> bool:
     """Under the object's lock (not waiting), rename its done manifest aside so that it is no
-    longer done; returns False (nothing done) when the lock is held by another process."""
+    longer done, and record a task as failed (``damaged: problems``); returns False (nothing
+    done) when the lock is held by another process."""
     identifier = directory.name
     with try_object_lock(workspace.lock_path(identifier)) as acquired:
         if not acquired:
@@ -116,8 +119,25 @@ def mark_not_done(workspace: Workspace, directory: Path) -> bool:
             os.rename(done, done.with_name(f"done.damaged-{time.time_ns()}"))
         except FileNotFoundError:
             pass
+        if object_kind(directory) == "task":
+            _record_damage(directory, problems or ["its files do not match its done manifest"])
     Index.for_workspace(workspace).delete(identifier)
     return True
+
+
+def _record_damage(directory: Path, problems: list[str]) -> None:
+    """The task's state: failed, damaged (its last state said done, which is no longer true).
+    On a full disk, no state at all rather than a stale ``done``."""
+    from .claim import write_state
+
+    reason = f"damaged: {'; '.join(problems)} (marked not done by fsck --repair)"[:500]
+    try:
+        write_state(directory, "failed", ended=time.time(), reason=reason)
+    except OSError:
+        try:
+            (directory / ".xpm" / "state.json").unlink()
+        except OSError:
+            pass
 
 
 def check(workspace: Workspace, repair: bool = False,
@@ -138,7 +158,7 @@ def check(workspace: Workspace, repair: bool = False,
             report.damaged.append(Damage(directory.name, object_kind(directory),
                                          directory.parent.name, directory, problems))
             if repair:
-                if mark_not_done(workspace, directory):
+                if mark_not_done(workspace, directory, problems):
                     report.repaired.append(directory.name)
                 else:
                     report.busy.append(directory.name)

@@ -26,6 +26,7 @@ serialised by LMDB; readers never block.  Not safe on network file systems:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -188,6 +189,38 @@ def _secondary_keys(raw: bytes, record: dict[str, Any]) -> list[tuple[bytes, byt
     return keys
 
 
+_SLACK = 1 << 20
+"""Bytes kept allocated past the end of the index's data (see :meth:`Index._keep_slack`)."""
+_PAGE = os.sysconf("SC_PAGE_SIZE")  # LMDB's page size: the OS page size
+
+_LOCK_FILE_SIZE = (MAX_READERS - 1) * 64 + 192
+"""The size LMDB gives its lock file for MAX_READERS readers (64-byte slots after a header)."""
+
+
+def _reserve_lock_file(path: Path) -> None:
+    """Make LMDB's lock file with every page allocated.  LMDB writes that file through a
+    memory map: a page the file system cannot allocate then (a full disk) kills the process
+    with SIGBUS.  Allocated here, a full disk is an OSError instead.  Only a new file (made
+    under the open lock, so no process uses it yet): an existing one is LMDB's."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return
+    try:
+        os.posix_fallocate(fd, 0, _LOCK_FILE_SIZE)
+    except OSError as exc:
+        os.close(fd)
+        fd = -1
+        os.unlink(path)
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return  # a file system without fallocate: LMDB makes the file as usual
+        raise OSError(exc.errno, f"the index cannot be created ({exc.strerror}); free some"
+                      " space and try again", str(path)) from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 class Index:
     """An open LMDB index.  Use :meth:`for_workspace` or :meth:`open` (cached per process)."""
 
@@ -290,6 +323,7 @@ class Index:
                 raise
 
     def _open_env(self) -> None:
+        _reserve_lock_file(self.path / "lock.mdb")
         self.env = lmdb.open(
             str(self.path), map_size=self._map_size(), max_dbs=MAX_DBS,
             max_readers=MAX_READERS, subdir=True, readahead=False,
@@ -310,6 +344,7 @@ class Index:
                     txn.put(b"schema", SCHEMA, db=self.dbs[b"meta"])
                 elif schema != SCHEMA:
                     raise _Damaged(f"index schema {schema!r}, expected {SCHEMA!r}")
+            self._keep_slack()
             return
         raise RuntimeError("index map kept changing size")  # pragma: no cover
 
@@ -351,12 +386,38 @@ class Index:
         for _ in range(64):
             try:
                 with self.env.begin(write=True) as txn:
-                    return body(txn)
+                    result = body(txn)
+                self._keep_slack()
+                return result
             except lmdb.MapResizedError:
                 self.env.set_mapsize(0)
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.DiskError as exc:  # ENOSPC: nothing is damaged; say it as an OSError
+                raise OSError(errno.ENOSPC, "the index cannot be written: no space left on the"
+                              " device (free some space; the index refills from the workspace)",
+                              str(self.path)) from exc
         raise RuntimeError("index write kept failing to fit")  # pragma: no cover
+
+    def _keep_slack(self) -> None:
+        """Keep :data:`_SLACK` bytes allocated past the pages LMDB uses in its data file.
+        LMDB writes a new page with ``pwrite`` past its last one: into blocks allocated
+        ahead, that write needs no free space, so on a full disk the index still takes small
+        writes (a reconcile, the records of the jobs that just ended).  A file longer than
+        its pages is LMDB's normal state (it never shrinks).  Best effort: on a full disk the
+        slack stays what it is."""
+        used = (self.env.info()["last_pgno"] + 1) * _PAGE
+        try:
+            fd = os.open(self.path / "data.mdb", os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            if os.fstat(fd).st_size < used + _SLACK // 2:
+                os.posix_fallocate(fd, used, _SLACK)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     # --- objects ----------------------------------------------------------------------------
 

@@ -88,7 +88,8 @@ def _selected(runs: list[Run], every_run: bool) -> list[Run]:
 
 def list_jobs(workspace: Workspace, every_run: bool = False) -> list[JobInfo]:
     """The jobs of live runs and of the latest run of each experiment (of every run with
-    ``every_run``), running ones first, then by experiment and run."""
+    ``every_run``), running ones first, then queued ones (claimed, not started), then by
+    experiment and run."""
     found: list[JobInfo] = []
     for run in _selected(read_runs(workspace), every_run):
         for job in run.jobs.values():
@@ -101,7 +102,7 @@ def list_jobs(workspace: Workspace, every_run: bool = False) -> list[JobInfo]:
                                  run.experiment, run.name, directory, dict(job.tags), started,
                                  ended, read_progress(directory)
                                  if status in ("running", "failed") else None))
-    order = {"running": 0, "failed": 1, "absent": 2, "done": 3}
+    order = {"running": 0, "queued": 1, "failed": 2, "absent": 3, "done": 4}
     return sorted(found, key=lambda j: (order.get(j.status, 9), j.experiment, j.run))
 
 

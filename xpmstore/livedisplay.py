@@ -80,7 +80,6 @@ class LiveDisplay(Progress):
         from rich.console import Console
 
         super().__init__(name, stream=stream, live=True)
-        self.queued: set[str] = set()
         self._jobs = jobs
         self._total = total
         self._since: dict[str, float] = {}  # identifier -> when it started (monotonic)

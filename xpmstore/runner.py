@@ -32,12 +32,18 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_WAITED", "inside_job", "main", "prepare", "run_job",
-           "write_done_state"]
+from .errors import ExperimentInJobError
+from .progress import describe_error
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_WAITED", "flush_standard_streams",
+           "inside_job", "main", "prepare", "run_job", "write_done_state"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_WAITED = 75
+EXIT_REFUSED = 78
+"""The job's task could not even be rebuilt because importing its script entered an
+``experiment()`` (an unguarded script): every job of that script fails the same way."""
 HEARTBEAT_PERIOD = 10.0
 
 _inside_job = False
@@ -163,13 +169,17 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
         slurm = os.environ.get("XPMSTORE_SLURM_JOB_ID")  # set by SlurmLauncher's script: the
         if slurm:  # id stays in the record even if the runner read it before sbatch returned
             recorded["slurm_job_id"] = slurm
-        write_atomic_many((xpm / "launch.json", xpm / "state.json"), json.dumps(
-            {**recorded, **own, "time": started, "state": "running", "started": started}
-        ).encode())
+        try:
+            write_atomic_many((xpm / "launch.json", xpm / "state.json"), json.dumps(
+                {**recorded, **own, "time": started, "state": "running", "started": started}
+            ).encode())
+            _redirect(directory)
+            os.chdir(directory)
+        except OSError as exc:  # a full disk, say: the job fails before it starts
+            _record_failure(directory, EXIT_FAILED, started, f"not started: {describe_error(exc)}")
+            return EXIT_FAILED
         if beat is not None:
             beat.start(xpm / "heartbeat")
-        _redirect(directory)
-        os.chdir(directory)
         progress.begin(directory)
         if environ:
             os.environ.update(environ)
@@ -189,28 +199,29 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
             task.execute()
             name = class_spec(type(task)).identity_name
             exclude = tuple(getattr(type(task), "__xpm_exclude__", ()))
-            sys.stdout.flush()
-            sys.stderr.flush()
+            flush_standard_streams()  # the logs are listed in the done manifest
             objects.finish(directory, identifier, "task", name, exclude,
                            objects.task_extra(task))
         except BaseException as exc:
             if isinstance(exc, _DependencyNotDone):
-                print(f"xpmstore: {exc}: the task was not run", file=sys.stderr)
+                _to_stderr(f"xpmstore: {exc}: the task was not run\n")
                 reason = str(exc)
             else:
-                traceback.print_exc()
-                reason = f"{type(exc).__name__}: {exc}"[:500]
-            sys.stderr.flush()
-            code = 130 if isinstance(exc, KeyboardInterrupt) else EXIT_FAILED
-            claim.write_state(directory, "failed", exit_code=code, started=started,
-                              ended=time.time(), reason=reason)
+                _to_stderr(traceback.format_exc())
+                reason = describe_error(_refusal(exc) or exc)[:500]
+            code = 130 if isinstance(exc, KeyboardInterrupt) else \
+                EXIT_REFUSED if _refusal(exc) is not None else EXIT_FAILED
+            _record_failure(directory, code, started, reason)
             return code
         fields = {"exit_code": 0, "started": started, "ended": time.time()}
         if done_later:
             global _done_state
             _done_state = (directory, fields)
         else:
-            claim.write_state(directory, "done", **fields)
+            try:
+                claim.write_state(directory, "done", **fields)
+            except OSError:
+                pass  # the done manifest says it all; the state is for people
         return EXIT_OK
     finally:
         progress.end()
@@ -218,6 +229,48 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
             beat.stop()
         leases.release()  # the job's @cache leases: its process exits without atexit
         lock.close()
+
+
+def _refusal(exc: BaseException) -> ExperimentInJobError | None:
+    """The refusal of an ``experiment()`` entered in this job (an unguarded script) that caused
+    ``exc``, if one did (loading the task wraps it into a ClassNotFoundError)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ExperimentInJobError):
+            return cause
+        cause = cause.__cause__
+    return None
+
+
+def flush_standard_streams() -> None:
+    """Write out the buffers of ``sys.stdout`` and ``sys.stderr``; one that user code closed
+    or replaced, or a file that cannot grow (a full disk), is no failure of the job."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _to_stderr(text: str) -> None:
+    """``text`` into the task's ``stderr`` (lost when that file cannot grow: a full disk)."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _record_failure(directory: Path, code: int, started: float, reason: str) -> None:
+    """Write the state ``failed``; on a full disk the scheduler records what it can."""
+    from .claim import write_state
+
+    try:
+        write_state(directory, "failed", exit_code=code, started=started, ended=time.time(),
+                    reason=reason)
+    except OSError:
+        pass
 
 
 _done_state: tuple[Path, dict[str, Any]] | None = None

@@ -48,7 +48,8 @@ def _packages_hash() -> str:
 
 
 class RunRecord:
-    """The record of one run of an experiment, opened for appending."""
+    """The record of one run of an experiment, opened for appending.  Raises OSError when it
+    cannot be written (a full disk: then no file is left)."""
 
     def __init__(self, experiments_dir: Path, name: str):
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -60,12 +61,18 @@ class RunRecord:
 
         from . import __version__
 
-        self.append({
-            "type": "header", "xpmstore": __version__, "python": platform.python_version(),
-            "git": _git_state(), "packages": _packages_hash(), "host": socket.gethostname(),
-            "boot_id": boot_id(), "pid": os.getpid(), "pid_start": process_start(os.getpid()),
-            "started": time.time(), "experiment": name,
-        })
+        try:
+            self.append({
+                "type": "header", "xpmstore": __version__, "python": platform.python_version(),
+                "git": _git_state(), "packages": _packages_hash(), "host": socket.gethostname(),
+                "boot_id": boot_id(), "pid": os.getpid(),
+                "pid_start": process_start(os.getpid()), "started": time.time(),
+                "experiment": name,
+            })
+        except BaseException:  # a full disk: no record rather than one without its header
+            os.close(self._fd)
+            self.path.unlink()
+            raise
 
     def append(self, line: dict[str, Any]) -> None:
         """Append one JSON line (one write)."""
@@ -78,10 +85,13 @@ class RunRecord:
             os.write(self._fd, data.encode())
 
     def end(self, outcome: str, **fields: Any) -> None:
-        """Write the end line and close the record."""
-        self.append({"type": "end", "outcome": outcome, "ended": time.time(), **fields})
-        os.fsync(self._fd)
-        os.close(self._fd)
+        """Write the end line and close the record (closed even when the write fails: a full
+        disk raises OSError, and the run counts as ended by its process's death)."""
+        try:
+            self.append({"type": "end", "outcome": outcome, "ended": time.time(), **fields})
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
 
 
 def read_run(path: Path) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 ```python
 store = Store("WORKSPACE")            # Store() is the default workspace
-store.status(learn)                   # "done" | "failed" | "running" | "absent"
+store.status(learn)                   # "done" | "failed" | "running" | "queued" | "absent"
 store.outputs(learn)                  # what task_outputs returns, for a done task
 store.find(ModelLearn, epochs=10)     # prior tasks of that class matching those params
 store.find(Evaluate, learned__epochs=10)  # through a task reference
@@ -74,7 +74,7 @@ class Record:
     """What the store knows of one object.
 
     ``status`` is read from the disk when the Record is made ("done", "failed", "running",
-    "absent"); ``config`` is, for a cache entry, its config's identifier.
+    "queued", "absent"); ``config`` is, for a cache entry, its config's identifier.
     """
 
     identifier: str
@@ -108,10 +108,11 @@ class Explanation:
 
 
 def object_status(directory: Path) -> str:
-    """"done", "failed", "running" or "absent", read from an object directory.
+    """"done", "failed", "running", "queued" or "absent", read from an object directory.
 
-    A job whose state says running but whose holder is gone (killed, machine rebooted) is
-    "failed": it will run again on the next submit.
+    "queued": claimed by a live scheduler (or submitted to Slurm) but not started yet, such as
+    a job claimed ahead of a free worker.  A job whose state says running but whose holder is
+    gone (killed, machine rebooted) is "failed": it will run again on the next submit.
     """
     if is_done(directory):
         return "done"
@@ -126,7 +127,7 @@ def object_status(directory: Path) -> str:
         from . import liveness  # the scheduler's module, only when something ran
 
         if liveness.launch_is_live(directory):
-            return "running"  # running, or claimed and about to start
+            return "running" if state == "running" else "queued"  # claimed, not started
         return "failed" if state == "running" else "absent"
     return "absent"
 
@@ -155,7 +156,8 @@ class Store:
     # --- one object ---------------------------------------------------------------------------
 
     def status(self, config: Config) -> str:
-        """"done", "failed", "running" or "absent" for a task (one identifier, one stat).
+        """"done", "failed", "running", "queued" (claimed, not started) or "absent" for a task
+        (one identifier, one stat).
 
         Raises ConfigTypeError for what is not a Task (it says what to call instead: a config's
         results are ``@cache`` entries, see :meth:`cached`)."""

@@ -1,9 +1,12 @@
 """The zygote: a helper process that imports the task modules once and forks a job per request.
 
-Started with spawn (``python -m xpmstore.zygote [EXITS_FD [JOBS_FD]]``, never forked from the
-scheduler, which holds LMDB handles and threads) in its own session.  It keeps one **spare**
-child forked ahead of need, already in its own session, waiting for a job; it reads JSON lines
-on stdin and answers on stdout:
+Started with spawn (``python -m xpmstore.zygote REQUESTS_FD MESSAGES_FD [EXITS_FD [JOBS_FD]]``,
+never forked from the scheduler, which holds LMDB handles and threads) in its own session.  It
+keeps one **spare** child forked ahead of need, already in its own session, waiting for a job;
+it reads JSON lines on ``REQUESTS_FD`` and answers on ``MESSAGES_FD``: pipes of their own, never
+stdin and stdout, which belong to the task modules it imports (their ``print`` at import, a
+``logging`` handler, a module that closes stdout).  Its stdout is its stderr, the experiment's:
+what those modules print goes there; its stdin is ``/dev/null``.
 
 * ``{"op": "import", "path": [...], "modules": [...], "scripts": [...]}``: set ``sys.path`` and
   import modules (scripts of ``__main__`` classes by path), once each; the spare, which lacks
@@ -41,10 +44,16 @@ import sys
 import time
 from typing import Any
 
+from . import runner
+
 __all__ = ["main"]
 
 
 def _import(message: dict[str, Any], imported: set[str]) -> None:
+    """Import the modules and scripts of ``message``, once each.  One that fails is left out
+    (a failed script's half-run module too): each job then imports it again itself, and
+    fails with its error (``experiment()`` entered inside a job's process, say), exactly as a
+    job of a fresh process does."""
     for entry in message.get("path", []):
         if entry not in sys.path:
             sys.path.append(entry)
@@ -53,7 +62,7 @@ def _import(message: dict[str, Any], imported: set[str]) -> None:
             imported.add(module)
             try:
                 importlib.import_module(module)
-            except Exception:
+            except BaseException:  # SystemExit too: a module may call sys.exit()
                 pass
     for script in message.get("scripts", []):
         if script not in imported:
@@ -61,9 +70,32 @@ def _import(message: dict[str, Any], imported: set[str]) -> None:
             from .serialize import _main_module
 
             try:
-                _main_module(script)
-            except Exception:
+                _main_module(script)  # a script that fails half-way is not kept
+            except BaseException:
                 pass
+    _settle_standard_streams()
+
+
+def _settle_standard_streams() -> None:
+    """After imports of user code: file descriptors 0, 1 and 2 open (a module that closed
+    stdout would let the next pipe take descriptor 1, and a stray ``print`` land in it), and
+    nothing left in the buffers of stdout and stderr."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = _devnull()
+            try:
+                os.dup2(2 if fd == 1 else null, fd)
+            except OSError:  # stderr closed too
+                os.dup2(null, fd)
+            os.close(null)
+    runner.flush_standard_streams()
+
+
+def _devnull() -> int:
+    """A new descriptor of /dev/null (read and write)."""
+    return os.open(os.devnull, os.O_RDWR)
 
 
 _close_in_child: list[int] = []
@@ -80,6 +112,7 @@ class _Child:
     path."""
 
     def __init__(self, spare: bool) -> None:
+        runner.flush_standard_streams()  # what user code left there: a fork would copy it
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -187,8 +220,7 @@ def _child(read_fd: int, spare: bool) -> None:
         traceback.print_exc()
     finally:
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            runner.flush_standard_streams()
         finally:
             if report is not None and code in (0, 75):  # done, or waited (another runs it);
                 _report_exit(report, code)  # a failure is reported once its process is gone
@@ -274,17 +306,30 @@ def _lines(fd: int, buffer: bytearray) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve requests until stdin closes (see module doc)."""
+    """Serve requests until REQUESTS_FD closes (see module doc)."""
     global _exits_fd, _jobs_fd, _taken_fd
     args = sys.argv[1:] if argv is None else argv
-    if args:
-        _exits_fd = int(args[0])
+    if len(args) < 2:
+        print("usage: python -m xpmstore.zygote REQUESTS_FD MESSAGES_FD [EXITS_FD [JOBS_FD]]",
+              file=sys.stderr)
+        return 2
+    requests_fd, messages_fd = int(args[0]), int(args[1])
+    for fd in (requests_fd, messages_fd):
+        os.set_inheritable(fd, False)
+    if len(args) > 2:
+        _exits_fd = int(args[2])
         os.set_inheritable(_exits_fd, False)  # the jobs' own programs never see it
         os.set_blocking(_exits_fd, False)  # a full pipe drops a report, never blocks a job
-    if len(args) > 1:
-        _jobs_fd = int(args[1])
+    if len(args) > 3:
+        _jobs_fd = int(args[3])
         os.set_inheritable(_jobs_fd, False)
         os.set_blocking(_jobs_fd, False)  # several spares may wake for one job: one gets it
+    # The protocol has its own pipes: stdout is stderr (what modules print at import reaches
+    # the experiment's stderr), stdin is /dev/null.
+    null = _devnull()
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler handles interrupts
     # What jobs need, imported once.  Nothing more: each module makes the zygote larger, and
     # forking it and ending each job cost more (twice as much with filelock's imports).
@@ -296,16 +341,16 @@ def main(argv: list[str] | None = None) -> int:
 
     runner._inside_job = True  # a user script imported here must not start an experiment
 
-    out = os.fdopen(os.dup(1), "w")
+    out = os.fdopen(messages_fd, "w")
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     taken_read, _taken_fd = os.pipe()
     os.set_blocking(taken_read, False)
-    _close_in_child.extend([out.fileno(), wake_read, wake_write, taken_read])
+    _close_in_child.extend([out.fileno(), requests_fd, wake_read, wake_write, taken_read])
     signal.signal(signal.SIGCHLD, lambda *_: None)
     selector = selectors.DefaultSelector()
-    selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "stdin")
+    selector.register(requests_fd, selectors.EVENT_READ, "requests")
     selector.register(wake_read, selectors.EVENT_READ, "wake")
     selector.register(taken_read, selectors.EVENT_READ, "taken")
     children: dict[int, Any] = {}  # pid -> token of a child that took a job
@@ -357,10 +402,10 @@ def main(argv: list[str] | None = None) -> int:
                 for message in _lines(taken_read, taken):
                     took(message)
                 continue
-            chunk = os.read(sys.stdin.fileno(), 65536)
+            chunk = os.read(requests_fd, 65536)
             if not chunk:
                 open_input = False
-                selector.unregister(sys.stdin.fileno())
+                selector.unregister(requests_fd)
                 release()
                 continue
             buffer += chunk

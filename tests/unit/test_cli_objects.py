@@ -219,6 +219,27 @@ def test_show_prints_values_and_the_tags_a_failed_task_was_submitted_with(
     assert details["values"]["batch"] == 16 and details["tags"] == {"a": 1}
 
 
+def test_show_after_fsck_repair_gives_one_status(ws: Workspace) -> None:
+    steps = run_chain(ws, "exp", 2, variant=5)
+    directory = task_dir(ws, steps[0])
+    (directory / "out.txt").write_text("damaged")
+    assert invoke(ws, "fsck", "--repair").exit_code == 0
+    details = json.loads(invoke(ws, "show", steps[0].__identifier__, "--json").stdout)
+    # Before: status "absent" while the state still said "done".
+    assert (details["status"], details["state"]["state"]) == ("failed", "failed")
+    assert details["state"]["reason"].startswith("damaged: out.txt")
+    [job] = [j for j in json.loads(invoke(ws, "jobs", "--json").stdout)
+             if j["identifier"] == steps[0].__identifier__]
+    assert job["status"] == "failed"
+    [entry] = json.loads(invoke(ws, "ls", "--status", "failed", "--json").stdout)
+    assert entry["identifier"] == steps[0].__identifier__
+    run_chain(ws, "exp", 2, variant=5)  # the next submit runs it again, as a failed job
+    details = json.loads(invoke(ws, "show", steps[0].__identifier__, "--json").stdout)
+    assert (details["status"], details["state"]["state"]) == ("done", "done")
+    assert details["reasons"][-1]["reason"] == "ran:failed-before"
+    assert details["attempts"][-1]["state"] == "failed"
+
+
 def test_pin_and_unpin(ws: Workspace, filled: list[Step]) -> None:
     step = filled[1]
     assert invoke(ws, "pin", step.__identifier__[:12]).exit_code == 0

@@ -503,15 +503,69 @@ def test_ctrl_c_while_the_block_waits_interrupts_running_jobs(ws: Workspace, cou
     presser = threading.Thread(target=press_ctrl_c)
     presser.start()
     try:
-        with pytest.raises(KeyboardInterrupt), xp(ws):
+        with pytest.raises(KeyboardInterrupt), xp(ws) as run:
             blocker.submit()  # then the end of the block waits for it
     finally:
         presser.join()
         signal.signal(signal.SIGINT, previous)
     state = read_state(taskdir(ws, blocker))
     assert (state["state"], state["reason"]) == ("failed", "interrupted")
+    # The progress says so too (not "killed by signal 15", the exit the interrupt caused).
+    assert f"failed   tests.sched.Blocker {blocker.__identifier__[:12]} interrupted" \
+        in output_of(run)
     assert count_of(counters, "ended-c") == 0
     assert end_of(runs(ws)[0])["outcome"] == "interrupted"
+
+
+def test_an_index_that_cannot_be_written_never_stops_the_scheduler(
+        tmp_path: Path, counters: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # The index's place is taken by a file: every flush of finished jobs to the index raises
+    # (FileExistsError).  That error once killed the scheduler thread, and the block waited
+    # for ever; the index is only an accelerator: the jobs are done, with one warning.
+    root = tmp_path / "blocked-index"
+    root.mkdir()
+    (root / "not-a-folder").write_text("")
+    (root / "xpmstore.toml").write_text('index_path = "not-a-folder"\n')
+    ws = Workspace.at(root)
+    first, second = Counted(n=1, counters=counters), Counted(n=2, counters=counters)
+    with xp(ws) as run:
+        first.submit()
+        wait_for(lambda: count_of(counters, "counted-1") == 1, "the first job")
+        second.submit()
+    assert count_of(counters, "counted-1") == count_of(counters, "counted-2") == 1
+    assert objects.is_done(taskdir(ws, first)) and objects.is_done(taskdir(ws, second))
+    assert end_of(runs(ws)[0])["outcome"] == "ok"
+    assert "2 done, 0 reused, 0 failed" in output_of(run)
+    [warning] = [line for line in capsys.readouterr().err.splitlines() if "index" in line]
+    assert warning.startswith("xpmstore: warning: the index cannot record finished jobs")
+    assert "FileExistsError" in warning
+
+
+def test_a_job_claimed_ahead_of_a_free_worker_is_queued_not_running(
+        ws: Workspace, counters: str, tmp_path: Path) -> None:
+    from ..clihelpers import invoke
+
+    release = tmp_path / "release"
+    first = Blocker(key="q1", counters=counters, release=str(release))
+    second = Blocker(key="q2", counters=counters, release=str(release))
+    with xp(ws, workers=1) as run:
+        first.submit()
+        second.submit()
+        wait_for(lambda: count_of(counters, "started-q1") == 1, "the first job to start")
+        wait_for(lambda: (taskdir(ws, second) / ".xpm" / "launch.json").exists(),
+                 "the second job to be claimed ahead")
+        statuses = {j["identifier"]: j["status"]
+                    for j in json.loads(invoke(ws, "jobs", "--json").stdout)}
+        assert statuses == {first.__identifier__: "running", second.__identifier__: "queued"}
+        assert Store(ws).status(second) == "queued"
+        shown = json.loads(invoke(ws, "show", second.__identifier__, "--json").stdout)
+        assert shown["status"] == "queued"
+        second_line = f"tests.sched.Blocker {second.__identifier__[:12]}"
+        assert f"queued   {second_line}" in output_of(run)
+        assert f"running  {second_line}" not in output_of(run)
+        release.write_text("")
+    assert f"running  {second_line}" in output_of(run)  # once a worker freed
+    assert count_of(counters, "ended-q1") == count_of(counters, "ended-q2") == 1
 
 
 # --- dry runs --------------------------------------------------------------------------------

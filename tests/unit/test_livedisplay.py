@@ -5,6 +5,7 @@ processes nor an experiment off a terminal import rich."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -40,13 +41,15 @@ def test_on_a_terminal_one_block_then_the_failures_and_the_summary(
     terminal = Terminal([*DRIVE, str(workspace), "3", str(release), "fail"], env=env,
                         cwd=REPO_ROOT)
     try:
-        block = terminal.wait_for(lambda s: sum("train 3/10" in line for line in s) == 2,
-                                  "two running jobs at step 3 of 10")
+        block = terminal.wait_for(
+            lambda s: sum("train 3/10" in line for line in s) == 2
+            and any("2 queued" in line for line in s),
+            "two running jobs at step 3 of 10, two queued (claimed ahead of a free worker)")
     finally:
         release.write_text("")
     totals = [line for line in block if line.startswith("display ")]
     assert len(totals) == 1, block
-    assert re.search(r" \d/4 +0 done · 0 reused · 2 running · \d queued · 0 failed +\d+s$",
+    assert re.search(r" 0/4 +0 done · 0 reused · 2 running · 2 queued · 0 failed +\d+s$",
                      totals[0]), totals[0]
     running = [line for line in block if "train 3/10" in line]
     for line in running:  # name, identifier, elapsed, tags, bar, progress text
@@ -147,6 +150,39 @@ def test_a_dry_run_draws_nothing_and_the_summary_ends_it() -> None:
     display = LiveDisplay("dry", stream)  # type: ignore[arg-type]
     display.close()
     assert re.fullmatch(r"dry: 0 done, 0 reused, 0 failed in \d+\.\ds\n", stream.text)
+
+
+def test_the_block_names_every_count_and_each_running_job(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    taskdir = tmp_path / "task"
+    (taskdir / ".xpm").mkdir(parents=True)
+    (taskdir / ".xpm" / "progress.json").write_text(json.dumps({
+        "version": 1, "updated": 1.7e9, "levels": [
+            {"level": 0, "fraction": 0.4, "step": 2, "total": 5, "desc": "epoch"},
+            {"level": 1, "fraction": 0.5, "step": 50, "total": 100, "desc": "train"}]}))
+    jobs = {"a" * 64: SimpleNamespace(taskdir=taskdir, tags={"lr": 0.1, "seed": 2}),
+            "b" * 64: SimpleNamespace(taskdir=tmp_path / "none", tags={})}
+    display = LiveDisplay("exp", FakeTerminal(), jobs=jobs.get,  # type: ignore[arg-type]
+                          total=lambda: 12)
+    display._start = lambda: None  # type: ignore[method-assign]  # draw by hand, below
+    for outcome in ("done", "reused", "waited", "blocked"):
+        display.finished_job("c" * 64, "pkg.Other", outcome)
+    display.queued_job("d" * 64, "pkg.Learn")
+    display.started_job("a" * 64, "pkg.Learn")
+    display.started_job("b" * 64, "pkg.Learn")
+    console = Console(file=io.StringIO(), width=140, color_system=None)
+    console.print(display._render())
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert re.search(r"^exp .* 4/12 +1 done · 1 reused · 1 waited · 2 running · 1 queued"
+                     r" · 0 failed · 1 blocked +\d+s$", lines[0]), lines[0]
+    # the bar: (2 epochs + half of the third) / 5 = 50%, 8 of its 16 cells
+    assert re.match(r"^  Learn aaaaaaaaaaaa +0s lr=0.1 seed=2 ━{8} {9}epoch 2/5 · train 50%"
+                    r" \(50/100\)$", lines[1]), lines[1]
+    assert re.match(r"^  Learn bbbbbbbbbbbb +0s *$", lines[2]), lines[2]  # nothing reported
+    display.close()
 
 
 def test_elapsed_text() -> None:

@@ -3,6 +3,7 @@ on a terminal, and a one-line summary at the end with the counts."""
 
 from __future__ import annotations
 
+import errno
 import io
 import re
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 
 from xpmstore import ExperimentFailed, experiment
 from xpmstore.launchers import LocalLauncher
-from xpmstore.progress import Progress
+from xpmstore.progress import Progress, describe_error
 
 from ..schedtasks import After, Counted, Flaky
 from ..storehelpers import isolate, make_workspace
@@ -78,6 +79,37 @@ def test_live_line_on_a_terminal_names_the_running_jobs() -> None:
     last = text.split("\r\033[K")[-1]  # the live line is erased before the summary
     assert summary_of(last) == {"name": "live", "done": "0", "reused": "0", "failed": "0",
                                 "blocked": "1"}
+
+
+def test_queued_and_waited_jobs_are_shown_apart() -> None:
+    stream = FakeTerminal()
+    progress = Progress("mixed", stream=stream)
+    progress.queued_job(A, "pkg.Learn")  # claimed ahead of a free worker
+    assert "mixed: 0 done, 0 reused, 0 running, 1 queued, 0 failed" in stream.getvalue()
+    progress.started_job(A, "pkg.Learn")
+    assert progress.queued == set() and progress.running == {A: "pkg.Learn"}
+    progress.finished_job(A, "pkg.Learn", "done")
+    progress.finished_job(B, "pkg.Eval", "waited")  # another process ran it
+    progress.close()
+    assert stream.getvalue().split("\r\033[K")[-1].startswith(
+        "mixed: 1 done, 0 reused, 1 waited, 0 failed in ")
+    plain = io.StringIO()
+    progress = Progress("plain", stream=plain)
+    progress.queued_job(A, "pkg.Learn")
+    progress.finished_job(B, "pkg.Eval", "waited")
+    assert plain.getvalue().splitlines() == [f"[plain] queued   pkg.Learn {A[:12]}",
+                                             f"[plain] waited   pkg.Eval {B[:12]}"]
+
+
+@pytest.mark.parametrize(("error", "line"), [
+    (OSError(errno.ENOSPC, "No space left on device"), "disk full: No space left on device"),
+    (OSError(errno.EDQUOT, "Disk quota exceeded", "/ws/x"),
+     "disk full: Disk quota exceeded (/ws/x)"),
+    (RuntimeError("two\nlines"), "RuntimeError: two lines"),
+    (KeyError(), "KeyError"),
+])
+def test_describe_error_is_one_line(error: BaseException, line: str) -> None:
+    assert describe_error(error) == line
 
 
 @pytest.mark.usefixtures("_guarded")

@@ -21,7 +21,7 @@ from xpmstore.runrecord import RunRecord, read_run
 from ..helpers import PYTHON, REPO_ROOT
 from ..schedtasks import Blocker, Evaluate, Model, ModelLearn
 from ..storehelpers import count_of, isolate, make_workspace, wait_for
-from .test_experiment import hang_guard, xp
+from .test_experiment import hang_guard, output_of, xp
 
 RUN_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-(?P<host>.+)-(?P<pid>\d+)$")
 
@@ -167,7 +167,7 @@ def test_a_job_another_process_runs_is_waited_for(tmp_path: Path) -> None:
         with hang_guard():
             wait_for(lambda: count_of(counters, "started-shared") == 1,
                      "the other process's job to start")
-            with xp(ws, "waiter"):
+            with xp(ws, "waiter") as run:
                 Blocker(key="shared", counters=str(counters), release=str(release)).submit()
                 release.write_text("")
         _, err = other.communicate(timeout=120)
@@ -184,4 +184,7 @@ def test_a_job_another_process_runs_is_waited_for(tmp_path: Path) -> None:
     assert reasons[0] == waited  # planned: a live process holds the job
     # At launch time the scheduler found it still held (waited), or already done (reused).
     assert reasons[-1] in (waited, "reused:local")
-    assert record[-1]["outcome"] == "ok" and record[-1]["done"] == 1
+    # This run only waited: the job counts as waited, not done (nor reused).
+    end = record[-1]
+    assert (end["outcome"], end["done"], end["reused"], end["waited"]) == ("ok", 0, 0, 1)
+    assert "waiter: 0 done, 0 reused, 1 waited, 0 failed" in output_of(run)

@@ -20,6 +20,7 @@ from xpmstore.launchers import LocalLauncher
 from xpmstore.taskprogress import (
     MAX_LEVELS,
     TaskProgress,
+    overall_fraction,
     parse_progress,
     progress_text,
     read_progress,
@@ -308,6 +309,20 @@ def test_descriptions_lose_terminal_escapes_and_are_bounded(tmp_path: Path) -> N
     desc = levels[0]["desc"]
     assert desc is not None and desc.startswith("[2J ]0;pwned ok line")
     assert all(c.isprintable() for c in desc) and len(desc) <= 200
+
+
+def test_overall_fraction_combines_the_levels() -> None:
+    def levels(*entries: dict[str, Any]) -> Any:
+        return parse_progress(document(levels=[{"level": i, **e}
+                                               for i, e in enumerate(entries)]).encode())
+
+    assert overall_fraction(None) is None
+    assert overall_fraction(levels({"fraction": 0.3})) == 0.3
+    assert overall_fraction(levels({"step": 2, "total": 5},
+                                   {"fraction": 0.4, "step": 40, "total": 100})) == 0.48
+    assert overall_fraction(levels({"step": 2, "total": 5}, {"step": 7})) == 0.4  # no total
+    assert overall_fraction(levels({"step": 5, "total": 5}, {"fraction": 0.9})) == 1.0
+    assert overall_fraction(levels({"step": 3}, {"fraction": 0.5})) is None
 
 
 def test_progress_text() -> None:

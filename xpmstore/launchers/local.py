@@ -24,6 +24,8 @@ from typing import Any
 
 from ..errors import XpmstoreError
 from ..liveness import launch_is_live, process_start, read_launch
+from ..progress import describe_error
+from ..progress import say as _say
 from ..runner import EXIT_WAITED
 from .base import ExitCallback, Launcher
 
@@ -125,7 +127,12 @@ class _Zygote:
 
         env = dict(os.environ)
         env["PYTHONPATH"] = _python_path()
-        exits_read, exits_write = os.pipe()  # jobs report their own end here (xpmstore.zygote)
+        # The zygote's own pipes (never its stdin and stdout, which the task modules it imports
+        # may print to, read or close): requests to it, messages from it, and the pipe where
+        # jobs report their own end (xpmstore.zygote).
+        requests_read, requests_write = os.pipe()
+        messages_read, messages_write = os.pipe()
+        exits_read, exits_write = os.pipe()
         # Jobs go straight to the zygote's spare on this socket (one message, one job); where
         # there is no such socket, every job goes through the zygote.
         self.jobs: socket.socket | None = None
@@ -134,22 +141,27 @@ class _Zygote:
             self.jobs, jobs_read = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except OSError:
             pass
-        passed = [exits_write] + ([jobs_read.fileno()] if jobs_read is not None else [])
+        passed = [requests_read, messages_write, exits_write] + (
+            [jobs_read.fileno()] if jobs_read is not None else [])
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "xpmstore.zygote", *map(str, passed)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env,
-                pass_fds=passed,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+                env=env, pass_fds=passed,
             )
         except BaseException:
-            os.close(exits_read)
+            for fd in (requests_write, messages_read, exits_read):
+                os.close(fd)
             if self.jobs is not None:
                 self.jobs.close()
             raise
         finally:
-            os.close(exits_write)
+            for fd in (requests_read, messages_write, exits_write):
+                os.close(fd)
             if jobs_read is not None:
                 jobs_read.close()
+        self.requests = os.fdopen(requests_write, "wb")
+        self.messages = messages_read
         self.exits = exits_read
         self.lock = threading.Lock()
         self.tokens = itertools.count()
@@ -167,27 +179,29 @@ class _Zygote:
         return not self.dead and self.process.poll() is None
 
     def _send(self, message: dict[str, Any]) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write((json.dumps(message) + "\n").encode())
-        self.process.stdin.flush()
+        self.requests.write((json.dumps(message) + "\n").encode())
+        self.requests.flush()
 
     def _read(self) -> None:
         try:
             self._read_messages()
+        except BaseException as exc:  # never happens: say it, and let _ended report the jobs
+            _say(f"xpmstore: warning: the zygote's messages could not be read"
+                 f" ({describe_error(exc)})")
         finally:
             self._ended()
-            try:
-                os.close(self.exits)
-            except OSError:
-                pass
+            for fd in (self.messages, self.exits):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def _read_messages(self) -> None:
-        """Lines from the zygote's stdout and from the jobs' exit pipe, until both end (the
-        zygote's end is reported at once; jobs it forked may still report theirs)."""
+        """Lines from the zygote's messages pipe and from the jobs' exit pipe, until both end
+        (the zygote's end is reported at once; jobs it forked may still report theirs)."""
         import selectors
 
-        assert self.process.stdout is not None
-        out = self.process.stdout.fileno()
+        out = self.messages
         pending = {out: b"", self.exits: b""}
         with selectors.DefaultSelector() as selector:
             selector.register(out, selectors.EVENT_READ)
@@ -204,7 +218,19 @@ class _Zygote:
                     *lines, pending[key.fd] = (pending[key.fd] + chunk).split(b"\n")
                     for line in lines:
                         if line:
-                            self._message(json.loads(line))
+                            self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        """Act on one line of the protocol; a line that is not one (never written by xpmstore)
+        costs a warning, never the reader."""
+        try:
+            message = json.loads(line)
+            if not isinstance(message, dict):
+                raise ValueError("not a JSON object")
+            self._message(message)
+        except (ValueError, KeyError, TypeError) as exc:
+            _say(f"xpmstore: warning: a line from the zygote was not understood"
+                 f" ({describe_error(exc)}): {line[:80]!r}")
 
     def _message(self, message: dict[str, Any]) -> None:
         token = str(message.get("token"))
@@ -333,11 +359,10 @@ class _Zygote:
         return True
 
     def close(self) -> None:
-        if self.process.stdin is not None:
-            try:
-                self.process.stdin.close()
-            except OSError:
-                pass
+        try:
+            self.requests.close()
+        except OSError:
+            pass
         if self.jobs is not None:
             self.jobs.close()  # an idle spare ends with it
         self._settle()

@@ -43,6 +43,7 @@ from ..atomic import write_atomic
 from ..claim import read_state
 from ..errors import XpmstoreError
 from ..liveness import read_launch
+from ..progress import describe_error, say
 from ..runner import EXIT_FAILED, EXIT_WAITED
 from .base import ExitCallback, Launcher
 from .local import _python_path
@@ -240,7 +241,7 @@ class SlurmLauncher(Launcher):
             try:
                 changed = self._poll(jobs)
             except Exception as exc:  # a failed poll (Slurm or the disk): warn, poll again
-                print(f"xpmstore: warning: Slurm poll failed: {exc}", file=sys.stderr)
+                say(f"xpmstore: warning: Slurm poll failed: {describe_error(exc)}")
                 changed = False
             interval = self.poll_min if (changed or woken) else min(interval * 1.5,
                                                                     self.poll_max)
