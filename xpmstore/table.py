@@ -4,10 +4,11 @@ A row is a dict: ``"id"`` (the identifier), ``"status"`` (only when rows of ever
 asked for), then the params that differ across the rows under dotted names (``model.lr``,
 ``learned.epochs`` through a task reference; defaults filled in), the tags as ``"tag:<name>"``,
 then the values of the task's metrics (a JSON file of its directory, or what a callable returns
-for it), nested objects flattened with dots.  A metric whose name is already a column's, or
-starts with ``param:``, ``tag:`` or ``metric:``, becomes ``"metric:<name>"`` (and a param named
-``id`` or ``status``, ``"param:<name>"``).  Every row has every column (None where it has no
-value), so ``pandas.DataFrame(rows)`` takes the list as it is.
+for it), nested objects flattened with dots.  A param named ``id`` or ``status`` becomes
+``"param:<name>"``; a metric named ``id``, ``status``, like a param of the rows (shown or not:
+names never depend on which params differ), like a tag column, or starting with ``param:``,
+``tag:`` or ``metric:``, becomes ``"metric:<name>"``.  Every row has every column (None where
+it has no value), so ``pandas.DataFrame(rows)`` takes the list as it is.
 
 :func:`build_rows` is pure; :func:`tabulate` reads the local store (the index for done tasks,
 the directories for the others) and the metrics files.
@@ -51,6 +52,7 @@ that returns the values, or None (no metrics)."""
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
 _MAX_DEPTH = 32  # nesting deeper than this (an identity, a metrics document) is not flattened
 _PREFIXES = ("param:", "tag:", "metric:")
+_RESERVED = ("id", "status")  # the fixed columns: a param of such a name is "param:<name>"
 
 
 @dataclass
@@ -202,25 +204,18 @@ def build_rows(rows: list[TaskRow], status_column: bool = False,
                all_params: bool = False) -> list[dict[str, Any]]:
     """The table of ``rows`` (their ``params`` already flattened): see the module doc for the
     columns.  ``all_params`` keeps the params that are the same in every row too.  Pure."""
-    fixed = ["id"] + (["status"] if status_column else [])
-    param_names = _ordered_union(r.params for r in rows)
-    if not all_params:
-        param_names = [n for n in param_names
-                       if any(n not in r.params for r in rows)
-                       or not _same([r.params[n] for r in rows])]  # (NaN differs from NaN)
-    taken = set(fixed)
-    params = []
-    for name in param_names:
-        column = f"param:{name}" if name in taken else name
-        params.append((name, column))
-    taken.update(c for _, c in params)
-    tag_names = sorted(_ordered_union(r.tags for r in rows))
-    tags = [(name, f"tag:{name}") for name in tag_names]
-    taken.update(c for _, c in tags)
-    metrics = []
-    for name in _ordered_union(r.metrics for r in rows):
-        column = f"metric:{name}" if name in taken or name.startswith(_PREFIXES) else name
-        metrics.append((name, column))
+    every_param = _ordered_union(r.params for r in rows)
+    shown = every_param if all_params else [
+        n for n in every_param
+        if any(n not in r.params for r in rows)
+        or not _same([r.params[n] for r in rows])]  # (NaN differs from NaN)
+    # Names depend on what the rows hold, never on which params differ this time: a metric
+    # that is also a param's name is "metric:" whether that param is shown or not.
+    params = [(name, f"param:{name}" if name in _RESERVED else name) for name in shown]
+    tags = [(name, f"tag:{name}") for name in sorted(_ordered_union(r.tags for r in rows))]
+    taken = {*_RESERVED, *every_param, *(c for _, c in tags)}
+    metrics = [(name, f"metric:{name}" if name in taken or name.startswith(_PREFIXES) else name)
+               for name in _ordered_union(r.metrics for r in rows)]
     table = []
     for row in rows:
         cells: dict[str, Any] = {"id": row.identifier}

@@ -218,6 +218,18 @@ def test_names_that_collide_take_their_kind_as_prefix() -> None:
                         "metric:id": None, "metric:lr": 5, "x": None, "metric:tag:lr": 4}
 
 
+def test_a_metric_named_like_a_param_keeps_its_name_whether_the_param_is_shown() -> None:
+    def table(lrs: tuple[float, float]) -> list[str]:
+        return list(build_rows([TaskRow(str(i), None, {}, "done", 0.0, metrics={"lr": 1},
+                                        params={"lr": lr, "status": 1})
+                                for i, lr in enumerate(lrs)])[0])
+
+    assert table((0.1, 0.2)) == ["id", "lr", "metric:lr"]
+    assert table((0.1, 0.1)) == ["id", "metric:lr"]  # lr is the same everywhere: not shown
+    assert list(build_rows([TaskRow("a", None, {}, "done", 0.0, params={"status": 1})],
+                           all_params=True)[0]) == ["id", "param:status"]
+
+
 def test_a_param_absent_from_some_rows_differs() -> None:
     rows = [TaskRow("a", None, {}, "done", 0.0, params={"x": 1, "y": [1, 2]}),
             TaskRow("b", None, {}, "done", 0.0, params={"y": [1, 2]}),
