@@ -25,7 +25,7 @@ from .store import Store, object_status
 from .taskprogress import ProgressLevel, read_progress
 from .workspace import Workspace
 
-__all__ = ["Details", "describe"]
+__all__ = ["Details", "describe", "shown_value"]
 
 
 @dataclass
@@ -84,11 +84,11 @@ def _state_in(folder: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _shown(value: Any, objects: dict[str, Any]) -> Any:
+def shown_value(value: Any, objects: dict[str, Any]) -> Any:
     """A value of params.json's values section as plain JSON for people: a sub-config as its
     class and short identifier, a path as its text, tagged containers as lists and objects."""
     if isinstance(value, list):
-        return [_shown(v, objects) for v in value]
+        return [shown_value(v, objects) for v in value]
     if not isinstance(value, dict):
         return value
     if "$ref" in value:
@@ -101,12 +101,12 @@ def _shown(value: Any, objects: dict[str, Any]) -> Any:
             return value[tag]
     for tag in ("$tuple", "$set"):
         if tag in value:
-            return _shown(value[tag], objects)
+            return shown_value(value[tag], objects)
     if "$dict" in value and isinstance(value["$dict"], dict):
-        return {str(k): _shown(v, objects) for k, v in value["$dict"].items()}
+        return {str(k): shown_value(v, objects) for k, v in value["$dict"].items()}
     if "$taskpath" in value:
         return value.get("name")
-    return {str(k): _shown(v, objects) for k, v in value.items()}
+    return {str(k): shown_value(v, objects) for k, v in value.items()}
 
 
 def _meta_values(document: Any) -> dict[str, Any] | None:
@@ -117,7 +117,7 @@ def _meta_values(document: Any) -> dict[str, Any] | None:
         objects = values["objects"]
         root = objects[values["root"]]
         identity = document["identity"]["fields"]
-        return {name: _shown(value, objects) for name, value in sorted(root["fields"].items())
+        return {name: shown_value(value, objects) for name, value in sorted(root["fields"].items())
                 if name not in identity}
     except (KeyError, TypeError, AttributeError):
         return None

@@ -25,6 +25,7 @@ __all__ = [
     "MissingFieldError",
     "NotFound",
     "ObjectInUseError",
+    "PathRefusedError",
     "ProgressArgumentError",
     "RemoteError",
     "RemoteUnavailableError",
@@ -160,6 +161,12 @@ class HasDependentsError(XpmstoreError, RuntimeError):
     def __init__(self, message: str, dependents: list[str] | None = None):
         super().__init__(message)
         self.dependents = dependents or []
+
+
+class PathRefusedError(XpmstoreError, PermissionError):
+    """A path asked of an object (``xpmstore serve``'s file and log views) that is not one of
+    the files its done manifest lists nor one of its logs, or that leads outside its
+    directory; the message quotes the path."""
 
 
 class TextValueError(XpmstoreError, ValueError):

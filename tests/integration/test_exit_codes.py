@@ -62,6 +62,8 @@ CASES: list[tuple[str, list[str], int]] = [
     ("push", ["XYZ"], 2),
     ("pull", [UNKNOWN], 1),
     ("pull", ["XYZ"], 2),
+    ("serve", ["--workspace", MISSING], 1),
+    ("serve", ["--port", "nope"], 2),
     ("table", ["raises_on_import:Task"], 1),
     ("table", ["nope"], 2),
     ("", ["--workspace", MISSING, "ls"], 1),
