@@ -103,10 +103,10 @@ def write_state(taskdir: Path, state: str, **fields: Any) -> None:
 
 
 def move_attempt(taskdir: Path) -> int | None:
-    """Move stdout, stderr and state of a previous attempt to ``.xpm/attempts/<n>/``; other
-    files stay (tasks may resume).  Returns n, or None when there was nothing to move."""
-    moved = [p for p in (taskdir / "stdout", taskdir / "stderr", taskdir / ".xpm" / "state.json")
-             if p.exists()]
+    """Move stdout, stderr, state and progress of a previous attempt to ``.xpm/attempts/<n>/``;
+    other files stay (tasks may resume).  Returns n, or None when there was nothing to move."""
+    moved = [p for p in (taskdir / "stdout", taskdir / "stderr", taskdir / ".xpm" / "state.json",
+                         taskdir / ".xpm" / "progress.json") if p.exists()]
     if not moved:
         return None
     attempts = taskdir / ".xpm" / "attempts"

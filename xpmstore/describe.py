@@ -22,6 +22,7 @@ from .objects import record_from_disk
 from .pins import pinned
 from .runs import read_runs
 from .store import Store, object_status
+from .taskprogress import ProgressLevel, read_progress
 from .workspace import Workspace
 
 __all__ = ["Details", "describe", "shown_value"]
@@ -50,6 +51,8 @@ class Details:
     pinned: bool
     logs: dict[str, str] = field(default_factory=dict)
     config: str | None = None
+    progress: list[ProgressLevel] | None = None
+    """What its task last reported (:mod:`xpmstore.taskprogress`), or None."""
 
     def to_json(self) -> dict[str, Any]:
         """Every field, JSON-ready."""
@@ -152,5 +155,5 @@ def describe(workspace: Workspace, text: str) -> Details:
         attempts=_attempts(directory), reasons=reasons,
         pinned=identifier in pinned(workspace, store.index),
         logs={k: str(p) for k, p in (("stdout", stdout), ("stderr", stderr)) if p.exists()},
-        config=record.get("config"),
+        config=record.get("config"), progress=read_progress(directory),
     )

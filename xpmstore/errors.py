@@ -27,6 +27,7 @@ __all__ = [
     "NotFound",
     "ObjectInUseError",
     "PathRefusedError",
+    "ProgressArgumentError",
     "RemoteError",
     "RemoteUnavailableError",
     "RemoteUnwritableError",
@@ -86,6 +87,10 @@ class SealedConfigError(ConfigError, AttributeError):
 
 class UnboundPathError(ConfigError, ValueError):
     """A generated path was turned into a file-system path before its task was bound."""
+
+
+class ProgressArgumentError(XpmstoreError, TypeError):
+    """``progress(...)`` or ``progress.track(...)`` was given an argument of the wrong type."""
 
 
 class InvalidIdentifierError(XpmstoreError, ValueError):

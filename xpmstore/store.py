@@ -10,6 +10,7 @@ store.cached(Terms(n=4).load)         # the Record of a @cache entry, or None
 store.find(Terms)                     # the @cache entries of a config class
 store.get("3fa9c1")                   # a Record by identifier or unique prefix
 store.explain(learn)                  # why is this absent? the nearest prior configs
+store.table(Evaluate, metrics="metrics.json")  # one dict per task: params, tags, metrics
 ```
 
 A lookup of a done task costs one identifier and one ``stat``.  ``find``, ``explain`` and a
@@ -356,24 +357,45 @@ class Store:
                                   " (e.g. store.find(Learn, epochs=10))")
         if not issubclass(cls, Task):
             return self._find_entries(cls, tags, status, params)
-        wanted = [(path.split("__"), query.query_encoding(cls, path.split("__"), value))
-                  for path, value in params.items()]
-        self.reconcile()
-        resolve = self._resolver()
+        found = []
+        for ident, data in self.matching(cls, tags, params):
+            record = self._record(ident, data)
+            if status is None or record.status == status:
+                found.append(record)
+        return sorted(found, key=lambda r: r.created, reverse=True)
+
+    def matching(self, cls: type[Task], tags: dict[str, Any] | None, params: dict[str, Any],
+                 resolve: query.Resolve | None = None,
+                 reconcile: bool = True) -> list[tuple[str, dict[str, Any]]]:
+        """(identifier, index record) of the indexed tasks of class ``cls`` whose tags and
+        params match (as :meth:`find` matches them; task references through ``resolve``, by
+        default the index), after a reconcile of the whole index unless ``reconcile=False``;
+        raises as :meth:`find` does for a bad query."""
+        asked = query.wanted(cls, params)
+        if reconcile:
+            self.reconcile()
+        resolve = resolve or self._resolver()
         found = []
         for ident in self.index.by_name(class_spec(cls).identity_name):
             data = self.index.get(ident)
-            if data is None or data["kind"] != "task":
-                continue
-            if tags and any((data.get("tags") or {}).get(k) != v for k, v in tags.items()):
-                continue
-            identity = data.get("identity") or {}
-            if all(query.stored_encoding(cls, identity, path, resolve) == encoding
-                   for path, encoding in wanted):
-                record = self._record(ident, data)
-                if status is None or record.status == status:
-                    found.append(record)
-        return sorted(found, key=lambda r: r.created, reverse=True)
+            if data is not None and data["kind"] == "task" and query.matches(
+                    cls, data.get("identity"), data.get("tags"), asked, tags, resolve):
+                found.append((ident, data))
+        return found
+
+    def table(self, cls: type[Task], *, metrics: Any = "metrics.json",
+              status: str | None = "done", all_params: bool = False,
+              tags: dict[str, Any] | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """One dict per task of class ``cls`` with that status (None: any), newest first:
+        ``"id"``, the params that differ across the rows (``model.lr``; all of them with
+        ``all_params``), the tags (``"tag:<name>"``) and the values of ``metrics`` (a JSON file
+        of the task directory, or a callable given the directory) flattened with dots.
+        ``pandas.DataFrame(rows)`` takes it as it is.  Filters as :meth:`find`'s.  See
+        :mod:`xpmstore.table` for the columns and the errors."""
+        from .table import tabulate
+
+        return tabulate(self, cls, metrics=metrics, status=status, all_params=all_params,
+                        tags=tags, **filters)
 
     def _find_entries(self, cls: type[Config], tags: dict[str, Any] | None,
                       status: str | None, params: dict[str, Any]) -> list[Record]:

@@ -67,6 +67,8 @@ CASES: list[tuple[str, list[str], int]] = [
     ("remote", ["nope"], 2),
     ("remote init", ["/dev/null/remote"], 1),  # cannot be created (under a file)
     ("remote init", ["--nope"], 2),
+    ("table", ["raises_on_import:Task"], 1),
+    ("table", ["nope"], 2),
     ("", ["--workspace", MISSING, "ls"], 1),
     ("", ["nope"], 2),
 ]
