@@ -109,6 +109,7 @@ def test_every_status_has_a_status_column(ws: Workspace, tasks: list[Scored]) ->
 def test_the_remote_tasks_with_their_metrics(ws: Workspace, tasks: list[Scored],
                                              tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "remote").mkdir()  # as `xpmstore remote init` would: a push never does
     monkeypatch.setenv("XPMSTORE_REMOTE", f"file://{tmp_path / 'remote'}")
     remote = open_remote(ws)
     assert remote is not None
@@ -128,6 +129,7 @@ def test_a_corrupt_metrics_blob_of_the_remote_gives_no_values_and_one_warning(
         ws: Workspace, tasks: list[Scored], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "remote"
+    root.mkdir()  # as `xpmstore remote init` would: a push never does
     monkeypatch.setenv("XPMSTORE_REMOTE", f"file://{root}")
     remote = open_remote(ws)
     assert remote is not None
