@@ -370,6 +370,7 @@ def test_the_remote_which_objects_it_holds_and_a_pull_from_a_page(
     from xpmstore.remote import open_remote, push
 
     workspace = Workspace.at(copied)
+    (tmp_path / "remote").mkdir()  # as `xpmstore remote init` would: a push never does
     monkeypatch.setenv("XPMSTORE_REMOTE", (tmp_path / "remote").as_uri())
     (scored, *_) = sorted(p.name for p in copied.glob("jobs/servetests.Scored/*"))
     remote = open_remote(workspace)
