@@ -93,6 +93,7 @@ def pushed_artifact(size: int) -> tuple[Remote, str, Path]:
     the entry's identifier and the input file."""
     source = make_input(size)
     remote = Remote(open_backend(f"file://{WORK / f'remote-{size}'}"))
+    remote.backend.init()  # (a push never creates a missing remote)
     artifact = Artifact(size=size)
     identifier = cache_identifier(artifact.__identifier__, "artifact.bin")
     if not remote.backend.exists(remote.object_key(identifier)):

@@ -23,6 +23,11 @@ and this process times the whole child process.  The task is the same for both s
    of its 10,000, the same work as experimaestro's.
 3. **Per-task overhead.** 200 tasks in a fresh workspace with ``LocalLauncher(workers=1)``:
    block time / 200; and the same with ``workers=2``.
+4. **The live display.** Part 3's run with ``workers=1`` and part 2's re-submission of 10,000
+   done tasks (xpmstore only), each with the child's stdout and stderr a file (one line per state
+   change) and a pseudo terminal (the live block, drawn by rich), whose bytes the parent copies
+   to the log: the difference, per job, is what the display costs the scheduler.
+   ``--parts display`` runs this part alone.
 
 Before each child, untimed, ``os.sync()`` writes out what the previous run (or the deletion of
 the previous workspace) left in the page cache: a run's fsyncs then wait for its own writes only.
@@ -33,13 +38,17 @@ logs/``.  Medians over the repetitions; the systems alternate inside each repeti
 """
 
 import argparse
+import fcntl
 import json
 import os
 import platform
+import pty
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -119,9 +128,30 @@ class Outcome:
     report: dict[str, Any]
 
 
+def _on_terminal(command: list[str], env: dict[str, str], log: Any) -> int:
+    """Run ``command`` with a pseudo terminal (120 × 40) as its stdout and stderr, copying
+    what it writes to ``log``; returns its exit status."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(command, env={**env, "TERM": "xterm-256color"},
+                               stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        log.write(data)
+    os.close(master)
+    return process.wait()
+
+
 def run_child(system: str, workspace: Path, count: int, label: str, workers: int = 0,
-              expect: str = "ran") -> Outcome:
-    """Run one child; check the workspace afterwards (``expect``: "ran" or "reused")."""
+              expect: str = "ran", terminal: bool = False) -> Outcome:
+    """Run one child; check the workspace afterwards (``expect``: "ran" or "reused").
+    ``terminal``: its stdout and stderr are a pseudo terminal (the live display)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     result = LOGS / f"{label}.json"
     result.unlink(missing_ok=True)
@@ -137,12 +167,15 @@ def run_child(system: str, workspace: Path, count: int, label: str, workers: int
     with open(LOGS / f"{label}.log", "wb") as log:
         began = time.time()
         start = time.perf_counter()
-        done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                              stderr=subprocess.STDOUT, check=False)
+        if terminal:
+            returncode = _on_terminal(command, env, log)
+        else:
+            returncode = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT, check=False).returncode
         whole = time.perf_counter() - start
-    if done.returncode != 0 or not result.exists():
+    if returncode != 0 or not result.exists():
         tail = (LOGS / f"{label}.log").read_text(errors="replace").splitlines()[-20:]
-        raise RuntimeError(f"{label}: the child failed (exit {done.returncode}); end of "
+        raise RuntimeError(f"{label}: the child failed (exit {returncode}); end of "
                            f"{LOGS / label}.log:\n" + "\n".join(tail))
     check(system, workspace, count, began, expect, label)
     report = json.loads(result.read_text())
@@ -301,6 +334,35 @@ def bench_overhead(count: int, repetitions: int, names: dict[str, str]) -> list[
     return rows
 
 
+def bench_display(count: int, resubmit: int, repetitions: int,
+                  names: dict[str, str]) -> list[Row]:
+    """Part 4: the cost of the live display: ``count`` tasks with ``workers=1`` and a
+    re-submission of ``resubmit`` done tasks, each with the child's stdout and stderr a file
+    (plain lines) and a pseudo terminal (the live block, drawn with rich)."""
+    done_space = prepared("xpmstore", resubmit)
+    rows = []
+    for terminal in (False, True):
+        where = "a terminal (live block)" if terminal else "a file (plain lines)"
+        rows += [Row(names["xpmstore"], f"{count} trivial tasks, `workers=1`, output to {where}",
+                     count),
+                 Row(names["xpmstore"], f"re-submit {resubmit:,} done tasks, output to {where}",
+                     resubmit)]
+    for repetition in range(repetitions):  # file and terminal alternate: drift hits both alike
+        for terminal, (cold, again) in ((False, rows[0:2]), (True, rows[2:4])):
+            tag = "tty" if terminal else "file"
+            cold.outcomes.append(run_child(
+                "xpmstore", fresh(WORK / "scheduler-display"), count,
+                f"display-{tag}-{repetition}", workers=1, terminal=terminal))
+            again.outcomes.append(run_child(
+                "xpmstore", done_space, resubmit, f"display-resubmit-{tag}-{repetition}",
+                expect="reused", terminal=terminal))
+    for plain, live in ((rows[0], rows[2]), (rows[1], rows[3])):
+        extra = (live.block_s - plain.block_s) / live.count * 1e3
+        live.ratio = f"{live.block_s / plain.block_s:.2f}x"
+        live.target = f"the display costs {extra:+.3f} ms a job"
+    return rows
+
+
 def print_table(rows: list[Row]) -> None:
     """The results, as a Markdown table."""
     print("| system | work | block s | whole process s | per task ms | ratio | target |")
@@ -324,6 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, default=None,
                         help="repetitions of each xpmstore run and of each re-submission "
                              "(default 3, 1 with --quick)")
+    parser.add_argument("--parts", default="cold,resubmit,overhead,display",
+                        help="the parts to run, comma-separated (default: all four)")
     parser.add_argument("--anchor-repetitions", type=int, default=1,
                         help="repetitions of experimaestro's cold run (default 1: ~90 s each)")
     parser.add_argument("--child", choices=[*SYSTEMS, "xpmstore-prepare"],
@@ -346,9 +410,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f} before the run, {names['xpmstore']}, "
           f"{names['experimaestro']}, lmdb {version('lmdb')}", flush=True)
-    rows = bench_cold(cold, repetitions, args.anchor_repetitions, names)
-    rows += bench_resubmit(resubmit, anchor_resubmit, repetitions, names)
-    rows += bench_overhead(overhead, repetitions, names)
+    parts = set(args.parts.split(","))
+    rows = []
+    if "cold" in parts:
+        rows += bench_cold(cold, repetitions, args.anchor_repetitions, names)
+    if "resubmit" in parts:
+        rows += bench_resubmit(resubmit, anchor_resubmit, repetitions, names)
+    if "overhead" in parts:
+        rows += bench_overhead(overhead, repetitions, names)
+    if "display" in parts:
+        rows += bench_display(overhead, resubmit, repetitions, names)
     print(f"\nScheduler: block = the `with experiment(...)` block in the child process "
           f"(submit + wait), whole process = the child from start to exit; median of "
           f"{repetitions} (experimaestro cold: {args.anchor_repetitions})\n")

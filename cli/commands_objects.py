@@ -139,7 +139,8 @@ def show(identifier: str, as_json: bool) -> None:
     """Show everything known of one object, done or not.
 
     Params (the identity section of params.json), values (the Meta fields it was made with,
-    or will run with), tags, dependencies, dependents, status and state, earlier attempts, the
+    or will run with), tags, dependencies, dependents, status and state, the progress its task
+    last reported, earlier attempts, the
     reasons recorded by the runs that submitted it, size, pin and the paths of its logs. ID is
     a full identifier or a unique prefix of one.
     """
@@ -162,6 +163,11 @@ def show(identifier: str, as_json: bool) -> None:
          if latest else "-"),
         ("state", " ".join(str(state.get(k)) for k in ("state", "reason") if state.get(k))),
     ]
+    if details.progress:
+        from xpmstore.taskprogress import progress_text
+
+        pairs.append(("progress", f"{progress_text(details.progress)} (reported"
+                                  f" {when(details.progress[0]['updated'])})"))
     if details.config:
         pairs.append(("config", details.config))
     pairs += [("dependency", d) for d in details.dependencies]

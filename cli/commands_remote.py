@@ -1,4 +1,5 @@
-"""Commands on the remote: push, pull (``get`` and ``ls --remote`` use :func:`need_remote`).
+"""Commands on the remote: push, pull, remote init (``get`` and ``ls --remote`` use
+:func:`need_remote`).
 
 Thin layers over :mod:`xpmstore.remote` (imported inside the commands).  The remote is the one
 configured for the workspace (``[remote] url`` in xpmstore.toml or the user settings;
@@ -7,13 +8,14 @@ configured for the workspace (``[remote] url`` in xpmstore.toml or the user sett
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
-from .context import CliError, open_workspace, user_errors, workspace_option
+from .context import CliError, one_line, open_workspace, user_errors, workspace_option
 
-__all__ = ["need_remote", "pull", "push"]
+__all__ = ["need_remote", "pull", "push", "remote"]
 
 
 def need_remote(workspace: Any) -> Any:
@@ -85,22 +87,70 @@ def push(identifiers: tuple[str, ...], every: bool) -> None:
 def pull(identifiers: tuple[str, ...]) -> None:
     """Pull objects from the remote into the workspace; prints each one's local path.
 
-    Every file is checked (size and blake3) and the identifier recomputed from the object's
-    identity before anything is published; a corrupt object is refused (exit code 1) and nothing
-    of it is kept. On a terminal, a live line counts objects and bytes.
+    Every file is checked (size and blake3), the done manifest against its own checksum, and
+    the identifier recomputed from the object's identity before anything is published; a
+    corrupt object is refused and nothing of it is kept. Each object is pulled even when one
+    before it failed: a failure is one line on stderr, and the exit code is 1 when one failed.
+    On a terminal, a live line counts objects and bytes.
     """
+    from xpmstore.errors import RemoteUnavailableError, XpmstoreError
     from xpmstore.remote import pull as pull_object
     from xpmstore.remote.progress import TransferProgress
 
-    _check_identifiers(identifiers)
+    _check_identifiers(identifiers)  # bad input first: nothing is pulled
     workspace = open_workspace(new=True)
     remote = need_remote(workspace)
     progress = TransferProgress("pull")
     progress.expect(objects=len(identifiers))
+    failed = 0
     try:
         for text in identifiers:
-            path = pull_object(workspace, remote.resolve(text), remote, progress=progress)
+            try:
+                path = pull_object(workspace, remote.resolve(text), remote, progress=progress)
+            except RemoteUnavailableError:
+                raise  # the others would fail the same way: one line, exit 1
+            except (XpmstoreError, OSError) as exc:
+                failed += 1
+                progress.echo(f"xpmstore: {one_line(str(exc) or type(exc).__name__)}",
+                              sys.stderr)
+            else:
+                progress.echo(str(path))
             progress.finished()
-            progress.echo(str(path))
     finally:
         progress.close()
+    if failed:
+        raise CliError(f"{failed} of {len(identifiers)} object(s) not pulled")
+
+
+@click.group(short_help="The remote itself: remote init.")
+def remote() -> None:
+    """The remote shared by a team's machines (see docs/remote.md)."""
+
+
+@remote.command("init")
+@click.argument("url", required=False)
+@workspace_option()
+@user_errors
+def init(url: str | None) -> None:
+    """Create the remote on purpose: its directory (file://) or its bucket (s3://).
+
+    \b
+    xpmstore remote init                         # the workspace's configured remote
+    xpmstore remote init file:///nfs/team/xpmstore
+
+    Nothing else creates it: a push to a file:// remote whose directory is missing (a share
+    that is not mounted) finds the remote unreachable instead of writing to the local disk.
+    """
+    from xpmstore.errors import NotFound
+    from xpmstore.remote import open_remote
+    from xpmstore.workspace import Workspace
+
+    if url is None:
+        target = need_remote(open_workspace())
+    else:
+        try:
+            workspace = open_workspace()
+        except NotFound:  # a URL needs no workspace (its endpoint may come from the settings)
+            workspace = Workspace.at(None)
+        target = open_remote(workspace, url)
+    click.echo(target.backend.init())

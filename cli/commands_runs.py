@@ -7,7 +7,7 @@ import sys
 import click
 
 from .context import open_workspace, user_errors, workspace_option
-from .output import emit_json, short, table, when
+from .output import emit_json, on_terminal, short, table, when
 
 __all__ = ["experiments", "jobs", "kill", "logs"]
 
@@ -21,17 +21,30 @@ __all__ = ["experiments", "jobs", "kill", "logs"]
 def jobs(every_run: bool, as_json: bool) -> None:
     """Running and recent jobs: those of live runs and of the latest run of each experiment.
 
-    Columns: identifier, name, status (read from the task directory), reason, experiment, run.
-    Running jobs first.
+    Columns: identifier, name, status (read from the task directory), reason, experiment, run,
+    elapsed (how long it ran, or runs so far), progress (what a running or failed task
+    reported: `epoch 3/10 · train 40% (400/1000)`), tags. Running jobs first.
     """
     from xpmstore.jobs import list_jobs
+    from xpmstore.livedisplay import elapsed_text
+    from xpmstore.taskprogress import progress_text
 
     found = list_jobs(open_workspace(), every_run=every_run)
     if as_json:
         emit_json([j.to_json() for j in found])
         return
-    table(["identifier", "name", "status", "reason", "experiment", "run"],
-          [[short(j.identifier), j.name, j.status, j.reason, j.experiment, j.run]
+    terminal = on_terminal()
+
+    def elapsed(seconds: float | None) -> str:
+        if seconds is None:
+            return "-"
+        return elapsed_text(seconds) if terminal else f"{seconds:.1f}"
+
+    table(["identifier", "name", "status", "reason", "experiment", "run", "elapsed", "progress",
+           "tags"],
+          [[short(j.identifier), j.name, j.status, j.reason, j.experiment, j.run,
+            elapsed(j.elapsed()), progress_text(j.progress) or "-",
+            " ".join(f"{k}={v}" for k, v in sorted(j.tags.items())) or "-"]
            for j in found])
 
 

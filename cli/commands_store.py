@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .context import CliError, ask, open_workspace, user_errors, workspace_option
+from .context import CliError, ask, one_line, open_workspace, user_errors, workspace_option
 from .output import emit_json, short, size, table
 
 __all__ = ["fsck", "gc", "index"]
@@ -171,9 +171,11 @@ def fsck(repair: bool, as_json: bool) -> None:
     """Verify every done object, and reconcile the index with the disk.
 
     Every listed file is re-hashed against the done manifest (size and blake3; links by
-    target), and a task's params.json must give back its identifier. Exit code 0 when no damage
-    remains (none found, or all repaired), 1 otherwise. The index is always brought in line
-    with the disk (it is a cache of it).
+    target; no link followed on the way), the manifest must match its own checksum and list
+    only paths inside the object, and a task's params.json must give back its identifier and
+    the dependencies the manifest lists. Exit code 0 when no damage remains (none found, or all
+    repaired), 1 otherwise. The index is always brought in line with the disk (it is a cache of
+    it). --repair also seals intact manifests written without a checksum (older xpmstore).
     """
     from xpmstore.fsck import check
 
@@ -190,6 +192,10 @@ def fsck(repair: bool, as_json: bool) -> None:
         click.echo(f"checked {report.checked} done objects: {len(report.damaged)} damaged,"
                    f" {len(report.repaired)} repaired; index: {report.index_added} added,"
                    f" {report.index_removed} removed, {report.index_fixed} fixed")
+        if report.unsealed:
+            click.echo(f"{len(report.unsealed)} intact manifests written without a checksum: "
+                       + (f"{len(report.sealed)} sealed" if repair else
+                          "fsck --repair seals them"))
     if not report.clean:
         left = len(report.damaged) - len(report.repaired)
         raise CliError(f"{left} damaged object(s) left: " + (
@@ -211,10 +217,16 @@ def rebuild() -> None:
 
     The new index is built beside the old one, which is never opened unless it is sound (a
     damaged one is simply replaced), then put in its place. Pins are kept (they live in
-    WORKSPACE/.xpmstore/pins/).
+    WORKSPACE/.xpmstore/pins/). A done object whose manifest or params.json cannot be read is
+    left out, with one warning line naming the file.
     """
     from xpmstore.reindex import rebuild as rebuild_index
 
     workspace = open_workspace()
-    count, pins = rebuild_index(workspace)
+
+    def skipped(directory: object, why: str) -> None:
+        click.echo(f"xpmstore: warning: {one_line(why)}; left out of the index (xpmstore"
+                   " fsck)", err=True)
+
+    count, pins = rebuild_index(workspace, skipped)
     click.echo(f"rebuilt the index of {workspace.root}: {count} objects, {pins} pins")

@@ -15,7 +15,14 @@ import click
 from xpmstore import __version__
 from xpmstore.errors import XpmstoreError
 
-from . import commands_objects, commands_remote, commands_runs, commands_store
+from . import (
+    commands_objects,
+    commands_remote,
+    commands_runs,
+    commands_serve,
+    commands_store,
+    commands_table,
+)
 from .context import exit_code, one_line, workspace_option
 
 __all__ = ["cli", "main"]
@@ -59,7 +66,8 @@ for _command in (commands_objects.get, commands_objects.ls, commands_objects.sho
                  commands_objects.why, commands_objects.du, commands_store.gc,
                  commands_store.fsck, commands_store.index, commands_runs.jobs,
                  commands_runs.kill, commands_runs.logs, commands_runs.experiments,
-                 commands_remote.push, commands_remote.pull):
+                 commands_remote.push, commands_remote.pull, commands_remote.remote,
+                 commands_serve.serve, commands_table.table_command):
     cli.add_command(_command)
 
 

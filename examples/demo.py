@@ -1,5 +1,6 @@
 """The demonstration: a small experiment run twice (the second run reuses everything), then
-lookups of its results with ``Store`` and a ``@cache`` entry computed once.
+lookups of its results with ``Store``, a ``@cache`` entry computed once, and the results as a
+table (``Store.table``).
 
 Run it with ``scripts/demo`` (the README's first command).  The workspace is
 ``$XPMSTORE_WORKSPACE`` (``./demo-workspace`` by default); delete it to see the tasks run again.
@@ -7,6 +8,7 @@ Run it with ``scripts/demo`` (the README's first command).  The workspace is
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -23,6 +25,7 @@ from xpmstore import (
     experiment,
     load,
     pathgenerator,
+    progress,
 )
 from xpmstore.launchers import LocalLauncher
 from xpmstore.progress import Progress
@@ -49,11 +52,14 @@ class ModelLearn(Task):
 
     def execute(self) -> None:
         print(f"learning hidden={self.model.hidden} for {self.epochs} epochs")  # -> its stdout
+        for _ in progress.track(range(self.epochs), desc="epoch"):  # `xpmstore jobs` shows it
+            pass
         self.parameters.write_text(f"{self.model.hidden} {self.epochs}\n")
 
 
 class Evaluate(Task):
-    """Evaluate what a ModelLearn produced; the score goes to ``score.txt``."""
+    """Evaluate what a ModelLearn produced; the score goes to ``score.txt`` and, with the
+    model's size, to ``metrics.json`` (what ``Store.table`` reads)."""
 
     __xpmid__ = "demo.Evaluate"
 
@@ -61,7 +67,10 @@ class Evaluate(Task):
 
     def execute(self) -> None:
         hidden, epochs = map(int, Path(self.learned.parameters).read_text().split())
-        Path("score.txt").write_text(f"{hidden / (hidden + epochs):.3f}\n")  # cwd: task dir
+        score = round(hidden / (hidden + epochs), 3)
+        Path("score.txt").write_text(f"{score:.3f}\n")  # cwd: the task directory
+        metrics = {"score": score, "size": {"weights": hidden * 10}}  # nested: size.weights
+        Path("metrics.json").write_text(json.dumps(metrics))
 
 
 class Vocabulary(Config):
@@ -134,6 +143,21 @@ def main() -> None:
     vocabulary = Vocabulary(text="the cat saw the dog and the dog saw the cat")
     for _ in range(2):
         print(f"  words: {vocabulary.words()}")
+
+    print("\n--- the results as a table: Store.table(Evaluate), best score first ---")
+    rows = sorted(store.table(Evaluate, metrics="metrics.json"), key=lambda r: -r["score"])
+    print_table(rows)
+    print("  (pandas.DataFrame(rows) takes them as they are; from the shell:"
+          " xpmstore table examples.demo:Evaluate --sort -score)")
+
+
+def print_table(rows: list[dict[str, object]]) -> None:
+    """``rows`` as aligned columns, identifiers shortened."""
+    headers = list(rows[0])
+    cells = [[str(row[h])[:12] if h == "id" else str(row[h]) for h in headers] for row in rows]
+    widths = [max(len(h), *(len(line[i]) for line in cells)) for i, h in enumerate(headers)]
+    for line in [headers, *cells]:
+        print("  " + "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
 
 
 if __name__ == "__main__":

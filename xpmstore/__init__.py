@@ -4,8 +4,9 @@ The public names are importable from here; everything else is private and may ch
 
 The names are resolved lazily (PEP 562): ``import xpmstore`` costs almost nothing, and a name is
 imported from its module on first use.  This keeps the command line's start-up short (``xpmstore
-get`` never imports the scheduler).  ``xpmstore.cache`` and ``xpmstore.experiment`` stay the
-decorator and the class even after their modules of the same name are imported.
+get`` never imports the scheduler).  ``xpmstore.cache``, ``xpmstore.experiment`` and
+``xpmstore.progress`` stay the decorator, the class and the reporter even after the modules of
+the same name are imported.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # what a type checker (and a reader) sees: the eager imports
     from .launchers.base import Launcher
     from .serialize import load
     from .store import Record, Store
+    from .taskprogress import progress
 
 __all__ = [
     "AmbiguousPrefixError",
@@ -91,6 +93,7 @@ __all__ = [
     "field",
     "load",
     "pathgenerator",
+    "progress",
     "submit_hook_decorator",
 ]
 
@@ -104,10 +107,11 @@ _HOME: dict[str, str] = {
     "Launcher": "launchers.base",
     "load": "serialize",
     "Record": "store", "Store": "store",
+    "progress": "taskprogress",
 }
 """Public name → the module that defines it (the errors come from ``errors``)."""
 
-_SHADOWED = frozenset({"cache", "experiment"})
+_SHADOWED = frozenset({"cache", "experiment", "progress"})
 """Public names that are also the names of submodules: the public object wins."""
 
 
@@ -134,7 +138,8 @@ def __dir__() -> list[str]:
 
 class _Package(types.ModuleType):
     """The package's module type: importing the submodule ``xpmstore.cache`` (or
-    ``xpmstore.experiment``) does not replace the public decorator (class) of that name."""
+    ``xpmstore.experiment``, ``xpmstore.progress``) does not replace the public object of that
+    name."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _SHADOWED and isinstance(value, types.ModuleType):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import jsonio
 from .atomic import write_atomic
 from .liveness import boot_id, launch_is_live, process_start, read_launch
 from .locks import HeldLock, hold_under, path_lock, try_object_lock
@@ -89,7 +90,7 @@ def launch_record(**extra: Any) -> dict[str, Any]:
 def read_state(taskdir: Path) -> dict[str, Any]:
     """The job's state file (``{}`` when absent or unreadable)."""
     try:
-        data = json.loads((taskdir / ".xpm" / "state.json").read_bytes())
+        data = jsonio.read(taskdir / ".xpm" / "state.json")
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -102,10 +103,10 @@ def write_state(taskdir: Path, state: str, **fields: Any) -> None:
 
 
 def move_attempt(taskdir: Path) -> int | None:
-    """Move stdout, stderr and state of a previous attempt to ``.xpm/attempts/<n>/``; other
-    files stay (tasks may resume).  Returns n, or None when there was nothing to move."""
-    moved = [p for p in (taskdir / "stdout", taskdir / "stderr", taskdir / ".xpm" / "state.json")
-             if p.exists()]
+    """Move stdout, stderr, state and progress of a previous attempt to ``.xpm/attempts/<n>/``;
+    other files stay (tasks may resume).  Returns n, or None when there was nothing to move."""
+    moved = [p for p in (taskdir / "stdout", taskdir / "stderr", taskdir / ".xpm" / "state.json",
+                         taskdir / ".xpm" / "progress.json") if p.exists()]
     if not moved:
         return None
     attempts = taskdir / ".xpm" / "attempts"

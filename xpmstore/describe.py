@@ -9,12 +9,12 @@ Reads only (and reconciles the index, for dependents); safe across processes.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import jsonio
 from .claim import read_state
 from .liveness import read_launch
 from .locate import locate, object_kind
@@ -22,9 +22,10 @@ from .objects import record_from_disk
 from .pins import pinned
 from .runs import read_runs
 from .store import Store, object_status
+from .taskprogress import ProgressLevel, read_progress
 from .workspace import Workspace
 
-__all__ = ["Details", "describe"]
+__all__ = ["Details", "describe", "shown_value"]
 
 
 @dataclass
@@ -50,6 +51,8 @@ class Details:
     pinned: bool
     logs: dict[str, str] = field(default_factory=dict)
     config: str | None = None
+    progress: list[ProgressLevel] | None = None
+    """What its task last reported (:mod:`xpmstore.taskprogress`), or None."""
 
     def to_json(self) -> dict[str, Any]:
         """Every field, JSON-ready."""
@@ -75,17 +78,17 @@ def _attempts(directory: Path) -> list[dict[str, Any]]:
 
 def _state_in(folder: Path) -> dict[str, Any]:
     try:
-        data = json.loads((folder / "state.json").read_bytes())
+        data = jsonio.read(folder / "state.json")
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _shown(value: Any, objects: dict[str, Any]) -> Any:
+def shown_value(value: Any, objects: dict[str, Any]) -> Any:
     """A value of params.json's values section as plain JSON for people: a sub-config as its
     class and short identifier, a path as its text, tagged containers as lists and objects."""
     if isinstance(value, list):
-        return [_shown(v, objects) for v in value]
+        return [shown_value(v, objects) for v in value]
     if not isinstance(value, dict):
         return value
     if "$ref" in value:
@@ -98,12 +101,12 @@ def _shown(value: Any, objects: dict[str, Any]) -> Any:
             return value[tag]
     for tag in ("$tuple", "$set"):
         if tag in value:
-            return _shown(value[tag], objects)
+            return shown_value(value[tag], objects)
     if "$dict" in value and isinstance(value["$dict"], dict):
-        return {str(k): _shown(v, objects) for k, v in value["$dict"].items()}
+        return {str(k): shown_value(v, objects) for k, v in value["$dict"].items()}
     if "$taskpath" in value:
         return value.get("name")
-    return {str(k): _shown(v, objects) for k, v in value.items()}
+    return {str(k): shown_value(v, objects) for k, v in value.items()}
 
 
 def _meta_values(document: Any) -> dict[str, Any] | None:
@@ -114,7 +117,7 @@ def _meta_values(document: Any) -> dict[str, Any] | None:
         objects = values["objects"]
         root = objects[values["root"]]
         identity = document["identity"]["fields"]
-        return {name: _shown(value, objects) for name, value in sorted(root["fields"].items())
+        return {name: shown_value(value, objects) for name, value in sorted(root["fields"].items())
                 if name not in identity}
     except (KeyError, TypeError, AttributeError):
         return None
@@ -129,8 +132,8 @@ def describe(workspace: Workspace, text: str) -> Details:
     store = Store(workspace)
     record = store.index.get(identifier) or record_from_disk(workspace, directory) or {}
     try:
-        document = json.loads((directory / "params.json").read_bytes())
-    except (OSError, ValueError, RecursionError):
+        document = jsonio.read(directory / "params.json")
+    except (OSError, ValueError):
         document = None
     params = document.get("identity") if isinstance(document, dict) else None
     if not isinstance(params, dict):
@@ -152,5 +155,5 @@ def describe(workspace: Workspace, text: str) -> Details:
         attempts=_attempts(directory), reasons=reasons,
         pinned=identifier in pinned(workspace, store.index),
         logs={k: str(p) for k, p in (("stdout", stdout), ("stderr", stderr)) if p.exists()},
-        config=record.get("config"),
+        config=record.get("config"), progress=read_progress(directory),
     )

@@ -23,11 +23,15 @@ __all__ = [
     "IndexWriteError",
     "InputPathError",
     "InvalidIdentifierError",
+    "MalformedFileError",
     "MissingFieldError",
     "NotFound",
     "ObjectInUseError",
+    "PathRefusedError",
+    "ProgressArgumentError",
     "RemoteError",
     "RemoteUnavailableError",
+    "RemoteUnwritableError",
     "SealedConfigError",
     "TagConflictError",
     "TextValueError",
@@ -86,6 +90,10 @@ class UnboundPathError(ConfigError, ValueError):
     """A generated path was turned into a file-system path before its task was bound."""
 
 
+class ProgressArgumentError(XpmstoreError, TypeError):
+    """``progress(...)`` or ``progress.track(...)`` was given an argument of the wrong type."""
+
+
 class InvalidIdentifierError(XpmstoreError, ValueError):
     """A string that is not 1–64 lowercase hexadecimal characters was given as an identifier."""
 
@@ -100,6 +108,15 @@ class AmbiguousPrefixError(InvalidIdentifierError):
 
 class FormatVersionError(XpmstoreError, ValueError):
     """A file was written by a newer xpmstore (or is not an xpmstore file)."""
+
+
+class MalformedFileError(XpmstoreError, ValueError):
+    """A JSON file read back from disk is not a document xpmstore wrote: not UTF-8, not JSON, or
+    nested deeper than any document it writes; ``path`` names it."""
+
+    def __init__(self, message: str, path: str = ""):
+        super().__init__(message)
+        self.path = path
 
 
 class ClassNotFoundError(XpmstoreError, LookupError):
@@ -158,6 +175,12 @@ class HasDependentsError(XpmstoreError, RuntimeError):
         self.dependents = dependents or []
 
 
+class PathRefusedError(XpmstoreError, PermissionError):
+    """A path asked of an object (``xpmstore serve``'s file and log views) that is not one of
+    the files its done manifest lists nor one of its logs, or that leads outside its
+    directory; the message quotes the path."""
+
+
 class TextValueError(XpmstoreError, ValueError):
     """A value given as text (an age, a size, a ``k=v`` assignment, a tag filter) cannot be
     read; the message quotes it and says what is expected."""
@@ -175,3 +198,8 @@ class RemoteError(XpmstoreError, OSError):
 
 class RemoteUnavailableError(RemoteError, ConnectionError):
     """The remote cannot be reached (after the metadata timeout and one retry)."""
+
+
+class RemoteUnwritableError(RemoteUnavailableError):
+    """The remote can be reached but refuses writes (a read-only mount, no permission, a
+    ``file://`` URL that names a file); judged down like an unreachable remote."""

@@ -40,6 +40,7 @@ from .launchers.base import Launcher
 from .launchers.local import LocalLauncher
 from .launchers.named import named_launcher
 from .launchers.slurm import ChainRefused
+from .livedisplay import display_for
 from .liveness import launch_is_live, read_launch
 from .locks import gc_lock
 from .plan import Job as PlanJob
@@ -150,7 +151,8 @@ class experiment:
         self._named: dict[str, Launcher] = {}
         self.launcher = self._launcher(launcher) if launcher is not None else LocalLauncher()
         self.dry_run = dry_run
-        self.progress = progress or Progress(name)
+        self.progress = progress or display_for(  # a live block on a terminal, else lines
+            name, jobs=lambda identifier: self.jobs.get(identifier), total=lambda: len(self.jobs))
         self.jobs: dict[str, _Job] = {}
         self.order: list[_Job] = []
         self.record: RunRecord | None = None

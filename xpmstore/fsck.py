@@ -1,19 +1,23 @@
 """Verification: ``xpmstore fsck [--repair]`` (DESIGN §10).
 
 :func:`check` re-hashes every done object against its done manifest (every listed file's size
-and blake3, every link's target; the manifest itself must parse, name the directory's
-identifier, kind and name; a task's params.json must give back its identifier) and reconciles
-the index with the disk (records added for done objects it lacks, dropped for objects that are
-gone or not done, rewritten where they disagree with the disk).  The index's files are walked
-page by page first (``lmdb.verify``); damaged ones are moved aside and rebuilt.
+and blake3, every link's target, no link followed on the way to an entry; the manifest itself
+must parse — its own checksum, its fields, every path inside the object: see
+:func:`xpmstore.manifest.parse` — and name the directory's identifier, kind and name; a task's
+params.json must give back its identifier, and the dependencies the manifest lists must be those
+params.json references: :mod:`xpmstore.edges`) and reconciles the index with the disk (records
+added for done objects it lacks, dropped for objects that are gone or not done, rewritten where
+they disagree with the disk — a task's dependencies always from its params.json).  The index's
+files are walked page by page first (``lmdb.verify``); damaged ones are moved aside and rebuilt.
 
 With ``repair``, a damaged object is marked **not done**: under its lock, its ``.xpm/done`` is
 renamed to ``.xpm/done.damaged-<time>`` (kept as evidence), a task's state becomes ``failed``
 with the reason ``damaged: …`` (so that ``show``, ``jobs`` and ``Store.status`` agree: failed),
 and its index record is dropped, so the next submit (or ``@cache`` call) computes it again
 (``ran:failed-before``).  Nothing else of the object is touched; an object whose lock is held
-is left alone and reported.  Safe across processes; re-hashing reads
-every byte of the store.
+is left alone and reported.  An intact object whose manifest was written before manifests
+carried a checksum is *sealed* by ``repair``: its manifest is rewritten, same content plus its
+checksum, under its lock.  Safe across processes; re-hashing reads every byte of the store.
 """
 
 from __future__ import annotations
@@ -25,16 +29,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_atomic
+from .edges import dependencies_problem, params_dependencies
 from .errors import CorruptObjectError, FormatVersionError, XpmstoreError
 from .gc import reconcile_listing
+from .identifier import from_params
 from .index import Index
 from .locate import object_kind
 from .locks import try_object_lock
-from .manifest import verify
+from .manifest import Manifest, build, verify
 from .objects import is_done, list_object_dirs, read_manifest, record_from_disk
 from .workspace import DONE, Workspace
 
-__all__ = ["Damage", "FsckReport", "check", "check_object", "mark_not_done"]
+__all__ = ["Damage", "FsckReport", "check", "check_object", "mark_not_done", "seal"]
 
 _COMPARED = ("kind", "name", "path", "size", "tags", "dependencies", "identity", "config")
 """The fields of an index record that must agree with the disk (not ``last_access``)."""
@@ -67,6 +74,10 @@ class FsckReport:
     index_added: int = 0
     index_removed: int = 0
     index_fixed: int = 0
+    unsealed: list[str] = field(default_factory=list)
+    """Intact objects whose manifest has no checksum (written before manifests had one)."""
+    sealed: list[str] = field(default_factory=list)
+    """Those of them that ``repair`` sealed (their manifest rewritten with its checksum)."""
 
     @property
     def clean(self) -> bool:
@@ -77,17 +88,23 @@ class FsckReport:
         """Every field, JSON-ready."""
         return {"checked": self.checked, "damaged": [d.to_json() for d in self.damaged],
                 "repaired": self.repaired, "busy": self.busy, "index_added": self.index_added,
-                "index_removed": self.index_removed, "index_fixed": self.index_fixed}
+                "index_removed": self.index_removed, "index_fixed": self.index_fixed,
+                "unsealed": self.unsealed, "sealed": self.sealed}
 
 
 def check_object(directory: Path) -> list[str]:
     """The problems of the done object at ``directory`` (empty when intact)."""
+    return _check(directory)[0]
+
+
+def _check(directory: Path) -> tuple[list[str], Manifest | None]:
+    """The problems of the done object at ``directory``, and its manifest when it parses."""
     try:
         manifest = read_manifest(directory)
     except (CorruptObjectError, FormatVersionError) as exc:
-        return [f"done manifest: {exc}"]
+        return [f"done manifest: {exc}"], None
     if manifest is None:
-        return ["done manifest: missing"]
+        return ["done manifest: missing"], None
     problems = []
     if manifest.identifier != directory.name:
         problems.append(f"done manifest names {manifest.identifier[:16]}, not the directory")
@@ -95,16 +112,42 @@ def check_object(directory: Path) -> list[str]:
         problems.append(f"done manifest says {manifest.kind} {manifest.name}, not where it lies")
     problems.extend(verify(directory, manifest))
     if manifest.kind == "task" and not any("params.json" in p for p in problems):
-        from .serialize import from_params_file
+        problems.extend(_params_problems(directory, manifest))
+    return problems, manifest
 
-        try:
-            recomputed = from_params_file(directory / "params.json")
-        except (XpmstoreError, OSError, ValueError) as exc:
-            problems.append(f"params.json: {exc}")
-        else:
-            if recomputed != directory.name:
-                problems.append(f"params.json gives identifier {recomputed[:16]}")
+
+def _params_problems(directory: Path, manifest: Manifest) -> list[str]:
+    """Whether params.json gives back the task's identifier and the manifest's dependencies."""
+    from .serialize import read_params
+
+    try:
+        document = read_params(directory / "params.json")
+        recomputed = from_params(document.get("identity"))  # type: ignore[arg-type]
+    except (XpmstoreError, OSError) as exc:
+        return [f"params.json: {exc}"]
+    problems = []
+    if recomputed != directory.name:
+        problems.append(f"params.json gives identifier {recomputed[:16]}")
+    differs = dependencies_problem(manifest.dependencies, params_dependencies(document))
+    if differs:
+        problems.append(f"done manifest: {differs}")
     return problems
+
+
+def seal(workspace: Workspace, directory: Path) -> bool:
+    """Under the object's lock (not waiting), rewrite a done manifest that has no checksum with
+    its checksum (same content); False when the lock is held or there is nothing to seal."""
+    with try_object_lock(workspace.lock_path(directory.name)) as acquired:
+        if not acquired:
+            return False
+        try:
+            manifest = read_manifest(directory)  # again, under the lock
+        except (CorruptObjectError, FormatVersionError):
+            return False
+        if manifest is None or manifest.sealed:
+            return False
+        write_atomic(directory / DONE, build(manifest))
+    return True
 
 
 def mark_not_done(workspace: Workspace, directory: Path, problems: list[str] | None = None) -> bool:
@@ -154,7 +197,7 @@ def check(workspace: Workspace, repair: bool = False,
     directories = [d for d in list_object_dirs(workspace) if is_done(d)]
     intact: dict[str, Path] = {}
     for number, directory in enumerate(sorted(directories), 1):
-        problems = check_object(directory)
+        problems, manifest = _check(directory)
         report.checked += 1
         if problems:
             report.damaged.append(Damage(directory.name, object_kind(directory),
@@ -166,6 +209,10 @@ def check(workspace: Workspace, repair: bool = False,
                     report.busy.append(directory.name)
         else:
             intact[directory.name] = directory
+            if manifest is not None and not manifest.sealed:
+                report.unsealed.append(directory.name)
+                if repair and seal(workspace, directory):
+                    report.sealed.append(directory.name)
         if progress is not None:
             progress(number, len(directories))
     damaged_left = {d.identifier for d in report.damaged} - set(report.repaired)
@@ -173,7 +220,7 @@ def check(workspace: Workspace, repair: bool = False,
                          if d.identifier in damaged_left}}
     report.index_added, report.index_removed = reconcile_listing(index, workspace, done)
     fixes = []
-    for ident, directory in intact.items():
+    for ident, directory in done.items():  # damaged ones left done too: their dependencies
         recorded = index.get(ident)
         expected = record_from_disk(workspace, directory)
         if recorded is None or expected is None:

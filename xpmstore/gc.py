@@ -15,8 +15,9 @@
 * every ``@cache`` entry a live process uses (its lease: :mod:`xpmstore.leases`), so that
   ``older_than`` and ``max_size`` apply only to entries no live process holds;
 
-closed over their dependencies (read from the index records of done objects and from the job
-lines of the runs).
+closed over their dependencies (read from the index records of done objects — a task's taken
+from its params.json, :mod:`xpmstore.edges` — from params.json itself for a done object too
+damaged to be indexed, and from the job lines of the runs).
 
 **What goes** (:func:`mark`): every task directory (done or not: failed attempts, leftovers) that
 no root reaches.  ``@cache`` entries are never reached by a dependency, so they are not deleted
@@ -49,6 +50,7 @@ from typing import Any
 
 from . import leases
 from .claim import run_lock_path
+from .edges import dependencies_on_disk
 from .errors import TextValueError
 from .index import Index
 from .liveness import launch_is_live, live_directories
@@ -360,6 +362,9 @@ def _mark(workspace: Workspace, options: GcOptions | None, now: float | None) ->
     for ident, record in records.items():
         edges[ident] = {d for d in record.get("dependencies") or () if isinstance(d, str)}
         used_at[ident] = float(record.get("last_access") or record.get("created") or 0.0)
+    for directory in directories:  # done but unreadable, so not indexed: params.json says
+        if directory.done and directory.identifier not in records:
+            edges[directory.identifier] = set(dependencies_on_disk(directory.path))
     for run in runs:
         for ident, job in run.jobs.items():
             edges.setdefault(ident, set()).update(job.dependencies)

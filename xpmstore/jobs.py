@@ -17,7 +17,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +26,7 @@ from .errors import ObjectInUseError, XpmstoreError
 from .liveness import launch_is_live, read_launch
 from .runs import Run, read_runs
 from .store import object_status
+from .taskprogress import ProgressLevel, read_progress
 from .workspace import Workspace
 
 __all__ = ["JobInfo", "follow", "kill_job", "list_jobs", "log_paths"]
@@ -33,7 +34,9 @@ __all__ = ["JobInfo", "follow", "kill_job", "list_jobs", "log_paths"]
 
 @dataclass(frozen=True)
 class JobInfo:
-    """One job of a run: identity, status read from the disk, reason, and its run."""
+    """One job of a run: identity, status read from the disk, reason, its run, the tags it was
+    submitted with, when it started and ended (its state file), and the progress its task
+    reported (running and failed jobs)."""
 
     identifier: str
     name: str
@@ -42,12 +45,36 @@ class JobInfo:
     experiment: str
     run: str
     path: Path
+    tags: dict[str, Any] = field(default_factory=dict)
+    started: float | None = None
+    ended: float | None = None
+    progress: list[ProgressLevel] | None = None
+
+    def elapsed(self, now: float | None = None) -> float | None:
+        """Seconds it ran (so far, while running), or None when it never started."""
+        if self.started is None:
+            return None
+        end = self.ended if self.ended is not None and self.status != "running" else (
+            time.time() if now is None else now)
+        return max(0.0, end - self.started)
 
     def to_json(self) -> dict[str, Any]:
         """Every field, JSON-ready."""
         return {"identifier": self.identifier, "name": self.name, "status": self.status,
                 "reason": self.reason, "experiment": self.experiment, "run": self.run,
-                "path": str(self.path)}
+                "path": str(self.path), "tags": dict(self.tags), "started": self.started,
+                "ended": self.ended, "elapsed": self.elapsed(), "progress": self.progress}
+
+
+def _timing(directory: Path, status: str) -> tuple[float | None, float | None]:
+    """(started, ended) from the job's state file, when it holds numbers."""
+    if status not in ("running", "done", "failed"):
+        return None, None
+    state = read_state(directory)
+    times = [state.get(k) for k in ("started", "ended")]
+    started, ended = (t if isinstance(t, (int, float)) and not isinstance(t, bool) else None
+                      for t in times)
+    return started, ended
 
 
 def _selected(runs: list[Run], every_run: bool) -> list[Run]:
@@ -69,8 +96,12 @@ def list_jobs(workspace: Workspace, every_run: bool = False) -> list[JobInfo]:
             if not job.name or "/" in job.name or job.name.startswith("."):
                 continue
             directory = workspace.jobs / job.name / job.identifier
-            found.append(JobInfo(job.identifier, job.name, object_status(directory), job.reason,
-                                 run.experiment, run.name, directory))
+            status = object_status(directory)
+            started, ended = _timing(directory, status)
+            found.append(JobInfo(job.identifier, job.name, status, job.reason,
+                                 run.experiment, run.name, directory, dict(job.tags), started,
+                                 ended, read_progress(directory)
+                                 if status in ("running", "failed") else None))
     order = {"running": 0, "queued": 1, "failed": 2, "absent": 3, "done": 4}
     return sorted(found, key=lambda j: (order.get(j.status, 9), j.experiment, j.run))
 

@@ -11,12 +11,13 @@ every 10 s, stale after 60 s).  A Slurm job is alive while ``squeue`` shows it p
 from __future__ import annotations
 
 import functools
-import json
 import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from . import jsonio
 
 __all__ = ["HEARTBEAT_STALE", "boot_id", "launch_is_live", "live_directories", "process_start",
            "read_launch"]
@@ -49,7 +50,7 @@ def process_start(pid: int) -> int | None:
 def read_launch(directory: Path) -> dict[str, Any] | None:
     """The launch record of an object directory, or None."""
     try:
-        data = json.loads((directory / ".xpm" / "launch.json").read_bytes())
+        data = jsonio.read(directory / ".xpm" / "launch.json")
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

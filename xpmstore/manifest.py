@@ -5,7 +5,16 @@ manifest lists every regular file and symlink under the object's directory but `
 included) with its relative path, size, executable bit and blake3 (or the link's target).  Globs
 of a task's ``__xpm_exclude__`` are neither listed nor shared.
 
-:func:`build` and :func:`parse` are pure; :func:`scan` and :func:`verify` read the disk.
+A manifest is input when it is read back (a local one, or one pulled from the remote):
+:func:`parse` checks its own blake3 (``checksum``, over its canonical body; a manifest written
+before it existed has none and is read as before), every field's type, and every path — relative,
+normalised, outside ``.xpm/``, listed once, never beneath another listed entry — so that no
+reader ever builds a path outside the object from it.  :func:`escaping_link` says whether a link
+leaves the object (what is shared must not), and :func:`verify` never follows a link on the way
+to a listed file.
+
+:func:`build`, :func:`parse` and :func:`escaping_link` are pure; :func:`scan` and :func:`verify`
+read the disk.
 """
 
 from __future__ import annotations
@@ -23,14 +32,25 @@ from typing import Any
 
 from blake3 import blake3
 
+from . import jsonio
 from .atomic import TEMP_MARK
-from .errors import CorruptObjectError, FormatVersionError
+from .errors import CorruptObjectError, FormatVersionError, MalformedFileError
 from .inputs import hash_file
 
-__all__ = ["FileEntry", "LinkEntry", "Manifest", "build", "parse", "scan", "verify"]
+__all__ = ["FileEntry", "LinkEntry", "Manifest", "beneath_links", "build", "checksum",
+           "entries_problem", "escaping_link", "parse", "path_problem", "scan", "verify"]
 
 _FORMAT = "xpmstore.done"
 VERSION = 1
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_KINDS = ("task", "cache")
+_MAX_HOPS = 40
+"""Links followed in a row before a target counts as a loop (the kernel's limit): a loop never
+resolves (ELOOP), so it reaches nothing outside."""
+
+
+class _Loop(Exception):
+    """A link target that never resolves."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,15 @@ class Manifest:
     files: list[FileEntry] = field(default_factory=list)
     links: list[LinkEntry] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    sealed: bool = field(default=False, compare=False)
+    """Whether the bytes it was parsed from carried their checksum (False: written before
+    manifests had one, or built here)."""
+
+    @property
+    def dependencies(self) -> list[str]:
+        """The identifiers of the tasks it says it was made from (checked 64-hex by
+        :func:`parse`)."""
+        return list(self.extra.get("dependencies") or [])
 
     @property
     def size(self) -> int:
@@ -69,9 +98,19 @@ class Manifest:
         return sum(entry.size for entry in self.files)
 
 
+def _canonical(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def checksum(document: dict[str, Any]) -> str:
+    """The blake3 (hex) of a manifest document's canonical body: the document without its
+    ``checksum`` key, as :func:`build` writes it (compact JSON, sorted keys). Pure."""
+    return blake3(_canonical({k: v for k, v in document.items() if k != "checksum"})).hexdigest()
+
+
 def build(manifest: Manifest) -> bytes:
-    """The manifest's bytes (stable JSON). Pure."""
-    document = {
+    """The manifest's bytes (stable JSON, sealed by its checksum). Pure."""
+    document: dict[str, Any] = {
         "format": _FORMAT,
         "version": VERSION,
         "identifier": manifest.identifier,
@@ -83,32 +122,165 @@ def build(manifest: Manifest) -> bytes:
         "links": [[link.path, link.target] for link in manifest.links],
         **({"extra": manifest.extra} if manifest.extra else {}),
     }
-    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    document["checksum"] = checksum(document)
+    return _canonical(document)
 
 
 def parse(data: bytes, where: str = "manifest") -> Manifest:
-    """Parse manifest bytes; raises FormatVersionError or CorruptObjectError. Pure."""
+    """Parse and check manifest bytes read from ``where`` (named in errors; see the module doc).
+
+    Raises CorruptObjectError (not a manifest, a checksum that differs, a malformed field or
+    path), FormatVersionError (written by a newer xpmstore). Pure.
+    """
     try:
-        document = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise CorruptObjectError(f"{where}: not a valid done manifest") from None
+        document = jsonio.loads(data, where)
+    except MalformedFileError as exc:  # (its message names the file)
+        raise CorruptObjectError(str(exc)) from None
     if not isinstance(document, dict) or document.get("format") != _FORMAT:
         raise CorruptObjectError(f"{where}: not a done manifest")
-    if not isinstance(document.get("version"), int) or document["version"] > VERSION:
-        raise FormatVersionError(f"{where}: manifest version {document.get('version')!r} is newer"
-                                 " than this xpmstore reads; upgrade xpmstore")
+    version = document.get("version")
+    if type(version) is not int or version < 1:
+        raise CorruptObjectError(f"{where}: a done manifest without a valid version")
+    if version > VERSION:
+        raise FormatVersionError(f"{where}: manifest version {version} is newer than this"
+                                 " xpmstore reads; upgrade xpmstore")
+    stored = document.get("checksum")
+    if stored is not None and stored != checksum(document):
+        raise CorruptObjectError(f"{where}: the done manifest does not match its own checksum"
+                                 " (damaged)")
     try:
-        return Manifest(
-            identifier=str(document["identifier"]),
-            kind=str(document["kind"]),
-            name=str(document["name"]),
-            created=float(document["created"]),
-            files=[FileEntry(str(p), int(s), bool(x), str(h)) for p, s, x, h in document["files"]],
-            links=[LinkEntry(str(p), str(t)) for p, t in document["links"]],
-            extra=dict(document.get("extra", {})),
-        )
-    except (KeyError, TypeError, ValueError):
-        raise CorruptObjectError(f"{where}: a done manifest with missing fields") from None
+        manifest = _fields(document)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptObjectError(f"{where}: a done manifest with missing or malformed fields"
+                                 f" ({exc})") from None
+    manifest.sealed = stored is not None
+    problem = entries_problem(manifest)
+    if problem:
+        raise CorruptObjectError(f"{where}: {problem}", manifest.identifier)
+    return manifest
+
+
+def _need(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(what)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _hex64(value: Any) -> bool:
+    return isinstance(value, str) and _HEX64.fullmatch(value) is not None
+
+
+def _fields(document: dict[str, Any]) -> Manifest:
+    """The manifest of a document, every field of the type :func:`build` writes (ValueError,
+    KeyError or TypeError otherwise)."""
+    identifier, kind, name = document["identifier"], document["kind"], document["name"]
+    _need(_hex64(identifier), "identifier")
+    _need(kind in _KINDS, "kind")
+    _need(isinstance(name, str) and bool(name) and "/" not in name and "\0" not in name
+          and not name.startswith("."), "name")
+    _need(_number(document["created"]), "created")
+    files = []
+    for path, size, executable, digest in document["files"]:
+        _need(isinstance(path, str) and type(size) is int and size >= 0
+              and isinstance(executable, bool) and _hex64(digest), f"file {path!r}")
+        files.append(FileEntry(path, size, executable, digest))
+    links = []
+    for path, target in document["links"]:
+        _need(isinstance(path, str) and isinstance(target, str), f"link {path!r}")
+        links.append(LinkEntry(path, target))
+    extra = document.get("extra", {})
+    _need(isinstance(extra, dict), "extra")
+    dependencies = extra.get("dependencies", [])
+    _need(isinstance(dependencies, list) and all(_hex64(d) for d in dependencies),
+          "dependencies (64-hex identifiers)")
+    _need(isinstance(extra.get("tags", {}), dict), "tags")
+    return Manifest(identifier, kind, name, float(document["created"]), files, links,
+                    dict(extra))
+
+
+def path_problem(path: str) -> str:
+    """Why ``path`` cannot name an entry of an object ('' when it can): it must be relative,
+    normalised (no empty, ``.`` or ``..`` component), free of NUL, and outside ``.xpm/``. Pure."""
+    if not path:
+        return "empty"
+    if path.startswith("/"):
+        return "absolute"
+    if "\0" in path:
+        return "holds a NUL"
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "not normalised, or '..' leaving the object"
+    if parts[0] == ".xpm":
+        return "inside .xpm/"
+    return ""
+
+
+def entries_problem(manifest: Manifest) -> str:
+    """Why the entries of ``manifest`` cannot all lie inside its object ('' when they do): a
+    path refused by :func:`path_problem`, listed twice, or beneath another listed entry (a file
+    or a link: reading it would go through that link). Pure."""
+    listed: set[str] = set()
+    for path in [f.path for f in manifest.files] + [link.path for link in manifest.links]:
+        problem = path_problem(path)
+        if problem:
+            return f"refused path {path!r} ({problem})"
+        if path in listed:
+            return f"refused path {path!r} (listed twice)"
+        listed.add(path)
+    for path in listed:
+        parent = path
+        while "/" in parent:
+            parent = parent.rpartition("/")[0]
+            if parent in listed:
+                return f"refused path {path!r} (beneath the listed entry {parent!r})"
+    return ""
+
+
+def _resolve(folder: list[str], target: str, links: dict[str, str], hops: int) -> list[str] | None:
+    """The components, from the object's top, of ``target`` read from the folder ``folder``,
+    following the object's own ``links`` as the kernel would (a missing folder is passed
+    through, as if it were there); None when it leaves the object.  Raises _Loop."""
+    if hops > _MAX_HOPS:
+        raise _Loop
+    if not target or target.startswith("/") or "\0" in target:
+        return None
+    where = list(folder)
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not where:
+                return None
+            where.pop()
+            continue
+        where.append(part)
+        inner = links.get("/".join(where))
+        if inner is not None:  # a link of the object: followed, from the folder that holds it
+            where.pop()
+            found = _resolve(where, inner, links, hops + 1)
+            if found is None:
+                return None
+            where = found
+    return where
+
+
+def escaping_link(manifest: Manifest) -> LinkEntry | None:
+    """The first link of ``manifest`` whose target leaves the object — absolute, climbing out
+    with ``..``, or through another of its links (``s -> .`` then ``l -> s/..``) — or None.
+    A loop of links reaches nothing and does not count.  A local task may link outside (to a
+    dataset, say); a shared object may not. Pure."""
+    links = {link.path: link.target for link in manifest.links}
+    for link in manifest.links:
+        folder = link.path.split("/")[:-1]
+        try:
+            if _resolve(folder, link.target, links, 0) is None:
+                return link
+        except _Loop:
+            continue
+    return None
 
 
 _TEMPORARY = re.compile(r"\..+" + re.escape(TEMP_MARK) + r"[0-9]+-[0-9a-f]+")
@@ -199,11 +371,37 @@ def make(directory: Path, identifier: str, kind: str, name: str,
     return Manifest(identifier, kind, name, time.time(), files, links, extra or {})
 
 
+def beneath_links(directory: Path, path: str, folders: set[str]) -> bool:
+    """Whether reaching the entry ``path`` of the object at ``directory`` would go through
+    something that is not a real folder of the object (a link, which may lead outside it, or a
+    file).  ``folders`` remembers the folders found real (one ``lstat`` each per call site); a
+    missing folder is not "beneath a link" (the entry is simply missing)."""
+    parts = path.split("/")[:-1]
+    for end in range(1, len(parts) + 1):
+        folder = "/".join(parts[:end])
+        if folder in folders:
+            continue
+        try:
+            mode = os.lstat(directory / folder).st_mode
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(mode):
+            return True
+        folders.add(folder)
+    return False
+
+
 def verify(directory: Path, manifest: Manifest) -> list[str]:
-    """The differences between ``directory`` and its manifest (empty when intact)."""
+    """The differences between ``directory`` and its manifest (empty when intact).  No link is
+    followed on the way to a listed entry: an entry reached through one is a difference."""
     problems = []
+    folders: set[str] = set()
     for entry in manifest.files:
         full = directory / entry.path
+        if beneath_links(directory, entry.path, folders):
+            problems.append(f"{entry.path}: beneath a link or a file, not a folder (not"
+                            " followed)")
+            continue
         try:
             st = os.lstat(full)
         except FileNotFoundError:
@@ -217,7 +415,10 @@ def verify(directory: Path, manifest: Manifest) -> list[str]:
             problems.append(f"{entry.path}: content differs from the manifest")
     for link in manifest.links:
         full = directory / link.path
-        if not os.path.islink(full):
+        if beneath_links(directory, link.path, folders):
+            problems.append(f"{link.path}: beneath a link or a file, not a folder (not"
+                            " followed)")
+        elif not os.path.islink(full):
             problems.append(f"{link.path}: link missing")
         elif os.readlink(full) != link.target:
             problems.append(f"{link.path}: link target changed")

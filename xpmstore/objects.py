@@ -8,19 +8,20 @@ can always be rebuilt.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
+from . import jsonio
 from . import manifest as manifest_module
 from .atomic import write_atomic
 from .config import Config, Task, class_spec, dependencies, iter_configs, tags_of
-from .errors import CorruptObjectError, FormatVersionError
+from .edges import params_dependencies
+from .errors import CorruptObjectError, FormatVersionError, MalformedFileError, NotFound
 from .manifest import Manifest
-from .serialize import params_json, params_of, refresh_values
+from .serialize import params_json, params_of, read_params, refresh_values
 from .workspace import DONE, KINDS, Workspace
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "is_done",
     "prepare_task_dir",
     "read_manifest",
+    "read_record",
     "record_from_disk",
 ]
 
@@ -134,17 +136,29 @@ def finish(directory: Path, identifier: str, kind: str, name: str,
 
 
 def read_manifest(directory: Path) -> Manifest | None:
-    """The done manifest of ``directory``, or None when the object is not done."""
+    """The done manifest of ``directory`` (parsed and checked: :func:`xpmstore.manifest.parse`),
+    or None when the object is not done.
+
+    Raises CorruptObjectError (damaged, hostile, or not a regular file), FormatVersionError.
+    """
+    path = directory / DONE
     try:
-        data = (directory / DONE).read_bytes()
+        data = jsonio.read_regular(path)
     except FileNotFoundError:
         return None
-    return manifest_module.parse(data, str(directory / DONE))
+    except MalformedFileError as exc:
+        raise CorruptObjectError(str(exc), directory.name) from None
+    except OSError as exc:
+        raise CorruptObjectError(f"{path}: cannot be read ({exc.strerror})",
+                                 directory.name) from None
+    return manifest_module.parse(data, str(path))
 
 
 def index_record(workspace: Workspace, directory: Path, manifest: Manifest,
-                 identity: dict[str, Any] | None) -> dict[str, Any]:
-    """The index record of a done object (pure but for the relative path)."""
+                 identity: dict[str, Any] | None,
+                 dependencies: list[str] | None = None) -> dict[str, Any]:
+    """The index record of a done object (pure but for the relative path).  ``dependencies``:
+    the ones its params.json gives (:mod:`xpmstore.edges`), which win over the manifest's."""
     extra = manifest.extra
     record: dict[str, Any] = {
         "kind": manifest.kind,
@@ -154,7 +168,7 @@ def index_record(workspace: Workspace, directory: Path, manifest: Manifest,
         "last_access": manifest.created,
         "size": manifest.size,
         "tags": extra.get("tags", {}),
-        "dependencies": extra.get("dependencies", []),
+        "dependencies": manifest.dependencies if dependencies is None else dependencies,
         "identity": identity,
     }
     if manifest.kind == "cache":
@@ -163,22 +177,46 @@ def index_record(workspace: Workspace, directory: Path, manifest: Manifest,
     return record
 
 
-def record_from_disk(workspace: Workspace, directory: Path) -> dict[str, Any] | None:
-    """The index record of the object at ``directory`` read from its files; None when not done
-    or unreadable (a corrupt object is never indexed)."""
+def read_record(workspace: Workspace, directory: Path) -> dict[str, Any] | None:
+    """The index record of the object at ``directory`` read from its files, or None when it is
+    not done.  A task's dependencies are those of its params.json (:mod:`xpmstore.edges`).
+
+    Raises CorruptObjectError naming the file when the object is done but cannot be read
+    (its manifest or params.json damaged, or a manifest of another object).
+    """
     try:
         manifest = read_manifest(directory)
-    except (CorruptObjectError, FormatVersionError):
+    except FormatVersionError as exc:
+        raise CorruptObjectError(str(exc), directory.name) from None
+    if manifest is None:
         return None
-    if manifest is None or manifest.identifier != directory.name:
+    if manifest.identifier != directory.name:
+        raise CorruptObjectError(f"{directory / DONE}: the done manifest of another object"
+                                 f" ({manifest.identifier[:16]})", directory.name)
+    if manifest.kind != "task":
+        return index_record(workspace, directory, manifest, None)
+    params = directory / "params.json"
+    try:
+        document = read_params(params)
+    except (NotFound, FormatVersionError) as exc:  # (their messages name the file)
+        raise CorruptObjectError(str(exc), directory.name) from None
+    except OSError as exc:
+        raise CorruptObjectError(f"{params}: cannot be read ({exc.strerror})",
+                                 directory.name) from None
+    identity = document.get("identity")
+    if not isinstance(identity, dict):
+        raise CorruptObjectError(f"{params}: no identity section", directory.name)
+    return index_record(workspace, directory, manifest, identity,
+                        params_dependencies(document))
+
+
+def record_from_disk(workspace: Workspace, directory: Path) -> dict[str, Any] | None:
+    """:func:`read_record`, None when the object is not done or cannot be read (a corrupt
+    object is never indexed)."""
+    try:
+        return read_record(workspace, directory)
+    except CorruptObjectError:
         return None
-    identity = None
-    if manifest.kind == "task":
-        try:
-            identity = json.loads((directory / "params.json").read_bytes()).get("identity")
-        except (OSError, ValueError):
-            return None
-    return index_record(workspace, directory, manifest, identity)
 
 
 def list_object_dirs(workspace: Workspace) -> list[Path]:

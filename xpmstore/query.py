@@ -20,8 +20,8 @@ from .config import Config, FieldSpec, class_spec
 from .errors import ConfigTypeError, InputPathError, MissingFieldError, UnknownFieldError
 from .fields import FieldKind
 
-__all__ = ["Resolve", "config_of", "differences", "field_for", "nested_class", "query_encoding",
-           "stored_encoding"]
+__all__ = ["Resolve", "Wanted", "config_of", "differences", "field_for", "matches",
+           "nested_class", "query_encoding", "stored_encoding", "wanted"]
 
 Resolve = Callable[[str], "dict[str, Any] | None"]
 """The identity section of the task of an identifier, or None when it is not known."""
@@ -130,6 +130,29 @@ def stored_encoding(cls: type[Config], identity: Any, path: list[str],
     except (TypeError, ValueError, InputPathError, RecursionError):
         return None  # a damaged record, or a default input file that is gone: no match
     return None
+
+
+Wanted = list[tuple[list[str], bytes]]
+"""What a query asks: (field path, encoding of the value asked) pairs."""
+
+
+def wanted(cls: type[Config], params: dict[str, Any]) -> Wanted:
+    """The query ``params`` (``model__hidden=64``) as field paths and encodings, each checked
+    against the field's declared type (UnknownFieldError, ConfigTypeError)."""
+    return [(path.split("__"), query_encoding(cls, path.split("__"), value))
+            for path, value in params.items()]
+
+
+def matches(cls: type[Config], identity: Any, tags: Any, asked: Wanted,
+            asked_tags: dict[str, Any] | None, resolve: Resolve) -> bool:
+    """Whether a recorded object (its identity section and tags) has the asked tags and params
+    (defaults filled in, task references followed through ``resolve``)."""
+    if asked_tags:
+        held = tags if isinstance(tags, dict) else {}
+        if any(held.get(k) != v for k, v in asked_tags.items()):
+            return False
+    return all(stored_encoding(cls, identity or {}, path, resolve) == encoding
+               for path, encoding in asked)
 
 
 def _leaves(identity: Any, resolve: Resolve, prefix: str = "",

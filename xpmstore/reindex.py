@@ -12,37 +12,50 @@ import contextlib
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lmdb
 
-from .errors import IndexWriteError
+from .errors import CorruptObjectError, IndexWriteError
 from .index import Index, index_location, install
 from .indexfiles import verify_problems
 from .liveness import process_start
-from .objects import is_done, list_object_dirs, record_from_disk
+from .objects import is_done, list_object_dirs, read_record, record_from_disk
 from .workspace import KINDS, Workspace
 
 __all__ = ["disk_records", "fill", "rebuild", "record_of"]
 
 
-def disk_records(workspace: Workspace) -> list[tuple[str, dict[str, Any]]]:
-    """(identifier, index record) of every done object of ``workspace``, read from its files."""
+OnDamaged = Callable[[Path, str], None]
+"""Told of each done object left out because it cannot be read: (directory, why)."""
+
+
+def disk_records(workspace: Workspace,
+                 on_damaged: OnDamaged | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(identifier, index record) of every done object of ``workspace``, read from its files;
+    one that cannot be read is left out (``on_damaged(directory, why)``)."""
     records = []
     for directory in list_object_dirs(workspace):
-        record = record_from_disk(workspace, directory)
+        try:
+            record = read_record(workspace, directory)
+        except CorruptObjectError as exc:
+            if on_damaged is not None:
+                on_damaged(directory, str(exc))
+            continue
         if record is not None:
             records.append((directory.name, record))
     return records
 
 
-def fill(index: Index, workspace: Workspace) -> tuple[int, int]:
+def fill(index: Index, workspace: Workspace,
+         on_damaged: OnDamaged | None = None) -> tuple[int, int]:
     """Make the objects and pins of ``index`` those of the disk (one write transaction each,
     the digest memo kept); returns (objects, pins)."""
     from .pins import sync_index
 
-    count = index.replace_all(disk_records(workspace))
+    count = index.replace_all(disk_records(workspace, on_damaged))
     return count, sync_index(workspace, index)
 
 
@@ -91,7 +104,7 @@ def _salvage(location: Path, fresh: Index, workspace: Workspace) -> None:
     fresh.copy_digests(old)
 
 
-def rebuild(workspace: Workspace) -> tuple[int, int]:
+def rebuild(workspace: Workspace, on_damaged: OnDamaged | None = None) -> tuple[int, int]:
     """Build a new index of ``workspace`` from its directories beside the old one, then put it
     in its place (processes that have the old one open adopt the new one on their next write);
     returns (objects, pins).  The old index is never opened unless it is sound.  Raises
@@ -106,7 +119,7 @@ def rebuild(workspace: Workspace) -> tuple[int, int]:
         fresh = Index(built, fallback=False)
         try:
             _salvage(location, fresh, workspace)
-            counts = fill(fresh, workspace)
+            counts = fill(fresh, workspace, on_damaged)
         finally:
             fresh.close()
     except (OSError, lmdb.Error) as error:

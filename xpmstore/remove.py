@@ -4,9 +4,11 @@ Removing an object deletes its directory (moved into ``.xpmstore/trash/`` with o
 then deleted) and its index record, so the next submit runs it again.  It is refused for a
 running job (its lock or run lock held, or a live launch record), for a ``@cache`` entry a live
 process uses (:mod:`xpmstore.leases`), and for an object on which done objects depend, unless
-``cascade``: then those dependents go too, transitively, dependents first.  Runs under the
-workspace's exclusive gc lock, so that no submit decides to reuse an object while it goes.
-Safe across processes.
+``cascade``: then those dependents go too, transitively, dependents first.  Dependents are found
+in the index, whose records take a task's dependencies from its params.json (not from its
+manifest, which may be damaged), and, for a done object too damaged to be indexed, from its
+params.json directly (:mod:`xpmstore.edges`).  Runs under the workspace's exclusive gc lock, so
+that no submit decides to reuse an object while it goes.  Safe across processes.
 """
 
 from __future__ import annotations
@@ -14,29 +16,38 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import leases
 from .claim import run_lock_path
+from .edges import dependencies_on_disk
 from .errors import HasDependentsError, ObjectInUseError
 from .gc import move_to_trash
 from .index import Index
 from .liveness import launch_is_live
-from .locate import locate
+from .locate import locate, scan_objects
 from .locks import gc_lock, try_object_lock
 from .objects import is_done
 from .store import Store
 from .workspace import Workspace
 
-__all__ = ["dependents_closure", "remove"]
+__all__ = ["dependents_closure", "remove", "unindexed_dependents"]
 
 
-def dependents_closure(index: Index, identifier: str) -> list[str]:
+def dependents_closure(index: Index, identifier: str,
+                       unindexed: Mapping[str, set[str]] | None = None) -> list[str]:
     """Every object recorded in the index as depending on ``identifier``, directly or not,
-    dependents first: each identifier comes before the objects it depends on."""
+    dependents first: each identifier comes before the objects it depends on.  ``unindexed``
+    adds, for an identifier, the done objects the index lacks that depend on it."""
+    extra = unindexed or {}
+
+    def dependents_of(ident: str) -> set[str]:
+        return set(index.dependents(ident)) | extra.get(ident, set())
+
     order: list[str] = []
     seen: set[str] = {identifier}
-    stack: list[tuple[str, bool]] = [(d, False) for d in index.dependents(identifier)]
+    stack: list[tuple[str, bool]] = [(d, False) for d in sorted(dependents_of(identifier))]
     while stack:
         ident, expanded = stack.pop()
         if expanded:
@@ -46,8 +57,23 @@ def dependents_closure(index: Index, identifier: str) -> list[str]:
             continue
         seen.add(ident)
         stack.append((ident, True))
-        stack.extend((d, False) for d in index.dependents(ident) if d not in seen)
+        stack.extend((d, False) for d in sorted(dependents_of(ident)) if d not in seen)
     return order  # post-order: each object after everything that depends on it
+
+
+def unindexed_dependents(workspace: Workspace,
+                         index: Index) -> tuple[dict[str, set[str]], dict[str, Path]]:
+    """The done objects the index lacks (too damaged to be indexed): identifier → the objects
+    among them that depend on it (read from their params.json), and their directories."""
+    known = index.identifiers()
+    reverse: dict[str, set[str]] = {}
+    paths: dict[str, Path] = {}
+    for found in scan_objects(workspace):
+        if found.done and found.identifier not in known:
+            paths[found.identifier] = Path(found.path)
+            for dependency in dependencies_on_disk(found.path):
+                reverse.setdefault(dependency, set()).add(found.identifier)
+    return reverse, paths
 
 
 def _in_use(identifier: str, directory: Path, leased: dict[str, str]) -> str:
@@ -75,12 +101,15 @@ def remove(workspace: Workspace, text: str, cascade: bool = False) -> list[tuple
     with gc_lock(workspace.gc_lock_path, exclusive=True):
         store.reconcile()
         index = store.index
-        dependents = dependents_closure(index, identifier)
+        unindexed, unindexed_paths = unindexed_dependents(workspace, index)
+        dependents = dependents_closure(index, identifier, unindexed)
         done_dependents = []
         for ident in dependents:
             record = index.get(ident)
-            if record is not None and is_done(workspace.root / record["path"]):
-                done_dependents.append((ident, workspace.root / record["path"]))
+            path = workspace.root / record["path"] if record is not None \
+                else unindexed_paths.get(ident)
+            if path is not None and is_done(path):
+                done_dependents.append((ident, path))
         if done_dependents and not cascade:
             shown = ", ".join(i[:12] for i, _ in done_dependents[:5])
             more = f" and {len(done_dependents) - 5} more" if len(done_dependents) > 5 else ""

@@ -144,6 +144,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
     from .config import Task, class_spec, dependencies
     from .locks import LockTimeout
     from .serialize import load
+    from .taskprogress import progress
     from .workspace import Workspace, set_active_workspace
 
     directory = Path(taskdir)
@@ -179,6 +180,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
             return EXIT_FAILED
         if beat is not None:
             beat.start(xpm / "heartbeat")
+        progress.begin(directory)
         if environ:
             os.environ.update(environ)
         set_active_workspace(workspace)
@@ -222,6 +224,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
                 pass  # the done manifest says it all; the state is for people
         return EXIT_OK
     finally:
+        progress.end()
         if beat is not None:
             beat.stop()
         leases.release()  # the job's @cache leases: its process exits without atexit

@@ -20,6 +20,7 @@ from typing import Any
 
 from blake3 import blake3
 
+from . import jsonio
 from .liveness import boot_id, process_start
 
 __all__ = ["RunRecord", "read_run"]
@@ -95,11 +96,13 @@ class RunRecord:
 
 
 def read_run(path: Path) -> list[dict[str, Any]]:
-    """The lines of a run record (a torn last line is skipped)."""
+    """The lines of a run record (a torn last line, or any line that is not a readable
+    document, is skipped)."""
     lines = []
+    where = str(path)
     for raw in path.read_bytes().splitlines():
         try:
-            lines.append(json.loads(raw))
+            lines.append(jsonio.loads(raw, where))
         except ValueError:
             continue
     return lines

@@ -27,13 +27,14 @@ import warnings
 from pathlib import Path, PurePath
 from typing import Any
 
-from . import identifier, inputs
+from . import identifier, inputs, jsonio
 from .checks import freeze_any
 from .config import Config, FieldSpec, Task, TaskPath, class_spec
 from .errors import (
     ClassNotFoundError,
     FormatVersionError,
     InputPathError,
+    MalformedFileError,
     NotFound,
     UnsupportedValueError,
     XpmstoreError,
@@ -251,17 +252,18 @@ def to_json_bytes(document: dict[str, Any]) -> bytes:
 def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check a params.json (a file, or a directory holding one).
 
-    Raises NotFound when absent, FormatVersionError when not ours or from a newer version.
+    Raises NotFound when absent, FormatVersionError when not ours (malformed, nested too deep,
+    not a regular file: :mod:`xpmstore.jsonio`) or from a newer version.
     """
     target = Path(path)
     if target.is_dir():
         target = target / "params.json"
     try:
-        document = json.loads(target.read_bytes())
+        document = jsonio.read(target)
     except FileNotFoundError:
         raise NotFound(f"{target}: no params.json here") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FormatVersionError(f"{target}: not a valid params.json ({exc})") from None
+    except MalformedFileError as exc:  # (its message names the file)
+        raise FormatVersionError(str(exc)) from None
     if not isinstance(document, dict) or document.get("format") != _FORMAT:
         raise FormatVersionError(f"{target}: not an xpmstore params.json")
     version = document.get("version")
@@ -298,15 +300,15 @@ def refresh_values(directory: Path, config: Config) -> bool:
     path = directory / "params.json"
     data = config.__dict__.pop(_PARAMS_JSON, None) or to_json_bytes(params_of(config))
     try:
-        old_bytes = path.read_bytes()
-    except FileNotFoundError:
+        old_bytes = jsonio.read_regular(path)
+    except (FileNotFoundError, MalformedFileError):  # (not a file: replaced whole)
         old_bytes = b""
     if old_bytes == data:
         return False
     fresh = json.loads(data)
     try:
-        old = json.loads(old_bytes)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        old = jsonio.loads(old_bytes, str(path))
+    except MalformedFileError:
         old = None
     identity = old.get("identity") if isinstance(old, dict) else None
     if identity is not None and identity != fresh["identity"]:
@@ -323,8 +325,11 @@ def refresh_values(directory: Path, config: Config) -> bool:
 
 
 def from_params_file(path: str | os.PathLike[str]) -> str:
-    """The identifier recomputed from a params.json's identity section (no user code)."""
-    return identifier.from_params(read_params(path)["identity"])
+    """The identifier recomputed from a params.json's identity section (no user code).
+
+    Raises what :func:`read_params` raises, UnsupportedValueError for a malformed identity.
+    """
+    return identifier.from_params(read_params(path).get("identity"))  # type: ignore[arg-type]
 
 
 # --- load ----------------------------------------------------------------------------------------

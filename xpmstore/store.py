@@ -10,6 +10,7 @@ store.cached(Terms(n=4).load)         # the Record of a @cache entry, or None
 store.find(Terms)                     # the @cache entries of a config class
 store.get("3fa9c1")                   # a Record by identifier or unique prefix
 store.explain(learn)                  # why is this absent? the nearest prior configs
+store.table(Evaluate, metrics="metrics.json")  # one dict per task: params, tags, metrics
 ```
 
 A lookup of a done task costs one identifier and one ``stat``.  ``find``, ``explain`` and a
@@ -19,7 +20,6 @@ that results made on other hosts appear.  Safe across threads and processes.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -27,17 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import identifier, query
+from . import identifier, jsonio, query
 from .config import Config, Task, class_spec, iter_configs
 from .errors import (
     AmbiguousPrefixError,
     ConfigTypeError,
+    CorruptObjectError,
     InvalidIdentifierError,
     NotFound,
 )
 from .identifier import cache_identifier
 from .index import Index
-from .objects import bind, is_done, list_object_dirs, record_from_disk
+from .objects import bind, is_done, list_object_dirs, read_record, record_from_disk
 from .workspace import DONE, Workspace, current_workspace
 
 __all__ = ["Explanation", "Record", "Store", "add_tags"]
@@ -116,7 +117,7 @@ def object_status(directory: Path) -> str:
     if is_done(directory):
         return "done"
     try:
-        data = json.loads((directory / ".xpm" / "state.json").read_bytes())
+        data = jsonio.read(directory / ".xpm" / "state.json")
     except (OSError, ValueError):
         data = None
     state = data.get("state") if isinstance(data, dict) else None
@@ -256,7 +257,10 @@ class Store:
 
     def _from_disk(self, ident: str) -> dict[str, Any] | None:
         for _, candidate in self._directories_named(ident):
-            record = record_from_disk(self.workspace, candidate)
+            try:
+                record = read_record(self.workspace, candidate)
+            except CorruptObjectError as exc:  # done, but its files cannot be read
+                raise CorruptObjectError(f"{exc}; run xpmstore fsck", ident) from None
             if record is not None:
                 self.index.put(ident, record)
                 return record
@@ -266,7 +270,7 @@ class Store:
         """The Record of an identifier or unique prefix.
 
         Raises InvalidIdentifierError (not 1–64 hex), NotFound, AmbiguousPrefixError (listing
-        the candidates).
+        the candidates), CorruptObjectError (a done object whose files cannot be read).
         """
         text = identifier.check_identifier(identifier_or_prefix)
         if len(text) == 64:
@@ -310,12 +314,13 @@ class Store:
             self.index.delete_many(removed)
         return len(added), len(removed)
 
-    def rebuild(self) -> int:
+    def rebuild(self, on_damaged: Callable[[Path, str], None] | None = None) -> int:
         """Rebuild the index from the directories (built beside the old one, which is never
-        read unless sound, then put in its place); returns the count."""
+        read unless sound, then put in its place); returns the count.  A done object that
+        cannot be read is left out: ``on_damaged(directory, why)``."""
         from .reindex import rebuild
 
-        return rebuild(self.workspace)[0]
+        return rebuild(self.workspace, on_damaged)[0]
 
     def records(self, kind: str | None = None, name: str | None = None) -> list[Record]:
         """Every known object (after a reconcile), newest first, filtered by kind and name."""
@@ -345,24 +350,45 @@ class Store:
                                   " (e.g. store.find(Learn, epochs=10))")
         if not issubclass(cls, Task):
             return self._find_entries(cls, tags, status, params)
-        wanted = [(path.split("__"), query.query_encoding(cls, path.split("__"), value))
-                  for path, value in params.items()]
-        self.reconcile()
-        resolve = self._resolver()
+        found = []
+        for ident, data in self.matching(cls, tags, params):
+            record = self._record(ident, data)
+            if status is None or record.status == status:
+                found.append(record)
+        return sorted(found, key=lambda r: r.created, reverse=True)
+
+    def matching(self, cls: type[Task], tags: dict[str, Any] | None, params: dict[str, Any],
+                 resolve: query.Resolve | None = None,
+                 reconcile: bool = True) -> list[tuple[str, dict[str, Any]]]:
+        """(identifier, index record) of the indexed tasks of class ``cls`` whose tags and
+        params match (as :meth:`find` matches them; task references through ``resolve``, by
+        default the index), after a reconcile of the whole index unless ``reconcile=False``;
+        raises as :meth:`find` does for a bad query."""
+        asked = query.wanted(cls, params)
+        if reconcile:
+            self.reconcile()
+        resolve = resolve or self._resolver()
         found = []
         for ident in self.index.by_name(class_spec(cls).identity_name):
             data = self.index.get(ident)
-            if data is None or data["kind"] != "task":
-                continue
-            if tags and any((data.get("tags") or {}).get(k) != v for k, v in tags.items()):
-                continue
-            identity = data.get("identity") or {}
-            if all(query.stored_encoding(cls, identity, path, resolve) == encoding
-                   for path, encoding in wanted):
-                record = self._record(ident, data)
-                if status is None or record.status == status:
-                    found.append(record)
-        return sorted(found, key=lambda r: r.created, reverse=True)
+            if data is not None and data["kind"] == "task" and query.matches(
+                    cls, data.get("identity"), data.get("tags"), asked, tags, resolve):
+                found.append((ident, data))
+        return found
+
+    def table(self, cls: type[Task], *, metrics: Any = "metrics.json",
+              status: str | None = "done", all_params: bool = False,
+              tags: dict[str, Any] | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """One dict per task of class ``cls`` with that status (None: any), newest first:
+        ``"id"``, the params that differ across the rows (``model.lr``; all of them with
+        ``all_params``), the tags (``"tag:<name>"``) and the values of ``metrics`` (a JSON file
+        of the task directory, or a callable given the directory) flattened with dots.
+        ``pandas.DataFrame(rows)`` takes it as it is.  Filters as :meth:`find`'s.  See
+        :mod:`xpmstore.table` for the columns and the errors."""
+        from .table import tabulate
+
+        return tabulate(self, cls, metrics=metrics, status=status, all_params=all_params,
+                        tags=tags, **filters)
 
     def _find_entries(self, cls: type[Config], tags: dict[str, Any] | None,
                       status: str | None, params: dict[str, Any]) -> list[Record]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Task, class_spec
-from .errors import TextValueError
+from .errors import CorruptObjectError, FormatVersionError, TextValueError
 from .locate import locate
 from .store import Explanation, Store
 from .textvalues import build_config, import_class, importable
@@ -58,8 +58,9 @@ def why(workspace: Workspace, target: str, assignments: list[str] | None = None,
         limit: int = 5) -> WhyReport:
     """Explain ``target`` (see the module doc).
 
-    Raises InvalidIdentifierError, NotFound, AmbiguousPrefixError (an identifier), TextValueError
-    and the config's own errors (a class and assignments), ClassNotFoundError.
+    Raises InvalidIdentifierError, NotFound, AmbiguousPrefixError, CorruptObjectError (its
+    params.json cannot be read) (an identifier), TextValueError and the config's own errors (a
+    class and assignments), ClassNotFoundError.
     """
     store = Store(workspace)
     if ":" in target:
@@ -71,11 +72,14 @@ def why(workspace: Workspace, target: str, assignments: list[str] | None = None,
         if assignments:
             raise TextValueError("name=value assignments go with module:Class, not with an"
                                  " identifier")
-        _, directory = locate(workspace, target)
+        ident, directory = locate(workspace, target)
         from .serialize import load, read_params
 
-        importable(*_script_folders(read_params(directory)))
-        config = load(directory)
+        try:
+            importable(*_script_folders(read_params(directory)))
+            config = load(directory)
+        except FormatVersionError as exc:  # the object's own params.json: damage, not input
+            raise CorruptObjectError(f"{exc} (xpmstore fsck)", ident) from None
         if not isinstance(config, Task):
             raise TextValueError(f"{target}: not a task")
     name = class_spec(type(config)).identity_name

@@ -1,6 +1,6 @@
 """xpmstore as a user installs it: an sdist and a wheel built from a copy of the sources, the
-wheel installed with its ``s3`` extra in a fresh virtual environment, and an experiment run with
-it from a folder outside the repository.  One installation per test session.
+wheel installed with its ``s3`` and ``serve`` extras in a fresh virtual environment, and an
+experiment run with it from a folder outside the repository.  One installation per test session.
 
 The fresh environment is made without pip (``venv --without-pip``) and filled by the project's
 pip (``pip --python``), from the pip cache: the same installation, in a third of the time.
@@ -106,7 +106,7 @@ def _check(result: subprocess.CompletedProcess[str], what: str) -> None:
 @pytest.fixture(scope="session")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
     """Build the sdist, then the wheel from the sdist (``python -m build``), and install the
-    wheel with its ``s3`` extra in a fresh virtual environment."""
+    wheel with its ``s3`` and ``serve`` extras in a fresh virtual environment."""
     work = tmp_path_factory.mktemp("installed")
     source = work / "src"
     source.mkdir()
@@ -129,7 +129,7 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
     venv = work / "venv"
     _check(run([PYTHON, "-m", "venv", "--without-pip", venv], cwd=work), "python -m venv")
     _check(run([PYTHON, "-m", "pip", "--python", venv / "bin" / "python", "install",
-                "--disable-pip-version-check", "-q", f"{wheel}[s3]"], cwd=work),
+                "--disable-pip-version-check", "-q", f"{wheel}[s3,serve]"], cwd=work),
            "pip install")
     home = work / "home"
     home.mkdir()

@@ -62,6 +62,13 @@ CASES: list[tuple[str, list[str], int]] = [
     ("push", ["XYZ"], 2),
     ("pull", [UNKNOWN], 1),
     ("pull", ["XYZ"], 2),
+    ("serve", ["--workspace", MISSING], 1),
+    ("serve", ["--port", "nope"], 2),
+    ("remote", ["nope"], 2),
+    ("remote init", ["/dev/null/remote"], 1),  # cannot be created (under a file)
+    ("remote init", ["--nope"], 2),
+    ("table", ["raises_on_import:Task"], 1),
+    ("table", ["nope"], 2),
     ("", ["--workspace", MISSING, "ls"], 1),
     ("", ["nope"], 2),
 ]
@@ -97,7 +104,7 @@ def test_every_command_has_a_failing_and_a_bad_input_case(command_paths: list[st
     codes: dict[str, set[int]] = {path: set() for path in command_paths}
     for path, _, code in CASES:
         codes[path].add(code)
-    groups = {"index"}  # a group alone has no failure of its own, only bad input
+    groups = {"index", "remote"}  # a group alone has no failure of its own, only bad input
     assert {path: found for path, found in codes.items()
             if found != ({2} if path in groups else {1, 2})} == {}
 
@@ -131,7 +138,7 @@ def test_help_of_every_command(installation: Installation, command_paths: list[s
             path, result.stdout)
 
 
-@pytest.mark.parametrize("path", ["", "index"])
+@pytest.mark.parametrize("path", ["", "index", "remote"])
 def test_a_group_alone_prints_its_help(installation: Installation, path: str) -> None:
     result = installation.xpmstore(*path.split())
     assert (result.returncode, result.stderr) == (0, ""), result.stderr

@@ -138,3 +138,33 @@ def test_the_job_runner_entry_point(installation: Installation, ran: Ran) -> Non
     (taskdir,) = ran.workspace.glob(f"jobs/*/{ran.report['tasks']['report']}")
     done = installation.run([installation.python, "-m", "xpmstore.runner", taskdir])
     assert (done.returncode, done.stderr) == (0, "")  # done already: nothing runs again
+
+
+def test_the_web_service_serves_its_shipped_files(installation: Installation, ran: Ran) -> None:
+    """``xpmstore serve`` of the installation answers with the pages, the API and the static
+    files that the wheel shipped (vendored layout library and its licence included)."""
+    import subprocess
+    import urllib.request
+
+    process = subprocess.Popen(
+        [installation.script, "serve", "-w", ran.workspace, "--port", "0"],
+        cwd=installation.elsewhere, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"HOME": str(installation.home), "PATH": str(installation.venv / "bin")})
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), process.stderr.read() if process.stderr else ""
+
+        def fetch(path: str) -> bytes:
+            with urllib.request.urlopen(url.rstrip("/") + path, timeout=30) as answer:
+                return bytes(answer.read())
+
+        assert b'data-page="experiments"' in fetch("/")
+        assert b"dagre" in fetch("/static/vendor/dagre/dagre.min.js")
+        assert b"Permission is hereby granted" in fetch("/static/vendor/dagre/LICENSE")
+        assert b"EventSource" in fetch("/static/app.js")
+        names = {entry["name"] for entry in json.loads(fetch("/api/names"))}
+        assert names == {"installed.Words", "installed.Count", "installed.Report"}
+    finally:
+        process.send_signal(2)  # Ctrl-C
+        assert process.wait(60) == 0

@@ -80,6 +80,7 @@ def remote_kind(request: pytest.FixtureRequest) -> str:
 def remote_section(remote_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """The ``[remote]`` TOML lines of a fresh remote of ``remote_kind``."""
     if remote_kind == "dir":
+        (tmp_path / "remote").mkdir()  # as `xpmstore remote init` would: a push never does
         return f'url = "file://{tmp_path / "remote"}"\n'
     server: S3Server = request.getfixturevalue("s3_server")
     return f'url = "s3://{new_bucket(server)}/team"\nendpoint_url = "{server.endpoint}"\n'

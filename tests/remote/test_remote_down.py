@@ -83,6 +83,7 @@ def test_jobs_of_an_experiment_that_found_the_remote_unreachable_never_ask_it(
     assert len(notes(workspace)) == 3  # left for an experiment that reaches the remote
 
     remote = tmp_path / "remote"
+    remote.mkdir()
     monkeypatch.setenv("XPMSTORE_REMOTE", f"file://{remote}")  # the remote is back
     run_experiment(workspace, "again", jobs)  # all done here: only the outbox to push
     assert notes(workspace) == []

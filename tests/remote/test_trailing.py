@@ -38,6 +38,7 @@ def pushed(tmp_path: Path) -> tuple[Remote, str, Path]:
     with active(first):
         local = blob.file()
     identifier = cache_identifier(blob.__identifier__, "blob.bin")
+    (tmp_path / "remote").mkdir()
     remote = Remote(open_backend(f"file://{tmp_path / 'remote'}"))
     assert push_one(remote, local.parent)
     return remote, identifier, local

@@ -101,7 +101,7 @@ def test_get_as_a_real_process(ws: Workspace, filled: list[Step]) -> None:
 def test_get_imports_no_scheduler(ws: Workspace, filled: list[Step]) -> None:
     code = ("import sys; from xpmstore_cli.main import main; rc = main(sys.argv[1:]);"
             " heavy = [m for m in ('xpmstore.experiment', 'xpmstore.config', 'xpmstore.store',"
-            " 'importlib.metadata', 'subprocess') if m in sys.modules];"
+            " 'importlib.metadata', 'subprocess', 'rich') if m in sys.modules];"
             " print(rc, heavy, file=sys.stderr)")
     result = run_python(["-c", code, "--workspace", str(ws.root), "get",
                          filled[0].__identifier__])

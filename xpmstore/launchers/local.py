@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import jsonio
 from ..errors import XpmstoreError
 from ..liveness import launch_is_live, process_start, read_launch
 from ..progress import describe_error
@@ -76,7 +77,7 @@ def _outcome_code(taskdir: Path | None) -> int:
     if (taskdir / ".xpm" / "done").exists():
         return 0
     try:
-        state = json.loads((taskdir / ".xpm" / "state.json").read_bytes())
+        state = jsonio.read(taskdir / ".xpm" / "state.json")
     except FileNotFoundError:
         return EXIT_WAITED  # claimed, never started (the runner writes "running" first thing)
     except (OSError, ValueError):

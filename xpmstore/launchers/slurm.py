@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import slurm
+from .. import jsonio, slurm
 from ..atomic import write_atomic
 from ..claim import read_state
 from ..errors import XpmstoreError
@@ -331,7 +331,7 @@ class SlurmLauncher(Launcher):
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_bytes())
+        data = jsonio.read(path)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -6,7 +6,11 @@ so correctness never relies on the condition being honoured).
 
 * :class:`DirectoryBackend` (``file:///shared/xpmstore``): a write goes to a temporary file in the
   key's folder, is fsynced, then ``os.link``-ed to its final name (``EEXIST`` is fine) — a reader
-  never sees a partial file.
+  never sees a partial file.  Its root directory is never created by a write: a missing root (a
+  share that is not mounted) or one that is not a directory makes the remote unreachable
+  (RemoteUnavailableError), and a root that refuses writes (read-only, no permission, full)
+  unwritable (RemoteUnwritableError); :meth:`Backend.init` (``xpmstore remote init``) creates it
+  on purpose.
 * :class:`~xpmstore.remote.s3.S3Backend` (``s3://bucket/prefix``, any S3-compatible server
   through ``endpoint_url``; :mod:`.s3`): HEAD, then PUT, with ``If-None-Match: *`` when the
   server honours it (412 is fine).
@@ -16,8 +20,10 @@ Both are safe across threads and processes.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +31,13 @@ from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
 from ..atomic import TEMP_MARK, fsync_dir
-from ..errors import RemoteError
+from ..errors import RemoteError, RemoteUnavailableError, RemoteUnwritableError
 
 __all__ = ["Backend", "DirectoryBackend", "open_backend"]
+
+_UNWRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.ENOSPC,
+                         errno.EDQUOT})
+"""Errors of a write that every later write would meet too: the remote is unwritable."""
 
 _CHUNK = 1 << 20
 COPY_CHUNK = 16 << 20
@@ -96,6 +106,11 @@ class Backend(ABC):
         """Make ``key`` new again (its mtime now), ``path`` holding the very same bytes: what a
         push that deduplicates against an old blob does, so that remote gc spares it."""
 
+    @abstractmethod
+    def init(self) -> str:
+        """Make the storage ready on purpose (``xpmstore remote init``): create the directory,
+        or the bucket; returns one line saying what was done.  Raises RemoteError."""
+
 
 class DirectoryBackend(Backend):
     """A remote in a directory of a shared file system (see the module doc)."""
@@ -107,30 +122,72 @@ class DirectoryBackend(Backend):
     def _path(self, key: str) -> Path:
         return self.root / key
 
+    def _check_root(self) -> None:
+        """Raise RemoteUnavailableError unless the root is a directory (called when a key is
+        not found, so that a missing share never reads as an empty remote)."""
+        try:
+            mode = os.stat(self.root).st_mode
+        except FileNotFoundError:
+            raise RemoteUnavailableError(
+                f"{self.url}: the remote directory {self.root} does not exist (a share not"
+                " mounted?); create it on purpose with `xpmstore remote init`") from None
+        except OSError as exc:
+            raise RemoteUnavailableError(f"{self.url}: {self.root}: {exc.strerror}") from None
+        if not stat.S_ISDIR(mode):
+            raise RemoteUnavailableError(f"{self.url}: {self.root} is not a directory")
+
+    def _unwritable(self, exc: OSError, what: Path) -> RemoteError:
+        if exc.errno in _UNWRITABLE:
+            return RemoteUnwritableError(f"{self.url}: cannot write {what}: {exc.strerror}"
+                                         " (the remote is not writable)")
+        return RemoteError(f"{self.url}: cannot write {what}: {exc.strerror}")
+
     def exists(self, key: str) -> bool:
-        return self._path(key).exists()
+        if self._path(key).exists():
+            return True
+        self._check_root()
+        return False
 
     def mtime(self, key: str) -> float | None:
         try:
             return self._path(key).stat().st_mtime
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            self._check_root()
             return None
+
+    def _folders(self, key: str) -> None:
+        """Create the folders of ``key`` below the root — never the root itself."""
+        folder = self.root
+        for part in key.split("/")[:-1]:
+            folder = folder / part
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                self._check_root()  # a root gone missing is unreachable, not unwritable
+                raise self._unwritable(exc, folder) from None
 
     def _publish(self, key: str, write: Any) -> bool:
         final = self._path(key)
-        if final.exists():
+        if self.exists(key):  # (and the root is a directory)
             return False
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RemoteError(f"{self.url}: cannot create {final.parent}: {exc}") from None
+        self._folders(key)
         temp = final.parent / f".{final.name}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                write(handle)
-                handle.flush()
-                os.fsync(handle.fileno())  # bytes on disk before the name is
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise self._unwritable(exc, temp) from None
+        try:
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    write(handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())  # bytes on disk before the name is
+            except OSError as exc:
+                if exc.errno in _UNWRITABLE:  # a full disk: every later write would fail too
+                    raise self._unwritable(exc, final) from None
+                raise
             try:
                 os.link(temp, final)  # atomic and create-only: a reader sees all or nothing
             except FileExistsError:
@@ -156,13 +213,15 @@ class DirectoryBackend(Backend):
     def get_bytes(self, key: str) -> bytes | None:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            self._check_root()
             return None
 
     def open_read(self, key: str) -> IO[bytes]:
         try:
             return open(self._path(key), "rb")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            self._check_root()
             raise RemoteError(f"{self.url}: {key} is missing") from None
 
     def copy_into(self, key: str, out: IO[bytes], limit: int,
@@ -182,6 +241,7 @@ class DirectoryBackend(Backend):
         return True
 
     def list(self, prefix: str) -> list[str]:
+        self._check_root()
         top = self._path(prefix)
         out: list[str] = []
         for current, _dirs, files in os.walk(top):
@@ -210,6 +270,18 @@ class DirectoryBackend(Backend):
             os.utime(self._path(key))
         except FileNotFoundError:  # deleted meanwhile: write it again
             self.put_file(key, path)
+        except OSError as exc:
+            raise self._unwritable(exc, self._path(key)) from None
+
+    def init(self) -> str:
+        existed = self.root.is_dir()
+        try:
+            for folder in (self.root, self.root / "cas", self.root / "objects"):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RemoteError(f"{self.url}: cannot create {self.root}: {exc.strerror or exc}") \
+                from None
+        return f"{self.url}: {'ready (it existed)' if existed else 'created'}"
 
 
 def open_backend(url: str, endpoint_url: str | None = None, region: str | None = None) -> Backend:

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from .. import jsonio
 from ..errors import CorruptObjectError, NotFound, RemoteUnavailableError
 from ..liveness import boot_id, process_start
 from ..workspace import Workspace
@@ -66,7 +67,7 @@ def _owner() -> dict[str, object]:
 def _busy_elsewhere(note: Path) -> bool:
     """Whether the note was written by another live process of this host that pushes it."""
     try:
-        owner = json.loads(note.read_bytes())
+        owner = jsonio.read(note)
     except (OSError, ValueError):
         return False
     if not isinstance(owner, dict) or owner.get("host") != socket.gethostname() \
@@ -167,7 +168,8 @@ def _push(workspace: Workspace, remote: Remote | None, directory: Path, note: Pa
         reach.warn(f"{exc}")
     except RemoteUnavailableError as exc:
         if reach.mark_down(remote):
-            reach.warn(f"remote unreachable, @cache entries are not pushed: {exc}")
+            reach.warn(f"remote {reach.down_reason(exc)}, @cache entries are not pushed:"
+                       f" {exc}")
         return
     except Exception as exc:
         reach.warn(f"push of @cache entry {directory.name[:12]} failed ({exc}); it stays in"

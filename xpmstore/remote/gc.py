@@ -4,7 +4,8 @@ Two steps, each safe while colleagues push and pull:
 
 1. **Manifests.**  The team's roots are the remote's pins (``pins/<identifier>``, written by
    ``xpmstore pin --remote``) and, with ``older_than``, every manifest written within that age;
-   what a root depends on (its manifest's ``dependencies``) is protected too.  Every other
+   what a root depends on (for a task, the dependencies its params.json references:
+   :mod:`xpmstore.edges`; else its manifest's) is protected too.  Every other
    remote object (``objects/<ab>/<identifier>``) is deleted.  Pulling a deleted object later
    simply misses: the task runs.
 2. **Blobs.**  The manifests are listed again (a push may have added some), and a blob
@@ -21,13 +22,14 @@ one.  Every function may raise RemoteError (RemoteUnavailableError when unreacha
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from .. import jsonio
 from .. import manifest as manifest_module
+from ..edges import params_dependencies
 from ..errors import InvalidIdentifierError, XpmstoreError
 from ..identifier import check_identifier
 from .store import Remote
@@ -83,16 +85,19 @@ def _read(remote: Remote, identifier: str) -> _Object:
     data = remote.get_object(identifier)
     if data is None:
         return _Object()
+    where = f"remote object {identifier}"
     try:
-        document = json.loads(data)
-        done = manifest_module.parse(str(document["done"]).encode("utf-8"),
-                                     f"remote object {identifier}")
-        deps = done.extra.get("dependencies", [])
-        return _Object({f.blake3: f.size for f in done.files},
-                       [str(d) for d in deps] if isinstance(deps, list) else [],
-                       len(data))
+        document = jsonio.loads(data, where)
+        done = manifest_module.parse(str(document["done"]).encode("utf-8"), where)
     except (ValueError, KeyError, TypeError, XpmstoreError):
         return _Object(size=len(data))
+    deps = done.dependencies
+    if done.kind == "task" and isinstance(document.get("params"), str):
+        try:
+            deps = params_dependencies(jsonio.loads(document["params"], where))
+        except ValueError:
+            pass  # params.json unreadable: the manifest's list, the best there is
+    return _Object({f.blake3: f.size for f in done.files}, deps, len(data))
 
 
 def _read_all(remote: Remote, identifiers: Iterable[str]) -> dict[str, _Object]:

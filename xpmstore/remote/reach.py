@@ -16,11 +16,12 @@ import sys
 import threading
 from pathlib import Path
 
-from ..errors import XpmstoreError
+from ..errors import RemoteUnwritableError, XpmstoreError
 from ..workspace import Workspace
 from .store import Remote, open_remote
 
-__all__ = ["DOWN_VARIABLE", "forget", "is_down", "mark_down", "remote_for", "reset", "warn"]
+__all__ = ["DOWN_VARIABLE", "down_reason", "forget", "is_down", "mark_down", "remote_for",
+           "reset", "warn"]
 
 DOWN_VARIABLE = "XPMSTORE_REMOTE_DOWN"
 """Set to ``1``: this process treats its remote as unreachable (what an experiment passes its
@@ -34,6 +35,11 @@ _down: set[tuple[str, str]] = set()
 def warn(message: str) -> None:
     """Print one warning line on stderr."""
     print(f"xpmstore: warning: {message}", file=sys.stderr)
+
+
+def down_reason(exc: Exception) -> str:
+    """How to name a remote judged down because of ``exc``: "not writable" or "unreachable"."""
+    return "not writable" if isinstance(exc, RemoteUnwritableError) else "unreachable"
 
 
 def _key(remote: Remote) -> tuple[str, str]:

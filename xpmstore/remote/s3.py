@@ -3,7 +3,9 @@
 AWS S3 or any S3-compatible server through ``endpoint_url`` (MinIO, Ceph, SeaweedFS...; path-style
 addressing then); credentials from the usual AWS environment and files; boto3 is imported when a
 backend is built (extra ``xpmstore[s3]``).  Metadata calls time out after 2 s with one retry;
-transfers have a long read timeout.  An unreachable server raises RemoteUnavailableError.
+transfers have a long read timeout.  An unreachable server, a missing bucket or refused
+credentials raise RemoteUnavailableError; a write refused (403) RemoteUnwritableError — either
+way the remote is judged down once, never warned about call after call.
 
 **Writes are create-only without relying on the server**: HEAD, then PUT.  The PUT carries
 ``If-None-Match: *`` (a 412 answer means another writer got there first: fine) only when the
@@ -31,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import RemoteError, RemoteUnavailableError
+from ..errors import RemoteError, RemoteUnavailableError, RemoteUnwritableError
 from .backends import Backend
 
 __all__ = [
@@ -48,6 +50,9 @@ PROBE_KEY = "probe/if-none-match"
 """The key the If-None-Match probe writes (outside ``cas/``, ``objects/`` and ``pins/``)."""
 CONDITIONAL_VERDICTS = ("honoured", "ignored", "refused")
 
+_DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                     "AllAccessDisabled"})
+_WRITES = frozenset({"PUT", "DELETE", "CREATE"})
 _log = logging.getLogger("xpmstore.remote")
 _probe_lock = threading.Lock()
 _probed: dict[tuple[str, str, str], str] = {}  # (endpoint, bucket, prefix) → verdict
@@ -111,6 +116,14 @@ class S3Backend(Backend):
             status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
             if code in missing or status in missing:
                 return None
+            if code == "NoSuchBucket":
+                raise RemoteUnavailableError(
+                    f"{self.url}: the bucket {self.bucket} does not exist; create it on purpose"
+                    " with `xpmstore remote init`") from None
+            if code in _DENIED or status == "403":
+                denied = RemoteUnwritableError if what in _WRITES else RemoteUnavailableError
+                raise denied(f"{self.url}: {what} {key}: access denied ({code or status})")\
+                    from None
             raise RemoteError(f"{self.url}: {what} {key}: {code or status}"
                               f" {error.get('Message', '')}".rstrip()) from None
         except self._unreachable as exc:
@@ -229,5 +242,18 @@ class S3Backend(Backend):
     def delete(self, key: str) -> None:
         self._call("DELETE", key, lambda: self._meta.delete_object(
             Bucket=self.bucket, Key=self._key(key)), "404", "NoSuchKey")
+
+    def init(self) -> str:
+        found = self._call("HEAD", "(the bucket)", lambda: self._meta.head_bucket(
+            Bucket=self.bucket), "404", "NoSuchBucket", "NotFound")
+        if found is not None:
+            return f"{self.url}: ready (the bucket {self.bucket} exists)"
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        region = self._meta.meta.region_name
+        if region and region != "us-east-1":  # (AWS refuses the constraint for us-east-1)
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        self._call("CREATE", f"bucket {self.bucket}",
+                   lambda: self._meta.create_bucket(**kwargs), "BucketAlreadyOwnedByYou")
+        return f"{self.url}: created the bucket {self.bucket}"
 
 

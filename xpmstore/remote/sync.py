@@ -81,7 +81,7 @@ class RemoteSync:
     def unreachable(self, exc: Exception) -> None:
         """Note that the remote cannot be reached (warned once; nothing more is asked of it)."""
         if reach.mark_down(self.remote):
-            _warn(f"remote unreachable, going on without it: {exc}")
+            _warn(f"remote {reach.down_reason(exc)}, going on without it: {exc}")
 
     def present(self, identifiers: Iterable[str]) -> set[str]:
         """Which of ``identifiers`` the remote holds (empty when pulls are off or the remote is

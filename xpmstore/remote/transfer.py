@@ -1,10 +1,13 @@
 """Push done objects to a remote and pull them back, verified (DESIGN §11).
 
 **Push** uploads the blobs an object's done manifest lists that the remote lacks (each file's
-blake3 checked against the manifest first: a locally damaged object is never pushed), then —
-only then — the remote object.  A blob already in the remote but older than half remote gc's
-grace period is refreshed (made new) rather than trusted to stay.  A push killed at any moment
-leaves at most unlisted blobs.
+blake3 checked against the manifest first, each reached through real folders of the object and
+itself a regular file, never a link: a locally damaged or hostile object is never pushed, nor a
+file outside it), then — only then — the remote object, its manifest sealed by its checksum.  An
+object whose manifest fails its checks (:func:`xpmstore.manifest.parse`), lists other
+dependencies than its params.json, or holds a link leaving it is refused.  A blob already in
+the remote but older than half remote gc's grace period is refreshed (made new) rather than
+trusted to stay.  A push killed at any moment leaves at most unlisted blobs.
 
 **Pull** fetches and checks the remote object (:func:`xpmstore.remote.verify.check_object`),
 downloads every blob into a temporary directory beside the final one while checking its size
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -30,9 +34,11 @@ from typing import IO, Any
 
 from blake3 import blake3
 
-from .. import objects
+from .. import jsonio, objects
+from .. import manifest as manifest_module
 from ..atomic import fsync_dir, write_atomic
 from ..claim import run_lock_path
+from ..edges import dependencies_problem, params_dependencies
 from ..errors import (
     CorruptObjectError,
     FormatVersionError,
@@ -52,7 +58,7 @@ from .progress import TransferProgress
 from .reach import warn
 from .store import Remote
 from .trailing import TrailingHash
-from .verify import RemoteObject, check_object, encode_object
+from .verify import RemoteObject, check_object, encode_object, sharing_problem
 
 __all__ = ["PushReport", "fetch", "pull", "pull_instead", "push", "push_one", "remote_entries"]
 
@@ -74,36 +80,72 @@ class PushReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _refused(directory: Path, why: str, identifier: str = "",
+             digest: str = "") -> CorruptObjectError:
+    return CorruptObjectError(f"{directory}: {why}; not pushed (xpmstore fsck)",
+                              identifier or directory.name, digest)
+
+
+def _listed_file(directory: Path, entry: manifest_module.FileEntry, folders: set[str]) -> Path:
+    """The path of the file ``entry`` of the object at ``directory``, checked: reached through
+    real folders of the object, itself a regular file (not a link), of the size and blake3 its
+    manifest lists.  Raises CorruptObjectError otherwise."""
+    path = directory / entry.path
+    try:
+        st = None if manifest_module.beneath_links(directory, entry.path, folders) \
+            else os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != entry.size \
+            or hash_file(path, st.st_size).hex() != entry.blake3:
+        raise _refused(directory, f"{entry.path} differs from its done manifest",
+                       digest=entry.blake3)
+    return path
+
+
 def push_one(remote: Remote, directory: Path, progress: TransferProgress | None = None) -> bool:
     """Push the done object at ``directory``; True when its remote object was written, False
     when the remote already held it.
 
-    Raises NotFound when the object is not done, CorruptObjectError when a file no longer
-    matches its manifest, RemoteError (RemoteUnavailableError) from the remote.  ``progress``
-    counts the bytes uploaded.
+    Raises NotFound when the object is not done, CorruptObjectError when its manifest fails its
+    checks or a file no longer matches it (see the module doc), RemoteError
+    (RemoteUnavailableError) from the remote.  ``progress`` counts the bytes uploaded.
     """
-    try:
-        done = (directory / DONE).read_bytes()
-    except FileNotFoundError:
-        raise NotFound(f"{directory}: not done; only done objects are pushed") from None
     manifest = objects.read_manifest(directory)
-    assert manifest is not None
+    if manifest is None:
+        raise NotFound(f"{directory}: not done; only done objects are pushed")
     identifier = manifest.identifier
+    if identifier != directory.name:
+        raise _refused(directory, f"its done manifest names another object ({identifier[:16]})")
+    problem = sharing_problem(manifest)
+    if problem:
+        raise _refused(directory, problem)
+    folders: set[str] = set()
+    params = None
+    if manifest.kind == "task":
+        listed = next((f for f in manifest.files if f.path == "params.json"), None)
+        if listed is None:
+            raise _refused(directory, "its done manifest lists no params.json")
+        params = _listed_file(directory, listed, folders).read_bytes()
+        try:
+            document = jsonio.loads(params, str(directory / "params.json"))
+        except XpmstoreError as exc:
+            raise _refused(directory, str(exc)) from None
+        differs = dependencies_problem(manifest.dependencies, params_dependencies(document))
+        if differs:
+            raise _refused(directory, differs)
     if remote.backend.exists(remote.object_key(identifier)):
         return False
-    params = (directory / "params.json").read_bytes() if manifest.kind == "task" else None
     unique = {entry.blake3: entry for entry in manifest.files}
+    lock = threading.Lock()
 
     def upload(digest: str) -> None:
         written = remote.backend.mtime(remote.blob_key(digest))
         if written is not None and time.time() - written < REFRESH_AGE:
             return  # deduplicated against a recent blob
         entry = unique[digest]
-        path = directory / entry.path
-        if os.path.getsize(path) != entry.size or hash_file(path).hex() != digest:
-            raise CorruptObjectError(
-                f"{directory}: {entry.path} differs from its done manifest; not pushed"
-                " (xpmstore fsck)", identifier, digest)
+        with lock:  # (the folders found real, shared by the threads)
+            path = _listed_file(directory, entry, folders)
         if written is None:
             remote.put_blob(digest, path)
             if progress is not None:
@@ -119,6 +161,7 @@ def push_one(remote: Remote, directory: Path, progress: TransferProgress | None 
             for _ in pool.map(upload, sorted(unique)):  # re-raises the first error
                 pass
     # every blob is in: only now may the manifest that lists them appear
+    done = manifest_module.build(manifest)  # sealed by its checksum, whatever its age
     return remote.put_object(identifier, encode_object(done, manifest, params))
 
 
@@ -296,7 +339,8 @@ def pull(workspace: Workspace, identifier: str, remote: Remote, locked: bool = F
         _fill(remote, checked, temp, progress)
         if _publish(workspace, checked, temp, final, locked):
             Index.for_workspace(workspace).put(
-                identifier, objects.index_record(workspace, final, manifest, checked.identity))
+                identifier, objects.index_record(workspace, final, manifest, checked.identity,
+                                                 checked.dependencies))
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)

@@ -4,13 +4,17 @@ A remote object (``objects/<ab>/<identifier>``) is one JSON document holding the
 (:mod:`xpmstore.manifest`) as written locally, the object's kind and name and, for a task, its
 params.json.  :func:`check_object` accepts it only when
 
+* its done manifest parses (:func:`xpmstore.manifest.parse`): it matches its own checksum (a
+  flipped byte anywhere in it is refused; a manifest pushed before manifests had a checksum is
+  accepted on the other checks below, and written locally with its checksum), its fields have
+  their types and every path is relative, normalised, outside ``.xpm/`` and listed once;
 * it names the identifier asked for, and so does its done manifest;
 * the identifier is *recomputed*: from params.json's identity section for a task
   (:func:`xpmstore.identifier.from_params`), from the config identifier and file name for a
   ``@cache`` entry — so a manifest of another object, or a tampered identity, is refused;
-* params.json's bytes are the ones the manifest lists;
-* every path is relative, without ``..`` or ``.xpm``, and every link stays inside the object
-  (:func:`check_paths`).
+* params.json's bytes are the ones the manifest lists, and the dependencies the manifest lists
+  are those params.json references (:mod:`xpmstore.edges`);
+* every link stays inside the object (:func:`check_paths`).
 
 The blobs themselves are checked while they are downloaded (size and blake3).
 """
@@ -18,19 +22,26 @@ The blobs themselves are checked while they are downloaded (size and blake3).
 from __future__ import annotations
 
 import json
-import posixpath
 from dataclasses import dataclass
 from typing import Any
 
 from blake3 import blake3
 
+from .. import jsonio
 from .. import manifest as manifest_module
-from ..errors import CorruptObjectError, FormatVersionError, UnsupportedValueError
-from ..identifier import cache_identifier, check_identifier, from_params
+from ..edges import dependencies_problem, params_dependencies
+from ..errors import (
+    CorruptObjectError,
+    FormatVersionError,
+    MalformedFileError,
+    UnsupportedValueError,
+)
+from ..identifier import cache_identifier, from_params
 from ..manifest import Manifest
 from ..workspace import KINDS
 
-__all__ = ["FORMAT", "RemoteObject", "check_object", "check_paths", "encode_object"]
+__all__ = ["FORMAT", "RemoteObject", "check_object", "check_paths", "encode_object",
+           "sharing_problem"]
 
 FORMAT = "xpmstore.remote-object"
 VERSION = 1
@@ -38,13 +49,15 @@ VERSION = 1
 
 @dataclass(frozen=True)
 class RemoteObject:
-    """A checked remote object: its manifest, the manifest's bytes, params.json's bytes (tasks)
-    and the identity section (tasks)."""
+    """A checked remote object: its manifest, the done manifest's bytes to publish locally
+    (sealed by its checksum), params.json's bytes (tasks) and the identity section (tasks), and
+    the dependencies params.json gives (tasks)."""
 
     manifest: Manifest
     done: bytes
     params: bytes | None
     identity: dict[str, Any] | None
+    dependencies: list[str] | None = None
 
 
 def encode_object(done: bytes, manifest: Manifest, params: bytes | None) -> bytes:
@@ -61,46 +74,44 @@ def _bad(identifier: str, why: str, expected: str = "", got: str = "") -> Corrup
     return CorruptObjectError(f"remote object {identifier}: {why}", identifier, expected, got)
 
 
-def _check_relative(identifier: str, path: str) -> None:
-    parts = path.split("/")
-    if (not path or path.startswith("/") or "\\" in path or "\0" in path
-            or any(p in ("", ".", "..") for p in parts) or parts[0] == ".xpm"):
-        raise _bad(identifier, f"refused path {path!r} (absolute, '..' or .xpm)")
+def sharing_problem(manifest: Manifest) -> str:
+    """Why ``manifest``'s object cannot be shared ('' when it can): a path the manifest module
+    refuses, a backslash in a path, or a link that leaves the object. Pure."""
+    problem = manifest_module.entries_problem(manifest)
+    if problem:
+        return problem
+    for path in [f.path for f in manifest.files] + [link.path for link in manifest.links]:
+        if "\\" in path:
+            return f"refused path {path!r} (a backslash)"
+    leaving = manifest_module.escaping_link(manifest)
+    if leaving is not None:
+        return f"link {leaving.path!r} -> {leaving.target!r} leaves the object"
+    return ""
 
 
 def check_paths(identifier: str, manifest: Manifest) -> None:
     """Raise CorruptObjectError when a path of ``manifest`` is absolute, holds ``..``, lies in
-    ``.xpm/``, is listed twice, or a link leaves the object."""
-    seen: set[str] = set()
-    for path in [f.path for f in manifest.files] + [link.path for link in manifest.links]:
-        _check_relative(identifier, path)
-        if path in seen:
-            raise _bad(identifier, f"path {path!r} listed twice")
-        seen.add(path)
-    for link in manifest.links:
-        target = link.target
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(link.path), target))
-        if (not target or target.startswith("/") or "\0" in target
-                or resolved == ".." or resolved.startswith("../")):
-            raise _bad(identifier, f"link {link.path!r} -> {target!r} leaves the object")
-    for entry in manifest.files:
-        if entry.size < 0 or len(entry.blake3) != 64:
-            raise _bad(identifier, f"file {entry.path!r}: malformed size or digest")
-        check_identifier(entry.blake3)
+    ``.xpm/``, is listed twice or beneath another entry, or a link leaves the object."""
+    problem = sharing_problem(manifest)
+    if problem:
+        raise _bad(identifier, problem)
 
 
 def check_object(identifier: str, data: bytes) -> RemoteObject:
     """Parse and check the remote object ``data`` fetched for ``identifier`` (see the module
     doc).  Raises CorruptObjectError naming the object, FormatVersionError for a newer format."""
     try:
-        document = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise _bad(identifier, "not JSON") from None
+        document = jsonio.loads(data, f"remote object {identifier}")
+    except MalformedFileError as exc:
+        raise CorruptObjectError(str(exc), identifier) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise _bad(identifier, "not a remote object")
-    if not isinstance(document.get("version"), int) or document["version"] > VERSION:
-        raise FormatVersionError(f"remote object {identifier}: version"
-                                 f" {document.get('version')!r} is newer; upgrade xpmstore")
+    version = document.get("version")
+    if type(version) is not int or version < 1:
+        raise _bad(identifier, "no valid version")
+    if version > VERSION:
+        raise FormatVersionError(f"remote object {identifier}: version {version} is newer;"
+                                 " upgrade xpmstore")
     done_text, params_text = document.get("done"), document.get("params")
     if not isinstance(done_text, str) or not (params_text is None or isinstance(params_text, str)):
         raise _bad(identifier, "missing fields")
@@ -117,7 +128,7 @@ def check_object(identifier: str, data: bytes) -> RemoteObject:
         raise _bad(identifier, f"refused name {name!r}")
     check_paths(identifier, manifest)
     params = None if params_text is None else params_text.encode("utf-8")
-    identity = None
+    identity = dependencies = None
     if manifest.kind == "task":
         if params is None:
             raise _bad(identifier, "a task without params.json")
@@ -126,10 +137,15 @@ def check_object(identifier: str, data: bytes) -> RemoteObject:
                 or listed.blake3 != blake3(params).hexdigest():
             raise _bad(identifier, "params.json differs from the one its manifest lists")
         try:
-            identity = json.loads(params)["identity"]
+            document = jsonio.loads(params, f"remote object {identifier}: params.json")
+            identity = document["identity"]
             recomputed = from_params(identity)
         except (ValueError, KeyError, TypeError, UnsupportedValueError):
             raise _bad(identifier, "params.json has no valid identity section") from None
+        dependencies = params_dependencies(document)
+        differs = dependencies_problem(manifest.dependencies, dependencies)
+        if differs:
+            raise _bad(identifier, differs)
     else:
         extra = manifest.extra
         try:
@@ -139,4 +155,5 @@ def check_object(identifier: str, data: bytes) -> RemoteObject:
     if recomputed != identifier:
         raise _bad(identifier, "its identity hashes to another identifier", identifier,
                    recomputed)
-    return RemoteObject(manifest, done, params, identity)
+    sealed = done if manifest.sealed else manifest_module.build(manifest)
+    return RemoteObject(manifest, sealed, params, identity, dependencies)
