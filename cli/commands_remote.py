@@ -98,7 +98,7 @@ def pull(identifiers: tuple[str, ...]) -> None:
     from xpmstore.remote.progress import TransferProgress
 
     _check_identifiers(identifiers)  # bad input first: nothing is pulled
-    workspace = open_workspace()
+    workspace = open_workspace(new=True)
     remote = need_remote(workspace)
     progress = TransferProgress("pull")
     progress.expect(objects=len(identifiers))

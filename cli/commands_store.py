@@ -213,21 +213,20 @@ def index() -> None:
 @workspace_option()
 @user_errors
 def rebuild() -> None:
-    """Refill the index from the task directories and cache entries, in one transaction.
+    """Rebuild the index from the task directories and cache entries.
 
-    Pins are kept (they live in WORKSPACE/.xpmstore/pins/). A done object whose manifest or
-    params.json cannot be read is left out, with one warning line naming the file.
+    The new index is built beside the old one, which is never opened unless it is sound (a
+    damaged one is simply replaced), then put in its place. Pins are kept (they live in
+    WORKSPACE/.xpmstore/pins/). A done object whose manifest or params.json cannot be read is
+    left out, with one warning line naming the file.
     """
-    from xpmstore.pins import pinned, sync_index
-    from xpmstore.store import Store
+    from xpmstore.reindex import rebuild as rebuild_index
 
-    store = Store(open_workspace())
-    pinned(store.workspace, store.index)  # pins only the index knew go to disk first
+    workspace = open_workspace()
 
     def skipped(directory: object, why: str) -> None:
         click.echo(f"xpmstore: warning: {one_line(why)}; left out of the index (xpmstore"
                    " fsck)", err=True)
 
-    count = store.rebuild(skipped)
-    pins = sync_index(store.workspace, store.index)
-    click.echo(f"rebuilt the index of {store.workspace.root}: {count} objects, {pins} pins")
+    count, pins = rebuild_index(workspace, skipped)
+    click.echo(f"rebuilt the index of {workspace.root}: {count} objects, {pins} pins")

@@ -96,16 +96,20 @@ def workspace_option(*, envvar: str | None = None) -> Callable[[F], F]:
     )
 
 
-def open_workspace() -> Workspace:
+def open_workspace(new: bool = False) -> Workspace:
     """The workspace chosen by ``--workspace`` (or the default one); NotFound when it is not a
-    directory (nothing is created)."""
-    from xpmstore.workspace import Workspace
+    directory, or (unless ``new``: a pull may fill a new one) when it is a folder that is not a
+    workspace (nothing is created in either)."""
+    from xpmstore.workspace import MARKERS, Workspace
 
     where = click.get_current_context().find_root().meta.get(_KEY)
     workspace = Workspace.at(where)
     if not workspace.root.is_dir():
         raise NotFound(f"no workspace at {workspace.root} (give --workspace DIR or set"
                        " XPMSTORE_WORKSPACE)")
+    if not new and not workspace.exists():
+        raise NotFound(f"{workspace.root} is not an xpmstore workspace (it holds none of"
+                       f" {', '.join(MARKERS)}); give --workspace DIR or set XPMSTORE_WORKSPACE")
     return workspace
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "ExperimentInJobError",
     "FormatVersionError",
     "HasDependentsError",
+    "IndexWriteError",
     "InputPathError",
     "InvalidIdentifierError",
     "MalformedFileError",
@@ -183,6 +184,11 @@ class PathRefusedError(XpmstoreError, PermissionError):
 class TextValueError(XpmstoreError, ValueError):
     """A value given as text (an age, a size, a ``k=v`` assignment, a tag filter) cannot be
     read; the message quotes it and says what is expected."""
+
+
+class IndexWriteError(XpmstoreError, OSError):
+    """A new index cannot be written (a full disk, a read-only file system); the message names
+    the index and says that the old one was left as it was."""
 
 
 class RemoteError(XpmstoreError, OSError):

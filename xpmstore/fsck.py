@@ -7,7 +7,8 @@ must parse — its own checksum, its fields, every path inside the object: see
 params.json must give back its identifier, and the dependencies the manifest lists must be those
 params.json references: :mod:`xpmstore.edges`) and reconciles the index with the disk (records
 added for done objects it lacks, dropped for objects that are gone or not done, rewritten where
-they disagree with the disk — a task's dependencies always from its params.json).
+they disagree with the disk — a task's dependencies always from its params.json).  The index's
+files are walked page by page first (``lmdb.verify``); damaged ones are moved aside and rebuilt.
 
 With ``repair``, a damaged object is marked **not done**: under its lock, its ``.xpm/done`` is
 renamed to ``.xpm/done.damaged-<time>`` (kept as evidence), a task's state becomes ``failed``
@@ -192,6 +193,7 @@ def check(workspace: Workspace, repair: bool = False,
     """
     report = FsckReport()
     index = Index.for_workspace(workspace)
+    index.check_files()  # damaged index files: moved aside and rebuilt (one line on stderr)
     directories = [d for d in list_object_dirs(workspace) if is_done(d)]
     intact: dict[str, Path] = {}
     for number, directory in enumerate(sorted(directories), 1):

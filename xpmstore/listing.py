@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .gc import reconcile_listing
-from .index import _summary, without_identity
+from .indexrecords import summary, without_identity
 from .liveness import read_launch
 from .locate import ObjectDir, bulk, object_kind, scan_objects
 from .store import Record, Store, object_status
@@ -142,7 +142,7 @@ def list_json(store: Store, *, kind: str | None = None, name: str | None = None,
                     line = f'{{"identifier":"{ident}","status":"done",{body[1:-1]},"config":null}}'
                     found.append((created, ident, line))
                     continue
-                data = _summary(value)
+                data = summary(value)
                 if (kind is None or data["kind"] == kind) and (
                         name is None or data["name"] == name):
                     found.append((data["created"], ident, encode(_done_entry(ident, data, root))))

@@ -315,19 +315,12 @@ class Store:
         return len(added), len(removed)
 
     def rebuild(self, on_damaged: Callable[[Path, str], None] | None = None) -> int:
-        """Refill the index from the directories in one write transaction; returns the count.
-        A done object that cannot be read is left out: ``on_damaged(directory, why)``."""
-        records = []
-        for directory in list_object_dirs(self.workspace):
-            try:
-                record = read_record(self.workspace, directory)
-            except CorruptObjectError as exc:
-                if on_damaged is not None:
-                    on_damaged(directory, str(exc))
-                continue
-            if record is not None:
-                records.append((directory.name, record))
-        return self.index.replace_all(records)
+        """Rebuild the index from the directories (built beside the old one, which is never
+        read unless sound, then put in its place); returns the count.  A done object that
+        cannot be read is left out: ``on_damaged(directory, why)``."""
+        from .reindex import rebuild
+
+        return rebuild(self.workspace, on_damaged)[0]
 
     def records(self, kind: str | None = None, name: str | None = None) -> list[Record]:
         """Every known object (after a reconcile), newest first, filtered by kind and name."""

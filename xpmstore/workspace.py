@@ -27,6 +27,7 @@ from .identifier import check_identifier
 __all__ = [
     "DONE",
     "KINDS",
+    "MARKERS",
     "NETWORK_FILESYSTEMS",
     "Workspace",
     "current_workspace",
@@ -41,6 +42,10 @@ DONE = ".xpm/done"
 
 KINDS = {"task": "jobs", "cache": "cache"}
 """Object kind → top-level folder."""
+
+MARKERS = ("xpmstore.toml", ".xpmstore", "jobs", "cache", "experiments")
+"""What a workspace holds at least one of (an experiment, a ``@cache`` call, a pull or the
+settings file creates it)."""
 
 NETWORK_FILESYSTEMS = frozenset({
     "nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "smbfs", "ceph", "fuse.sshfs", "beegfs",
@@ -121,6 +126,11 @@ class Workspace:
         root = Path(where).expanduser() if where is not None else default_workspace()
         root = Path(os.path.abspath(root))
         return cls(root, _read_toml(root / "xpmstore.toml"))
+
+    def exists(self) -> bool:
+        """Whether the root is a workspace already: a folder holding one of :data:`MARKERS`
+        (a bare folder is not; reading one must create nothing in it)."""
+        return any(os.path.lexists(self.root / marker) for marker in MARKERS)
 
     @property
     def jobs(self) -> Path:

@@ -27,6 +27,7 @@ BUILTIN = {
     "ObjectInUseError": RuntimeError,
     "HasDependentsError": RuntimeError,
     "TextValueError": ValueError,
+    "IndexWriteError": OSError,
 }
 
 

@@ -288,8 +288,8 @@ def test_a_damaged_index_is_moved_aside_and_replaced(tmp_path: Path, how: str,
     lines = err.splitlines()
     assert len(lines) == 1, err
     assert str(tmp_path / "index") in lines[0] and "moved it to" in lines[0]
-    aside = [p.name for p in tmp_path.iterdir() if p.name.startswith("index.corrupt-")]
-    assert len(aside) == 1 and re.fullmatch(r"index\.corrupt-\d+-\d+", aside[0])
+    aside = [p.name for p in tmp_path.iterdir() if p.name.startswith("index.damaged-")]
+    assert len(aside) == 1 and re.fullmatch(r"index\.damaged-\d{8}T\d{6}", aside[0])
     assert aside[0] in lines[0]
 
 
@@ -305,7 +305,7 @@ def test_a_healthy_index_is_never_moved_aside(tmp_path: Path,
     assert index.get(ident(2)) == record()
     assert reopen(index).count() == 2
     assert capfd.readouterr().err == ""
-    assert [p.name for p in tmp_path.iterdir() if "corrupt" in p.name] == []
+    assert [p.name for p in tmp_path.iterdir() if "damaged" in p.name] == []
 
 
 def test_an_empty_data_file_opens_empty(tmp_path: Path) -> None:
@@ -349,7 +349,7 @@ def test_a_forked_child_uses_the_index_safely(tmp_path: Path,
     index.put(ident(4), record())
     assert index.count() == 4
     assert Index.open(tmp_path / "index") is index
-    assert [p.name for p in tmp_path.iterdir() if "corrupt" in p.name] == []
+    assert [p.name for p in tmp_path.iterdir() if "damaged" in p.name] == []
 
 
 def test_nested_forks(tmp_path: Path) -> None:

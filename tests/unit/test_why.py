@@ -153,7 +153,7 @@ def test_why_still_asks_for_a_sub_config_that_needs_values(tmp_path: Path,
             def execute(self):
                 pass
     '''))
-    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "jobs").mkdir(parents=True)  # a workspace (a bare folder is refused)
     shown = xpmstore(tmp_path / "ws", tmp_path, "why", "needy:Use")
     assert shown.returncode == 2
     assert "Use.data" in shown.stderr and "Traceback" not in shown.stderr
