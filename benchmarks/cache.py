@@ -169,7 +169,7 @@ def bench_in_process(calls: int, repetitions: int) -> bool:
     import joblib
 
     import xpmstore
-    from xpmstore.workspace import Workspace, set_active_workspace
+    from xpmstore.store.workspace import Workspace, set_active_workspace
 
     set_active_workspace(Workspace.at(XPM_WORKSPACE))
     config = xpmstore_side()(key=1)
@@ -278,9 +278,9 @@ def bench_new_process(processes: int) -> None:
     import joblib
 
     import xpmstore
-    from xpmstore.identifier import cache_identifier
-    from xpmstore.index import Index
-    from xpmstore.workspace import Workspace
+    from xpmstore.core.identifier import cache_identifier
+    from xpmstore.store.index import Index
+    from xpmstore.store.workspace import Workspace
 
     entry = cache_identifier(xpmstore_side()(key=1).__identifier__, "payload.bin")
     index = Index.for_workspace(Workspace.at(XPM_WORKSPACE))

@@ -16,7 +16,7 @@ Timed, as whole processes started from this script (``subprocess.run``, wall clo
 output discarded), alternating between the commands inside each repetition: ``python -c pass``
 (the interpreter's own start, for reference), ``xpmstore --help``, ``xpmstore get ID`` (full
 identifier, then a 12-character prefix), ``xpmstore ls --json`` and ``xpmstore gc --dry-run``;
-in this process, ``xpmstore.gc.mark`` (the mark phase: reconcile with a listing of the disk,
+in this process, ``xpmstore.admin.gc.mark`` (the mark phase: reconcile with a listing of the disk,
 read every index record and run record, close the roots over the dependencies).  Medians and
 minimums over the repetitions.
 """
@@ -40,10 +40,11 @@ from typing import Any
 from lookup import CREATED, WORK, Evaluate, check_write_task, learn, write_task
 
 import xpmstore
-from xpmstore import gc, objects
-from xpmstore.index import Index
-from xpmstore.runrecord import RunRecord
-from xpmstore.workspace import Workspace
+from xpmstore.admin import gc
+from xpmstore.scheduler.runlog import RunRecord
+from xpmstore.store import taskdirs
+from xpmstore.store.index import Index
+from xpmstore.store.workspace import Workspace
 
 FILL_VERSION = "cli-1"
 """Change it when the generated content changes: workspaces of another version are remade."""
@@ -67,7 +68,7 @@ def filled(count: int) -> tuple[Workspace, list[str]]:
     tasks = [evaluate(i) for i in range(count // 2)]
     evaluates = [t.__identifier__ for t in tasks]
     if (stamp.exists() and stamp.read_text() == wanted
-            and len(objects.list_object_dirs(workspace)) == count):
+            and len(taskdirs.list_object_dirs(workspace)) == count):
         print(f"{count:,} objects: reusing {workspace.root}")
         return workspace, evaluates
     shutil.rmtree(workspace.root, ignore_errors=True)

@@ -11,7 +11,7 @@ Two measurements, each printed as a table:
   config; experimaestro caches on sealed configs), so every repetition builds fresh configs; the
   figure reported is the median over the repetitions, per config.
 * **Input digest.** A 1 GiB file in ``benchmarks/.work/`` (created once), page cache warm:
-  ``xpmstore.inputs.digest_input`` (memo cleared before each call) against raw multi-threaded
+  ``xpmstore.core.digests.digest_input`` (memo cleared before each call) against raw multi-threaded
   blake3 over an mmap of the same file, in GB/s (10^9 bytes per second).
 
 The garbage collector is paused inside every timed region (as :mod:`timeit` does) and run between
@@ -38,7 +38,7 @@ import blake3
 import experimaestro
 
 import xpmstore
-import xpmstore.inputs
+import xpmstore.core.digests
 
 WORK = Path(__file__).resolve().parent / ".work"
 TARGET_SPEEDUP = 10.0
@@ -265,8 +265,8 @@ def raw_blake3(path: Path) -> bytes:
 
 def xpmstore_digest(path: Path) -> bytes:
     """xpmstore's content digest of the input file, its in-process memo cleared first."""
-    xpmstore.inputs._clear_memo()
-    digest = xpmstore.inputs.digest_input(path)
+    xpmstore.core.digests._clear_memo()
+    digest = xpmstore.core.digests.digest_input(path)
     assert isinstance(digest, bytes)
     return digest
 
@@ -280,7 +280,7 @@ def bench_digest(size: int, repetitions: int) -> bool:
     for _ in range(repetitions):
         elapsed, digest = timed(lambda: xpmstore_digest(path))
         runs["xpmstore digest_input"].append(elapsed)
-        if digest != bytes([xpmstore.inputs.DIGEST_FILE]) + expected:
+        if digest != bytes([xpmstore.core.digests.DIGEST_FILE]) + expected:
             raise AssertionError("xpmstore digest_input disagrees with raw blake3")
         elapsed, digest = timed(lambda: raw_blake3(path))
         runs["raw blake3 update_mmap"].append(elapsed)

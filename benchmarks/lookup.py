@@ -49,14 +49,14 @@ import lmdb
 from blake3 import blake3
 
 import xpmstore
-from xpmstore import objects
-from xpmstore.config import class_spec
-from xpmstore.index import Index
-from xpmstore.manifest import FileEntry, Manifest
-from xpmstore.manifest import build as build_manifest
-from xpmstore.serialize import params_of, to_json_bytes
-from xpmstore.store import Store
-from xpmstore.workspace import DONE, Workspace
+from xpmstore.core.config import class_spec
+from xpmstore.core.params import params_of, to_json_bytes
+from xpmstore.store import taskdirs
+from xpmstore.store.index import Index
+from xpmstore.store.lookup import Store
+from xpmstore.store.manifest import FileEntry, Manifest
+from xpmstore.store.manifest import build as build_manifest
+from xpmstore.store.workspace import DONE, Workspace
 
 WORK = Path(__file__).resolve().parent / ".work"
 FILL_VERSION = "lookup-1"
@@ -119,9 +119,9 @@ def write_task(workspace: Workspace, task: xpmstore.Task,
     (directory / "params.json").write_bytes(params)
     manifest = Manifest(ident, "task", name, created,
                         [FileEntry("params.json", len(params), False, blake3(params).hexdigest())],
-                        [], objects.task_extra(task))
+                        [], taskdirs.task_extra(task))
     (directory / DONE).write_bytes(build_manifest(manifest))
-    return ident, objects.index_record(workspace, directory, manifest, document["identity"])
+    return ident, taskdirs.index_record(workspace, directory, manifest, document["identity"])
 
 
 def check_write_task(fresh: Sequence[Callable[[], xpmstore.Task]], where: Path) -> None:
@@ -132,7 +132,7 @@ def check_write_task(fresh: Sequence[Callable[[], xpmstore.Task]], where: Path) 
     ours, theirs = Workspace.at(where / "ours"), Workspace.at(where / "run_here")
     for make in fresh:
         ident, record = write_task(ours, make(), CREATED)
-        directory = objects.run_here(theirs, make())
+        directory = taskdirs.run_here(theirs, make())
         mine = ours.task_dir(directory.parent.name, ident)
         if (mine / "params.json").read_bytes() != (directory / "params.json").read_bytes():
             raise AssertionError(f"{ident}: params.json differs from run_here's")

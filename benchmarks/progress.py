@@ -1,4 +1,4 @@
-"""The cost of ``xpmstore.progress`` calls inside a task, when nothing is written.
+"""The cost of ``xpmstore.scheduler.progress`` calls inside a task, when nothing is written.
 
 Run it with ``benchmarks/run progress`` (``--quick`` for a smoke run).
 
@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from xpmstore.taskprogress import TaskProgress, read_progress
+from xpmstore.store.taskprogress import TaskProgress, read_progress
 
 TARGET_US = 2.0
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer calls")
     args = parser.parse_args(argv)
     count, repetitions = (100_000, 3) if args.quick else (1_000_000, 7)
-    print(f"xpmstore.progress: {count:,} calls a measure, median of {repetitions};"
+    print(f"xpmstore.scheduler.progress: {count:,} calls a measure, median of {repetitions};"
           f" Python {platform.python_version()}, {platform.machine()}")
     rows: list[tuple[str, float, float]] = []
     loop = calls(empty)

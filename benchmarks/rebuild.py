@@ -37,10 +37,10 @@ import lmdb
 from lookup import CREATED, WORK, Evaluate, check_write_task, learn, write_task
 
 import xpmstore
-from xpmstore import objects
-from xpmstore.serialize import params_of
-from xpmstore.store import Store
-from xpmstore.workspace import DONE, Workspace
+from xpmstore.core.params import params_of
+from xpmstore.store import taskdirs
+from xpmstore.store.lookup import Store
+from xpmstore.store.workspace import DONE, Workspace
 
 FILL_VERSION = "rebuild-1"
 """Change it when the generated content changes: trees of another version are made again."""
@@ -59,7 +59,7 @@ def tree(count: int) -> Workspace:
     stamp = workspace.root / "filled.txt"
     wanted = f"{FILL_VERSION} {count}\n"
     if (stamp.exists() and stamp.read_text() == wanted
-            and len(objects.list_object_dirs(workspace)) == count):
+            and len(taskdirs.list_object_dirs(workspace)) == count):
         print(f"reusing {workspace.root}")
         return workspace
     shutil.rmtree(workspace.root, ignore_errors=True)
@@ -118,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     directories: list[Any] = []
 
     def list_dirs() -> int:
-        directories[:] = objects.list_object_dirs(workspace)
+        directories[:] = taskdirs.list_object_dirs(workspace)
         return len(directories)
 
     def read_records() -> int:
-        records[:] = [(d.name, objects.record_from_disk(workspace, d)) for d in directories]
+        records[:] = [(d.name, taskdirs.record_from_disk(workspace, d)) for d in directories]
         return len(records)
 
     steps: list[tuple[str, Callable[[], Any]]] = [

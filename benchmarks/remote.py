@@ -1,4 +1,4 @@
-"""The remote (DESIGN §11): pulling a 1 GiB artifact from a directory remote, verification
+"""The remote (docs/remote.md): pulling a 1 GiB artifact from a directory remote, verification
 included, against plain ``cp`` of the same file; and the presence of 10,000 identifiers decided
 against a real S3 server (SeaweedFS ``weed mini`` on loopback, started by this script).
 
@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))  # tests.s3server: the suite's own SeaweedFS launc
 
 from tests.s3server import S3Server  # noqa: E402
 from xpmstore import Config, Param  # noqa: E402
-from xpmstore.cache import cache  # noqa: E402
-from xpmstore.identifier import cache_identifier  # noqa: E402
+from xpmstore.core.identifier import cache_identifier  # noqa: E402
 from xpmstore.remote import Remote, open_backend, pull, push_one  # noqa: E402
-from xpmstore.workspace import Workspace, set_active_workspace  # noqa: E402
+from xpmstore.scheduler.cache import cache  # noqa: E402
+from xpmstore.store.workspace import Workspace, set_active_workspace  # noqa: E402
 
 WORK = ROOT / "benchmarks" / ".work" / "remote"
 GIB = 1 << 30

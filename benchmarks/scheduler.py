@@ -101,8 +101,8 @@ def child(system: str, workspace: Path, count: int, workers: int, result: Path) 
                 etask.C(index=index).submit()
         ended = time.perf_counter()
     elif system == "xpmstore-prepare":  # done tasks without the scheduler
-        from xpmstore import objects
-        from xpmstore.workspace import Workspace, set_active_workspace
+        from xpmstore.store import taskdirs
+        from xpmstore.store.workspace import Workspace, set_active_workspace
 
         task = schedtasks.XWrite
         imported = time.perf_counter()
@@ -110,7 +110,7 @@ def child(system: str, workspace: Path, count: int, workers: int, result: Path) 
         space.ensure()
         set_active_workspace(space)
         for index in range(count):
-            objects.run_here(space, task(index=index))
+            taskdirs.run_here(space, task(index=index))
         ended = time.perf_counter()
     else:
         raise ValueError(f"unknown system {system!r}")

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import xpmstore
 from cli import XPMSTORE, filled
-from xpmstore.atomic import write_atomic
-from xpmstore.workspace import Workspace
+from xpmstore.store.workspace import Workspace
+from xpmstore.system.atomic import write_atomic
 
 TARGET_PAGE_MS = 300.0
 TARGET_EVENT_MS = 1000.0

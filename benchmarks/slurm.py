@@ -10,7 +10,7 @@ the repetitions:
   both from just before the submit.  The first job after the cluster starts waits for
   slurmctld's first scheduling pass; it is left out (one warm-up job first).
 * **polling cost per 100 jobs**: 100 held jobs (``sbatch --hold``, so they stay PENDING), and
-  the time of the one ``squeue`` a poll makes for all of them (``xpmstore.slurm.query``),
+  the time of the one ``squeue`` a poll makes for all of them (``xpmstore.system.slurmctl.query``),
   against asking ``squeue`` once per job, which a poll must never do.
 * the number of ``squeue`` calls the launcher made while a 20-task graph ran.
 """
@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the tests' tasks (tests.schedtasks), imported by the jobs too
 
 from tests.schedtasks import layered_graph  # noqa: E402
-from xpmstore import Param, Task, experiment, slurm  # noqa: E402
+from xpmstore import Param, Task, experiment  # noqa: E402
 from xpmstore.launchers import SlurmLauncher  # noqa: E402
+from xpmstore.system import slurmctl  # noqa: E402
 
 WORK = ROOT / "benchmarks" / ".work" / "slurm"
 
@@ -74,8 +75,8 @@ def sbatch_to_running(folder: Path, n: int) -> float:
               f" > {shlex.quote(str(stamp))}.tmp && mv {shlex.quote(str(stamp))}.tmp" \
               f" {shlex.quote(str(stamp))}"
     started = time.time()
-    slurm.run_command(["sbatch", "--parsable", f"--output={folder}/wrap-{n}.out",
-                       "--wrap", command])
+    slurmctl.run_command(["sbatch", "--parsable", f"--output={folder}/wrap-{n}.out",
+                          "--wrap", command])
     return wait_for(stamp) - started
 
 
@@ -89,22 +90,22 @@ def launcher_to_running(folder: Path, run: str, n: int) -> float:
 
 
 def polling_cost(repeat: int) -> tuple[float, float]:
-    ids = [slurm.run_command(["sbatch", "--parsable", "--hold", "--output=/dev/null", "--wrap",
-                              "true"]).strip() for _ in range(100)]
+    ids = [slurmctl.run_command(["sbatch", "--parsable", "--hold", "--output=/dev/null", "--wrap",
+                                 "true"]).strip() for _ in range(100)]
     try:
         batched, single = [], []
         for _ in range(repeat):
             t = time.perf_counter()
-            found = slurm.query(ids)
+            found = slurmctl.query(ids)
             batched.append(time.perf_counter() - t)
             assert len(found) == 100 and all(s.state == "PENDING" for s in found.values())
             t = time.perf_counter()
             for job_id in ids:
-                slurm.query([job_id])
+                slurmctl.query([job_id])
             single.append(time.perf_counter() - t)
         return statistics.median(batched), statistics.median(single)
     finally:
-        slurm.cancel(ids)
+        slurmctl.cancel(ids)
 
 
 def graph_polls(folder: Path) -> tuple[int, float]:
@@ -124,7 +125,7 @@ def main() -> int:
     repeat = 3 if args.quick else 7
     cluster_up()
     WORK.mkdir(parents=True, exist_ok=True)
-    version = slurm.run_command(["sinfo", "--version"]).strip()
+    version = slurmctl.run_command(["sinfo", "--version"]).strip()
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, {version};"
           f" median of {repeat}")
     with tempfile.TemporaryDirectory(dir=WORK) as scratch:

@@ -36,8 +36,8 @@ from typing import Any
 
 from lookup import CREATED, WORK, Evaluate, Learn, learn, write_task
 
-from xpmstore.store import Store
-from xpmstore.workspace import Workspace
+from xpmstore.store.lookup import Store
+from xpmstore.store.workspace import Workspace
 
 FILL_VERSION = "table-1"
 """Change it when the generated content changes: sweeps of another version are made again."""

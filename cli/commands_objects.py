@@ -38,8 +38,8 @@ def get(identifier: str, to: Path | None, as_json: bool) -> None:
     (verified) from the remote when one is configured. Exit code 1 when no done object
     matches, 2 when ID is not 1 to 64 lowercase hex or the prefix is ambiguous.
     """
-    from xpmstore.identifier import check_identifier
-    from xpmstore.locate import find_done
+    from xpmstore.core.identifier import check_identifier
+    from xpmstore.store.locate import find_done
 
     check_identifier(identifier)  # bad input is exit 2, whatever the workspace
     workspace = open_workspace()
@@ -49,7 +49,7 @@ def get(identifier: str, to: Path | None, as_json: bool) -> None:
             click.echo(str(found[1]))
             return
     from xpmstore.errors import NotFound
-    from xpmstore.store import Store
+    from xpmstore.store.lookup import Store
 
     try:
         record = Store(workspace).get(identifier)
@@ -63,7 +63,7 @@ def get(identifier: str, to: Path | None, as_json: bool) -> None:
         record = Store(workspace).get(identifier)
     path = record.path
     if to is not None:
-        from xpmstore.export import copy_out
+        from xpmstore.admin.get import copy_out
 
         path = copy_out(record.path, to)
     if as_json:
@@ -113,9 +113,9 @@ def ls(kind: str | None, name: str | None, status: str | None, tags: tuple[str, 
                   ([short(e["identifier"]), e["kind"], e["name"], size(e["size"]),
                     when(e["created"])] for e in found))
         return
-    from xpmstore.listing import list_entries, list_json
-    from xpmstore.store import Store
-    from xpmstore.textvalues import parse_tag_filter
+    from xpmstore.admin.ls import list_entries, list_json
+    from xpmstore.core.fromtext import parse_tag_filter
+    from xpmstore.store.lookup import Store
 
     filters = [parse_tag_filter(text) for text in tags]
     if as_json:  # the index's own JSON text for done tasks, not encoded again
@@ -146,7 +146,7 @@ def show(identifier: str, as_json: bool) -> None:
     """
     import json
 
-    from xpmstore.describe import describe
+    from xpmstore.admin.show import describe
 
     details = describe(open_workspace(), identifier)
     if as_json:
@@ -164,7 +164,7 @@ def show(identifier: str, as_json: bool) -> None:
         ("state", " ".join(str(state.get(k)) for k in ("state", "reason") if state.get(k))),
     ]
     if details.progress:
-        from xpmstore.taskprogress import progress_text
+        from xpmstore.store.taskprogress import progress_text
 
         pairs.append(("progress", f"{progress_text(details.progress)} (reported"
                                   f" {when(details.progress[0]['updated'])})"))
@@ -194,7 +194,7 @@ def rm(identifier: str, cascade: bool) -> None:
     Refused (exit 1) for a running job, and for an object on which done objects depend unless
     --cascade. Prints the removed objects, dependents first.
     """
-    from xpmstore.remove import remove
+    from xpmstore.admin.rm import remove
 
     removed = remove(open_workspace(), identifier, cascade=cascade)
     table(["removed", "name", "path"], [[short(i), p.parent.name, p] for i, p in removed])
@@ -214,15 +214,15 @@ def pin(identifier: str, remote: bool) -> None:
     gc --remote.
     """
     if remote:
-        from xpmstore.remote.gc import pin_remote
+        from xpmstore.remote.collect import pin_remote
 
         from .commands_remote import need_remote
 
         ident, added = pin_remote(need_remote(open_workspace()), identifier)
         click.echo(f"{'pinned' if added else 'already pinned'} {short(ident)} in the remote")
         return
-    from xpmstore.locate import locate
-    from xpmstore.pins import pin as pin_object
+    from xpmstore.store.locate import locate
+    from xpmstore.store.pins import pin as pin_object
 
     workspace = open_workspace()
     ident, directory = locate(workspace, identifier)
@@ -238,16 +238,16 @@ def pin(identifier: str, remote: bool) -> None:
 def unpin(identifier: str, remote: bool) -> None:
     """Remove a pin (ID may be a prefix of a pinned identifier)."""
     if remote:
-        from xpmstore.remote.gc import unpin_remote
+        from xpmstore.remote.collect import unpin_remote
 
         from .commands_remote import need_remote
 
         click.echo(f"unpinned {short(unpin_remote(need_remote(open_workspace()), identifier))}"
                    " in the remote")
         return
-    from xpmstore.identifier import check_identifier
-    from xpmstore.pins import pinned, pinned_match
-    from xpmstore.pins import unpin as unpin_object
+    from xpmstore.core.identifier import check_identifier
+    from xpmstore.store.pins import pinned, pinned_match
+    from xpmstore.store.pins import unpin as unpin_object
 
     check_identifier(identifier)
     workspace = open_workspace()
@@ -274,7 +274,7 @@ def why(target: str, assignments: tuple[str, ...], as_json: bool) -> None:
     sets a field of a nested config. The module is imported from the current directory or
     the installed packages.
     """
-    from xpmstore.why import why as explain
+    from xpmstore.admin.why import why as explain
 
     report = explain(open_workspace(), target, list(assignments))
     if as_json:
@@ -304,8 +304,8 @@ def why(target: str, assignments: tuple[str, ...], as_json: bool) -> None:
 @user_errors
 def du(by: str, as_json: bool) -> None:
     """Disk usage of the done objects, grouped, largest first, with the total."""
-    from xpmstore.store import Store
-    from xpmstore.usage import usage
+    from xpmstore.admin.du import usage
+    from xpmstore.store.lookup import Store
 
     groups = usage(Store(open_workspace()), by)
     if as_json:

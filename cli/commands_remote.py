@@ -33,7 +33,7 @@ def need_remote(workspace: Any) -> Any:
 def _check_identifiers(identifiers: tuple[str, ...]) -> None:
     """InvalidIdentifierError (exit code 2) for the first malformed one, before the workspace
     or the remote is opened: bad input is exit 2 whatever they hold."""
-    from xpmstore.identifier import check_identifier
+    from xpmstore.core.identifier import check_identifier
 
     for text in identifiers:
         check_identifier(text)
@@ -56,7 +56,7 @@ def push(identifiers: tuple[str, ...], every: bool) -> None:
     a live line counts objects and bytes. Exit code 1 when one failed.
     """
     from xpmstore.remote import push as push_objects
-    from xpmstore.remote.progress import TransferProgress
+    from xpmstore.remote.transferprogress import TransferProgress
 
     if bool(identifiers) == every:
         raise click.UsageError("give identifiers or --all (not both)")
@@ -64,7 +64,7 @@ def push(identifiers: tuple[str, ...], every: bool) -> None:
     workspace = open_workspace()
     remote = need_remote(workspace)
     if every:
-        from xpmstore.locate import scan_objects
+        from xpmstore.store.locate import scan_objects
 
         identifiers = tuple(o.identifier for o in scan_objects(workspace) if o.done)
     progress = TransferProgress("push")
@@ -95,7 +95,7 @@ def pull(identifiers: tuple[str, ...]) -> None:
     """
     from xpmstore.errors import RemoteUnavailableError, XpmstoreError
     from xpmstore.remote import pull as pull_object
-    from xpmstore.remote.progress import TransferProgress
+    from xpmstore.remote.transferprogress import TransferProgress
 
     _check_identifiers(identifiers)  # bad input first: nothing is pulled
     workspace = open_workspace(new=True)
@@ -143,7 +143,7 @@ def init(url: str | None) -> None:
     """
     from xpmstore.errors import NotFound
     from xpmstore.remote import open_remote
-    from xpmstore.workspace import Workspace
+    from xpmstore.store.workspace import Workspace
 
     if url is None:
         target = need_remote(open_workspace())

@@ -25,9 +25,9 @@ def jobs(every_run: bool, as_json: bool) -> None:
     elapsed (how long it ran, or runs so far), progress (what a running or failed task
     reported: `epoch 3/10 · train 40% (400/1000)`), tags. Running jobs first.
     """
-    from xpmstore.jobs import list_jobs
-    from xpmstore.livedisplay import elapsed_text
-    from xpmstore.taskprogress import progress_text
+    from xpmstore.admin.jobs import list_jobs
+    from xpmstore.scheduler.livedisplay import elapsed_text
+    from xpmstore.store.taskprogress import progress_text
 
     found = list_jobs(open_workspace(), every_run=every_run)
     if as_json:
@@ -59,8 +59,8 @@ def kill(identifier: str, force: bool) -> None:
     The experiment that launched it records it failed (interrupted); it runs again on the next
     submit.
     """
-    from xpmstore.jobs import kill_job
-    from xpmstore.locate import locate
+    from xpmstore.admin.jobs import kill_job
+    from xpmstore.store.locate import locate
 
     ident, directory = locate(open_workspace(), identifier)
     pid = kill_job(directory, force=force)
@@ -82,11 +82,11 @@ def logs(identifier: str, follow: bool, stream: str) -> None:
 
     With -f, follow them (interleaved, without headers) while the job runs.
     """
+    from xpmstore.admin.jobs import follow as follow_logs
+    from xpmstore.admin.jobs import log_paths
     from xpmstore.errors import NotFound
-    from xpmstore.jobs import follow as follow_logs
-    from xpmstore.jobs import log_paths
-    from xpmstore.locate import locate
-    from xpmstore.store import object_status
+    from xpmstore.store.locate import locate
+    from xpmstore.store.lookup import object_status
 
     _, directory = locate(open_workspace(), identifier)
     paths = log_paths(directory)
@@ -121,7 +121,7 @@ def experiments(name: str | None, as_json: bool) -> None:
     an end line: killed). Columns: experiment, run, status, started, jobs.
     """
     from xpmstore.errors import NotFound
-    from xpmstore.runs import check_experiment_name, read_runs
+    from xpmstore.scheduler.runs import check_experiment_name, read_runs
 
     if name is not None:
         check_experiment_name(name)  # bad input is exit 2, whatever the workspace

@@ -55,7 +55,7 @@ def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bo
     hold it shared while they record their jobs), skips objects whose lock is held, and moves
     objects to .xpmstore/trash/ before deleting them.
     """
-    from xpmstore.gc import GcOptions, collect, mark, parse_age, parse_size
+    from xpmstore.admin.gc import GcOptions, collect, mark, parse_age, parse_size
 
     if remote:
         if max_size is not None:
@@ -125,7 +125,7 @@ def _over_max_size(over: int) -> None:
 
 def _gc_remote(older_than: float | None, dry_run: bool, yes: bool, as_json: bool) -> None:
     """``gc --remote``: plan, show, ask (unless -y), collect."""
-    from xpmstore.remote.gc import collect_remote, plan_remote
+    from xpmstore.remote.collect import collect_remote, plan_remote
 
     from .commands_remote import need_remote
 
@@ -177,7 +177,7 @@ def fsck(repair: bool, as_json: bool) -> None:
     repaired), 1 otherwise. The index is always brought in line with the disk (it is a cache of
     it). --repair also seals intact manifests written without a checksum (older xpmstore).
     """
-    from xpmstore.fsck import check
+    from xpmstore.admin.fsck import check
 
     report = check(open_workspace(), repair=repair)
     if as_json:
@@ -220,7 +220,7 @@ def rebuild() -> None:
     WORKSPACE/.xpmstore/pins/). A done object whose manifest or params.json cannot be read is
     left out, with one warning line naming the file.
     """
-    from xpmstore.reindex import rebuild as rebuild_index
+    from xpmstore.store.reindex import rebuild as rebuild_index
 
     workspace = open_workspace()
 

@@ -37,9 +37,9 @@ def _cell(value: Any, terminal: bool) -> str:
 def _filters(cls: Any, assignments: tuple[str, ...]) -> dict[str, Any]:
     """``NAME=VALUE`` assignments (dotted names through nested configs and task references)
     read with the declared types of their fields, as ``find`` keywords (``a__b``)."""
+    from xpmstore.core.fromtext import parse_as, split_assignment
+    from xpmstore.core.query import field_for
     from xpmstore.errors import TextValueError
-    from xpmstore.query import field_for
-    from xpmstore.textvalues import parse_as, split_assignment
 
     found = {}
     for text in assignments:
@@ -89,9 +89,9 @@ def table_command(target: str, assignments: tuple[str, ...], metrics: str, no_me
     types of the fields, as with `xpmstore why`. On a terminal the table is aligned; piped, it
     is tab-separated with a header line. Exit code 1 when no task matches.
     """
+    from xpmstore.core.fromtext import import_class, parse_tag_filter
     from xpmstore.errors import NotFound, TextValueError
-    from xpmstore.table import check_task_class, sort_rows
-    from xpmstore.textvalues import import_class, parse_tag_filter
+    from xpmstore.store.table import check_task_class, sort_rows
 
     if as_json and as_csv:
         raise TextValueError("--json and --csv: choose one")
@@ -109,8 +109,8 @@ def table_command(target: str, assignments: tuple[str, ...], metrics: str, no_me
 
         rows = remote_table(need_remote(workspace), cls, **options, **filters)
     else:
-        from xpmstore.store import Store
-        from xpmstore.table import tabulate
+        from xpmstore.store.lookup import Store
+        from xpmstore.store.table import tabulate
 
         rows = tabulate(Store(workspace), cls, **options, **filters)
     if not rows:

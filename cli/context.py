@@ -25,7 +25,7 @@ from xpmstore.errors import (
 )
 
 if TYPE_CHECKING:
-    from xpmstore.workspace import Workspace
+    from xpmstore.store.workspace import Workspace
 
 __all__ = ["CliError", "ask", "exit_code", "one_line", "open_workspace", "user_errors",
            "workspace_option"]
@@ -100,7 +100,7 @@ def open_workspace(new: bool = False) -> Workspace:
     """The workspace chosen by ``--workspace`` (or the default one); NotFound when it is not a
     directory, or (unless ``new``: a pull may fill a new one) when it is a folder that is not a
     workspace (nothing is created in either)."""
-    from xpmstore.workspace import MARKERS, Workspace
+    from xpmstore.store.workspace import MARKERS, Workspace
 
     where = click.get_current_context().find_root().meta.get(_KEY)
     workspace = Workspace.at(where)

@@ -56,7 +56,7 @@ def identify(path: str) -> None:
 
     No user code is imported: the identity section alone is hashed.
     """
-    from xpmstore.serialize import from_params_file
+    from xpmstore.core.params import from_params_file
 
     click.echo(from_params_file(path))
 

@@ -25,10 +25,10 @@ from xpmstore import (
     experiment,
     load,
     pathgenerator,
-    progress,
 )
 from xpmstore.launchers import LocalLauncher
-from xpmstore.progress import Progress
+from xpmstore.scheduler import progress
+from xpmstore.scheduler.progress import Progress
 
 
 class Model(Config):

@@ -15,8 +15,8 @@ from xpmstore_cli.main import cli
 
 from xpmstore import experiment
 from xpmstore.launchers import LocalLauncher
-from xpmstore.progress import Progress
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.progress import Progress
+from xpmstore.store.workspace import Workspace
 
 from .gctasks import Step, chain
 from .helpers import PYTHON, REPO_ROOT

@@ -13,8 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from xpmstore import Config, ExperimentFailed, Meta, Param, Task, experiment, progress
+from xpmstore import Config, ExperimentFailed, Meta, Param, Task, experiment
 from xpmstore.launchers import LocalLauncher
+from xpmstore.scheduler import progress
 
 from .schedtasks import wait_file
 
@@ -77,7 +78,7 @@ class ModulesSeen(Task):
 
 
 class FreshModulesSeen(ModulesSeen):
-    """The same in a fresh process (``python -m xpmstore.runner``), not forked from the
+    """The same in a fresh process (``python -m xpmstore.scheduler.runner``), not forked from the
     zygote."""
 
     __xpmid__ = "tests.progress.FreshModulesSeen"

@@ -1,9 +1,9 @@
 """Tasks, hooks and driver scripts of the scheduler's tests (experiment, claim, runner, launchers).
 
 Every class lives at module level with an explicit ``__xpmid__`` so that job processes (forked
-from the zygote, or ``python -m xpmstore.runner``) import it by name.  Tasks report what happened
-to them by appending lines to counter files (``O_APPEND``: one ``write`` per line, safe across
-processes) in a folder given as the ``Meta`` field ``counters`` (not identity).
+from the zygote, or ``python -m xpmstore.scheduler.runner``) import it by name.  Tasks report what
+happened to them by appending lines to counter files (``O_APPEND``: one ``write`` per line, safe
+across processes) in a folder given as the ``Meta`` field ``counters`` (not identity).
 
 :func:`drive` is the entry point of the experiment processes that the stress and crash tests
 start and kill: ``python -c "from tests.schedtasks import drive; drive()" MODE ARGS…``.
@@ -28,7 +28,7 @@ from xpmstore import (
     pathgenerator,
     submit_hook_decorator,
 )
-from xpmstore.hooks import Job
+from xpmstore.scheduler.hooks import Job
 
 from .storehelpers import count_line, count_of
 
@@ -487,7 +487,8 @@ def drive(argv: list[str] | None = None) -> None:
         with experiment(workspace, "crash", launcher=LocalLauncher(workers=1)):
             Crashy(i=int(args[3]), counters=counters).submit()
     elif mode == "waiter":
-        experiment_module = sys.modules["xpmstore.experiment"]  # the package's name is the class
+        # the package's name is the class
+        experiment_module = sys.modules["xpmstore.scheduler.experiment"]
         real_holder_state = experiment_module.holder_state
 
         def watched_holder_state(*holder_args: Any) -> str:

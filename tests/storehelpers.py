@@ -17,9 +17,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from xpmstore import Config, Param, Task, cache, inputs, manifest, objects, pathgenerator
-from xpmstore import workspace as workspace_module
-from xpmstore.workspace import Workspace, set_active_workspace
+from xpmstore import Config, Param, Task, cache, pathgenerator
+from xpmstore.core import digests
+from xpmstore.store import manifest, taskdirs
+from xpmstore.store import workspace as workspace_module
+from xpmstore.store.workspace import Workspace, set_active_workspace
 
 if TYPE_CHECKING:  # children import this module: keep pytest out of their start-up
     import pytest
@@ -154,7 +156,7 @@ def isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(workspace_module, "_active", None)
     monkeypatch.setattr(workspace_module, "_default_cache", None)
-    monkeypatch.setattr(inputs, "_persistent", None)
+    monkeypatch.setattr(digests, "_persistent", None)
     return home
 
 
@@ -231,10 +233,10 @@ def check_done_objects(workspace: Workspace) -> list[Path]:
     """Assert that every object directory with a done manifest parses and verifies; returns the
     done directories."""
     done = []
-    for directory in objects.list_object_dirs(workspace):
-        if not objects.is_done(directory):
+    for directory in taskdirs.list_object_dirs(workspace):
+        if not taskdirs.is_done(directory):
             continue
-        found = objects.read_manifest(directory)
+        found = taskdirs.read_manifest(directory)
         assert found is not None
         assert found.identifier == directory.name
         problems = manifest.verify(directory, found)

@@ -5,8 +5,8 @@ The public names are importable from here; everything else is private and may ch
 The names are resolved lazily (PEP 562): ``import xpmstore`` costs almost nothing, and a name is
 imported from its module on first use.  This keeps the command line's start-up short (``xpmstore
 get`` never imports the scheduler).  ``xpmstore.cache``, ``xpmstore.experiment`` and
-``xpmstore.progress`` stay the decorator, the class and the reporter even after the modules of
-the same name are imported.
+``xpmstore.scheduler.progress`` stay the decorator, the class and the reporter even after the
+modules of the same name are imported.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what a type checker (and a reader) sees: the eager imports
-    from .cache import cache
-    from .config import Config, Task, TaskPath
+    from .core.config import Config, Task, TaskPath
+    from .core.fields import Constant, Meta, Option, Param, field, pathgenerator
+    from .core.params import load
     from .errors import (
         AmbiguousPrefixError,
         ClassNotFoundError,
@@ -45,13 +46,12 @@ if TYPE_CHECKING:  # what a type checker (and a reader) sees: the eager imports
         UnsupportedValueError,
         XpmstoreError,
     )
-    from .experiment import experiment
-    from .fields import Constant, Meta, Option, Param, field, pathgenerator
-    from .hooks import Job, SubmitHook, submit_hook_decorator
-    from .launchers.base import Launcher
-    from .serialize import load
-    from .store import Record, Store
-    from .taskprogress import progress
+    from .scheduler.cache import cache
+    from .scheduler.experiment import experiment
+    from .scheduler.hooks import Job, SubmitHook, submit_hook_decorator
+    from .scheduler.launchers.base import Launcher
+    from .store.lookup import Record, Store
+    from .store.taskprogress import progress
 
 __all__ = [
     "AmbiguousPrefixError",
@@ -98,16 +98,17 @@ __all__ = [
 ]
 
 _HOME: dict[str, str] = {
-    "cache": "cache",
-    "Config": "config", "Task": "config", "TaskPath": "config",
-    "experiment": "experiment",
-    "Constant": "fields", "Meta": "fields", "Option": "fields", "Param": "fields",
-    "field": "fields", "pathgenerator": "fields",
-    "Job": "hooks", "SubmitHook": "hooks", "submit_hook_decorator": "hooks",
-    "Launcher": "launchers.base",
-    "load": "serialize",
-    "Record": "store", "Store": "store",
-    "progress": "taskprogress",
+    "cache": "scheduler.cache",
+    "Config": "core.config", "Task": "core.config", "TaskPath": "core.config",
+    "experiment": "scheduler.experiment",
+    "Constant": "core.fields", "Meta": "core.fields", "Option": "core.fields",
+    "Param": "core.fields", "field": "core.fields", "pathgenerator": "core.fields",
+    "Job": "scheduler.hooks", "SubmitHook": "scheduler.hooks",
+    "submit_hook_decorator": "scheduler.hooks",
+    "Launcher": "scheduler.launchers.base",
+    "load": "core.params",
+    "Record": "store.lookup", "Store": "store.lookup",
+    "progress": "store.taskprogress",
 }
 """Public name → the module that defines it (the errors come from ``errors``)."""
 
@@ -138,8 +139,8 @@ def __dir__() -> list[str]:
 
 class _Package(types.ModuleType):
     """The package's module type: importing the submodule ``xpmstore.cache`` (or
-    ``xpmstore.experiment``, ``xpmstore.progress``) does not replace the public object of that
-    name."""
+    ``xpmstore.experiment``, ``xpmstore.scheduler.progress``) does not replace the public object of
+    that name."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _SHADOWED and isinstance(value, types.ModuleType):

@@ -192,7 +192,7 @@ class IndexWriteError(XpmstoreError, OSError):
 
 
 class RemoteError(XpmstoreError, OSError):
-    """The remote (DESIGN §11) refused or failed an operation, or is badly configured; the
+    """The remote (docs/remote.md) refused or failed an operation, or is badly configured; the
     message names the remote and the key."""
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import objects
-from xpmstore.runrecord import read_run
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.runlog import read_run
+from xpmstore.store import taskdirs
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import XPMSTORE, one_error_line
 from ..helpers import PYTHON
@@ -144,7 +144,7 @@ def test_a_full_disk_fails_the_experiment_clearly(full_disk: Path, tmp_path: Pat
     assert [d.parent.name for d in done] == ["disk.Small", "disk.Small"]
     assert ids["disk.Small"] not in {d.name for d in done}
     for name, identifier in ids.items():
-        assert not objects.is_done(workspace.task_dir(name, identifier)), name
+        assert not taskdirs.is_done(workspace.task_dir(name, identifier)), name
 
     # Every command answers on the full disk, without a traceback.
     environ["XPMSTORE_WORKSPACE"] = str(root)

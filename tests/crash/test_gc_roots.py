@@ -1,6 +1,6 @@
 """gc after a run that did not succeed: the done jobs of the latest run of every experiment are
 roots whatever its outcome — a job failed, the scheduler was killed with ``kill -9``, or it was
-interrupted with Ctrl-C (DESIGN §10).
+interrupted with Ctrl-C (docs/cli.md).
 
 Every experiment is a real interpreter running ``tests.gctasks.drive grid`` (a grid of cells, one
 failing or one waiting for a release file); gc runs as the real ``xpmstore`` console script.
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import objects
-from xpmstore.liveness import launch_is_live
-from xpmstore.runs import read_runs
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.runs import read_runs
+from xpmstore.store import taskdirs
+from xpmstore.store.taskstate import launch_is_live
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import console
 from ..gctasks import Cell, grid, touch
@@ -78,11 +78,11 @@ def cell_dir(ws: Workspace, cell: Cell) -> Path:
 
 
 def done_cells(ws: Workspace, cells: list[Cell]) -> set[int]:
-    return {c.i for c in cells if objects.is_done(cell_dir(ws, c))}
+    return {c.i for c in cells if taskdirs.is_done(cell_dir(ws, c))}
 
 
 def present(ws: Workspace) -> set[str]:
-    return {d.name for d in objects.list_object_dirs(ws)}
+    return {d.name for d in taskdirs.list_object_dirs(ws)}
 
 
 def listed(output: str) -> set[str]:
@@ -184,7 +184,7 @@ def test_a_scheduler_killed_with_kill9_keeps_its_done_jobs(ws: Workspace, tmp_pa
     assert done_cells(ws, cells) == {1, 2, 3, 4, 5}
 
     touch(tmp_path / "release")  # cell 0 still runs in its own session: let it finish
-    wait_for(lambda: objects.is_done(cell_dir(ws, cells[0])), "cell 0 to be done")
+    wait_for(lambda: taskdirs.is_done(cell_dir(ws, cells[0])), "cell 0 to be done")
     assert console(ws, "gc", "-y").returncode == 0
     assert done_cells(ws, cells) == set(range(6))
 

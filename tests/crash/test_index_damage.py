@@ -21,9 +21,9 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from xpmstore.index import Index
-from xpmstore.objects import run_here
-from xpmstore.workspace import Workspace
+from xpmstore.store.index import Index
+from xpmstore.store.taskdirs import run_here
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import console
 from ..helpers import PYTHON, REPO_ROOT
@@ -190,8 +190,8 @@ EXPERIMENT = textwrap.dedent("""
     import io, sys
     from xpmstore import experiment
     from xpmstore.launchers import LocalLauncher
-    from xpmstore.progress import Progress
-    from xpmstore.workspace import Workspace
+    from xpmstore.scheduler.progress import Progress
+    from xpmstore.store.workspace import Workspace
     from tests.storehelpers import Tiny
 
     workspace = Workspace.at(sys.argv[1])
@@ -249,7 +249,7 @@ def test_a_process_with_the_old_index_open_writes_into_the_rebuilt_one(ws: Path)
     fake = "f" * 64
     index.put(fake, {"kind": "task", "name": "x.Y", "path": f"jobs/x.Y/{fake}", "created": 1.0})
     seen = subprocess.run(
-        [PYTHON, "-c", "import sys; from xpmstore.index import Index;"
+        [PYTHON, "-c", "import sys; from xpmstore.store.index import Index;"
                        " print(Index.open(sys.argv[1]).get(sys.argv[2]) is not None)",
          str(index_dir(ws)), fake], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
     index.close()

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import manifest, objects
-from xpmstore.index import Index, index_location
-from xpmstore.store import Store
-from xpmstore.workspace import Workspace
+from xpmstore.store import manifest, taskdirs
+from xpmstore.store.index import Index, index_location
+from xpmstore.store.lookup import Store
+from xpmstore.store.workspace import Workspace
 
 from ..storehelpers import Tiny, check_done_objects, fork_call, isolate, make_workspace
 
@@ -30,7 +30,7 @@ LONGEST_DELAY = 0.1  # seconds before the kill, drawn from a seeded RNG (the cra
 def _publisher(workspace: Workspace, numbers: list[int]) -> Callable[[], None]:
     def body() -> None:
         for i in numbers:
-            objects.run_here(workspace, Tiny(i=i))
+            taskdirs.run_here(workspace, Tiny(i=i))
     return body
 
 
@@ -40,7 +40,7 @@ def _index_writer(workspace: Workspace, seed: int) -> Callable[[], None]:
         rng = random.Random(seed)
         store = Store(workspace)
         index = store.index
-        real = [d for d in objects.list_object_dirs(workspace) if objects.is_done(d)]
+        real = [d for d in taskdirs.list_object_dirs(workspace) if taskdirs.is_done(d)]
         for _ in range(20):
             action = rng.randrange(5)
             if action == 0:
@@ -48,7 +48,7 @@ def _index_writer(workspace: Workspace, seed: int) -> Callable[[], None]:
             elif action == 1:
                 store.reconcile()
             elif action == 2:
-                records = [(d.name, objects.record_from_disk(workspace, d)) for d in real]
+                records = [(d.name, taskdirs.record_from_disk(workspace, d)) for d in real]
                 index.put_many((i, r) for i, r in records if r is not None)
             elif action == 3:
                 fake = [f"{rng.getrandbits(256):064x}" for _ in range(50)]
@@ -99,12 +99,12 @@ def check_reported(workspace: Workspace, store: Store, numbers: list[int]) -> No
         task = Tiny(i=i)
         directory = workspace.task_dir("tests.store.Tiny", task.__identifier__)
         if store.status(task) == "done":
-            found = objects.read_manifest(directory)
+            found = taskdirs.read_manifest(directory)
             assert found is not None and found.identifier == task.__identifier__
             assert manifest.verify(directory, found) == [], directory
     for record in store.records():
         if record.status == "done":
-            assert objects.read_manifest(record.path) is not None, record.path
+            assert taskdirs.read_manifest(record.path) is not None, record.path
 
 
 @pytest.mark.slow
@@ -139,7 +139,7 @@ def test_kill9_while_publishing_or_indexing(tmp_path: Path, monkeypatch: pytest.
     assert outcomes["killed"] >= ITERATIONS // 4, outcomes  # the kills did land mid-way
     # Afterwards everything can be finished, and the index agrees with the disk.
     for i in started:
-        objects.run_here(workspace, Tiny(i=i))
+        taskdirs.run_here(workspace, Tiny(i=i))
     done = check_done_objects(workspace)
     assert len(done) == len(started)
     assert all(store.status(Tiny(i=i)) == "done" for i in started)

@@ -1,5 +1,5 @@
 """The scheduler under real signals: ``kill -9`` of experiment processes (with or without their
-jobs), Ctrl-C, and the locks a killed process leaves behind (DESIGN §7).
+jobs), Ctrl-C, and the locks a killed process leaves behind (docs/scheduler.md).
 
 Every experiment is a real interpreter running ``tests.schedtasks.drive`` (cwd: the repository
 root).  Its stderr goes to a file, never a pipe: the zygote and the jobs inherit it, so a pipe
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import manifest, objects
-from xpmstore.claim import read_state
-from xpmstore.liveness import launch_is_live, process_start, read_launch
-from xpmstore.runrecord import read_run
-from xpmstore.store import Store
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.claim import read_state
+from xpmstore.scheduler.runlog import read_run
+from xpmstore.store import manifest, taskdirs
+from xpmstore.store.lookup import Store
+from xpmstore.store.taskstate import launch_is_live, process_start, read_launch
+from xpmstore.store.workspace import Workspace
 
 from ..helpers import PYTHON, REPO_ROOT
 from ..schedtasks import Blocker, Crashy
@@ -238,12 +238,12 @@ def _check_reported(workspace: Workspace, store: Store, counters: Path, i: int) 
     whether the task is done."""
     task = Crashy(i=i, counters=str(counters))
     directory = workspace.task_dir("tests.sched.Crashy", task.__identifier__)
-    done = objects.is_done(directory)
+    done = taskdirs.is_done(directory)
     reported = store.status(task) == "done"
     assert done == reported, (i, done, reported)
     if done:
         assert count_of(counters, f"completed-{i}") >= 1, i
-        found = objects.read_manifest(directory)
+        found = taskdirs.read_manifest(directory)
         assert found is not None and found.identifier == task.__identifier__
         assert manifest.verify(directory, found) == [], directory
     return done
@@ -336,7 +336,7 @@ def test_kill9_of_the_experiment_alone_leaves_its_job_running(
         runs = run_files(workspace, "blocker") - before
         assert [list(reasons(run).values()) for run in runs] == [["waited:" + record["host"]]]
         assert count_of(counters, "started-k") == 1  # no copy started
-        assert not objects.is_done(taskdir)
+        assert not taskdirs.is_done(taskdir)
 
         release.touch()
         second.succeed()
@@ -345,7 +345,7 @@ def test_kill9_of_the_experiment_alone_leaves_its_job_running(
         if second is not None:
             second.abort()
 
-    assert objects.is_done(taskdir)
+    assert taskdirs.is_done(taskdir)
     assert count_of(counters, "started-k") == 1
     assert count_of(counters, "ended-k") == 1
     wait_for(lambda: group_gone(job), "the job's process group to end")
@@ -383,7 +383,7 @@ def test_ctrl_c_kills_the_jobs_and_marks_them_interrupted(
     assert not launch_is_live(taskdir, record)
     state = read_state(taskdir)
     assert state.get("state") == "failed" and state.get("reason") == "interrupted", state
-    assert not objects.is_done(taskdir)
+    assert not taskdirs.is_done(taskdir)
     assert count_of(counters, "ended-i") == 0
 
     release.touch()
@@ -393,7 +393,7 @@ def test_ctrl_c_kills_the_jobs_and_marks_them_interrupted(
     run = only_new_run(workspace, "interrupt", before)
     assert reasons(run) == {taskdir.name: "ran:failed-before"}
     assert outcome_of(run) == "ok"
-    assert objects.is_done(taskdir)
+    assert taskdirs.is_done(taskdir)
     assert count_of(counters, "started-i") == 2
     assert count_of(counters, "ended-i") == 1
     check_done_objects(workspace)
@@ -427,7 +427,7 @@ def test_a_lock_left_by_killed_processes_is_claimed_at_once(
                "s").succeed()
     run = only_new_run(workspace, "blocker", before)
     assert reasons(run) == {taskdir.name: "ran:failed-before"}
-    assert objects.is_done(taskdir)
+    assert taskdirs.is_done(taskdir)
     assert count_of(counters, "started-s") == 2
     assert count_of(counters, "ended-s") == 1
     check_done_objects(workspace)

@@ -43,7 +43,10 @@ def run(command: list[str | Path], *, cwd: Path, env: Mapping[str, str] | None =
                           capture_output=True, text=True, timeout=_TIMEOUT, check=False)
 
 
-DATA_PROBES = ("xpmstore/launchers/static/css/probe.css", "cli/templates/pages/probe.html")
+DATA_PROBES = (
+    "xpmstore/scheduler/launchers/static/css/probe.css",
+    "cli/templates/pages/probe.html",
+)
 """Data files added to the copy of the sources: folders of data (a web page's static files and
 templates) must reach the wheel too."""
 

@@ -38,7 +38,7 @@ def test_the_wheel_holds_every_file_of_the_packages(installation: Installation) 
     names = set(zipfile.ZipFile(installation.wheel).namelist())
     wanted = {installed_name(path) for folder in PACKAGES
               for path in source_files(installation.source, folder)}
-    assert {"xpmstore/py.typed", "xpmstore/launchers/local.py", "xpmstore/remote/s3.py",
+    assert {"xpmstore/py.typed", "xpmstore/scheduler/launchers/local.py", "xpmstore/remote/s3.py",
             "xpmstore_cli/main.py", *map(installed_name, map(Path, DATA_PROBES))} <= wanted
     assert sorted(wanted - names) == []
     assert not any(name.startswith(("cli/", "tests/", "benchmarks/", "examples/"))
@@ -68,7 +68,7 @@ def test_the_sdist_holds_every_file_the_build_reads(installation: Installation) 
 
 def test_every_module_imports_from_the_installation(installation: Installation) -> None:
     modules = _module_names()
-    assert "xpmstore.launchers.local" in modules and "xpmstore.remote.s3" in modules
+    assert "xpmstore.scheduler.launchers.local" in modules and "xpmstore.remote.s3" in modules
     code = ("import importlib, json, sys\n"
             "print(json.dumps({name: importlib.import_module(name).__file__"
             " for name in sys.argv[1:]}))")
@@ -93,7 +93,9 @@ def test_an_experiment_runs_from_another_folder(installation: Installation, ran:
         job = json.loads((taskdir / "process.json").read_text())
         assert job["pid"] != report["script"]["pid"], name
         assert Path(job["xpmstore"]).is_relative_to(site), name
-        assert job["parent"][:3] == [str(installation.python), "-m", "xpmstore.zygote"], job
+        assert job["parent"][:3] == [str(installation.python), "-m", "xpmstore.scheduler.zygote"], (
+            job
+        )
     (entry,) = ran.workspace.glob("cache/installed.Words/*")
     assert (entry / "words.txt").read_text() == "and cat dog saw the"
     computed_by = json.loads((entry / "computed-by").read_text())
@@ -125,18 +127,18 @@ def test_the_command_line_finds_what_the_experiment_made(installation: Installat
 
 
 def test_the_job_runner_entry_point(installation: Installation, ran: Ran) -> None:
-    helped = installation.run([installation.python, "-m", "xpmstore.runner", "--help"])
+    helped = installation.run([installation.python, "-m", "xpmstore.scheduler.runner", "--help"])
     assert helped.returncode == 0, helped.stderr
-    assert helped.stdout.startswith("usage: python -m xpmstore.runner TASKDIR")
+    assert helped.stdout.startswith("usage: python -m xpmstore.scheduler.runner TASKDIR")
     assert helped.stderr == ""
-    not_a_task = installation.run([installation.python, "-m", "xpmstore.runner",
+    not_a_task = installation.run([installation.python, "-m", "xpmstore.scheduler.runner",
                                    installation.elsewhere])
     assert not_a_task.returncode == 2
     assert "Traceback" not in not_a_task.stderr
     assert len(not_a_task.stderr.splitlines()) == 1
-    assert not_a_task.stderr.startswith("xpmstore.runner: ")
+    assert not_a_task.stderr.startswith("xpmstore.scheduler.runner: ")
     (taskdir,) = ran.workspace.glob(f"jobs/*/{ran.report['tasks']['report']}")
-    done = installation.run([installation.python, "-m", "xpmstore.runner", taskdir])
+    done = installation.run([installation.python, "-m", "xpmstore.scheduler.runner", taskdir])
     assert (done.returncode, done.stderr) == (0, "")  # done already: nothing runs again
 
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from hypothesis import strategies as st
 
 from xpmstore import Config, Param, Task, pathgenerator
-from xpmstore.config import TaskPath, class_spec
+from xpmstore.core.config import TaskPath, class_spec
 
 
 class Color(enum.Enum):

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from xpmstore.errors import InvalidIdentifierError, NotFound
-from xpmstore.index import Index
-from xpmstore.store import Store
-from xpmstore.workspace import Workspace
+from xpmstore.store.index import Index
+from xpmstore.store.lookup import Store
+from xpmstore.store.workspace import Workspace
 
 from ..storehelpers import tree
 

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from xpmstore import load
-from xpmstore.identifier import check_identifier, from_params
-from xpmstore.serialize import params_of, to_json_bytes
+from xpmstore.core.identifier import check_identifier, from_params
+from xpmstore.core.params import params_of, to_json_bytes
 
 from ..helpers import PYTHON, REPO_ROOT
 from .strategies import (
@@ -53,7 +53,7 @@ for line in sys.stdin:
 
 _FROM_PARAMS_WORKER = """
 import importlib, json, sys
-from xpmstore.identifier import from_params
+from xpmstore.core.identifier import from_params
 
 def importable(name):
     try:

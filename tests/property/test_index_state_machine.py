@@ -20,8 +20,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from xpmstore import index as index_module
-from xpmstore.index import Index
+from xpmstore.store import index as index_module
+from xpmstore.store.index import Index
 
 IDENTIFIERS = st.sampled_from([f"{n:02x}" * 32 for n in (0, 1, 2, 0x10, 0x11, 0xAB, 0xFF)]
                               + ["ab" + "00" * 31, "ab" + "01" * 31])

@@ -5,7 +5,7 @@ manifests, with hypothesis.
 * a manifest that lists a path outside its object is refused, sealed or not;
 * one flipped byte anywhere in a sealed manifest is refused, or reads back the very same
   manifest (the byte was the checksum's own key: the manifest merely reads as unsealed);
-* :func:`xpmstore.manifest.escaping_link` agrees with the kernel: links made on disk by the
+* :func:`xpmstore.store.manifest.escaping_link` agrees with the kernel: links made on disk by the
   manifest resolve inside the object exactly when it says none leaves;
 * the dependencies read back from params.json are those the live config has.
 """
@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xpmstore import Meta, Param, Task
-from xpmstore.config import dependencies
-from xpmstore.edges import params_dependencies
+from xpmstore.core.config import dependencies
+from xpmstore.core.params import params_of
 from xpmstore.errors import CorruptObjectError, FormatVersionError
-from xpmstore.manifest import FileEntry, LinkEntry, Manifest, build, escaping_link, parse
-from xpmstore.serialize import params_of
+from xpmstore.store.edges import params_dependencies
+from xpmstore.store.manifest import FileEntry, LinkEntry, Manifest, build, escaping_link, parse
 
 from .strategies import values
 

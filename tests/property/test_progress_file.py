@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xpmstore.taskprogress import MAX_LEVELS, parse_progress
+from xpmstore.store.taskprogress import MAX_LEVELS, parse_progress
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from xpmstore.remote import cachepush, reach
-from xpmstore.workspace import Workspace
+from xpmstore.store.workspace import Workspace
 
 from ..s3server import S3Server
 from ..storehelpers import isolate, make_workspace

@@ -1,5 +1,5 @@
-"""``@cache`` entries pushed with ``push = "auto"`` (DESIGN §11), against a directory remote and a
-real SeaweedFS server: an entry created in this process, in a plain script (which waits for its
+"""``@cache`` entries pushed with ``push = "auto"`` (docs/remote.md), against a directory remote and
+a real SeaweedFS server: an entry created in this process, in a plain script (which waits for its
 pushes when it exits), in an experiment's process and in its jobs' processes (which leave them
 to the experiment) reaches the remote, and a second workspace pulls it instead of computing it.
 A cache hit imports nothing of the remote.  Computations are counted in files."""
@@ -12,11 +12,11 @@ import subprocess
 from pathlib import Path
 
 from xpmstore import experiment
-from xpmstore.identifier import cache_identifier
+from xpmstore.core.identifier import cache_identifier
 from xpmstore.launchers import LocalLauncher
-from xpmstore.progress import Progress
 from xpmstore.remote import cachepush, open_remote
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.progress import Progress
+from xpmstore.store.workspace import Workspace
 
 from ..helpers import PYTHON, REPO_ROOT
 from ..storehelpers import Terms, active, count_of

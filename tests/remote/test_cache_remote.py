@@ -1,4 +1,4 @@
-"""``@cache`` entries and the remote (DESIGN §11): an entry computed in one workspace is pulled,
+"""``@cache`` entries and the remote (docs/remote.md): an entry computed in one workspace is pulled,
 verified, not computed, in another that shares the remote; ``pull_cache = false`` turns that off;
 a tampered entry is rejected and computed; an unreachable remote is noticed once per process.
 Against a directory remote and a real SeaweedFS server; computations are counted in files."""
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore.identifier import cache_identifier
-from xpmstore.index import Index
+from xpmstore.core.identifier import cache_identifier
 from xpmstore.remote import cachepull, open_remote, push_one
-from xpmstore.workspace import Workspace
+from xpmstore.store.index import Index
+from xpmstore.store.workspace import Workspace
 
 from ..storehelpers import Terms, active, count_of, make_workspace
 from .conftest import RemoteFactory, closed_port

@@ -1,4 +1,4 @@
-"""``If-None-Match: *`` on S3 writes (DESIGN §11), against the real SeaweedFS of the suite: the
+"""``If-None-Match: *`` on S3 writes (docs/remote.md), against the real SeaweedFS of the suite: the
 probe's verdict is what the server actually does (asked here directly, with boto3), it is
 probed once per remote and process and logged once, readers never probe, and writes are correct
 whatever the verdict — including for a writer that loses a race between its HEAD and its PUT."""

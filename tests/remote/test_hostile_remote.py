@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from blake3 import blake3
 
-from xpmstore import objects
 from xpmstore.errors import CorruptObjectError
 from xpmstore.remote import Remote, open_remote, push_one
-from xpmstore.workspace import Workspace
+from xpmstore.store import taskdirs
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import console, invoke, run_experiment, task_dir
 from ..gctasks import Step
@@ -43,7 +43,7 @@ def remote_of(workspace: Workspace) -> Remote:
 def done_steps(workspace: Workspace, count: int = 3) -> list[Step]:
     steps = [Step(i=i, variant=17) for i in range(count)]
     for step in steps:
-        objects.run_here(workspace, step)
+        taskdirs.run_here(workspace, step)
     return steps
 
 
@@ -86,7 +86,7 @@ def test_a_renamed_file_in_a_remote_manifest_is_refused(workspaces: RemoteFactor
     result = console(second, "pull", step.__identifier__)
     no_traceback(result)
     assert result.returncode == 1 and "checksum" in result.stderr, result.stderr
-    assert not objects.is_done(task_dir(second, step))
+    assert not taskdirs.is_done(task_dir(second, step))
     assert not task_dir(second, step).exists()
 
 
@@ -100,9 +100,9 @@ def test_a_manifest_pushed_before_checksums_is_pulled_and_sealed_here(
 
     pulled = invoke(second, "pull", step.__identifier__)
     assert pulled.exit_code == 0, pulled.output
-    local = objects.read_manifest(task_dir(second, step))
+    local = taskdirs.read_manifest(task_dir(second, step))
     assert local is not None and local.sealed
-    assert local == objects.read_manifest(task_dir(first, step))
+    assert local == taskdirs.read_manifest(task_dir(first, step))
 
 
 # --- 8: a tampered dependency list --------------------------------------------------------------
@@ -113,8 +113,8 @@ def test_a_remote_manifest_whose_dependencies_disagree_with_params_is_refused(
     first, second = workspaces("first", push="manual"), workspaces("second", push="manual")
     before = Step(i=1, variant=18)
     after = Step(i=2, variant=18, previous=before)
-    objects.run_here(first, before)
-    objects.run_here(first, after)
+    taskdirs.run_here(first, before)
+    taskdirs.run_here(first, after)
     remote = remote_of(first)
     for step in (before, after):
         assert push_one(remote, task_dir(first, step))
@@ -124,7 +124,7 @@ def test_a_remote_manifest_whose_dependencies_disagree_with_params_is_refused(
     result = invoke(second, "pull", after.__identifier__)
     assert result.exit_code == 1
     assert "dependencies differ from params.json" in result.output
-    assert not objects.is_done(task_dir(second, after))
+    assert not taskdirs.is_done(task_dir(second, after))
 
 
 # --- 6: what is pushed stays inside the object ------------------------------------------------
@@ -146,7 +146,7 @@ def test_push_refuses_a_manifest_that_reaches_outside(workspaces: RemoteFactory,
                               .encode()).hexdigest()
     (listing / ".xpm" / "done").write_text(json.dumps(done))
     (linking / "data").symlink_to(secret.parent)  # a task may link outside; not shared
-    objects.finish(linking, steps[1].__identifier__, "task", Step.__xpmid__)
+    taskdirs.finish(linking, steps[1].__identifier__, "task", Step.__xpmid__)
 
     remote = remote_of(first)
     with pytest.raises(CorruptObjectError, match="refused path"):
@@ -183,7 +183,7 @@ def test_pull_goes_on_after_a_refusal_and_fails_at_the_end(workspaces: RemoteFac
                                           str(task_dir(second, steps[2]))]
     refusal, summary = result.stderr.splitlines()
     assert middle in refusal and summary == "xpmstore: 1 of 3 object(s) not pulled"
-    assert not objects.is_done(task_dir(second, steps[1]))
+    assert not taskdirs.is_done(task_dir(second, steps[1]))
 
 
 def test_pull_refuses_a_malformed_identifier_before_pulling_anything(
@@ -277,7 +277,7 @@ def test_an_unwritable_remote_is_judged_down_once(tmp_path: Path, how: str,
     run_experiment(workspace, "exp", steps)
     warnings = [line for line in capfd.readouterr().err.splitlines() if "warning" in line]
     assert len(warnings) == 1, warnings
-    assert all(objects.is_done(task_dir(workspace, s)) for s in steps)
+    assert all(taskdirs.is_done(task_dir(workspace, s)) for s in steps)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a read-only bind mount needs root")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xpmstore.remote.store import SAMPLE_LIMIT, listing_pays, open_remote
+from xpmstore.remote.layout import SAMPLE_LIMIT, listing_pays, open_remote
 
 from .conftest import RemoteFactory
 

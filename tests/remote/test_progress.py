@@ -9,7 +9,7 @@ import pty
 import subprocess
 from pathlib import Path
 
-from xpmstore.remote.progress import TransferProgress
+from xpmstore.remote.transferprogress import TransferProgress
 
 from ..clihelpers import REPO_ROOT, XPMSTORE, invoke, run_experiment
 from .conftest import RemoteFactory, environ_without_proxy

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import objects
 from xpmstore.remote import check_object, open_remote, pull, push_one
-from xpmstore.workspace import Workspace
+from xpmstore.store import taskdirs
+from xpmstore.store.workspace import Workspace
 
 from ..storehelpers import Tiny, make_workspace
 
@@ -26,7 +26,7 @@ LONGEST_DELAY = 0.15  # seconds before the kill, drawn from a seeded RNG (the cr
 def _push_all(workspace: Workspace) -> None:
     remote = open_remote(workspace)  # the child's own connections
     assert remote is not None
-    for directory in sorted(objects.list_object_dirs(workspace)):
+    for directory in sorted(taskdirs.list_object_dirs(workspace)):
         push_one(remote, directory)
 
 
@@ -54,7 +54,7 @@ def test_a_killed_push_never_leaves_a_manifest_without_its_blobs(
     for _ in range(ITERATIONS):
         for _ in range(NEW_PER_ITERATION):
             number += 1
-            objects.run_here(workspace, Tiny(i=number))
+            taskdirs.run_here(workspace, Tiny(i=number))
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child, killed or done
             try:
@@ -71,8 +71,8 @@ def test_a_killed_push_never_leaves_a_manifest_without_its_blobs(
     (other.root / "xpmstore.toml").write_text((root / "xpmstore.toml").read_text())
     remote = open_remote(Workspace.at(other.root))
     assert remote is not None
-    for directory in objects.list_object_dirs(workspace):
+    for directory in taskdirs.list_object_dirs(workspace):
         pulled = pull(other, directory.name, remote)
-        assert objects.is_done(pulled)
+        assert taskdirs.is_done(pulled)
         assert (pulled / "out.txt").read_bytes() == (directory / "out.txt").read_bytes()
         assert os.readlink(pulled / "latest") == os.readlink(directory / "latest")

@@ -1,4 +1,4 @@
-"""The remote, end to end (DESIGN §11): two workspaces sharing one remote — a directory and a
+"""The remote, end to end (docs/remote.md): two workspaces sharing one remote — a directory and a
 real SeaweedFS S3 server started by the suite — with real experiments and job processes.
 
 Tasks count their executions in counter files, so "pulled, not run" is a count that stays put.
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import manifest, objects
-from xpmstore.index import Index
 from xpmstore.remote import Remote, open_remote
-from xpmstore.runrecord import read_run
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.runlog import read_run
+from xpmstore.store import manifest, taskdirs
+from xpmstore.store.index import Index
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import invoke, run_experiment
 from ..schedtasks import Evaluate, Model, ModelLearn
@@ -47,7 +47,7 @@ def taskdir(workspace: Workspace, task: ModelLearn | Evaluate) -> Path:
 
 def intact(workspace: Workspace, task: ModelLearn | Evaluate) -> bool:
     directory = taskdir(workspace, task)
-    done = objects.read_manifest(directory)
+    done = taskdirs.read_manifest(directory)
     return done is not None and manifest.verify(directory, done) == []
 
 
@@ -93,7 +93,7 @@ def test_a_tampered_object_is_rejected_and_recomputed(
         key = remote.object_key(learn.__identifier__)
         replacement = remote.get_object(evaluate.__identifier__)
     else:
-        done = objects.read_manifest(taskdir(first, learn))
+        done = taskdirs.read_manifest(taskdir(first, learn))
         assert done is not None
         digest = next(f.blake3 for f in done.files if f.path == "seen.json")  # its own bytes
         key = remote.blob_key(digest)

@@ -1,4 +1,4 @@
-"""The "remote unreachable" verdict (DESIGN §11): noticed once per process — pulls and pushes of
+"""The "remote unreachable" verdict (docs/remote.md): noticed once per process — pulls and pushes of
 ``@cache`` entries together pay one call and its retry — and passed by an experiment to the jobs
 it launches (``XPMSTORE_REMOTE_DOWN=1``), which then never ask the remote.  Entries created
 meanwhile wait in the outbox and are pushed by a later experiment that reaches the remote.
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from xpmstore.remote import reach
-from xpmstore.workspace import Workspace
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import run_experiment
 from ..storehelpers import count_of, make_workspace

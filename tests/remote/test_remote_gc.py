@@ -1,4 +1,4 @@
-"""``xpmstore gc --remote`` (DESIGN §11), against a directory remote and SeaweedFS: manifests no
+"""``xpmstore gc --remote`` (docs/remote.md), against a directory remote and SeaweedFS: manifests no
 team root protects go — roots are remote pins (with what they depend on) and manifests younger
 than --older-than — then blobs no manifest lists, once older than the 24 h grace; a push that
 deduplicates against an old blob refreshes it.  Ages are measured from a ``now`` given to the
@@ -11,12 +11,12 @@ import os
 import time
 from pathlib import Path
 
-from xpmstore import objects
-from xpmstore.identifier import cache_identifier
+from xpmstore.core.identifier import cache_identifier
 from xpmstore.remote import cachepush, open_remote, push_one
-from xpmstore.remote.gc import GRACE, collect_remote, plan_remote, remote_pins
-from xpmstore.remote.store import Remote
-from xpmstore.workspace import Workspace
+from xpmstore.remote.collect import GRACE, collect_remote, plan_remote, remote_pins
+from xpmstore.remote.layout import Remote
+from xpmstore.store import taskdirs
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import invoke, run_experiment
 from ..storehelpers import Terms, active, count_of
@@ -31,7 +31,7 @@ def remote_of(workspace: Workspace) -> Remote:
 
 
 def blobs_of(directory: Path) -> set[str]:
-    done = objects.read_manifest(directory)
+    done = taskdirs.read_manifest(directory)
     assert done is not None
     return {f.blake3 for f in done.files}
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from xpmstore import objects
 from xpmstore.remote import open_remote, push
+from xpmstore.store import taskdirs
 
 from ..clihelpers import invoke
 from ..progresstasks import Hyper, Judged, Scored
@@ -21,7 +21,7 @@ def test_the_table_of_a_remote_as_another_workspace_sees_it(workspaces: RemoteFa
     judged = [Judged(scored=task, strict=task.hyper.lr > 0.2) for task in scored]
     with active(first):
         for task in [*scored, *judged]:
-            objects.run_here(first, task)
+            taskdirs.run_here(first, task)
     remote = open_remote(first)
     assert remote is not None
     report = push(first, [t.__identifier__ for t in [*scored, *judged]], remote)

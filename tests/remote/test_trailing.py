@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from blake3 import blake3
 
+from xpmstore.core.identifier import cache_identifier
 from xpmstore.errors import CorruptObjectError
-from xpmstore.identifier import cache_identifier
 from xpmstore.remote import Remote, backends, open_backend, pull, push_one, trailing
 from xpmstore.remote.trailing import TrailingHash
 

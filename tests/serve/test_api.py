@@ -17,9 +17,9 @@ import httpx2
 import pytest
 from starlette.testclient import TestClient
 
-from xpmstore.pins import pinned
 from xpmstore.serve.app import LOOPBACK_HOSTS, ServeConfig, make_app
-from xpmstore.workspace import Workspace
+from xpmstore.store.pins import pinned
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import XPMSTORE
 from ..helpers import PYTHON, REPO_ROOT
@@ -344,9 +344,9 @@ def test_a_page_of_search_reads_each_status_again_and_the_listing_is_remade(
 
 
 def test_a_listing_is_kept_while_nothing_it_is_made_of_changed(copied: Path) -> None:
-    from xpmstore.listing import list_entries
+    from xpmstore.admin.ls import list_entries
     from xpmstore.serve.catalog import Catalog
-    from xpmstore.store import Store
+    from xpmstore.store.lookup import Store
 
     calls: list[int] = []
 

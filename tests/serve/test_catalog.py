@@ -1,5 +1,5 @@
 """The search catalog's value keys match exactly as ``ls --tag`` does (a property test against
-:func:`xpmstore.textvalues.tag_matches`, the rule they index)."""
+:func:`xpmstore.core.fromtext.tag_matches`, the rule they index)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from xpmstore.core.fromtext import parse_tag_filter, tag_matches
 from xpmstore.serve.catalog import value_key
-from xpmstore.textvalues import parse_tag_filter, tag_matches
 
 VALUES = st.one_of(st.booleans(), st.integers(-5, 5), st.floats(allow_infinity=False),
                    st.sampled_from(["0", "1", "1.0", "true", "True", "x", "", " 1"]),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from xpmstore.serve.params import param_leaves, params_tree
+from xpmstore.serve.paramsview import param_leaves, params_tree
 
 DOCUMENT: dict[str, Any] = {
     "identity": {"fields": {"epochs": 4, "model": {"$config": {"fields": {"hidden": 32}}},

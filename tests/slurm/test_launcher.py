@@ -14,16 +14,18 @@ from typing import Any
 
 import pytest
 
-from xpmstore import Task, experiment, gc, slurm
-from xpmstore.claim import read_state
-from xpmstore.config import class_spec
+from xpmstore import Task, experiment
+from xpmstore.admin import gc
+from xpmstore.core.config import class_spec
 from xpmstore.errors import ExperimentFailed
-from xpmstore.hooks import Job, SubmitHook
 from xpmstore.launchers import SlurmLauncher
-from xpmstore.liveness import read_launch
-from xpmstore.runner import EXIT_WAITED
-from xpmstore.runrecord import read_run
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.claim import read_state
+from xpmstore.scheduler.hooks import Job, SubmitHook
+from xpmstore.scheduler.runlog import read_run
+from xpmstore.scheduler.runner import EXIT_WAITED
+from xpmstore.store.taskstate import read_launch
+from xpmstore.store.workspace import Workspace
+from xpmstore.system import slurmctl
 
 from ..clihelpers import console
 from ..helpers import PYTHON, REPO_ROOT
@@ -128,7 +130,7 @@ def test_submit_hooks_reach_the_slurm_job(ws: Workspace) -> None:
         task.submit(hooks=[set_env("XPMTEST_SLURM", "from the hook"), comment("xpmtest-41")])
     facts = json.loads((_taskdir(ws, task) / "facts.json").read_text())
     assert facts["environ"]["XPMTEST_SLURM"] == "from the hook"
-    assert facts["main"] == "xpmstore.runner"  # the task's own runner, in the batch job
+    assert facts["main"] == "xpmstore.scheduler.runner"  # the task's own runner, in the batch job
     job_id = _slurm_id(_taskdir(ws, task))
     shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
                            check=True).stdout
@@ -272,8 +274,8 @@ def test_interrupt_leaves_slurm_jobs_running(ws: Workspace, counters: Path,
 def test_a_poll_of_thousands_of_ids_is_split_and_purged_ids_are_absent() -> None:
     # 20,000 ids would pass the kernel's limit on one argument; none of them exists
     unknown = [str(10**8 + i) for i in range(20_000)]
-    assert slurm.query(unknown) == {}
-    assert slurm.active_states(unknown[:3]) == dict.fromkeys(unknown[:3], False)
+    assert slurmctl.query(unknown) == {}
+    assert slurmctl.active_states(unknown[:3]) == dict.fromkeys(unknown[:3], False)
 
 
 
@@ -358,10 +360,10 @@ def test_a_job_waiting_on_a_dependency_that_failed_is_cancelled_and_freed(
         tmp_path: Path, slurm_cluster: Any) -> None:
     """afterok on a job that failed leaves a job PENDING (DependencyNeverSatisfied) forever,
     kill_invalid_depend or not: the launcher cancels it and reports it free to resubmit."""
-    failed = slurm.run_command(["sbatch", "--parsable", "--output=/dev/null", "--wrap",
-                                "false"]).strip()
-    stuck = slurm.run_command(["sbatch", "--parsable", "--output=/dev/null",
-                               f"--dependency=afterok:{failed}", "--wrap", "true"]).strip()
+    failed = slurmctl.run_command(["sbatch", "--parsable", "--output=/dev/null", "--wrap",
+                                   "false"]).strip()
+    stuck = slurmctl.run_command(["sbatch", "--parsable", "--output=/dev/null",
+                                  f"--dependency=afterok:{failed}", "--wrap", "true"]).strip()
     taskdir = tmp_path / "task"
     (taskdir / ".xpm").mkdir(parents=True)
     exits: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -371,7 +373,7 @@ def test_a_job_waiting_on_a_dependency_that_failed_is_cancelled_and_freed(
         assert exits.get(timeout=60) == EXIT_WAITED
     finally:
         launcher.close()
-    assert slurm.query([stuck])[stuck].state == "CANCELLED"
+    assert slurmctl.query([stuck])[stuck].state == "CANCELLED"
 
 
 def test_a_workspace_path_with_a_space_works(tmp_path: Path, slurm_cluster: Any) -> None:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from xpmstore import objects
-from xpmstore.identifier import cache_identifier
-from xpmstore.index import Index, index_location
-from xpmstore.workspace import Workspace
+from xpmstore.core.identifier import cache_identifier
+from xpmstore.store import taskdirs
+from xpmstore.store.index import Index, index_location
+from xpmstore.store.workspace import Workspace
 
 from ..storehelpers import Terms, active, count_of, isolate, make_workspace, spawn_context
 
@@ -72,7 +72,7 @@ def test_every_entry_is_computed_exactly_once(tmp_path: Path,
     for n in range(CONFIGS):
         entry = cache_identifier(Terms(n=n).__identifier__, "terms.txt")
         directory = workspace.cache / "tests.store.Terms" / entry
-        assert objects.is_done(directory)
+        assert taskdirs.is_done(directory)
         assert (directory / "terms.txt").read_text() == expected(n)
         record = index.get(entry)
         assert record is not None and record["kind"] == "cache"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore.runrecord import read_run
+from xpmstore.scheduler.runlog import read_run
 
 from ..helpers import PYTHON, REPO_ROOT
 from ..schedtasks import layered_graph

@@ -1,4 +1,4 @@
-"""gc never deletes a ``@cache`` entry a live process uses (DESIGN §10): a real experiment whose
+"""gc never deletes a ``@cache`` entry a live process uses (docs/cli.md): a real experiment whose
 jobs read ``@cache`` entries in a loop, while ``xpmstore gc --older-than 0 -y`` and ``--max-size
 0 -y`` (real processes) run again and again; zero job failures, and once the experiment has
 ended gc deletes the entries.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import objects
-from xpmstore.identifier import cache_identifier
+from xpmstore.core.identifier import cache_identifier
+from xpmstore.store import taskdirs
 
 from ..clihelpers import console
 from ..gctasks import touch
@@ -68,9 +68,9 @@ def test_gc_never_deletes_cache_entries_running_jobs_read(tmp_path: Path,
     assert {n: count_of(counters, f"terms-{n}") for n in range(ENTRIES)} == \
         {n: 1 for n in range(ENTRIES)}, "an entry was deleted and computed again"
 
-    present = {d.name for d in objects.list_object_dirs(ws)}
+    present = {d.name for d in taskdirs.list_object_dirs(ws)}
     assert entries <= present
     after = console(ws, "gc", "-y", "--older-than", "0s")  # no live process uses them any more
     assert after.returncode == 0, after.stderr
-    assert not entries & {d.name for d in objects.list_object_dirs(ws)}
+    assert not entries & {d.name for d in taskdirs.list_object_dirs(ws)}
     assert not any((ws.private / "leases").glob("*")), "a lease of a dead process was left"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import objects
+from xpmstore.store import taskdirs
 
 from ..clihelpers import console
 from ..gctasks import Step, chain, touch
@@ -71,7 +71,7 @@ def test_gc_never_deletes_what_a_running_experiment_uses(tmp_path: Path,
         steps = chain(LENGTH, variant)
         for step in steps:
             directory = ws.task_dir("tests.gc.Step", step.__identifier__)
-            assert objects.is_done(directory), f"round {k}: {directory} was deleted"
+            assert taskdirs.is_done(directory), f"round {k}: {directory} was deleted"
         last = ws.task_dir("tests.gc.Step", steps[-1].__identifier__)
         expected = "".join(f"{variant}:{i}\n" for i in range(LENGTH))
         assert (last / "out.txt").read_text() == expected
@@ -79,7 +79,7 @@ def test_gc_never_deletes_what_a_running_experiment_uses(tmp_path: Path,
     assert deleted_total > 0
     final = console(ws, "gc", "-y")
     assert final.returncode == 0, final.stderr
-    present = {d.name for d in objects.list_object_dirs(ws)}
+    present = {d.name for d in taskdirs.list_object_dirs(ws)}
     kept = {s.__identifier__ for s in chain(LENGTH, (ROUNDS - 1) % 2)}
     kept.add(Step(i=0, variant=1000 + ROUNDS - 1).__identifier__)
     assert present == kept

@@ -12,7 +12,7 @@ from typing import Any
 import lmdb
 import pytest
 
-from xpmstore.index import Index
+from xpmstore.store.index import Index
 
 from ..storehelpers import fork_call, spawn_context
 

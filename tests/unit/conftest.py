@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore.workspace import Workspace
+from xpmstore.store.workspace import Workspace
 
 from ..storehelpers import make_workspace
 

@@ -1,5 +1,5 @@
-"""Atomic publication (xpmstore.atomic): whole or nothing at the final name, no temp left behind,
-never a symlink followed."""
+"""Atomic publication (xpmstore.system.atomic): whole or nothing at the final name, no temp left
+behind, never a symlink followed."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import atomic
-from xpmstore.atomic import TEMP_MARK, fsync_dir, write_atomic
+from xpmstore.system import atomic
+from xpmstore.system.atomic import TEMP_MARK, fsync_dir, write_atomic
 
 from ..storehelpers import fork_context, wait_for
 

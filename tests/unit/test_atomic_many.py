@@ -1,4 +1,4 @@
-"""One document published under several names (xpmstore.atomic.write_atomic_many): each name
+"""One document published under several names (xpmstore.system.atomic.write_atomic_many): each name
 atomic, one inode when the file system has hard links, no temporary file left behind."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import atomic
-from xpmstore.atomic import TEMP_MARK, write_atomic_many
+from xpmstore.system import atomic
+from xpmstore.system.atomic import TEMP_MARK, write_atomic_many
 
 
 def leftovers(directory: Path) -> list[str]:

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from xpmstore import Config, Param, cache, objects
-from xpmstore.identifier import cache_identifier
-from xpmstore.index import Index
-from xpmstore.locks import object_lock
-from xpmstore.store import Store
-from xpmstore.workspace import DONE, Workspace
+from xpmstore import Config, Param, cache
+from xpmstore.core.identifier import cache_identifier
+from xpmstore.store import taskdirs
+from xpmstore.store.index import Index
+from xpmstore.store.lookup import Store
+from xpmstore.store.workspace import DONE, Workspace
+from xpmstore.system.locks import object_lock
 
 from ..storehelpers import (
     Terms,
@@ -29,7 +30,8 @@ from ..storehelpers import (
     wait_for,
 )
 
-cache_module = importlib.import_module("xpmstore.cache")  # xpmstore.cache is the decorator
+# xpmstore.cache is the decorator
+cache_module = importlib.import_module("xpmstore.scheduler.cache")
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +56,7 @@ def test_miss_then_hit(ws: Workspace, counters: str) -> None:
     assert terms.load(counters) == "terms of 1\n" * 3
     assert count_of(counters, "terms-1") == 1
     directory = entry_dir(ws, terms, "terms.txt")
-    assert objects.is_done(directory)
+    assert taskdirs.is_done(directory)
     assert (directory / "terms.txt").read_text() == "terms of 1\n" * 3
     assert Terms(n=1).load(counters) == "terms of 1\n" * 3  # another instance, same entry
     assert terms.load(counters) == "terms of 1\n" * 3
@@ -67,7 +69,7 @@ def test_the_entry_is_recorded(ws: Workspace, counters: str) -> None:
     terms = Terms(n=3)
     terms.load(counters)
     directory = entry_dir(ws, terms, "terms.txt")
-    found = objects.read_manifest(directory)
+    found = taskdirs.read_manifest(directory)
     assert found is not None and found.kind == "cache" and found.name == "tests.store.Terms"
     assert [f.path for f in found.files] == ["terms.txt"]
     assert found.extra == {"config": terms.__identifier__, "method": "Terms.load",
@@ -89,7 +91,7 @@ def test_a_failure_marks_nothing_done_and_the_next_call_computes(ws: Workspace,
             terms.boom(counters)
         assert count_of(counters, "boom-4") == attempt
         directory = entry_dir(ws, terms, "boom.txt")
-        assert not objects.is_done(directory)
+        assert not taskdirs.is_done(directory)
         assert not directory.exists()  # the partial file went with the entry
         assert Index.for_workspace(ws).get(directory.name) is None
 
@@ -123,12 +125,12 @@ def test_a_process_killed_inside_a_miss(ws: Workspace, counters: str, tmp_path: 
     terms = Terms(n=6)
     directory = entry_dir(ws, terms, "slow.txt")
     assert (directory / "slow.txt").read_text() == "LEFTOVER of a killed attempt"
-    assert not objects.is_done(directory)
+    assert not taskdirs.is_done(directory)
     release.write_text("go")
     assert terms.slow(counters, str(inside), str(release)) == "slow result of 6"
     assert count_of(counters, "slow-6") == 2
     assert (directory / "slow.txt").read_text() == "slow result of 6"
-    assert objects.is_done(directory)
+    assert taskdirs.is_done(directory)
     assert terms.slow(counters, str(inside), str(release)) == "slow result of 6"
     assert count_of(counters, "slow-6") == 2
 

@@ -1,4 +1,4 @@
-"""The compiled type checks and the immutable containers of xpmstore.checks."""
+"""The compiled type checks and the immutable containers of xpmstore.core.typecheck."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Literal, Optional
 
 import pytest
 
-from xpmstore.checks import (
+from xpmstore.core.typecheck import (
     FrozenDict,
     FrozenList,
     Mismatch,
@@ -289,7 +289,7 @@ def test_numpy_scalars_when_numpy_is_installed():
     with pytest.raises(Mismatch, match="tolist"):
         compile_type(float)(np.array([0.5, 1.5]))
     assert freeze_any([np.int64(1), np.float32(0.5)]) == [1, 0.5]
-    from xpmstore.config import tags_of
+    from xpmstore.core.config import tags_of
 
     tagged = Sized().tag("seed", np.int64(3)).tag("lr", np.float32(0.5))
     assert tags_of(tagged) == {"seed": 3, "lr": 0.5}

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from xpmstore_cli.main import cli, main
 
 from xpmstore import Config, Param, Task
+from xpmstore.core.params import PARAMS_VERSION, params_of, to_json_bytes
 from xpmstore.errors import FormatVersionError
-from xpmstore.serialize import PARAMS_VERSION, params_of, to_json_bytes
 
 from ..helpers import PYTHON
 

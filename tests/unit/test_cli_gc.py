@@ -1,5 +1,6 @@
-"""``xpmstore gc``, ``rm``, ``fsck`` and ``index rebuild`` (xpmstore.gc, .remove, .fsck, .pins):
-roots kept, the rest deleted, dry runs and questions, locks honoured, damage found and repaired.
+"""``xpmstore gc``, ``rm``, ``fsck`` and ``index rebuild`` (xpmstore.admin.gc, .remove, .fsck,
+.pins): roots kept, the rest deleted, dry runs and questions, locks honoured, damage found and
+repaired.
 
 Workspaces are filled by real experiments (job processes of tests/gctasks.py) and by
 ``objects.run_here``; commands run through click's CliRunner, and gc also as a real process.
@@ -14,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import leases, objects
-from xpmstore.claim import launch_record
-from xpmstore.gc import GcOptions, find_roots, mark, parse_age, parse_size, why_rooted
-from xpmstore.identifier import cache_identifier
-from xpmstore.index import Index
-from xpmstore.locks import object_lock
-from xpmstore.runrecord import RunRecord
-from xpmstore.runs import Run, RunJob
-from xpmstore.workspace import Workspace
+from xpmstore.admin.gc import GcOptions, find_roots, mark, parse_age, parse_size, why_rooted
+from xpmstore.core.identifier import cache_identifier
+from xpmstore.scheduler.claim import launch_record
+from xpmstore.scheduler.runlog import RunRecord
+from xpmstore.scheduler.runs import Run, RunJob
+from xpmstore.store import leases, taskdirs
+from xpmstore.store.index import Index
+from xpmstore.store.workspace import Workspace
+from xpmstore.system.locks import object_lock
 
 from ..clihelpers import console, invoke, one_error_line, run_chain, run_experiment, task_dir
 from ..gctasks import Step
@@ -39,7 +40,7 @@ def ids(steps: list[Step]) -> set[str]:
 
 
 def present(ws: Workspace) -> set[str]:
-    return {d.name for d in objects.list_object_dirs(ws)}
+    return {d.name for d in taskdirs.list_object_dirs(ws)}
 
 
 def cache_entry(ws: Workspace, n: int, counters: Path) -> str:
@@ -61,11 +62,11 @@ def garden(ws: Workspace, tmp_path: Path) -> dict[str, set[str]]:
     other = run_chain(ws, "b", 2, variant=5)        # b's last successful run: roots
     base = Step(i=0, variant=7)
     pinned = Step(i=1, variant=7, previous=Step(i=0, variant=7))
-    objects.run_here(ws, base)
-    objects.run_here(ws, pinned)                    # pinned: itself and its dependency stay
+    taskdirs.run_here(ws, base)
+    taskdirs.run_here(ws, pinned)                    # pinned: itself and its dependency stay
     loose = Step(i=9, variant=9)
-    objects.run_here(ws, loose)                     # made outside any run: garbage
-    leftover = objects.prepare_task_dir(ws, Step(i=50))  # never finished: garbage
+    taskdirs.run_here(ws, loose)                     # made outside any run: garbage
+    leftover = taskdirs.prepare_task_dir(ws, Step(i=50))  # never finished: garbage
     entry = cache_entry(ws, 1, tmp_path / "counters")  # reached by nothing, but a cache entry
     assert invoke(ws, "pin", pinned.__identifier__[:10]).exit_code == 0
     return {
@@ -155,10 +156,10 @@ def test_gc_skips_an_object_whose_lock_is_held(ws: Workspace,
 
 def test_live_runs_and_live_jobs_are_roots(ws: Workspace) -> None:
     used = Step(i=1, variant=20, previous=Step(i=0, variant=20))
-    objects.run_here(ws, Step(i=0, variant=20))
-    objects.run_here(ws, used)
+    taskdirs.run_here(ws, Step(i=0, variant=20))
+    taskdirs.run_here(ws, used)
     dead_use = Step(i=0, variant=21)
-    objects.run_here(ws, dead_use)
+    taskdirs.run_here(ws, dead_use)
     record = RunRecord(ws.experiments, "live")  # this process: live until its end line
     record.append({"type": "root", "id": used.__identifier__})
     dead = ws.experiments / "dead" / "20000101T000000.000000Z-elsewhere-1.jsonl"
@@ -173,7 +174,7 @@ def test_live_runs_and_live_jobs_are_roots(ws: Workspace) -> None:
                      + json.dumps({"type": "job", "id": "0" * 64, "name": "tests.gc.Step",
                                    "reason": "ran:new", "dependencies": []}) + "\n"
                      + json.dumps({"type": "end", "outcome": "ok", "ended": 2.0}) + "\n")
-    running = objects.prepare_task_dir(ws, Step(i=0, variant=22))
+    running = taskdirs.prepare_task_dir(ws, Step(i=0, variant=22))
     (running / ".xpm" / "launch.json").write_text(json.dumps(launch_record()))
 
     plan = mark(ws)
@@ -219,7 +220,7 @@ def test_find_roots_keeps_the_latest_run_whatever_its_outcome() -> None:
 
 def test_older_than_and_max_size(ws: Workspace, tmp_path: Path) -> None:
     loose = Step(i=3, variant=30)
-    objects.run_here(ws, loose)
+    taskdirs.run_here(ws, loose)
     entries = [cache_entry(ws, n, tmp_path / "counters") for n in (1, 2, 3)]
     index = Index.for_workspace(ws)
     for when, entry in zip((1000.0, 2000.0, 3000.0), entries, strict=True):
@@ -267,7 +268,7 @@ def test_gc_bad_input(ws: Workspace, args: list[str], capsys: pytest.CaptureFixt
 
 def test_pins_survive_a_lost_index_and_a_rebuild(ws: Workspace) -> None:
     kept = Step(i=0, variant=40)
-    objects.run_here(ws, kept)
+    taskdirs.run_here(ws, kept)
     assert invoke(ws, "pin", kept.__identifier__).exit_code == 0
     again = invoke(ws, "pin", kept.__identifier__)
     assert again.exit_code == 0 and "already pinned" in again.stdout
@@ -288,7 +289,7 @@ def test_pins_survive_a_lost_index_and_a_rebuild(ws: Workspace) -> None:
 
 def test_a_pin_only_the_index_knew_is_kept(ws: Workspace) -> None:
     kept = Step(i=0, variant=41)
-    objects.run_here(ws, kept)
+    taskdirs.run_here(ws, kept)
     Index.for_workspace(ws).pin(kept.__identifier__)  # an older workspace: the index alone
     assert invoke(ws, "index", "rebuild").exit_code == 0
     assert (ws.private / "pins" / kept.__identifier__).exists()
@@ -318,7 +319,7 @@ def test_rm_refuses_done_dependents_unless_cascade(ws: Workspace) -> None:
 
 
 def test_rm_refuses_a_running_job(ws: Workspace) -> None:
-    running = objects.prepare_task_dir(ws, Step(i=0, variant=51))
+    running = taskdirs.prepare_task_dir(ws, Step(i=0, variant=51))
     (running / ".xpm" / "launch.json").write_text(json.dumps(launch_record()))
     refused = invoke(ws, "rm", running.name)
     assert refused.exit_code == 1 and "running" in refused.stderr
@@ -364,12 +365,12 @@ def test_fsck_finds_exactly_the_damaged_objects_and_repair_makes_them_run_again(
     report = json.loads(found.stdout)
     assert {d["identifier"] for d in report["damaged"]} == damaged
     assert report["repaired"] == []
-    assert all(objects.is_done(d) for d in (flipped, truncated, deleted, manifest))
+    assert all(taskdirs.is_done(d) for d in (flipped, truncated, deleted, manifest))
 
     repaired = invoke(ws, "fsck", "--repair")
     assert repaired.exit_code == 0, repaired.output
     assert "5 damaged, 5 repaired" in repaired.stdout
-    assert not any(objects.is_done(d) for d in (flipped, truncated, deleted, manifest, entry_dir))
+    assert not any(taskdirs.is_done(d) for d in (flipped, truncated, deleted, manifest, entry_dir))
     assert not damaged & Index.for_workspace(ws).identifiers()
     assert invoke(ws, "fsck").exit_code == 0
 
@@ -380,7 +381,7 @@ def test_fsck_finds_exactly_the_damaged_objects_and_repair_makes_them_run_again(
 
 def test_fsck_reconciles_the_index(ws: Workspace) -> None:
     step = Step(i=0, variant=61)
-    objects.run_here(ws, step)
+    taskdirs.run_here(ws, step)
     index = Index.for_workspace(ws)
     record = index.get(step.__identifier__)
     assert record is not None

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from blake3 import blake3
 
-from xpmstore import objects
-from xpmstore.gc import mark
-from xpmstore.pins import pin
-from xpmstore.workspace import Workspace
+from xpmstore.admin.gc import mark
+from xpmstore.store import taskdirs
+from xpmstore.store.pins import pin
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import console, task_dir
 from ..gctasks import Step
@@ -38,8 +38,8 @@ def chain(ws: Workspace) -> tuple[Step, Step]:
     """Two done Steps, the second made from the first."""
     first = Step(i=1, variant=16)
     second = Step(i=2, variant=16, previous=first)
-    objects.run_here(ws, first)
-    objects.run_here(ws, second)
+    taskdirs.run_here(ws, first)
+    taskdirs.run_here(ws, second)
     return first, second
 
 
@@ -212,7 +212,7 @@ def test_a_tampered_dependency_list_is_damage_and_rm_keeps_the_dependency(
     removed = console(ws, "rm", first.__identifier__)
     no_traceback(removed)
     assert removed.returncode == 1 and second.__identifier__[:12] in removed.stderr
-    assert objects.is_done(task_dir(ws, first))
+    assert taskdirs.is_done(task_dir(ws, first))
 
 
 def test_gc_keeps_what_a_pinned_object_was_made_from_whatever_its_manifest_says(
@@ -233,7 +233,7 @@ def test_fsck_repair_seals_the_manifests_written_without_a_checksum(
     first, _second = chain
     for step in chain:
         edit_done(task_dir(ws, step), lambda d: None, reseal=False)  # as an older xpmstore
-    before = objects.read_manifest(task_dir(ws, first))
+    before = taskdirs.read_manifest(task_dir(ws, first))
     assert before is not None and not before.sealed
     result = console(ws, "fsck")
     assert result.returncode == 0 and "2 intact manifests written without a checksum" \
@@ -241,6 +241,6 @@ def test_fsck_repair_seals_the_manifests_written_without_a_checksum(
     repaired = console(ws, "fsck", "--repair", "--json")
     assert sorted(json.loads(repaired.stdout)["sealed"]) == sorted(s.__identifier__
                                                                    for s in chain)
-    after = objects.read_manifest(task_dir(ws, first))
+    after = taskdirs.read_manifest(task_dir(ws, first))
     assert after == before and after is not None and after.sealed
     assert json.loads(console(ws, "fsck", "--json").stdout)["unsealed"] == []

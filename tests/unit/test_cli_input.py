@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xpmstore import objects
-from xpmstore.workspace import Workspace
+from xpmstore.store import taskdirs
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import invoke, one_error_line
 from ..gctasks import Step
@@ -31,7 +31,7 @@ def guarded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Workspace,
     isolate(monkeypatch, tmp_path)
     ws = make_workspace(tmp_path / "ws")
     for i in range(3):
-        objects.run_here(ws, Step(i=i, variant=90))
+        taskdirs.run_here(ws, Step(i=i, variant=90))
     (tmp_path / "bait").mkdir()
     (tmp_path / "bait" / "precious.txt").write_text("keep me")
     return ws, tmp_path
@@ -55,7 +55,7 @@ def _expected(text: str, known: set[str]) -> set[int]:
 @given(text=st.text())
 def test_identifiers_and_prefixes(guarded: tuple[Workspace, Path], text: str) -> None:
     ws, outside = guarded
-    known = {d.name for d in objects.list_object_dirs(ws)}
+    known = {d.name for d in taskdirs.list_object_dirs(ws)}
     before = _snapshot(ws, outside)
     for command in ("get", "show", "logs", "kill", "pin", "unpin", "rm"):
         if command == "rm" and _HEX.fullmatch(text):

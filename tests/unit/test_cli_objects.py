@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from xpmstore_cli.main import cli, main
 
-from xpmstore import objects
-from xpmstore.index import Index
-from xpmstore.workspace import Workspace
+from xpmstore.store import taskdirs
+from xpmstore.store.index import Index
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import console, invoke, one_error_line, run_chain, task_dir
 from ..gctasks import Step
@@ -31,9 +31,9 @@ def filled(ws: Workspace) -> list[Step]:
     experiment, and a task directory that never finished."""
     steps = [Step(i=i, variant=1).tag("seed", i % 3) for i in range(20)]
     for step in steps:
-        objects.run_here(ws, step)
+        taskdirs.run_here(ws, step)
     run_chain(ws, "exp", 2, variant=2)
-    objects.prepare_task_dir(ws, Step(i=99, variant=3))
+    taskdirs.prepare_task_dir(ws, Step(i=99, variant=3))
     return steps
 
 
@@ -65,7 +65,7 @@ def test_get_misses(ws: Workspace, filled: list[Step], capsys: pytest.CaptureFix
     first = {s.__identifier__[0] for s in filled}
     ambiguous = next(c for c in sorted(first)
                      if sum(s.__identifier__.startswith(c) for s in filled) > 1)
-    unfinished = next(d.name for d in objects.list_object_dirs(ws) if not objects.is_done(d))
+    unfinished = next(d.name for d in taskdirs.list_object_dirs(ws) if not taskdirs.is_done(d))
     for args, code, words in ((["0" * 64], 1, "no object"), (["../etc"], 2, "not an identifier"),
                               (["ABC"], 2, "hexadecimal"), ([ambiguous], 2, "matches"),
                               ([unfinished], 1, "is not done")):
@@ -100,7 +100,8 @@ def test_get_as_a_real_process(ws: Workspace, filled: list[Step]) -> None:
 
 def test_get_imports_no_scheduler(ws: Workspace, filled: list[Step]) -> None:
     code = ("import sys; from xpmstore_cli.main import main; rc = main(sys.argv[1:]);"
-            " heavy = [m for m in ('xpmstore.experiment', 'xpmstore.config', 'xpmstore.store',"
+            " heavy = [m for m in ('xpmstore.scheduler.experiment', 'xpmstore.core.config',"
+            " 'xpmstore.store.lookup',"
             " 'importlib.metadata', 'subprocess', 'rich') if m in sys.modules];"
             " print(rc, heavy, file=sys.stderr)")
     result = run_python(["-c", code, "--workspace", str(ws.root), "get",
@@ -147,11 +148,11 @@ def test_ls_json_has_every_field(ws: Workspace, filled: list[Step]) -> None:
 def test_ls_json_text_is_exactly_the_entries(ws: Workspace, filled: list[Step]) -> None:
     """``ls --json`` splices the index's own text for done tasks: the same values as the
     general path, even with a tag that looks like a path key, and under every filter."""
-    from xpmstore.listing import list_entries, list_json
-    from xpmstore.store import Store
+    from xpmstore.admin.ls import list_entries, list_json
+    from xpmstore.store.lookup import Store
 
     odd = Step(i=99, variant=7).tag("note", ',"path":"/elsewhere", "é"\n')
-    objects.run_here(ws, odd)
+    taskdirs.run_here(ws, odd)
     store = Store(ws)
     for filters in ({}, {"status": "done"}, {"kind": "task"}, {"name": "tests.gc.Step"},
                     {"status": "absent"}, {"kind": "cache"}):
@@ -188,7 +189,7 @@ def test_show(ws: Workspace) -> None:
     details = json.loads(invoke(ws, "show", second, "--json").stdout)
     assert details["dependencies"] == [first] and details["state"]["state"] == "done"
     assert set(details["logs"]) == {"stdout", "stderr"}
-    unfinished = objects.prepare_task_dir(ws, Step(i=7, variant=4))
+    unfinished = taskdirs.prepare_task_dir(ws, Step(i=7, variant=4))
     assert json.loads(invoke(ws, "show", unfinished.name, "--json").stdout)["status"] == "absent"
     assert invoke(ws, "show", "e" * 64).exit_code == 1
 
@@ -277,7 +278,7 @@ def test_why(ws: Workspace, filled: list[Step], monkeypatch: pytest.MonkeyPatch)
         assert result.exit_code == 2, (args, result.output)
     assert invoke(ws, "why", "tests.gctasks:Nothing").exit_code == 1
     assert invoke(ws, "why", "not a class:x").exit_code == 2
-    unfinished = next(d for d in objects.list_object_dirs(ws) if not objects.is_done(d))
+    unfinished = next(d for d in taskdirs.list_object_dirs(ws) if not taskdirs.is_done(d))
     by_id = invoke(ws, "why", unfinished.name[:10])
     assert by_id.exit_code == 0 and "is absent here" in by_id.stdout
 

@@ -1,6 +1,6 @@
-"""``xpmstore jobs``, ``kill``, ``logs [-f]`` and ``experiments`` (xpmstore.jobs, xpmstore.runs),
-with real experiment processes (tests/gctasks.py ``drive``) whose jobs wait for release files:
-nothing waits on a clock, tests wait for files and conditions."""
+"""``xpmstore jobs``, ``kill``, ``logs [-f]`` and ``experiments`` (xpmstore.admin.jobs,
+xpmstore.scheduler.runs), with real experiment processes (tests/gctasks.py ``drive``) whose jobs
+wait for release files: nothing waits on a clock, tests wait for files and conditions."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import objects
-from xpmstore.claim import read_state
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.claim import read_state
+from xpmstore.store import taskdirs
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import XPMSTORE, invoke, run_chain, task_dir
 from ..gctasks import Talker, touch
@@ -75,7 +75,7 @@ def test_experiments_and_jobs(ws: Workspace) -> None:
 
 def test_logs_of_a_finished_job(ws: Workspace) -> None:
     talker = Talker(key="done", lines=2)
-    objects.run_here(ws, talker)  # in this process: write its logs as the runner would
+    taskdirs.run_here(ws, talker)  # in this process: write its logs as the runner would
     directory = task_dir(ws, talker)
     (directory / "stdout").write_text("done line 0\ndone line 1\n")
     (directory / "stderr").write_text("done says goodbye\n")
@@ -87,7 +87,7 @@ def test_logs_of_a_finished_job(ws: Workspace) -> None:
         "done says goodbye\n"
     followed = invoke(ws, "logs", talker.__identifier__, "-f", "--stream", "stdout")
     assert followed.exit_code == 0 and followed.stdout == "done line 0\ndone line 1\n"
-    silent = objects.prepare_task_dir(ws, Talker(key="silent"))
+    silent = taskdirs.prepare_task_dir(ws, Talker(key="silent"))
     assert invoke(ws, "logs", silent.name).exit_code == 1
 
 
@@ -118,7 +118,7 @@ def test_kill_a_running_job(ws: Workspace,
     assert "SIGTERM" in result.stdout
     _, err = process.communicate(timeout=120)
     assert process.returncode != 0 and "failed" in err
-    assert not objects.is_done(directory)
+    assert not taskdirs.is_done(directory)
     shown = json.loads(invoke(ws, "show", directory.name, "--json").stdout)
     assert shown["status"] == "failed"
     again = invoke(ws, "kill", directory.name)

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from xpmstore import objects
 from xpmstore.remote import open_remote, push
-from xpmstore.workspace import Workspace
+from xpmstore.store import taskdirs
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import invoke, one_error_line
 from ..progresstasks import Hyper, Judged, Scored
@@ -36,7 +36,7 @@ def tasks(ws: Workspace) -> list[Scored]:
             for lr in (0.1, 0.2) for seed in (0, 1)]
     with active(ws):
         for task in [*made, Judged(scored=made[3], strict=True)]:
-            objects.run_here(ws, task)
+            taskdirs.run_here(ws, task)
     return made
 
 

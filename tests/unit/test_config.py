@@ -1,5 +1,5 @@
 """Config and Task: construction, type rules, declarations, tags, sealing, generated paths,
-task outputs and dependencies (DESIGN §2–§3)."""
+task outputs and dependencies (docs/concepts.md)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Annotated, Any, Literal, Optional, Union
 import pytest
 
 from xpmstore import Config, Constant, Meta, Option, Param, Task, field, pathgenerator
-from xpmstore.checks import FrozenDict, FrozenList
-from xpmstore.config import Dep, class_spec, dependencies, identity_name, tags_of
+from xpmstore.core.config import Dep, class_spec, dependencies, identity_name, tags_of
+from xpmstore.core.identifier import check_identifier
+from xpmstore.core.typecheck import FrozenDict, FrozenList
 from xpmstore.errors import (
     ConfigError,
     ConfigTypeError,
@@ -26,7 +27,6 @@ from xpmstore.errors import (
     UnknownFieldError,
     UnsupportedValueError,
 )
-from xpmstore.identifier import check_identifier
 
 from ..helpers import refused, run_python
 

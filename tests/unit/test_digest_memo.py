@@ -1,4 +1,5 @@
-"""The index takes over the input-digest memo from the process (DESIGN §4, §6)."""
+"""The index takes over the input-digest memo from the process (docs/identifiers.md,
+docs/store.md)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from xpmstore import inputs
-from xpmstore.index import Index
-from xpmstore.workspace import Workspace
+from xpmstore.core import digests
+from xpmstore.store.index import Index
+from xpmstore.store.workspace import Workspace
 
 
 def _old_file(path: Path, data: bytes) -> os.stat_result:
@@ -24,19 +25,19 @@ def test_digest_is_recorded_in_the_index_and_read_by_another_process(tmp_path: P
     workspace = Workspace.at(tmp_path / "ws")
     index = Index.for_workspace(workspace)
     st = _old_file(tmp_path / "input.bin", b"some input")
-    inputs._clear_memo()
-    digest = inputs.digest_input(tmp_path / "input.bin")
+    digests._clear_memo()
+    digest = digests.digest_input(tmp_path / "input.bin")
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     assert index.get_digest(key) == digest
 
     # Another process finds the digest in the index: make the index's answer distinguishable
     # from a fresh hash by recording a different value for the same file version.
-    forged = bytes([inputs.DIGEST_FILE]) + bytes(32)
+    forged = bytes([digests.DIGEST_FILE]) + bytes(32)
     index.put_digest(key, forged)
     index.flush_digests()
     code = (
-        "import sys; from pathlib import Path; from xpmstore import inputs;"
-        " from xpmstore.index import Index; from xpmstore.workspace import Workspace;"
+        "import sys; from pathlib import Path; from xpmstore.core import digests as inputs;"
+        " from xpmstore.store.index import Index; from xpmstore.store.workspace import Workspace;"
         f" Index.for_workspace(Workspace.at({str(tmp_path / 'ws')!r}));"
         f" print(inputs.digest_input(Path({str(tmp_path / 'input.bin')!r})).hex())"
     )
@@ -51,7 +52,7 @@ def test_a_fresh_file_is_not_memoized(tmp_path: Path) -> None:
     path = tmp_path / "fresh.bin"
     path.write_bytes(b"just written")
     st = os.stat(path)
-    inputs._clear_memo()
-    inputs.digest_input(path)
+    digests._clear_memo()
+    digests.digest_input(path)
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     assert index.get_digest(key) is None

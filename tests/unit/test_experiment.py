@@ -1,10 +1,11 @@
 """The scheduler (xpmstore.experiment): the seed's examples, reuse, failures, dry runs, errors,
 interrupts, run records and what the store knows afterwards.
 
-Every test runs real job processes (forked from the zygote, or ``python -m xpmstore.runner``) in
-a workspace under ``tmp_path``, with the tasks of ``tests/schedtasks.py``.  Tasks report what
-happened to them in counter files (``counters/<key>``, one line per execution), so a count shows
-how many times a task really ran.  Nothing waits on a clock: tests wait for files or conditions.
+Every test runs real job processes (forked from the zygote, or ``python -m
+xpmstore.scheduler.runner``) in a workspace under ``tmp_path``, with the tasks of
+``tests/schedtasks.py``.  Tasks report what happened to them in counter files (``counters/<key>``,
+one line per execution), so a count shows how many times a task really ran.  Nothing waits on a
+clock: tests wait for files or conditions.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ from typing import Any
 
 import pytest
 
-from xpmstore import ExperimentFailed, Param, Task, XpmstoreError, experiment, objects
-from xpmstore.claim import read_state
-from xpmstore.experiment import active_experiment
-from xpmstore.index import Index
+from xpmstore import ExperimentFailed, Param, Task, XpmstoreError, experiment
 from xpmstore.launchers import LocalLauncher
-from xpmstore.progress import Progress
-from xpmstore.runrecord import read_run
-from xpmstore.store import Store
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.claim import read_state
+from xpmstore.scheduler.experiment import active_experiment
+from xpmstore.scheduler.progress import Progress
+from xpmstore.scheduler.runlog import read_run
+from xpmstore.store import taskdirs
+from xpmstore.store.index import Index
+from xpmstore.store.lookup import Store
+from xpmstore.store.workspace import Workspace
 
 from ..helpers import run_python
 from ..schedtasks import (
@@ -130,7 +132,7 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def taskdir(ws: Workspace, task: Task) -> Path:
-    from xpmstore.config import class_spec
+    from xpmstore.core.config import class_spec
 
     return ws.task_dir(class_spec(type(task)).identity_name, task.__identifier__)
 
@@ -193,9 +195,9 @@ def test_random_fold_outputs_mark_topics_not_documents(ws: Workspace, counters: 
         use_documents.submit()
         # UseDocuments does not depend on RandomFold: it completes while the fold waits for
         # its release file...
-        wait_for(lambda: objects.is_done(taskdir(ws, use_documents)), "UseDocuments done")
+        wait_for(lambda: taskdirs.is_done(taskdir(ws, use_documents)), "UseDocuments done")
         wait_for(lambda: count_of(counters, "fold") == 1, "RandomFold to start")
-        assert not objects.is_done(taskdir(ws, fold))
+        assert not taskdirs.is_done(taskdir(ws, fold))
         assert count_of(counters, "use-topics") == 0  # ...and UseTopics waits for the fold
         release.write_text("go")
 
@@ -284,7 +286,7 @@ class SizedNow(Task):
 
 def test_reuse_after_a_default_changed_warns(ws: Workspace,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    objects.run_here(ws, Sized())
+    taskdirs.run_here(ws, Sized())
     assert SizedNow().__identifier__ == Sized().__identifier__  # defaults are left out
     with xp(ws):
         SizedNow().submit()
@@ -311,7 +313,7 @@ def test_the_default_workspace_comes_from_the_environment(
                     progress=Progress("env", stream=io.StringIO())):
         task.submit()
     assert task.__taskdir__.parent.parent.parent == tmp_path / "from-env"
-    assert objects.is_done(task.__taskdir__)
+    assert taskdirs.is_done(task.__taskdir__)
     assert len(list((tmp_path / "from-env" / "experiments" / "env").glob("*.jsonl"))) == 1
 
 
@@ -360,7 +362,7 @@ def test_failure_blocks_dependents_then_runs_again(ws: Workspace, counters: str,
     assert count_of(counters, "flaky-1") == 1
     assert count_of(counters, "after-x") == 0  # blocked by the failure
     assert count_of(counters, "counted-1") == 1  # the independent task went on
-    assert not objects.is_done(directory)
+    assert not taskdirs.is_done(directory)
     assert read_state(directory)["state"] == "failed"
     end = end_of(runs(ws)[0])
     assert (end["outcome"], end["done"], end["failed"], end["blocked"]) == ("failed", 1, 1, 1)
@@ -379,7 +381,7 @@ def test_failure_blocks_dependents_then_runs_again(ws: Workspace, counters: str,
     assert count_of(counters, "flaky-1") == 2
     assert count_of(counters, "after-x") == 1
     assert count_of(counters, "counted-1") == 1
-    assert objects.is_done(directory)
+    assert taskdirs.is_done(directory)
     # The failed attempt's logs moved aside; the new ones start afresh.
     attempt = directory / ".xpm" / "attempts" / "1"
     assert (attempt / "stdout").read_text() == "flaky attempt 1\n"
@@ -450,7 +452,7 @@ def test_a_task_waited_for_keeps_the_tags_of_both_submissions(ws: Workspace, cou
 import io, sys
 sys.path.insert(0, {str(Path(__file__).parents[2])!r})
 from xpmstore import experiment
-from xpmstore.progress import Progress
+from xpmstore.scheduler.progress import Progress
 from tests.schedtasks import Blocker
 with experiment({str(ws.root)!r}, "other", progress=Progress("other", stream=io.StringIO())):
     Blocker(key="w", counters={counters!r}, release={str(release)!r}).tag("by", "other").submit()
@@ -484,7 +486,7 @@ def test_an_exception_in_the_block_interrupts_running_jobs(ws: Workspace, counte
     state = read_state(directory)
     assert (state["state"], state["reason"]) == ("failed", "interrupted")
     assert count_of(counters, "ended-k") == 0
-    assert not objects.is_done(directory)
+    assert not taskdirs.is_done(directory)
     assert end_of(runs(ws)[0])["outcome"] == "interrupted"
     assert Store(ws).status(blocker) == "failed"
 
@@ -534,7 +536,7 @@ def test_an_index_that_cannot_be_written_never_stops_the_scheduler(
         wait_for(lambda: count_of(counters, "counted-1") == 1, "the first job")
         second.submit()
     assert count_of(counters, "counted-1") == count_of(counters, "counted-2") == 1
-    assert objects.is_done(taskdir(ws, first)) and objects.is_done(taskdir(ws, second))
+    assert taskdirs.is_done(taskdir(ws, first)) and taskdirs.is_done(taskdir(ws, second))
     assert end_of(runs(ws)[0])["outcome"] == "ok"
     assert "2 done, 0 reused, 0 failed" in output_of(run)
     [warning] = [line for line in capsys.readouterr().err.splitlines() if "index" in line]

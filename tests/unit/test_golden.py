@@ -1,7 +1,7 @@
 """Golden identifiers: any change of the encoding must break this test.
 
-NEVER update these values without bumping ``xpmstore.identifier.SCHEME``: every stored result is
-found by its identifier, so a silent change of the encoding orphans every workspace and remote.
+NEVER update these values without bumping ``xpmstore.core.identifier.SCHEME``: every stored result
+is found by its identifier, so a silent change of the encoding orphans every workspace and remote.
 If this test fails, the change to the encoding is the bug.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from xpmstore import Config, Constant, Meta, Param
-from xpmstore.identifier import SCHEME, cache_identifier, from_params
-from xpmstore.serialize import params_of
+from xpmstore.core.identifier import SCHEME, cache_identifier, from_params
+from xpmstore.core.params import params_of
 
 from .. import golden_configs
 

@@ -1,5 +1,5 @@
-"""SubmitHooks (xpmstore.hooks): gathered from a task's config tree without crossing into other
-tasks, deduplicated by (type, spec()), applied once per job in the scheduler's process, their
+"""SubmitHooks (xpmstore.scheduler.hooks): gathered from a task's config tree without crossing into
+other tasks, deduplicated by (type, spec()), applied once per job in the scheduler's process, their
 environment visible in the job; a hook that raises fails its job only."""
 
 from __future__ import annotations
@@ -12,23 +12,15 @@ from typing import Any
 
 import pytest
 
-from xpmstore import (
-    Config,
-    ConfigTypeError,
-    ExperimentFailed,
-    Param,
-    SubmitHook,
-    Task,
-    experiment,
-    objects,
-)
-from xpmstore.claim import read_state
-from xpmstore.config import class_spec
-from xpmstore.hooks import Job, gather_hooks
+from xpmstore import Config, ConfigTypeError, ExperimentFailed, Param, SubmitHook, Task, experiment
+from xpmstore.core.config import class_spec
 from xpmstore.launchers import LocalLauncher
-from xpmstore.progress import Progress
-from xpmstore.runrecord import read_run
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.claim import read_state
+from xpmstore.scheduler.hooks import Job, gather_hooks
+from xpmstore.scheduler.progress import Progress
+from xpmstore.scheduler.runlog import read_run
+from xpmstore.store import taskdirs
+from xpmstore.store.workspace import Workspace
 
 from ..schedtasks import (
     APPLIED,
@@ -238,7 +230,7 @@ def test_a_hook_that_raises_fails_its_job_and_the_rest_go_on(ws: Workspace,
     with xp(ws):  # without the broken hook it runs, as a retry
         Counted(n=1, counters=counters).submit()
     assert count_of(counters, "counted-1") == 1
-    assert objects.is_done(directory)
+    assert taskdirs.is_done(directory)
     runs = sorted((ws.experiments / "hooks").glob("*.jsonl"))
     jobs = [x for x in read_run(runs[-1]) if x["type"] in ("job", "reason")]
     assert jobs[-1]["reason"] == "ran:failed-before"

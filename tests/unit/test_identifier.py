@@ -1,4 +1,4 @@
-"""Identifier rules (DESIGN §4): the canonical encoding and what enters it."""
+"""Identifier rules (docs/identifiers.md): the canonical encoding and what enters it."""
 
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ import pytest
 from blake3 import blake3
 
 from xpmstore import Config, Constant, Meta, Param, Task, field, pathgenerator
-from xpmstore import identifier as ident
-from xpmstore.config import Dep
+from xpmstore.core import identifier as ident
+from xpmstore.core.config import Dep
+from xpmstore.core.identifier import check_identifier, encode_value, from_params
+from xpmstore.core.params import params_of
 from xpmstore.errors import (
     ConfigValueError,
     InputPathError,
     InvalidIdentifierError,
     UnsupportedValueError,
 )
-from xpmstore.identifier import check_identifier, encode_value, from_params
-from xpmstore.serialize import params_of
 
 from ..helpers import refused
 

@@ -1,5 +1,5 @@
-"""The LMDB index (xpmstore.index): records and secondary keys, pins, the digest memo, rebuild,
-damage, and processes (a forked child, a second handle)."""
+"""The LMDB index (xpmstore.store.index): records and secondary keys, pins, the digest memo,
+rebuild, damage, and processes (a forked child, a second handle)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import lmdb
 import pytest
 
-from xpmstore import index as index_module
 from xpmstore.errors import InvalidIdentifierError
-from xpmstore.index import SCHEMA, Index
+from xpmstore.store import index as index_module
+from xpmstore.store.index import SCHEMA, Index
 
 from ..storehelpers import fork_call, isolate
 

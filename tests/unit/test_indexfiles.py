@@ -1,5 +1,6 @@
-"""The checks of the index's files (xpmstore.indexfiles), the checked records
-(xpmstore.indexrecords) and the in-memory twin of LMDB (xpmstore.memenv), on real LMDB files."""
+"""The checks of the index's files (xpmstore.store.indexfiles), the checked records
+(xpmstore.store.indexrecords) and the in-memory twin of LMDB (xpmstore.store.memenv), on real LMDB
+files."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 import lmdb
 import pytest
 
-from xpmstore.indexfiles import (
+from xpmstore.store.indexfiles import (
     IndexDamaged,
     allocate_lock_file,
     data_file_problem,
@@ -24,8 +25,8 @@ from xpmstore.indexfiles import (
     is_damage,
     move_aside,
 )
-from xpmstore.indexrecords import decode_record, encode_record, seal, unseal
-from xpmstore.memenv import MemoryEnv
+from xpmstore.store.indexrecords import decode_record, encode_record, seal, unseal
+from xpmstore.store.memenv import MemoryEnv
 
 
 def open_env(path: Path) -> Any:

@@ -1,5 +1,6 @@
-"""xpmstore.jsonio: every way a JSON file read back can be unreadable is one MalformedFileError
-(a ValueError) naming the file — never a RecursionError, never a wait on a fifo."""
+"""xpmstore.system.jsonio: every way a JSON file read back can be unreadable is one
+MalformedFileError (a ValueError) naming the file — never a RecursionError, never a wait on a
+fifo."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import jsonio
 from xpmstore.errors import MalformedFileError
+from xpmstore.system import jsonio
 
 from ..helpers import refused
 

@@ -1,5 +1,5 @@
-"""Leases (xpmstore.leases): a ``@cache`` entry a live process uses is leased until the process
-ends (``kill -9`` included), a forked child leases on its own, and gc, ``rm`` and the lease
+"""Leases (xpmstore.store.leases): a ``@cache`` entry a live process uses is leased until the
+process ends (``kill -9`` included), a forked child leases on its own, and gc, ``rm`` and the lease
 reader keep to that — with real processes and damaged lease folders.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from xpmstore import leases
-from xpmstore.gc import GcOptions, collect, mark
-from xpmstore.identifier import cache_identifier
-from xpmstore.workspace import Workspace
+from xpmstore.admin.gc import GcOptions, collect, mark
+from xpmstore.core.identifier import cache_identifier
+from xpmstore.store import leases
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import invoke
 from ..helpers import PYTHON, REPO_ROOT

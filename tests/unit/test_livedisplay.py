@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore.livedisplay import LiveDisplay, display_for, elapsed_text
-from xpmstore.progress import Progress
+from xpmstore.scheduler.livedisplay import LiveDisplay, display_for, elapsed_text
+from xpmstore.scheduler.progress import Progress
 
 from ..helpers import PYTHON, REPO_ROOT
 from ..progresstasks import Broken
@@ -105,7 +105,7 @@ def test_the_jobs_processes_never_import_rich(tmp_path: Path, env: dict[str, str
 
 def test_a_cache_hit_never_imports_rich(tmp_path: Path, env: dict[str, str]) -> None:
     code = ("import sys\n"
-            "from xpmstore.workspace import Workspace, set_active_workspace\n"
+            "from xpmstore.store.workspace import Workspace, set_active_workspace\n"
             "from tests.storehelpers import Terms\n"
             f"set_active_workspace(Workspace.at({str(tmp_path / 'ws')!r}))\n"
             f"for _ in range(2): Terms(n=1).load(counters={str(tmp_path)!r})\n"

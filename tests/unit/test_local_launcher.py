@@ -1,5 +1,6 @@
-"""The local launcher (xpmstore.launchers.local) and the job's process: bounded parallelism, the
-GPU pool, zygote-forked and fresh processes, logs in the task directory, and a zygote that dies.
+"""The local launcher (xpmstore.scheduler.launchers.local) and the job's process: bounded
+parallelism, the GPU pool, zygote-forked and fresh processes, logs in the task directory, and a
+zygote that dies.
 
 Tasks write facts about their process (``facts.json``: pid, parent, session, the ``__main__``
 module, the environment) or append ``start``/``end`` lines to ``counters/intervals``; tests read
@@ -19,11 +20,12 @@ from typing import Any
 
 import pytest
 
-from xpmstore import ExperimentFailed, Task, experiment, objects
-from xpmstore.config import class_spec
+from xpmstore import ExperimentFailed, Task, experiment
+from xpmstore.core.config import class_spec
 from xpmstore.launchers import LocalLauncher
-from xpmstore.progress import Progress
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.progress import Progress
+from xpmstore.store import taskdirs
+from xpmstore.store.workspace import Workspace
 
 from ..helpers import REPO_ROOT
 from ..schedtasks import (
@@ -161,7 +163,7 @@ def test_zygote_jobs_run_in_their_own_session_in_the_task_directory(ws: Workspac
     seen = [facts(ws, first), facts(ws, second)]  # facts.json is written relative to the cwd
     for fact in seen:
         assert fact["sid"] == fact["pid"] == fact["pgid"]  # setsid(): its own session
-        assert fact["main"] == "xpmstore.zygote"  # forked, not a new interpreter
+        assert fact["main"] == "xpmstore.scheduler.zygote"  # forked, not a new interpreter
         assert fact["ppid"] != os.getpid()
         assert "PYTHONXPMTEST" not in fact["environ"]
         assert "CUDA_VISIBLE_DEVICES" not in fact["environ"]
@@ -181,14 +183,14 @@ def test_fresh_process_and_startup_variables_use_the_runner(ws: Workspace) -> No
         forked.submit()
     for task in (fresh, startup):
         fact = facts(ws, task)
-        assert fact["main"] == "xpmstore.runner"
+        assert fact["main"] == "xpmstore.scheduler.runner"
         assert fact["argv"][1] == str(taskdir(ws, task))
         assert fact["sid"] == fact["pid"]
         assert fact["ppid"] == os.getpid()  # started by the launcher itself
     assert facts(ws, startup)["environ"]["PYTHONXPMTEST"] == "1"
     _check_python_path(facts(ws, fresh))
     assert "PYTHONXPMTEST" not in facts(ws, fresh)["environ"]
-    assert facts(ws, forked)["main"] == "xpmstore.zygote"
+    assert facts(ws, forked)["main"] == "xpmstore.scheduler.zygote"
     applied = list(APPLIED)
     assert applied == [("set_env", ("PYTHONXPMTEST", "1"), startup.__identifier__)]
 
@@ -197,7 +199,7 @@ def test_launcher_wide_fresh_process(ws: Workspace) -> None:
     task = WhereAmI(n=4)
     with xp(ws, LocalLauncher(workers=1, fresh_process=True)):
         task.submit()
-    assert facts(ws, task)["main"] == "xpmstore.runner"
+    assert facts(ws, task)["main"] == "xpmstore.scheduler.runner"
 
 
 @pytest.mark.parametrize("fresh", [False, True], ids=["zygote", "fresh"])
@@ -218,7 +220,7 @@ def test_stdout_and_stderr_land_in_the_task_directory(ws: Workspace, counters: s
         Flaky(n=10, counters=counters, flag=str(flag)).submit()
     assert (directory / "stdout").read_text() == "flaky attempt 2\n"
     assert (directory / "stderr").read_text() == ""
-    done = objects.read_manifest(directory)
+    done = taskdirs.read_manifest(directory)
     assert done is not None
     assert {"stdout", "stderr", "result.txt"} <= {entry.path for entry in done.files}
 
@@ -236,7 +238,7 @@ def test_a_job_killed_by_a_signal_fails_with_that_signal(ws: Workspace, counters
     assert [f[0] for f in info.value.failed] == [blocker.__identifier__]
     state = json.loads((taskdir(ws, blocker) / ".xpm" / "state.json").read_text())
     assert (state["state"], state["reason"]) == ("failed", "killed by signal 9")
-    assert not objects.is_done(taskdir(ws, blocker))
+    assert not taskdirs.is_done(taskdir(ws, blocker))
 
 
 def test_a_launcher_serves_two_experiments(ws: Workspace, counters: str) -> None:
@@ -257,7 +259,7 @@ def test_a_killed_zygote_neither_loses_its_jobs_nor_stops_the_experiment(
     with xp(ws, LocalLauncher(workers=2)):
         probe.submit()
         blocker.submit()
-        wait_for(lambda: objects.is_done(taskdir(ws, probe)), "the probe to finish")
+        wait_for(lambda: taskdirs.is_done(taskdir(ws, probe)), "the probe to finish")
         wait_for(lambda: count_of(counters, "started-z") == 1, "the blocker to start")
         zygote = facts(ws, probe)["ppid"]  # the probe was forked by the zygote
         os.kill(zygote, signal.SIGKILL)
@@ -265,6 +267,6 @@ def test_a_killed_zygote_neither_loses_its_jobs_nor_stops_the_experiment(
                  or not Path(f"/proc/{zygote}/cmdline").read_bytes(), "the zygote to die")
         release.write_text("")  # the blocker, orphaned, still finishes in its own session
         later.submit()  # and a new zygote runs what comes next
-    assert objects.is_done(taskdir(ws, blocker))
+    assert taskdirs.is_done(taskdir(ws, blocker))
     assert count_of(counters, "ended-z") == 1
     assert count_of(counters, "counted-5") == 1

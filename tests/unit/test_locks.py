@@ -1,4 +1,5 @@
-"""Locks (xpmstore.locks) between real processes: object locks, the gc lock, a holder's death."""
+"""Locks (xpmstore.system.locks) between real processes: object locks, the gc lock, a holder's
+death."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from xpmstore.locks import (
+from xpmstore.system.locks import (
     LockTimeout,
     LockUnavailableError,
     gc_lock,
@@ -163,7 +164,7 @@ def test_path_lock_excludes_another_process(tmp_path: Path, holders: list[Holder
 
 
 def test_object_lock_is_never_a_soft_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """DESIGN §7: no silent fallback to a soft (marker file) lock when flock is missing."""
+    """docs/scheduler.md: no silent fallback to a soft (marker file) lock when flock is missing."""
     import errno
     import fcntl
 
@@ -189,7 +190,7 @@ def test_object_lock_waits_for_its_holder_and_imports_no_filelock(
     holder.release()
     with object_lock(lock, timeout=0.2):
         pass
-    code = ("import sys, pathlib; from xpmstore.locks import object_lock\n"
+    code = ("import sys, pathlib; from xpmstore.system.locks import object_lock\n"
             f"with object_lock(pathlib.Path({str(tmp_path / 'other')!r})): pass\n"
             "assert 'filelock' not in sys.modules, 'filelock imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,4 +1,4 @@
-"""The done manifest (xpmstore.manifest): build and parse, scan a directory, verify it."""
+"""The done manifest (xpmstore.store.manifest): build and parse, scan a directory, verify it."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from blake3 import blake3
 
-from xpmstore import manifest
-from xpmstore.atomic import TEMP_MARK
 from xpmstore.errors import CorruptObjectError, FormatVersionError
-from xpmstore.manifest import FileEntry, LinkEntry, Manifest, build, parse, scan, verify
+from xpmstore.store import manifest
+from xpmstore.store.manifest import FileEntry, LinkEntry, Manifest, build, parse, scan, verify
+from xpmstore.system.atomic import TEMP_MARK
 
 ID = "ab" * 32
 

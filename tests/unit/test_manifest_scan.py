@@ -1,4 +1,4 @@
-"""The manifest's scan (xpmstore.manifest.scan) lists exactly what a plain ``os.walk`` of the
+"""The manifest's scan (xpmstore.store.manifest.scan) lists exactly what a plain ``os.walk`` of the
 object lists, with the same hashes: empty files (never read), small files (one read), files
 that mapped and hashed on all cores, links to files and to folders, excluded globs and the
 temporary files of atomic writes."""
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from blake3 import blake3
 
-from xpmstore.atomic import TEMP_MARK
-from xpmstore.manifest import FileEntry, LinkEntry, scan
+from xpmstore.store.manifest import FileEntry, LinkEntry, scan
+from xpmstore.system.atomic import TEMP_MARK
 
 
 def walk_reference(root: Path, exclude: tuple[str, ...]) -> tuple[list[FileEntry],

@@ -1,4 +1,4 @@
-"""Objects on disk (xpmstore.objects): task directories, finishing, records read back."""
+"""Objects on disk (xpmstore.store.taskdirs): task directories, finishing, records read back."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import manifest, objects
+from xpmstore.core.params import load, params_of, read_params
 from xpmstore.errors import CorruptObjectError
-from xpmstore.index import Index
-from xpmstore.serialize import load, params_of, read_params
-from xpmstore.workspace import DONE, Workspace
+from xpmstore.store import manifest, taskdirs
+from xpmstore.store.index import Index
+from xpmstore.store.workspace import DONE, Workspace
 
 from ..storehelpers import Evaluate, Failing, Learn, Model, Tiny, isolate
 
@@ -24,34 +24,34 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_prepare_task_dir_writes_params_once(ws: Workspace) -> None:
     task = Learn(model=Model(hidden=8))
-    directory = objects.prepare_task_dir(ws, task)
+    directory = taskdirs.prepare_task_dir(ws, task)
     assert directory == ws.jobs / "tests.store.Learn" / task.__identifier__
     assert (directory / ".xpm").is_dir()
     document = read_params(directory)
     assert document["identifier"] == task.__identifier__
     before = (directory / "params.json").stat()
-    assert objects.prepare_task_dir(ws, task) == directory
+    assert taskdirs.prepare_task_dir(ws, task) == directory
     after = (directory / "params.json").stat()
     assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
     assert os.fspath(task.checkpoint) == str(directory / "model.bin")  # bound
-    assert not objects.is_done(directory)
+    assert not taskdirs.is_done(directory)
     assert load(directory).__identifier__ == task.__identifier__
 
 
 def test_bind_binds_every_reachable_task(ws: Workspace) -> None:
     learn = Learn(model=Model())
     evaluate = Evaluate(learned=learn)
-    objects.bind(evaluate, ws)
+    taskdirs.bind(evaluate, ws)
     assert evaluate.__taskdir__ == ws.task_dir("tests.store.Evaluate", evaluate.__identifier__)
     assert learn.__taskdir__ == ws.task_dir("tests.store.Learn", learn.__identifier__)
 
 
 def test_run_here_publishes_and_indexes(ws: Workspace) -> None:
     learn = Learn(model=Model(hidden=3), epochs=2).tag("lr", 0.5)
-    directory = objects.run_here(ws, learn)
-    assert objects.is_done(directory)
+    directory = taskdirs.run_here(ws, learn)
+    assert taskdirs.is_done(directory)
     assert (directory / "model.bin").read_text() == "3 2 0.1\n"
-    found = objects.read_manifest(directory)
+    found = taskdirs.read_manifest(directory)
     assert found is not None
     assert found.identifier == learn.__identifier__ and found.kind == "task"
     assert found.name == "tests.store.Learn"
@@ -68,19 +68,19 @@ def test_run_here_publishes_and_indexes(ws: Workspace) -> None:
 
 def test_run_here_twice_runs_once(ws: Workspace) -> None:
     task = Tiny(i=3)
-    directory = objects.run_here(ws, task)
+    directory = taskdirs.run_here(ws, task)
     done = (directory / DONE).read_bytes()
     (directory / "out.txt").write_text("changed by hand")
-    assert objects.run_here(ws, Tiny(i=3)) == directory
+    assert taskdirs.run_here(ws, Tiny(i=3)) == directory
     assert (directory / "out.txt").read_text() == "changed by hand"  # not executed again
     assert (directory / DONE).read_bytes() == done
 
 
 def test_dependencies_are_recorded(ws: Workspace) -> None:
     learn = Learn(model=Model())
-    objects.run_here(ws, learn)
+    taskdirs.run_here(ws, learn)
     evaluate = Evaluate(learned=learn)
-    directory = objects.run_here(ws, evaluate)
+    directory = taskdirs.run_here(ws, evaluate)
     assert (directory / "score.txt").read_text() == "64 10 0.1\n"
     index = Index.for_workspace(ws)
     assert index.get(evaluate.__identifier__)["dependencies"] == [learn.__identifier__]
@@ -90,12 +90,12 @@ def test_dependencies_are_recorded(ws: Workspace) -> None:
 def test_a_failing_task_is_not_done(ws: Workspace) -> None:
     task = Failing()
     with pytest.raises(RuntimeError):
-        objects.run_here(ws, task)
+        taskdirs.run_here(ws, task)
     directory = ws.task_dir("tests.store.Failing", task.__identifier__)
-    assert directory.is_dir() and not objects.is_done(directory)
-    assert objects.read_manifest(directory) is None
+    assert directory.is_dir() and not taskdirs.is_done(directory)
+    assert taskdirs.read_manifest(directory) is None
     assert Index.for_workspace(ws).get(task.__identifier__) is None
-    assert objects.record_from_disk(ws, directory) is None
+    assert taskdirs.record_from_disk(ws, directory) is None
 
 
 def test_excluded_files_are_not_listed(ws: Workspace, tmp_path: Path) -> None:
@@ -103,48 +103,48 @@ def test_excluded_files_are_not_listed(ws: Workspace, tmp_path: Path) -> None:
     (directory / "ckpt").mkdir(parents=True)
     (directory / "ckpt" / "a.pt").write_text("a")
     (directory / "keep.txt").write_text("k")
-    made = objects.finish(directory, "ab" * 32, "task", "pkg.X", exclude=("ckpt/*",))
+    made = taskdirs.finish(directory, "ab" * 32, "task", "pkg.X", exclude=("ckpt/*",))
     assert [f.path for f in made.files] == ["keep.txt"]
-    assert objects.read_manifest(directory) == made
+    assert taskdirs.read_manifest(directory) == made
 
 
 def test_record_from_disk_round_trip(ws: Workspace) -> None:
     task = Tiny(i=4)
-    directory = objects.run_here(ws, task)
+    directory = taskdirs.run_here(ws, task)
     from_index = Index.for_workspace(ws).get(task.__identifier__)
-    assert objects.record_from_disk(ws, directory) == from_index
+    assert taskdirs.record_from_disk(ws, directory) == from_index
 
 
 def test_record_from_disk_refuses_bad_objects(ws: Workspace) -> None:
     task = Tiny(i=5)
-    directory = objects.run_here(ws, task)
+    directory = taskdirs.run_here(ws, task)
     # a done manifest naming another identifier (a copied directory) is not this object
     moved = directory.parent / ("f" * 64)
     os.rename(directory, moved)
-    assert objects.record_from_disk(ws, moved) is None
+    assert taskdirs.record_from_disk(ws, moved) is None
     os.rename(moved, directory)
-    assert objects.record_from_disk(ws, directory) is not None
+    assert taskdirs.record_from_disk(ws, directory) is not None
     # a task without a readable params.json
     os.unlink(directory / "params.json")
-    assert objects.record_from_disk(ws, directory) is None
+    assert taskdirs.record_from_disk(ws, directory) is None
     # a corrupt manifest: never indexed, and read_manifest says why
     (directory / DONE).write_text("{garbage")
-    assert objects.record_from_disk(ws, directory) is None
+    assert taskdirs.record_from_disk(ws, directory) is None
     with pytest.raises(CorruptObjectError):
-        objects.read_manifest(directory)
+        taskdirs.read_manifest(directory)
     # a manifest of a newer version
     (directory / DONE).write_text(json.dumps({"format": "xpmstore.done", "version": 99}))
-    assert objects.record_from_disk(ws, directory) is None
+    assert taskdirs.record_from_disk(ws, directory) is None
 
 
 def test_list_object_dirs(ws: Workspace) -> None:
-    done = objects.run_here(ws, Tiny(i=1))
-    pending = objects.prepare_task_dir(ws, Tiny(i=2))
+    done = taskdirs.run_here(ws, Tiny(i=1))
+    pending = taskdirs.prepare_task_dir(ws, Tiny(i=2))
     (ws.jobs / "tests.store.Tiny" / "not-an-id").mkdir()
     (ws.jobs / "tests.store.Tiny" / ("a" * 63)).mkdir()
     (ws.jobs / ".hidden" / ("b" * 64)).mkdir(parents=True)
     (ws.cache / "pkg.T" / ("c" * 64)).mkdir(parents=True)
     (ws.jobs / "tests.store.Tiny" / ("d" * 64)).write_text("a file, not a directory")
-    found = sorted(objects.list_object_dirs(ws))
+    found = sorted(taskdirs.list_object_dirs(ws))
     assert found == sorted([done, pending, ws.cache / "pkg.T" / ("c" * 64)])
-    assert objects.list_object_dirs(Workspace.at(ws.root / "absent")) == []
+    assert taskdirs.list_object_dirs(Workspace.at(ws.root / "absent")) == []

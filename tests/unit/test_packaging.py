@@ -58,7 +58,7 @@ def test_module_entry_point_returns_the_exit_code():
 
 
 def test_the_library_never_imports_the_cli():
-    code = ("import sys, xpmstore, xpmstore.serialize, xpmstore.config; "
+    code = ("import sys, xpmstore, xpmstore.core.params, xpmstore.core.config; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cli', 'xpmstore_cli')))")
     result = run_python(["-c", code])
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,4 @@
-"""The plan is a pure function of the graph and of what is there (DESIGN §7)."""
+"""The plan is a pure function of the graph and of what is there (docs/scheduler.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xpmstore.plan import Job, blocked_by, make_plan, topological_order
+from xpmstore.scheduler.plan import Job, blocked_by, make_plan, topological_order
 
 
 def _chain() -> dict[str, Job]:

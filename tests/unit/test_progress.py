@@ -1,5 +1,5 @@
-"""Progress (xpmstore.progress): plain log lines when the stream is not a terminal, a live line
-on a terminal, and a one-line summary at the end with the counts."""
+"""Progress (xpmstore.scheduler.progress): plain log lines when the stream is not a terminal, a live
+line on a terminal, and a one-line summary at the end with the counts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from xpmstore import ExperimentFailed, experiment
 from xpmstore.launchers import LocalLauncher
-from xpmstore.progress import Progress, describe_error
+from xpmstore.scheduler.progress import Progress, describe_error
 
 from ..schedtasks import After, Counted, Flaky
 from ..storehelpers import isolate, make_workspace

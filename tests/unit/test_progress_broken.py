@@ -6,8 +6,8 @@ import os
 
 from xpmstore import experiment
 from xpmstore.launchers import LocalLauncher
-from xpmstore.progress import Progress
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.progress import Progress
+from xpmstore.store.workspace import Workspace
 
 from ..schedtasks import Counted
 from ..storehelpers import count_of

@@ -7,10 +7,10 @@ import json
 import pytest
 from blake3 import blake3
 
+from xpmstore.core.identifier import cache_identifier
 from xpmstore.errors import CorruptObjectError
-from xpmstore.identifier import cache_identifier
-from xpmstore.manifest import FileEntry, LinkEntry, Manifest, build
 from xpmstore.remote.verify import check_object, check_paths, encode_object
+from xpmstore.store.manifest import FileEntry, LinkEntry, Manifest, build
 
 from ..helpers import refused
 

@@ -1,8 +1,8 @@
-"""The job's process (xpmstore.runner): it checks its dependencies' done manifests before it runs,
-and publishes its launch record and running state as one document under both names.
+"""The job's process (xpmstore.scheduler.runner): it checks its dependencies' done manifests before
+it runs, and publishes its launch record and running state as one document under both names.
 
-Jobs run as ``python -m xpmstore.runner TASKDIR`` (a real process, as the local launcher starts
-fresh jobs), on a task directory prepared and claimed as the scheduler does.
+Jobs run as ``python -m xpmstore.scheduler.runner TASKDIR`` (a real process, as the local launcher
+starts fresh jobs), on a task directory prepared and claimed as the scheduler does.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from xpmstore import objects
-from xpmstore.claim import claim, read_state, run_lock_path
-from xpmstore.config import Task, class_spec
-from xpmstore.liveness import read_launch
-from xpmstore.runner import EXIT_FAILED, EXIT_OK
-from xpmstore.workspace import Workspace
+from xpmstore.core.config import Task, class_spec
+from xpmstore.scheduler.claim import claim, read_state, run_lock_path
+from xpmstore.scheduler.runner import EXIT_FAILED, EXIT_OK
+from xpmstore.store import taskdirs
+from xpmstore.store.taskstate import read_launch
+from xpmstore.store.workspace import Workspace
 
 from ..helpers import REPO_ROOT, run_python
 from ..schedtasks import Evaluate, Model, ModelLearn
@@ -26,7 +26,7 @@ from ..storehelpers import count_of, wait_for
 
 def launch(ws: Workspace, task: Task) -> Path:
     """Prepare and claim ``task`` as a scheduler does; returns its directory."""
-    directory = objects.prepare_task_dir(ws, task)
+    directory = taskdirs.prepare_task_dir(ws, task)
     assert claim(ws, task.__identifier__, directory, launcher="test").outcome == "launch"
     return directory
 
@@ -34,7 +34,7 @@ def launch(ws: Workspace, task: Task) -> Path:
 def run(directory: Path) -> int:
     """Run the job of ``directory`` in a new process (no grace for a missing dependency);
     returns its exit code."""
-    done = run_python(["-m", "xpmstore.runner", str(directory)], cwd=REPO_ROOT,
+    done = run_python(["-m", "xpmstore.scheduler.runner", str(directory)], cwd=REPO_ROOT,
                       env={"PYTHONPATH": str(REPO_ROOT), "XPMSTORE_DEPENDENCY_GRACE": "0"})
     return done.returncode
 
@@ -44,13 +44,13 @@ def test_a_dependency_manifest_seen_late_within_the_grace_is_enough(ws: Workspac
     """As on a network file system that shows a fresh file late: the job waits for it."""
     learn = ModelLearn(model=Model(hidden=7), epochs=2, counters=counters)
     assert run(launch(ws, learn)) == EXIT_OK
-    done = objects.prepare_task_dir(ws, learn) / ".xpm" / "done"
+    done = taskdirs.prepare_task_dir(ws, learn) / ".xpm" / "done"
     hidden = done.with_name("done.hidden")
     done.rename(hidden)
     directory = launch(ws, Evaluate(learned=learn, counters=counters))
     environ = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     environ.update(PYTHONPATH=str(REPO_ROOT), XPMSTORE_DEPENDENCY_GRACE="60")
-    job = subprocess.Popen([sys.executable, "-m", "xpmstore.runner", str(directory)],
+    job = subprocess.Popen([sys.executable, "-m", "xpmstore.scheduler.runner", str(directory)],
                            cwd=REPO_ROOT, env=environ)
     wait_for(lambda: read_state(directory).get("state") == "running", "the job to start")
     hidden.rename(done)  # the manifest shows up while the job waits for it
@@ -62,7 +62,7 @@ def test_a_job_whose_dependency_is_not_done_fails_without_running(ws: Workspace,
                                                                   counters: str) -> None:
     learn = ModelLearn(model=Model(hidden=3), epochs=2, counters=counters)
     evaluate = Evaluate(learned=learn, counters=counters)
-    objects.prepare_task_dir(ws, learn)  # its directory exists, without a done manifest
+    taskdirs.prepare_task_dir(ws, learn)  # its directory exists, without a done manifest
     directory = launch(ws, evaluate)
     assert run(directory) == EXIT_FAILED
     name = class_spec(ModelLearn).identity_name
@@ -70,7 +70,7 @@ def test_a_job_whose_dependency_is_not_done_fails_without_running(ws: Workspace,
     assert state["state"] == "failed" and state["exit_code"] == EXIT_FAILED
     assert state["reason"] == f"dependency {name} {learn.__identifier__[:12]} not done"
     assert count_of(counters, "evaluate") == 0  # execute() never ran
-    assert not objects.is_done(directory)
+    assert not taskdirs.is_done(directory)
     assert f"dependency {name} {learn.__identifier__[:12]} not done" in (
         directory / "stderr").read_text()
 
@@ -90,7 +90,7 @@ def test_a_job_whose_dependencies_are_done_runs(ws: Workspace, counters: str) ->
     evaluate = Evaluate(learned=learn, counters=counters)
     directory = launch(ws, evaluate)
     assert run(directory) == EXIT_OK
-    assert objects.is_done(directory)
+    assert taskdirs.is_done(directory)
     assert read_state(directory)["state"] == "done"
     assert count_of(counters, "evaluate") == 1
     assert (directory / "score.txt").read_text() == "5 2\n"

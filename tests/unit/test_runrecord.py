@@ -1,6 +1,6 @@
-"""Run records (xpmstore.runrecord): ``experiments/<name>/<run>.jsonl``, a header with versions,
-git state, packages, host and pid; job and reason lines; an end line; appended, never rewritten;
-read back by ``read_run``, which skips a torn last line."""
+"""Run records (xpmstore.scheduler.runlog): ``experiments/<name>/<run>.jsonl``, a header with
+versions, git state, packages, host and pid; job and reason lines; an end line; appended, never
+rewritten; read back by ``read_run``, which skips a torn last line."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import xpmstore
-from xpmstore.liveness import process_start
-from xpmstore.runrecord import RunRecord, read_run
+from xpmstore.scheduler.runlog import RunRecord, read_run
+from xpmstore.store.taskstate import process_start
 
 from ..helpers import PYTHON, REPO_ROOT
 from ..schedtasks import Blocker, Evaluate, Model, ModelLearn

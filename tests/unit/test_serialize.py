@@ -1,4 +1,4 @@
-"""params.json: its two sections, read_params, and load() (DESIGN §5)."""
+"""params.json: its two sections, read_params, and load() (docs/identifiers.md)."""
 
 from __future__ import annotations
 
@@ -14,21 +14,21 @@ from typing import Annotated, Any
 import pytest
 
 from xpmstore import Config, Constant, Meta, Param, Task, field, load, pathgenerator
-from xpmstore.config import dependencies, tags_of
-from xpmstore.errors import (
-    ClassNotFoundError,
-    FormatVersionError,
-    NotFound,
-    UnsupportedValueError,
-)
-from xpmstore.identifier import from_params
-from xpmstore.serialize import (
+from xpmstore.core.config import dependencies, tags_of
+from xpmstore.core.identifier import from_params
+from xpmstore.core.params import (
     PARAMS_VERSION,
     from_params_file,
     params_of,
     read_params,
     refresh_values,
     to_json_bytes,
+)
+from xpmstore.errors import (
+    ClassNotFoundError,
+    FormatVersionError,
+    NotFound,
+    UnsupportedValueError,
 )
 
 from ..helpers import run_python
@@ -374,7 +374,7 @@ _SCRIPT = """
 import enum
 import sys
 from xpmstore import Config, Param
-from xpmstore.serialize import params_of, to_json_bytes
+from xpmstore.core.params import params_of, to_json_bytes
 
 class Flavor(enum.Enum):
     __xpmid__ = "scripts.Flavor"

@@ -10,23 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import slurm
 from xpmstore.errors import XpmstoreError
 from xpmstore.launchers import LocalLauncher, SlurmLauncher, named_launcher
-from xpmstore.workspace import Workspace
+from xpmstore.store.workspace import Workspace
+from xpmstore.system import slurmctl
 
 
 def test_script_runs_the_runner_with_the_environment_exported(tmp_path: Path) -> None:
     taskdir = str(tmp_path / "a dir")
-    options = slurm.SlurmOptions(partition="gpu", time="1:00:00", cpus=4, extra=("--exclusive",))
-    text = slurm.render_script(taskdir, "/usr/bin/python3", options,
-                               {"B": "it's $HOME", "A": "1"}, "xpm-abc")
+    options = slurmctl.SlurmOptions(partition="gpu", time="1:00:00", cpus=4, extra=("--exclusive",))
+    text = slurmctl.render_script(taskdir, "/usr/bin/python3", options,
+                                  {"B": "it's $HOME", "A": "1"}, "xpm-abc")
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash"
     assert f'#SBATCH --output="{taskdir}/.xpm/slurm-%j.out"' in lines  # quoted: a space
     assert "#SBATCH --partition=gpu" in lines and "#SBATCH --cpus-per-task=4" in lines
     assert "#SBATCH --time=1:00:00" in lines and "#SBATCH --exclusive" in lines
-    assert lines[-1] == f"exec /usr/bin/python3 -m xpmstore.runner {shlex.quote(taskdir)}"
+    assert lines[-1] == f"exec /usr/bin/python3 -m xpmstore.scheduler.runner {shlex.quote(taskdir)}"
     # the exports, run by a real shell, give back the values byte for byte
     exports = "\n".join(x for x in lines if x.startswith("export "))
     out = subprocess.run(["bash", "-c", exports + '\nprintf "%s|%s" "$A" "$B"'],
@@ -36,24 +36,24 @@ def test_script_runs_the_runner_with_the_environment_exported(tmp_path: Path) ->
 
 def test_script_refuses_a_directory_its_directives_cannot_hold() -> None:
     with pytest.raises(XpmstoreError, match="double quote"):
-        slurm.render_script('/t/a"b', "python", slurm.SlurmOptions(), {}, "j")
+        slurmctl.render_script('/t/a"b', "python", slurmctl.SlurmOptions(), {}, "j")
 
 
 @pytest.mark.parametrize("name", ["1X", "A-B", "A B", ""])
 def test_script_refuses_invalid_variable_names(name: str) -> None:
     with pytest.raises(XpmstoreError, match="not a valid name"):
-        slurm.render_script("/t", "python", slurm.SlurmOptions(), {name: "v"}, "j")
+        slurmctl.render_script("/t", "python", slurmctl.SlurmOptions(), {name: "v"}, "j")
 
 
 def test_sbatch_output_parsed() -> None:
-    assert slurm.parse_sbatch("42\n") == "42"
-    assert slurm.parse_sbatch("17;cluster\n") == "17"
-    with pytest.raises(slurm.SlurmError, match="not a job id"):
-        slurm.parse_sbatch("sbatch: error: nope\n")
+    assert slurmctl.parse_sbatch("42\n") == "42"
+    assert slurmctl.parse_sbatch("17;cluster\n") == "17"
+    with pytest.raises(slurmctl.SlurmError, match="not a job id"):
+        slurmctl.parse_sbatch("sbatch: error: nope\n")
 
 
 def test_squeue_output_parsed() -> None:
-    found = slurm.parse_squeue("12|RUNNING|None\n13|PENDING|Dependency\n14|TIMEOUT|\n\n")
+    found = slurmctl.parse_squeue("12|RUNNING|None\n13|PENDING|Dependency\n14|TIMEOUT|\n\n")
     assert found["12"].active and found["13"].active and not found["14"].active
     assert found["13"].reason == "Dependency"
     assert set(found) == {"12", "13", "14"}
@@ -62,19 +62,19 @@ def test_squeue_output_parsed() -> None:
 @pytest.mark.parametrize("state", ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT",
                                    "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"])
 def test_every_end_state_is_ended_and_described(state: str) -> None:
-    status = slurm.SlurmStatus("7", state, "None")
+    status = slurmctl.SlurmStatus("7", state, "None")
     assert not status.active
-    described = slurm.describe_state(status)
+    described = slurmctl.describe_state(status)
     assert described.startswith(f"{state} (Slurm job 7: ") and "None" not in described
 
 
 def test_retryable_states_are_the_three_of_the_design() -> None:
-    assert {"TIMEOUT", "PREEMPTED", "NODE_FAIL"} == slurm.RETRYABLE
-    assert not slurm.RETRYABLE & slurm.ACTIVE
+    assert {"TIMEOUT", "PREEMPTED", "NODE_FAIL"} == slurmctl.RETRYABLE
+    assert not slurmctl.RETRYABLE & slurmctl.ACTIVE
 
 
 def test_options_merge_hook_overrides() -> None:
-    base = slurm.SlurmOptions(partition="cpu", extra=("--exclusive",))
+    base = slurmctl.SlurmOptions(partition="cpu", extra=("--exclusive",))
     merged = base.merged({"partition": "gpu", "extra": ["--constraint=a100"]})
     assert merged.partition == "gpu"
     assert merged.extra == ("--exclusive", "--constraint=a100")
@@ -92,9 +92,9 @@ def test_launcher_refuses_a_string_for_extra_and_negative_retries() -> None:
 
 def test_missing_command_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(slurm.SlurmError, match="squeue: not found"):
-        slurm.query(["1"])
-    assert slurm.active_states(["1"]) is None  # liveness then falls back to pid/heartbeat
+    with pytest.raises(slurmctl.SlurmError, match="squeue: not found"):
+        slurmctl.query(["1"])
+    assert slurmctl.active_states(["1"]) is None  # liveness then falls back to pid/heartbeat
 
 
 def _workspace(tmp_path: Path, toml: str) -> Workspace:
@@ -147,7 +147,7 @@ def test_a_failing_squeue_never_makes_a_slurm_job_look_dead(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A controller that does not answer (restarting, overloaded) must not let a pending job's
     record, which names a scheduler long gone, look dead: that would run the task twice."""
-    from xpmstore.liveness import launch_is_live
+    from xpmstore.store.taskstate import launch_is_live
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -156,7 +156,7 @@ def test_a_failing_squeue_never_makes_a_slurm_job_look_dead(
                       " controller (connect failure)' >&2\nexit 1\n")
     squeue.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    assert slurm.active_states(["424242"]) == {"424242": True}
+    assert slurmctl.active_states(["424242"]) == {"424242": True}
     record = {"host": "login-node-that-is-not-this-one", "pid": 1, "slurm_job_id": "424243"}
     (tmp_path / "task" / ".xpm").mkdir(parents=True)
     assert launch_is_live(tmp_path / "task", record)

@@ -1,4 +1,4 @@
-"""Looking prior results up (xpmstore.store): status, outputs, find, get, explain, records,
+"""Looking prior results up (xpmstore.store.lookup): status, outputs, find, get, explain, records,
 reconcile and rebuild, and recovery from a lost or damaged index."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from xpmstore import Config, Param, Task, cache, field, liveness, objects
+from xpmstore import Config, Param, Task, cache, field
+from xpmstore.core.params import load
 from xpmstore.errors import (
     AmbiguousPrefixError,
     ConfigTypeError,
@@ -23,10 +24,10 @@ from xpmstore.errors import (
     NotFound,
     UnknownFieldError,
 )
-from xpmstore.index import Index, index_location
-from xpmstore.serialize import load
-from xpmstore.store import Record, Store
-from xpmstore.workspace import DONE, Workspace
+from xpmstore.store import taskdirs, taskstate
+from xpmstore.store.index import Index, index_location
+from xpmstore.store.lookup import Record, Store
+from xpmstore.store.workspace import DONE, Workspace
 
 from ..storehelpers import (
     Evaluate,
@@ -59,7 +60,7 @@ def store(ws: Workspace) -> Store:
 
 
 def run(ws: Workspace, task: Any) -> Path:
-    return objects.run_here(ws, task)
+    return taskdirs.run_here(ws, task)
 
 
 # --- status and outputs -------------------------------------------------------------------------
@@ -68,7 +69,7 @@ def run(ws: Workspace, task: Any) -> Path:
 def test_status_done_and_absent(ws: Workspace, store: Store) -> None:
     learn = Learn(model=Model())
     assert store.status(learn) == "absent"
-    objects.prepare_task_dir(ws, learn)
+    taskdirs.prepare_task_dir(ws, learn)
     assert store.status(Learn(model=Model())) == "absent"
     run(ws, learn)
     assert store.status(Learn(model=Model())) == "done"
@@ -83,11 +84,11 @@ def write_state(directory: Path, state: str, launch: dict[str, Any] | None = Non
 
 def test_status_failed_and_running(ws: Workspace, store: Store) -> None:
     task = Learn(model=Model(hidden=1))
-    directory = objects.prepare_task_dir(ws, task)
+    directory = taskdirs.prepare_task_dir(ws, task)
     write_state(directory, "failed")
     assert store.status(task) == "failed"
-    me = {"host": socket.gethostname(), "boot_id": liveness.boot_id(), "pid": os.getpid(),
-          "pid_start": liveness.process_start(os.getpid()), "launcher": "local"}
+    me = {"host": socket.gethostname(), "boot_id": taskstate.boot_id(), "pid": os.getpid(),
+          "pid_start": taskstate.process_start(os.getpid()), "launcher": "local"}
     write_state(directory, "running", me)
     assert store.status(task) == "running"
     dead_pid = fork_call(lambda: os.getpid())  # a child that has exited and been reaped
@@ -191,7 +192,7 @@ def test_find_by_status(ws: Workspace, store: Store, learned: list[Learn]) -> No
     write_state(directory, "failed")
     store.reconcile()  # forgets the object that is no longer done
     assert learned[0].__identifier__ not in ids(store.find(Learn, status=None))
-    objects.run_here(ws, Learn(model=Model(hidden=32), epochs=10))  # done again
+    taskdirs.run_here(ws, Learn(model=Model(hidden=32), epochs=10))  # done again
     assert ids(store.find(Learn, model__hidden=32)) == [learned[0].__identifier__]
     assert ids(store.find(Learn, model__hidden=32, status="failed")) == []
 
@@ -362,7 +363,7 @@ def test_get_not_found(store: Store) -> None:
 
 def test_get_of_an_object_not_done_says_so(ws: Workspace, store: Store) -> None:
     learn = Learn(model=Model(), epochs=3)
-    objects.prepare_task_dir(ws, learn)  # its directory exists: it was claimed, never finished
+    taskdirs.prepare_task_dir(ws, learn)  # its directory exists: it was claimed, never finished
     with pytest.raises(NotFound) as info:
         store.get(learn.__identifier__)
     message = str(info.value)
@@ -401,7 +402,7 @@ def test_a_prefix_get_finds_objects_made_elsewhere(ws: Workspace, store: Store,
     """Objects copied into the workspace (made on another host) are found by prefix."""
     other = make_workspace(tmp_path / "other")
     task = Tiny(i=9)
-    directory = objects.run_here(other, task)
+    directory = taskdirs.run_here(other, task)
     target = ws.jobs / "tests.store.Tiny" / task.__identifier__
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(directory, target, symlinks=True)
@@ -442,7 +443,7 @@ def test_rebuild(ws: Workspace, store: Store, tmp_path: Path) -> None:
     dirs = [run(ws, Tiny(i=i)) for i in range(3)]
     (tmp_path / "counters").mkdir()
     Terms(n=2).load(str(tmp_path / "counters"))
-    objects.prepare_task_dir(ws, Tiny(i=99))  # not done: not indexed
+    taskdirs.prepare_task_dir(ws, Tiny(i=99))  # not done: not indexed
     store.index.pin(dirs[0].name)
     store.index.replace_all([])
     assert store.rebuild() == 4
@@ -493,11 +494,11 @@ def populate(ws: Workspace, tmp_path: Path) -> list[str]:
     made = []
     learn = Learn(model=Model(hidden=16))
     for task in (learn, Evaluate(learned=learn), Tiny(i=1), Tiny(i=2)):
-        made.append(objects.run_here(ws, task).name)
+        made.append(taskdirs.run_here(ws, task).name)
     (tmp_path / "counters").mkdir(exist_ok=True)
     for n in (1, 2):
         Terms(n=n).load(str(tmp_path / "counters"))
-    made.extend(d.name for d in objects.list_object_dirs(ws) if d.parent.parent.name == "cache")
+    made.extend(d.name for d in taskdirs.list_object_dirs(ws) if d.parent.parent.name == "cache")
     assert len(set(made)) == 6
     return made
 
@@ -550,7 +551,7 @@ def test_a_store_used_in_a_forked_child(ws: Workspace, store: Store) -> None:
     assert store.get(first.name).status == "done"
 
     def child() -> list[str]:
-        made = objects.run_here(ws, Tiny(i=2))  # indexes through this process's own handle
+        made = taskdirs.run_here(ws, Tiny(i=2))  # indexes through this process's own handle
         return [store.get(made.name[:10]).identifier, *sorted(store.index.identifiers())]
 
     second = ws.task_dir("tests.store.Tiny", Tiny(i=2).__identifier__).name

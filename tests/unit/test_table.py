@@ -1,4 +1,4 @@
-"""Results as a table (Store.table, xpmstore.table): the columns (identifier, the params that
+"""Results as a table (Store.table, xpmstore.store.table): the columns (identifier, the params that
 differ, tags, metrics), the filters, the statuses, and metrics files that are damaged or hostile."""
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from xpmstore import Store, objects
-from xpmstore.claim import write_state
+from xpmstore import Store
 from xpmstore.errors import ConfigTypeError, TextValueError, UnknownFieldError
-from xpmstore.table import TaskRow, build_rows, flatten_metrics, sort_rows
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.claim import write_state
+from xpmstore.store import taskdirs
+from xpmstore.store.table import TaskRow, build_rows, flatten_metrics, sort_rows
+from xpmstore.store.workspace import Workspace
 
 from ..progresstasks import Hyper, Judged, Scored
 from ..storehelpers import active, isolate, make_workspace
@@ -29,7 +30,7 @@ def ws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Workspace:
 
 def run(ws: Workspace, *tasks: Any) -> list[Path]:
     with active(ws):
-        return [objects.run_here(ws, task) for task in tasks]
+        return [taskdirs.run_here(ws, task) for task in tasks]
 
 
 def sweep(ws: Workspace) -> list[Scored]:
@@ -176,7 +177,7 @@ def test_failed_tasks_and_every_status(ws: Workspace) -> None:
     tasks = sweep(ws)
     failed = Scored(hyper=Hyper(lr=0.3))
     with active(ws):
-        directory = objects.prepare_task_dir(ws, failed)
+        directory = taskdirs.prepare_task_dir(ws, failed)
     write_state(directory, "failed", reason="boom")
     store = Store(ws)
     assert [r["id"] for r in store.table(Scored, status="failed")] == [failed.__identifier__]

@@ -1,4 +1,4 @@
-"""Progress reported from inside a task (xpmstore.taskprogress): the reporter's arguments and
+"""Progress reported from inside a task (xpmstore.store.taskprogress): the reporter's arguments and
 levels, the file a job writes and another process reads, and a reader that never raises on a
 damaged or hostile file."""
 
@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 import xpmstore
-from xpmstore import experiment, progress
+from xpmstore import experiment
 from xpmstore.errors import ProgressArgumentError
 from xpmstore.launchers import LocalLauncher
-from xpmstore.taskprogress import (
+from xpmstore.scheduler import progress
+from xpmstore.store.taskprogress import (
     MAX_LEVELS,
     TaskProgress,
     overall_fraction,
@@ -25,7 +26,7 @@ from xpmstore.taskprogress import (
     progress_text,
     read_progress,
 )
-from xpmstore.workspace import Workspace
+from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import invoke
 from ..progresstasks import Reporting
@@ -54,12 +55,14 @@ def levels_of(taskdir: Path) -> list[tuple[Any, ...]]:
 
 
 def test_progress_is_public_and_survives_the_import_of_the_display_module() -> None:
-    from xpmstore.progress import Progress  # the experiment's display: a module of that name
+    from xpmstore.scheduler.progress import (
+        Progress,
+    )  # the experiment's display: a module of that name
 
     assert "progress" in xpmstore.__all__
-    assert xpmstore.progress is progress
+    assert xpmstore.scheduler.progress is progress
     assert isinstance(progress, TaskProgress)
-    assert Progress.__module__ == "xpmstore.progress"
+    assert Progress.__module__ == "xpmstore.scheduler.progress"
 
 
 def test_outside_a_job_a_call_writes_nothing(tmp_path: Path,

@@ -1,4 +1,5 @@
-"""The workspace (xpmstore.workspace): layout, the default workspace, where the index lives."""
+"""The workspace (xpmstore.store.workspace): layout, the default workspace, where the index
+lives."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 from blake3 import blake3
 
 from xpmstore.errors import InvalidIdentifierError, XpmstoreError
-from xpmstore.index import index_location
-from xpmstore.workspace import (
+from xpmstore.store.index import index_location
+from xpmstore.store.workspace import (
     DONE,
     Workspace,
     current_workspace,

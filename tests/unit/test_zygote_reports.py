@@ -1,5 +1,5 @@
-"""Jobs forked from the zygote report their own end (xpmstore.zygote, EXITS_FD), then the zygote
-reports it again when it reaps them: the launcher calls each job's ``on_exit`` exactly once,
+"""Jobs forked from the zygote report their own end (xpmstore.scheduler.zygote, EXITS_FD), then the
+zygote reports it again when it reaps them: the launcher calls each job's ``on_exit`` exactly once,
 with its exit code, whichever line comes first — and a job that cannot report (killed, or
 holding a GPU) is reported by the zygote alone."""
 
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore import objects
-from xpmstore.claim import claim, run_lock_path
-from xpmstore.config import Task
+from xpmstore.core.config import Task
 from xpmstore.launchers import LocalLauncher
-from xpmstore.locks import held_or_refused
-from xpmstore.runner import EXIT_OK, EXIT_WAITED
-from xpmstore.workspace import Workspace
+from xpmstore.scheduler.claim import claim, run_lock_path
+from xpmstore.scheduler.runner import EXIT_OK, EXIT_WAITED
+from xpmstore.store import taskdirs
+from xpmstore.store.workspace import Workspace
+from xpmstore.system.locks import held_or_refused
 
 from ..schedtasks import Blocker, Counted
 from ..storehelpers import count_of, isolate, wait_for
@@ -53,7 +53,7 @@ class Exits:
 def start(ws: Workspace, launcher: LocalLauncher, task: Task, exits: Exits,
           claimed: bool = True) -> Path:
     """Prepare (and claim) ``task`` as a scheduler does, and launch it."""
-    directory = objects.prepare_task_dir(ws, task)
+    directory = taskdirs.prepare_task_dir(ws, task)
     if claimed:
         assert claim(ws, task.__identifier__, directory, launcher="test").outcome == "launch"
     launcher.launch(task.__identifier__, directory, {}, {}, ["tests.schedtasks"], [], False,
@@ -100,7 +100,7 @@ def test_a_waited_job_and_a_killed_one_are_reported_once(ws: Workspace, counters
     launcher.kill(blocker.__identifier__, force=True)  # no report of its own: the zygote's
     wait_for(lambda: exits.count() == 1, "the killed job to be reported")
     twin = Counted(n=1, counters=counters)
-    directory = objects.prepare_task_dir(ws, twin)
+    directory = taskdirs.prepare_task_dir(ws, twin)
     assert claim(ws, twin.__identifier__, directory, launcher="test").outcome == "launch"
     with held_or_refused(run_lock_path(ws, twin.__identifier__)):  # "another process runs it"
         launcher.launch(twin.__identifier__, directory, {}, {}, ["tests.schedtasks"], [], False,
@@ -144,8 +144,8 @@ def test_a_job_that_ends_before_the_zygote_reads_that_it_started_is_reported(
 
 
 FAST_BEAT = '''
-import xpmstore.runner
-xpmstore.runner.HEARTBEAT_PERIOD = 0.05
+import xpmstore.scheduler.runner
+xpmstore.scheduler.runner.HEARTBEAT_PERIOD = 0.05
 '''
 
 

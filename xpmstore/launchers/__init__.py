@@ -1,11 +1,8 @@
-"""Launchers: where and how jobs run — ``LocalLauncher`` (this machine) and ``SlurmLauncher``
-(a Slurm cluster); named launchers from settings via :func:`named_launcher`."""
+"""Launchers, imported from here: :class:`LocalLauncher` (this machine), :class:`SlurmLauncher`
+(a Slurm cluster), :func:`named_launcher`; they live in :mod:`xpmstore.scheduler.launchers`."""
 
 from __future__ import annotations
 
-from .base import Launcher
-from .local import LocalLauncher
-from .named import named_launcher
-from .slurm import SlurmLauncher
+from ..scheduler.launchers import Launcher, LocalLauncher, SlurmLauncher, named_launcher
 
 __all__ = ["Launcher", "LocalLauncher", "SlurmLauncher", "named_launcher"]

@@ -1,7 +1,7 @@
-"""The remote: a cache of done objects shared by a team's machines (DESIGN §11, docs/remote.md).
+"""The remote: a cache of done objects shared by a team's machines (docs/remote.md).
 
 Two kinds behind one interface (:mod:`.backends`): a directory of a shared file system
-(``file:///…``) and an S3-compatible bucket (``s3://bucket/prefix``, :mod:`.s3`).  :mod:`.store`
+(``file:///…``) and an S3-compatible bucket (``s3://bucket/prefix``, :mod:`.s3`).  :mod:`.layout`
 holds the layout and the settings, :mod:`.verify` the pure checks of what is pulled,
 :mod:`.transfer` push and pull (:mod:`.trailing` hashes a copy as it is made), :mod:`.sync` what
 the scheduler does with them, :mod:`.cachepull` and :mod:`.cachepush` what ``@cache`` does, and
@@ -11,8 +11,8 @@ the scheduler does with them, :mod:`.cachepull` and :mod:`.cachepush` what ``@ca
 from __future__ import annotations
 
 from .backends import Backend, DirectoryBackend, open_backend
+from .layout import Remote, RemoteSettings, open_remote, remote_settings
 from .s3 import S3Backend
-from .store import Remote, RemoteSettings, open_remote, remote_settings
 from .sync import RemoteSync
 from .transfer import PushReport, fetch, pull, push, push_one, remote_entries
 from .verify import check_object

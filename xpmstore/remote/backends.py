@@ -1,4 +1,4 @@
-"""The two kinds of remote storage behind one small key/value interface (DESIGN §11).
+"""The two kinds of remote storage behind one small key/value interface (docs/remote.md).
 
 A :class:`Backend` stores opaque bytes under ``/``-separated keys.  Writes are *create only*: a
 key that exists is never overwritten (two writers of one key write equal or equally valid bytes,
@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
-from ..atomic import TEMP_MARK, fsync_dir
 from ..errors import RemoteError, RemoteUnavailableError, RemoteUnwritableError
+from ..system.atomic import TEMP_MARK, fsync_dir
 
 __all__ = ["Backend", "DirectoryBackend", "open_backend"]
 

@@ -1,9 +1,9 @@
-"""``@cache`` entries pulled from the remote on a miss (DESIGN §11).
+"""``@cache`` entries pulled from the remote on a miss (docs/remote.md).
 
-:func:`pull_entry` is what :mod:`xpmstore.cache` asks, under the entry's lock, before computing
-an entry absent locally: when the workspace has a remote, ``pull = "auto"`` and ``pull_cache``
-is not false, the entry is pulled, verified (:func:`xpmstore.remote.transfer.pull`), and the
-method is then called with its path like on a hit.  It never raises for the remote's sake: a
+:func:`pull_entry` is what :mod:`xpmstore.scheduler.cache` asks, under the entry's lock, before
+computing an entry absent locally: when the workspace has a remote, ``pull = "auto"`` and
+``pull_cache`` is not false, the entry is pulled, verified (:func:`xpmstore.remote.transfer.pull`),
+and the method is then called with its path like on a hit.  It never raises for the remote's sake: a
 missing entry costs one metadata call (2 s at most, one retry), a corrupt one a warning line
 naming it, and an unreachable remote is noticed once per process (:mod:`.reach`) — one warning
 line, after which no ``@cache`` miss or push of this process asks it again; a job whose
@@ -13,9 +13,9 @@ Thread-safe.
 
 from __future__ import annotations
 
-from ..workspace import Workspace
+from ..store.workspace import Workspace
 from . import reach
-from .store import Remote
+from .layout import Remote
 
 __all__ = ["pull_entry", "reset", "unreachable"]
 

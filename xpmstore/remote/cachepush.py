@@ -1,7 +1,7 @@
-"""``@cache`` entries pushed in the background with ``push = "auto"`` (DESIGN §11).
+"""``@cache`` entries pushed in the background with ``push = "auto"`` (docs/remote.md).
 
-When a process creates an entry (:mod:`xpmstore.cache`, on a miss) and its workspace's remote
-says ``push = "auto"``, :func:`entry_created` notes the entry in the workspace's **outbox**,
+When a process creates an entry (:mod:`xpmstore.scheduler.cache`, on a miss) and its workspace's
+remote says ``push = "auto"``, :func:`entry_created` notes the entry in the workspace's **outbox**,
 ``.xpmstore/outbox/<name>.<identifier>`` (one small file: the only cost on the caller's path).
 Then:
 
@@ -32,12 +32,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from .. import jsonio
 from ..errors import CorruptObjectError, NotFound, RemoteUnavailableError
-from ..liveness import boot_id, process_start
-from ..workspace import Workspace
+from ..store.taskstate import boot_id, process_start
+from ..store.workspace import Workspace
+from ..system import jsonio
 from . import reach
-from .store import Remote, remote_settings
+from .layout import Remote, remote_settings
 
 __all__ = ["drain", "entry_created", "outbox", "wait"]
 
@@ -55,7 +55,7 @@ def outbox(workspace: Workspace) -> Path:
 
 
 def _owner() -> dict[str, object]:
-    from ..runner import inside_job
+    from ..scheduler.runner import inside_job
 
     if inside_job():
         return {"job": True}  # pushed by the experiment (see the module doc)

@@ -1,5 +1,5 @@
 """What one process knows of its remotes: the remote a workspace opens (memoised) and which
-remotes are unreachable (DESIGN §11).
+remotes are unreachable (docs/remote.md).
 
 An unreachable remote costs its timeout once per process: :func:`mark_down` records the verdict
 (the caller warns once, when it returns True) and every later :func:`is_down` answers at once.
@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 
 from ..errors import RemoteUnwritableError, XpmstoreError
-from ..workspace import Workspace
-from .store import Remote, open_remote
+from ..store.workspace import Workspace
+from .layout import Remote, open_remote
 
 __all__ = ["DOWN_VARIABLE", "down_reason", "forget", "is_down", "mark_down", "remote_for",
            "reset", "warn"]

@@ -15,10 +15,10 @@ import io
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..config import Task, class_spec
+from ..core.config import Task, class_spec
+from ..core.query import matches, wanted
 from ..errors import ConfigTypeError, RemoteUnavailableError, XpmstoreError
-from ..query import matches, wanted
-from ..table import (
+from ..store.table import (
     MAX_METRICS_BYTES,
     TaskRow,
     UnreadableMetrics,
@@ -31,7 +31,7 @@ from ..table import (
     tag_filter,
     warn,
 )
-from .store import Remote
+from .layout import Remote
 from .transfer import _stream
 from .verify import RemoteObject, check_object
 
@@ -84,7 +84,7 @@ def remote_table(remote: Remote, cls: type[Task], *, metrics: str | None = "metr
                  tags: dict[str, Any] | None = None,
                  tag_filters: list[tuple[str, list[Any]]] | None = None,
                  **filters: Any) -> list[dict[str, Any]]:
-    """The table of the tasks of ``cls`` that the remote holds (see :mod:`xpmstore.table` for
+    """The table of the tasks of ``cls`` that the remote holds (see :mod:`xpmstore.store.table` for
     the columns), newest first.  ``metrics`` is a file's path relative to the task directory
     (a callable cannot run on the remote).  Raises as ``Store.table`` does, and
     RemoteUnavailableError when the remote cannot be reached."""

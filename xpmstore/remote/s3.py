@@ -1,4 +1,4 @@
-"""A remote in an S3-compatible bucket (DESIGN §11): ``s3://bucket/prefix``.
+"""A remote in an S3-compatible bucket (docs/remote.md): ``s3://bucket/prefix``.
 
 AWS S3 or any S3-compatible server through ``endpoint_url`` (MinIO, Ceph, SeaweedFS...; path-style
 addressing then); credentials from the usual AWS environment and files; boto3 is imported when a

@@ -1,5 +1,5 @@
 """The scheduler's side of the remote: presence in bulk, pulls instead of runs, pushes in the
-background (DESIGN §11).
+background (docs/remote.md).
 
 An experiment holds one :class:`RemoteSync`.  It never fails the experiment: an unreachable
 remote is noticed once (one warning line; :mod:`.reach` shares the verdict with this process's
@@ -25,9 +25,9 @@ from ..errors import (
     RemoteUnavailableError,
     XpmstoreError,
 )
-from ..workspace import Workspace
+from ..store.workspace import Workspace
 from . import cachepush, reach
-from .store import Remote, open_remote
+from .layout import Remote, open_remote
 from .transfer import pull_instead, push_one
 
 __all__ = ["RemoteSync"]

@@ -1,10 +1,10 @@
-"""Push done objects to a remote and pull them back, verified (DESIGN §11).
+"""Push done objects to a remote and pull them back, verified (docs/remote.md).
 
 **Push** uploads the blobs an object's done manifest lists that the remote lacks (each file's
 blake3 checked against the manifest first, each reached through real folders of the object and
 itself a regular file, never a link: a locally damaged or hostile object is never pushed, nor a
 file outside it), then — only then — the remote object, its manifest sealed by its checksum.  An
-object whose manifest fails its checks (:func:`xpmstore.manifest.parse`), lists other
+object whose manifest fails its checks (:func:`xpmstore.store.manifest.parse`), lists other
 dependencies than its params.json, or holds a link leaving it is refused.  A blob already in
 the remote but older than half remote gc's grace period is refreshed (made new) rather than
 trusted to stay.  A push killed at any moment leaves at most unlisted blobs.
@@ -34,11 +34,7 @@ from typing import IO, Any
 
 from blake3 import blake3
 
-from .. import jsonio, objects
-from .. import manifest as manifest_module
-from ..atomic import fsync_dir, write_atomic
-from ..claim import run_lock_path
-from ..edges import dependencies_problem, params_dependencies
+from ..core.digests import hash_file
 from ..errors import (
     CorruptObjectError,
     FormatVersionError,
@@ -48,16 +44,21 @@ from ..errors import (
     RemoteUnavailableError,
     XpmstoreError,
 )
-from ..index import Index
-from ..inputs import hash_file
-from ..liveness import launch_is_live, read_launch
-from ..locate import locate
-from ..locks import object_lock, try_object_lock
-from ..workspace import DONE, Workspace
-from .progress import TransferProgress
+from ..scheduler.claim import run_lock_path
+from ..store import manifest as manifest_module
+from ..store import taskdirs
+from ..store.edges import dependencies_problem, params_dependencies
+from ..store.index import Index
+from ..store.locate import locate
+from ..store.taskstate import launch_is_live, read_launch
+from ..store.workspace import DONE, Workspace
+from ..system import jsonio
+from ..system.atomic import fsync_dir, write_atomic
+from ..system.locks import object_lock, try_object_lock
+from .layout import Remote
 from .reach import warn
-from .store import Remote
 from .trailing import TrailingHash
+from .transferprogress import TransferProgress
 from .verify import RemoteObject, check_object, encode_object, sharing_problem
 
 __all__ = ["PushReport", "fetch", "pull", "pull_instead", "push", "push_one", "remote_entries"]
@@ -66,7 +67,7 @@ _CHUNK = 1 << 20
 _THREADS = 8
 _OBJECT_THREADS = 4
 GRACE = 24 * 3600.0
-"""Remote gc deletes an unreferenced blob only when it is older than this (:mod:`.gc`)."""
+"""Remote gc deletes an unreferenced blob only when it is older than this (:mod:`.collect`)."""
 REFRESH_AGE = GRACE / 2
 """A push that deduplicates against a blob older than this refreshes it first."""
 
@@ -111,7 +112,7 @@ def push_one(remote: Remote, directory: Path, progress: TransferProgress | None 
     checks or a file no longer matches it (see the module doc), RemoteError
     (RemoteUnavailableError) from the remote.  ``progress`` counts the bytes uploaded.
     """
-    manifest = objects.read_manifest(directory)
+    manifest = taskdirs.read_manifest(directory)
     if manifest is None:
         raise NotFound(f"{directory}: not done; only done objects are pushed")
     identifier = manifest.identifier
@@ -294,7 +295,7 @@ def _publish(workspace: Workspace, checked: RemoteObject, temp: Path, final: Pat
     identifier = checked.manifest.identifier
     held = contextlib.nullcontext() if locked else object_lock(workspace.lock_path(identifier))
     with held:
-        if objects.is_done(final):
+        if taskdirs.is_done(final):
             return False
         if checked.manifest.kind == "task":
             with try_object_lock(run_lock_path(workspace, identifier)) as free:
@@ -328,7 +329,7 @@ def pull(workspace: Workspace, identifier: str, remote: Remote, locked: bool = F
     checked = check_object(identifier, data)
     manifest = checked.manifest
     final = workspace.object_dir(manifest.kind, manifest.name, identifier)
-    if objects.is_done(final):
+    if taskdirs.is_done(final):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = final.parent / f".pull-{identifier[:16]}-{os.getpid()}-{os.urandom(4).hex()}"
@@ -339,8 +340,8 @@ def pull(workspace: Workspace, identifier: str, remote: Remote, locked: bool = F
         _fill(remote, checked, temp, progress)
         if _publish(workspace, checked, temp, final, locked):
             Index.for_workspace(workspace).put(
-                identifier, objects.index_record(workspace, final, manifest, checked.identity,
-                                                 checked.dependencies))
+                identifier, taskdirs.index_record(workspace, final, manifest, checked.identity,
+                                                  checked.dependencies))
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
@@ -374,7 +375,7 @@ def fetch(workspace: Workspace, text: str) -> tuple[str, Path] | None:
     What ``xpmstore get`` does for an object absent locally.  Raises CorruptObjectError (nothing
     published), AmbiguousPrefixError, RemoteError.
     """
-    from .store import open_remote
+    from .layout import open_remote
 
     remote = open_remote(workspace)
     if remote is None:

@@ -1,19 +1,19 @@
 """What a remote object must satisfy before anything of it is published locally.  Pure.
 
 A remote object (``objects/<ab>/<identifier>``) is one JSON document holding the done manifest
-(:mod:`xpmstore.manifest`) as written locally, the object's kind and name and, for a task, its
+(:mod:`xpmstore.store.manifest`) as written locally, the object's kind and name and, for a task, its
 params.json.  :func:`check_object` accepts it only when
 
-* its done manifest parses (:func:`xpmstore.manifest.parse`): it matches its own checksum (a
+* its done manifest parses (:func:`xpmstore.store.manifest.parse`): it matches its own checksum (a
   flipped byte anywhere in it is refused; a manifest pushed before manifests had a checksum is
   accepted on the other checks below, and written locally with its checksum), its fields have
   their types and every path is relative, normalised, outside ``.xpm/`` and listed once;
 * it names the identifier asked for, and so does its done manifest;
 * the identifier is *recomputed*: from params.json's identity section for a task
-  (:func:`xpmstore.identifier.from_params`), from the config identifier and file name for a
+  (:func:`xpmstore.core.identifier.from_params`), from the config identifier and file name for a
   ``@cache`` entry — so a manifest of another object, or a tampered identity, is refused;
 * params.json's bytes are the ones the manifest lists, and the dependencies the manifest lists
-  are those params.json references (:mod:`xpmstore.edges`);
+  are those params.json references (:mod:`xpmstore.store.edges`);
 * every link stays inside the object (:func:`check_paths`).
 
 The blobs themselves are checked while they are downloaded (size and blake3).
@@ -27,18 +27,18 @@ from typing import Any
 
 from blake3 import blake3
 
-from .. import jsonio
-from .. import manifest as manifest_module
-from ..edges import dependencies_problem, params_dependencies
+from ..core.identifier import cache_identifier, from_params
 from ..errors import (
     CorruptObjectError,
     FormatVersionError,
     MalformedFileError,
     UnsupportedValueError,
 )
-from ..identifier import cache_identifier, from_params
-from ..manifest import Manifest
-from ..workspace import KINDS
+from ..store import manifest as manifest_module
+from ..store.edges import dependencies_problem, params_dependencies
+from ..store.manifest import Manifest
+from ..store.workspace import KINDS
+from ..system import jsonio
 
 __all__ = ["FORMAT", "RemoteObject", "check_object", "check_paths", "encode_object",
            "sharing_problem"]

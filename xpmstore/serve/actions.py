@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..admin.jobs import kill_job
+from ..admin.rm import remove
+from ..core.identifier import check_identifier
 from ..errors import NotFound, RemoteError
-from ..identifier import check_identifier
-from ..jobs import kill_job
-from ..locate import locate
-from ..pins import pin, unpin
-from ..remove import remove
-from ..workspace import Workspace
+from ..store.locate import locate
+from ..store.pins import pin, unpin
+from ..store.workspace import Workspace
 
 __all__ = ["ACTIONS", "run_action"]
 

@@ -19,11 +19,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..core.fromtext import parse_tag_filter
+from ..core.identifier import check_identifier
 from ..errors import NotFound, PathRefusedError, TextValueError, XpmstoreError
-from ..identifier import check_identifier
-from ..locate import locate
-from ..runs import is_experiment_name
-from ..textvalues import parse_tag_filter
+from ..scheduler.runs import is_experiment_name
+from ..store.locate import locate
 from . import events
 from .actions import ACTIONS, run_action
 from .app import ServeConfig, error_response
@@ -32,7 +32,7 @@ from .files import is_listed, open_listed, read_chunk
 from .graph import provenance
 from .objectview import object_live, object_view
 from .remoteview import remote_info, remote_listing, remote_presence
-from .results import results_table, table_csv
+from .resultsview import results_table, table_csv
 from .runcache import RunCache
 from .runsview import experiments_view, run_view
 

@@ -39,8 +39,8 @@ from ..errors import (
     RemoteError,
     XpmstoreError,
 )
-from ..store import Store
-from ..workspace import Workspace
+from ..store.lookup import Store
+from ..store.workspace import Workspace
 from .catalog import Catalog
 from .events import Streams
 from .runcache import RunCache

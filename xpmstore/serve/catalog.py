@@ -1,6 +1,6 @@
 """Search over every object of the workspace, a page at a time, fast at 100,000 objects.
 
-The objects are those ``xpmstore ls`` lists (:func:`xpmstore.listing.list_entries`: the index,
+The objects are those ``xpmstore ls`` lists (:func:`xpmstore.admin.ls.list_entries`: the index,
 reconciled with a listing of ``jobs/`` and ``cache/``).  Listing 100,000 objects takes over a
 second, so the catalog keeps the last listing in memory and answers pages from it; a listing
 older than ``max_age`` seconds is replaced by a new one made on a background thread while the
@@ -26,16 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..admin.ls import list_entries
 from ..errors import TextValueError
-from ..listing import list_entries
-from ..store import Store, object_status
-from .params import param_leaves
+from ..store.lookup import Store, object_status
+from .paramsview import param_leaves
 
 __all__ = ["Catalog", "Filters", "Listing", "value_key"]
 
 Filters = dict[str, Any]
 """kind, name, status, prefix (str or None); tags, params: lists of (name, candidates) as
-:func:`xpmstore.textvalues.parse_tag_filter` reads ``k=v``."""
+:func:`xpmstore.core.fromtext.parse_tag_filter` reads ``k=v``."""
 
 
 @dataclass
@@ -262,7 +262,7 @@ _ABSENT = object()
 
 def value_key(value: Any) -> tuple[str, Any] | None:
     """A tag's or param's value as a key such that two values have the same key exactly when
-    :func:`xpmstore.textvalues.tag_matches` matches them (``ls --tag``'s rule: a bool only
+    :func:`xpmstore.core.fromtext.tag_matches` matches them (``ls --tag``'s rule: a bool only
     equals a bool, numbers equal across int and float, strings equal); None for what no
     ``k=v`` filter matches (lists, NaN, absent)."""
     if isinstance(value, bool):

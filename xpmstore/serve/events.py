@@ -26,9 +26,9 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from ..runs import is_experiment_name
-from ..store import object_status
-from ..workspace import Workspace
+from ..scheduler.runs import is_experiment_name
+from ..store.lookup import object_status
+from ..store.workspace import Workspace
 from .files import open_listed, read_chunk
 from .runcache import RunCache
 from .runsview import job_directory

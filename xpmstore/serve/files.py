@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PathRefusedError, XpmstoreError
-from ..objects import read_manifest
+from ..store.taskdirs import read_manifest
 
 __all__ = ["LOG_STREAMS", "file_listing", "is_listed", "log_names", "open_listed", "read_chunk"]
 

@@ -13,10 +13,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..index import Index
-from ..locate import locate
-from ..store import object_status
-from ..workspace import Workspace
+from ..store.index import Index
+from ..store.locate import locate
+from ..store.lookup import object_status
+from ..store.workspace import Workspace
 from .runcache import JobEdges
 
 __all__ = ["MAX_DEPTH", "MAX_NODES", "provenance"]

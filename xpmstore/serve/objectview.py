@@ -1,4 +1,4 @@
-"""One object as its page shows it: ``xpmstore show`` (:func:`xpmstore.describe.describe`) plus
+"""One object as its page shows it: ``xpmstore show`` (:func:`xpmstore.admin.show.describe`) plus
 its params as a tree, its files and its logs.  Reads only; blocking (disk): the server calls it
 on a worker thread.
 """
@@ -9,13 +9,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..claim import read_state
-from ..describe import describe
-from ..store import object_status
-from ..workspace import Workspace
+from ..admin.show import describe
+from ..scheduler.claim import read_state
+from ..store.lookup import object_status
+from ..store.workspace import Workspace
 from .files import file_listing, log_names
-from .params import params_tree
-from .progress import job_progress
+from .paramsview import params_tree
+from .progressview import job_progress
 from .runcache import RunCache
 
 __all__ = ["object_live", "object_view"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import XpmstoreError
-from ..locate import scan_objects
-from ..workspace import Workspace
+from ..store.locate import scan_objects
+from ..store.workspace import Workspace
 
 __all__ = ["remote_info", "remote_listing", "remote_presence"]
 

@@ -12,8 +12,8 @@ import threading
 import time
 from typing import Any
 
-from ..runs import Run, is_experiment_name, read_one, run_is_live
-from ..workspace import Workspace
+from ..scheduler.runs import Run, is_experiment_name, read_one, run_is_live
+from ..store.workspace import Workspace
 
 __all__ = ["JobEdges", "RunCache"]
 
@@ -67,7 +67,7 @@ class RunCache:
 
     def runs(self, experiment: str | None = None) -> list[Run]:
         """Every run of every experiment (or of ``experiment``), in the order of
-        :func:`xpmstore.runs.read_runs`."""
+        :func:`xpmstore.scheduler.runs.read_runs`."""
         top = self.workspace.experiments
         try:
             names = sorted(os.listdir(top)) if experiment is None else [experiment]

@@ -1,6 +1,6 @@
 """Experiments, runs and their jobs as the pages show them (JSON-ready dicts).
 
-Everything is read through :mod:`xpmstore.runs` (the run records) and the task directories
+Everything is read through :mod:`xpmstore.scheduler.runs` (the run records) and the task directories
 (status, state, launch record, in-task progress), as ``xpmstore experiments`` and ``xpmstore
 jobs`` read them.  Reads only; safe across threads and processes.  Blocking (disk): the server
 calls these functions on worker threads.
@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..claim import read_state
-from ..liveness import read_launch
-from ..runs import Run, RunJob
-from ..store import object_status
-from ..workspace import Workspace
-from .progress import job_progress
+from ..scheduler.claim import read_state
+from ..scheduler.runs import Run, RunJob
+from ..store.lookup import object_status
+from ..store.taskstate import read_launch
+from ..store.workspace import Workspace
+from .progressview import job_progress
 from .runcache import RunCache
 
 __all__ = [
@@ -106,7 +106,7 @@ def job_view(workspace: Workspace, job: RunJob, live: bool = True) -> dict[str, 
 
 def run_view(runs: RunCache, experiment: str, run_name: str) -> dict[str, Any] | None:
     """A run with every job (see :func:`job_view`), or None when there is no such run.  The
-    names must be checked by the caller (:func:`xpmstore.runs.is_experiment_name`)."""
+    names must be checked by the caller (:func:`xpmstore.scheduler.runs.is_experiment_name`)."""
     run = runs.run(experiment, run_name)
     if run is None:
         return None

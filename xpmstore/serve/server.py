@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import TextIO
 
-from ..workspace import Workspace
+from ..store.workspace import Workspace
 from .app import LOOPBACK_HOSTS, ServeConfig, make_app
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "bind", "is_loopback", "serve", "server_url"]

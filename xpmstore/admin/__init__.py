@@ -1,0 +1,1 @@
+"""The store's maintenance commands behind the CLI: ls, show, why, du, get, rm, gc, fsck, jobs."""

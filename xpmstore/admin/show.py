@@ -1,0 +1,159 @@
+"""Everything known of one object: ``xpmstore show ID`` (docs/cli.md).
+
+Params (the identity section of params.json), values (its Meta fields, as the task was made or
+is about to run), tags, dependencies, dependents, status and state,
+earlier attempts, the reasons recorded by the runs that submitted it, size, pin, and the paths of
+its logs.  Works for done objects and for task directories that are running, failed or waiting.
+Reads only (and reconciles the index, for dependents); safe across processes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..scheduler.claim import read_state
+from ..scheduler.runs import read_runs
+from ..store.locate import locate, object_kind
+from ..store.lookup import Store, object_status
+from ..store.pins import pinned
+from ..store.taskdirs import record_from_disk
+from ..store.taskprogress import ProgressLevel, read_progress
+from ..store.taskstate import read_launch
+from ..store.workspace import Workspace
+from ..system import jsonio
+
+__all__ = ["Details", "describe", "shown_value"]
+
+
+@dataclass
+class Details:
+    """What :func:`describe` gathers about one object."""
+
+    identifier: str
+    kind: str
+    name: str
+    path: Path
+    status: str
+    size: int
+    created: float | None
+    params: dict[str, Any] | None
+    values: dict[str, Any] | None
+    tags: dict[str, Any]
+    dependencies: list[str]
+    dependents: list[str]
+    state: dict[str, Any]
+    launch: dict[str, Any] | None
+    attempts: list[dict[str, Any]]
+    reasons: list[dict[str, str]]
+    pinned: bool
+    logs: dict[str, str] = field(default_factory=dict)
+    config: str | None = None
+    progress: list[ProgressLevel] | None = None
+    """What its task last reported (:mod:`xpmstore.store.taskprogress`), or None."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, JSON-ready."""
+        data = dict(self.__dict__)
+        data["path"] = str(self.path)
+        return data
+
+
+def _attempts(directory: Path) -> list[dict[str, Any]]:
+    top = directory / ".xpm" / "attempts"
+    try:
+        numbers = sorted(int(n) for n in os.listdir(top) if n.isdigit())
+    except FileNotFoundError:
+        return []
+    found = []
+    for number in numbers:
+        folder = top / str(number)
+        state = _state_in(folder)
+        found.append({"attempt": number, "state": state.get("state"),
+                      "reason": state.get("reason"), "stderr": str(folder / "stderr")})
+    return found
+
+
+def _state_in(folder: Path) -> dict[str, Any]:
+    try:
+        data = jsonio.read(folder / "state.json")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def shown_value(value: Any, objects: dict[str, Any]) -> Any:
+    """A value of params.json's values section as plain JSON for people: a sub-config as its
+    class and short identifier, a path as its text, tagged containers as lists and objects."""
+    if isinstance(value, list):
+        return [shown_value(v, objects) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "$ref" in value:
+        entry = objects.get(value["$ref"]) if isinstance(value["$ref"], str) else None
+        if isinstance(entry, dict):
+            return f"{entry.get('class', '?')} {str(entry.get('id', '?'))[:12]}"
+        return "?"
+    for tag in ("$path", "$float", "$bytes", "member"):
+        if tag in value:
+            return value[tag]
+    for tag in ("$tuple", "$set"):
+        if tag in value:
+            return shown_value(value[tag], objects)
+    if "$dict" in value and isinstance(value["$dict"], dict):
+        return {str(k): shown_value(v, objects) for k, v in value["$dict"].items()}
+    if "$taskpath" in value:
+        return value.get("name")
+    return {str(k): shown_value(v, objects) for k, v in value.items()}
+
+
+def _meta_values(document: Any) -> dict[str, Any] | None:
+    """The fields of a params.json's root object that are not in its identity section (its
+    Meta fields), shown for people; None when the document does not hold them."""
+    try:
+        values = document["values"]
+        objects = values["objects"]
+        root = objects[values["root"]]
+        identity = document["identity"]["fields"]
+        return {name: shown_value(value, objects) for name, value in sorted(root["fields"].items())
+                if name not in identity}
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
+def describe(workspace: Workspace, text: str) -> Details:
+    """The details of the object named by ``text`` (identifier or unique prefix).
+
+    Raises InvalidIdentifierError, NotFound, AmbiguousPrefixError.
+    """
+    identifier, directory = locate(workspace, text)
+    store = Store(workspace)
+    record = store.index.get(identifier) or record_from_disk(workspace, directory) or {}
+    try:
+        document = jsonio.read(directory / "params.json")
+    except (OSError, ValueError):
+        document = None
+    params = document.get("identity") if isinstance(document, dict) else None
+    if not isinstance(params, dict):
+        params = None
+    submitted = [run for run in read_runs(workspace) if identifier in run.jobs]
+    reasons = [{"experiment": run.experiment, "run": run.name,
+                "reason": run.jobs[identifier].reason} for run in submitted]
+    tags = record.get("tags") or {}
+    if not tags and submitted:  # not done (not indexed): the tags its latest run gave it
+        tags = max(submitted, key=lambda run: run.started).jobs[identifier].tags
+    stdout, stderr = directory / "stdout", directory / "stderr"
+    return Details(
+        identifier=identifier, kind=object_kind(directory), name=directory.parent.name,
+        path=directory, status=object_status(directory), size=int(record.get("size") or 0),
+        created=record.get("created"), params=params, values=_meta_values(document), tags=tags,
+        dependencies=list(record.get("dependencies") or []),
+        dependents=sorted(store.index.dependents(identifier)),
+        state=read_state(directory), launch=read_launch(directory),
+        attempts=_attempts(directory), reasons=reasons,
+        pinned=identifier in pinned(workspace, store.index),
+        logs={k: str(p) for k, p in (("stdout", stdout), ("stderr", stderr)) if p.exists()},
+        config=record.get("config"), progress=read_progress(directory),
+    )

@@ -1,0 +1,1 @@
+"""Configs and their identity: fields, type checks, identifiers, input digests, params.json."""

@@ -1,0 +1,1 @@
+"""What runs user code: experiments, plan, claim, the job's process, launchers, @cache."""

@@ -1,0 +1,520 @@
+"""The LMDB index: a per-host accelerator of the workspace (docs/store.md).
+
+The index is never the only copy of anything: the workspace's directories are the truth, and
+damage costs a rebuild from them, never an outage.  Databases:
+
+``objects``   raw identifier → checked record (:mod:`xpmstore.store.indexrecords`: JSON of kind,
+              name, identity, path, created, last_access, size, tags, dependencies, and for a
+              cache entry config/method/file)
+``names``     identity name NUL raw id → ""
+``tags``      name NUL json(value) NUL raw id → ""
+              (a prefix too long for an LMDB key is replaced by 0xFF blake3(prefix) NUL)
+``deps``      raw dependency id + raw dependent id → ""
+``pins``      raw id → ""  (gc roots set by hand: a mirror of ``.xpmstore/pins/``, which
+              :mod:`xpmstore.store.pins` keeps as the truth so that a rebuilt index keeps them)
+``digests``   (dev, inode, size, mtime_ns, ctime_ns) → checked 33-byte input digest
+``meta``      schema version
+
+Healing (:mod:`xpmstore.store.indexenv`): damaged files cost a rebuild from the workspace, a full
+disk or missing permissions an index kept in memory; a record that fails its check is dropped
+and recomputed from its directory.  Not safe on network file systems: :func:`index_location`
+keeps it on a local disk.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+from blake3 import blake3
+
+from ..core.identifier import check_identifier
+from . import indexenv
+from .indexenv import MAX_DBS, MAX_READERS, MIN_MAP_SIZE, SCHEMA, IndexEnvironment, install
+from .indexrecords import (
+    decode_record,
+    encode_record,
+    name_prefix,
+    raw_identifier,
+    seal,
+    secondary_keys,
+    tag_prefix,
+    unseal,
+)
+from .workspace import Workspace, is_network_fs, user_settings
+
+__all__ = ["MAX_DBS", "MAX_READERS", "MIN_MAP_SIZE", "SCHEMA", "Index", "index_location",
+           "install"]
+
+_digest_key = struct.Struct(">QQQqq").pack
+
+T = TypeVar("T")
+
+_open: dict[str, tuple[int, Index]] = {}
+_abandoned: list[Any] = []  # Index objects inherited across fork: kept so they are never freed
+
+
+def _forget_after_fork() -> None:
+    _abandoned.extend(_open.values())
+    _open.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def index_location(workspace: Workspace) -> Path:
+    """Where the index of ``workspace`` lives (docs/store.md).
+
+    ``index_path`` in the workspace's settings (relative to the workspace) or in the user's
+    settings; else
+    ``$XPMSTORE_INDEX_DIR/<host>-<hash>``; else ``WORKSPACE/.xpmstore/index`` on a local file
+    system; else ``/var/tmp/xpmstore-$UID/<host>-<blake3(realpath)[:16]>`` (LMDB is unsafe on
+    network file systems, and no two hosts may share one index).
+    """
+    configured = workspace.settings.get("index_path")
+    if configured:  # relative to the workspace, never to the cwd of whichever process reads it
+        return workspace.root / Path(str(configured)).expanduser()
+    configured = user_settings().get("index_path")
+    if configured:
+        return Path(str(configured)).expanduser()
+    digest = blake3(os.path.realpath(workspace.root).encode()).hexdigest()[:16]
+    key = f"{socket.gethostname()}-{digest}"
+    env = os.environ.get("XPMSTORE_INDEX_DIR")
+    if env:
+        return Path(env).expanduser() / key
+    network, _ = is_network_fs(workspace.root if workspace.root.exists() else workspace.root.parent)
+    if not network:
+        return workspace.private / "index"
+    return Path(f"/var/tmp/xpmstore-{os.getuid()}") / key
+
+
+
+class Index(IndexEnvironment):
+    """An open LMDB index.  Use :meth:`for_workspace` or :meth:`open` (cached per process)."""
+
+    def __init__(self, path: Path, map_size: int | None = None,
+                 workspace: Workspace | None = None, fallback: bool = True):
+        self._pending_digests: list[tuple[bytes, bytes]] = []
+        super().__init__(path, map_size, workspace, fallback)
+
+    @classmethod
+    def open(cls, path: Path, map_size: int | None = None,
+             workspace: Workspace | None = None) -> Index:
+        """The index at ``path`` for this process (opened once per process, reopened after fork).
+        """
+        key = os.path.realpath(path)  # a symlinked workspace names the same files
+        with indexenv.process_lock():
+            found = _open.get(key)
+            if found is not None and found[0] == os.getpid():
+                if found[1].workspace is None:
+                    found[1].workspace = workspace
+                return found[1]
+            index = cls(Path(os.path.abspath(path)), map_size, workspace)
+            _open[key] = (os.getpid(), index)
+            return index
+
+    @classmethod
+    def for_workspace(cls, workspace: Workspace) -> Index:
+        """The index of ``workspace`` (see :func:`index_location`); it also becomes the
+        persistent memo of input digests of this process."""
+        from ..core import digests
+
+        index = cls.open(index_location(workspace), workspace=workspace)
+        digests.set_persistent_memo(index)
+        return index
+
+    def close(self) -> None:
+        """Write the buffered digests, then close this process's environment of the index
+        (every Index object of the path in this process reopens it on its next use)."""
+        with indexenv.process_lock():
+            try:
+                self.flush_digests()
+            finally:
+                super().close()
+                found = _open.get(self._key)
+                if found is not None and found[1] is self:
+                    del _open[self._key]
+
+    def refill(self) -> None:
+        """Fill the index from its workspace's directories and pins."""
+        from .reindex import fill
+
+        assert self.workspace is not None
+        fill(self, self.workspace)
+
+    def _read_records(self, body: Callable[[Any, list[bytes]], T]) -> T:
+        """``body(txn, damaged)`` in a read transaction, where ``body`` adds to ``damaged``
+        the keys of the records that fail their check; those are then mended and ``body`` runs
+        once more."""
+        damaged: list[bytes] = []
+
+        def first(txn: Any) -> T:
+            damaged.clear()  # the body may run again after a map resize or a heal
+            return body(txn, damaged)
+
+        result = self.read(first)
+        if damaged:
+            self._mend(damaged)
+            result = self.read(lambda txn: body(txn, []))
+        return result
+
+    def _mend(self, damaged: list[bytes]) -> dict[bytes, dict[str, Any]]:
+        """Drop the records of ``damaged`` (keys whose value fails its check) and record them
+        again from their directories; returns the records recomputed."""
+        from .reindex import record_of
+
+        recomputed: dict[bytes, dict[str, Any]] = {}
+        if self.workspace is not None:
+            for raw in damaged:
+                record = record_of(self.workspace, raw.hex())
+                if record is not None:
+                    recomputed[raw] = record
+
+        def body(txn: Any) -> None:
+            objects = self.dbs[b"objects"]
+            for raw in damaged:
+                value = txn.get(raw, db=objects)
+                if value is not None and decode_record(raw, value) is None:
+                    txn.delete(raw, db=objects)  # its secondary keys cannot be read: left
+            for raw, record in recomputed.items():
+                self._put(txn, raw, record)
+
+        self.write(body)
+        shown = ", ".join(raw.hex()[:16] for raw in damaged[:3])
+        indexenv.warn(f"{len(damaged)} damaged record{'s' if len(damaged) > 1 else ''} in the"
+                      f" index at {self.path} ({shown}{', ...' if len(damaged) > 3 else ''});"
+                      f" recomputed {len(recomputed)} from the workspace")
+        return recomputed
+
+    # --- objects ----------------------------------------------------------------------------
+
+    def get(self, identifier: str) -> dict[str, Any] | None:
+        """The record of ``identifier`` or None; one read transaction."""
+        return self.get_raw(raw_identifier(identifier))
+
+    def get_raw(self, raw: bytes, identity: bool = True) -> dict[str, Any] | None:
+        """The record of the 32-byte identifier ``raw`` or None (the hot path: one read
+        transaction and the record's check).
+
+        ``identity=False`` leaves a task's identity section out (most of its bytes: what a
+        lookup's Record does not hold) and parses only the rest.  A record that fails its
+        check is recomputed from its directory (None when it has none).
+        """
+        self._ensure()
+        try:
+            with self.env.begin(buffers=False) as txn:
+                data = txn.get(raw, db=self.dbs[b"objects"])
+        except (lmdb.Error, TypeError):  # a map resized, or worse: the guarded read sorts
+            data = self.read(lambda txn: txn.get(raw, db=self.dbs[b"objects"]))  # it out
+        if data is None:
+            return None
+        record = decode_record(raw, data, identity)
+        if record is None:
+            record = self._mend([raw]).get(raw)
+            if record is not None and not identity:
+                record = {k: v for k, v in record.items() if k != "identity"}
+        return record
+
+    def _put(self, txn: Any, raw: bytes, record: dict[str, Any],
+             keep_tags: bool = False) -> None:
+        objects = self.dbs[b"objects"]
+        old = txn.get(raw, db=objects)
+        previous = decode_record(raw, old) if old is not None else None
+        if previous is not None:  # a damaged one's secondary keys cannot be read: left
+            for db, key in secondary_keys(raw, previous):
+                txn.delete(key, db=self.dbs[db])
+            known = previous.get("tags")
+            if keep_tags and known and isinstance(known, dict):
+                record = {**record, "tags": {**(record.get("tags") or {}), **known}}
+        txn.put(raw, seal(raw, encode_record(record)), db=objects)
+        for db, key in secondary_keys(raw, record):
+            txn.put(key, b"", db=self.dbs[db])
+
+    def _delete(self, txn: Any, raw: bytes) -> bool:
+        objects = self.dbs[b"objects"]
+        old = txn.get(raw, db=objects)
+        if old is None:
+            return False
+        previous = decode_record(raw, old)
+        if previous is not None:
+            for db, key in secondary_keys(raw, previous):
+                txn.delete(key, db=self.dbs[db])
+        txn.delete(raw, db=objects)
+        return True
+
+    def put(self, identifier: str, record: dict[str, Any]) -> None:
+        """Record (or replace) one object."""
+        raw = raw_identifier(identifier)
+        self.write(lambda txn: self._put(txn, raw, record))
+
+    def put_many(self, records: Iterable[tuple[str, dict[str, Any]]],
+                 keep_tags: bool = False) -> None:
+        """Record many objects in one transaction.  ``keep_tags``: a record replaced keeps the
+        tags the index knew (see :meth:`add_tags`)."""
+        items = [(raw_identifier(identifier), record) for identifier, record in records]
+
+        def body(txn: Any) -> None:
+            for raw, record in items:
+                self._put(txn, raw, record, keep_tags)
+
+        self.write(body)
+
+    def add_tags(self, items: Iterable[tuple[str, dict[str, Any]]]) -> set[str]:
+        """Add the tags of submissions to the records of their objects, in one transaction.
+
+        The index keeps the union of the tags of every submission of an object: a name it
+        knows keeps the value it knew first.  Returns the identifiers it has no record of (or
+        a damaged one: the next read recomputes it).
+        """
+        pending = [(raw_identifier(identifier), identifier, tags) for identifier, tags in items
+                   if tags]
+
+        def body(txn: Any) -> set[str]:
+            unknown = set()
+            for raw, identifier, tags in pending:
+                data = txn.get(raw, db=self.dbs[b"objects"])
+                record = decode_record(raw, data) if data is not None else None
+                if record is None:
+                    unknown.add(identifier)
+                    continue
+                known = record.get("tags")
+                known = known if isinstance(known, dict) else {}
+                if not tags.keys() <= known.keys():
+                    self._put(txn, raw, {**record, "tags": {**tags, **known}})
+            return unknown
+
+        return self.write(body) if pending else set()
+
+    def delete(self, identifier: str) -> bool:
+        """Forget one object; returns whether it was known."""
+        raw = raw_identifier(identifier)
+        return self.write(lambda txn: self._delete(txn, raw))
+
+    def delete_many(self, identifiers: Iterable[str]) -> None:
+        """Forget many objects in one transaction."""
+        raws = [raw_identifier(identifier) for identifier in identifiers]
+        self.write(lambda txn: [self._delete(txn, raw) for raw in raws])
+
+    def touch(self, identifier: str, when: float) -> None:
+        """Set the last access time of an object (no-op when unknown or damaged)."""
+        raw = raw_identifier(identifier)
+
+        def body(txn: Any) -> None:
+            data = txn.get(raw, db=self.dbs[b"objects"])
+            record = decode_record(raw, data) if data is not None else None
+            if record is not None:
+                record["last_access"] = when
+                txn.put(raw, seal(raw, encode_record(record)), db=self.dbs[b"objects"])
+
+        self.write(body)
+
+    def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every (identifier, record), in identifier order (one read transaction; damaged
+        records are recomputed first)."""
+        def body(txn: Any, damaged: list[bytes]) -> list[tuple[str, dict[str, Any]]]:
+            found = []
+            for key, value in txn.cursor(db=self.dbs[b"objects"]):
+                record = decode_record(key, value)
+                if record is None:
+                    damaged.append(key)
+                else:
+                    found.append((key.hex(), record))
+            return found
+
+        return iter(self._read_records(body))
+
+    def summaries(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every (identifier, record without its ``identity`` section), in identifier order, in
+        one read transaction: what listings and gc need, three times faster than
+        :meth:`items` on task records (whose identity section is most of their bytes).
+
+        The index writes a record's identity section last, so the bytes from
+        ``,"identity":{`` are cut before parsing; a record that does not look like that is
+        parsed whole (and keeps its identity).  Damaged records are recomputed first.
+        """
+        def body(txn: Any, damaged: list[bytes]) -> list[tuple[str, dict[str, Any]]]:
+            found = []
+            for key, value in txn.cursor(db=self.dbs[b"objects"]):
+                record = decode_record(key, value, identity=False)
+                if record is None:
+                    damaged.append(key)
+                else:
+                    found.append((key.hex(), record))
+            return found
+
+        return self._read_records(body)
+
+    def raw_records(self) -> list[tuple[str, bytes]]:
+        """Every (identifier, record's JSON bytes), in identifier order, in one read
+        transaction: for readers that parse only what they need.  Every record passed its
+        check and decodes as UTF-8 (damaged ones are recomputed first)."""
+        def body(txn: Any, damaged: list[bytes]) -> list[tuple[str, bytes]]:
+            found = []
+            for key, value in txn.cursor(db=self.dbs[b"objects"]):
+                record = unseal(key, value)
+                if record is None or not _utf8(record):
+                    damaged.append(key)
+                else:
+                    found.append((key.hex(), record))
+            return found
+
+        return self._read_records(body)
+
+    def identifiers(self) -> set[str]:
+        """Every known identifier."""
+        def body(txn: Any) -> set[str]:
+            cursor = txn.cursor(db=self.dbs[b"objects"])
+            return {key.hex() for key in cursor.iternext(keys=True, values=False)}
+
+        return self.read(body)
+
+    def count(self) -> int:
+        """How many objects are recorded."""
+        return int(self.read(lambda txn: txn.stat(self.dbs[b"objects"])["entries"]))
+
+    def with_prefix(self, prefix: str, limit: int = 20) -> list[str]:
+        """Identifiers starting with ``prefix`` (hex), at most ``limit``."""
+        check_identifier(prefix)
+        start = bytes.fromhex(prefix + "0" * (len(prefix) % 2))
+
+        def body(txn: Any) -> list[str]:
+            cursor = txn.cursor(db=self.dbs[b"objects"])
+            found: list[str] = []
+            if not cursor.set_range(start):
+                return found
+            for key in cursor.iternext(keys=True, values=False):
+                text = key.hex()
+                if not text.startswith(prefix) or len(found) >= limit:
+                    break
+                found.append(text)
+            return found
+
+        return self.read(body)
+
+    def _scan_prefix(self, db: bytes, prefix: bytes) -> list[bytes]:
+        def body(txn: Any) -> list[bytes]:
+            cursor = txn.cursor(db=self.dbs[db])
+            found: list[bytes] = []
+            if not cursor.set_range(prefix):
+                return found
+            for key in cursor.iternext(keys=True, values=False):
+                if not key.startswith(prefix):
+                    break
+                found.append(key[len(prefix):])
+            return found
+
+        return self.read(body)
+
+    def by_name(self, name: str) -> list[str]:
+        """Identifiers of the objects whose identity name is ``name``."""
+        return [raw.hex() for raw in self._scan_prefix(b"names", name_prefix(name))]
+
+    def by_tag(self, name: str, value: Any) -> list[str]:
+        """Identifiers of the objects tagged ``name=value``."""
+        return [raw.hex() for raw in self._scan_prefix(b"tags", tag_prefix(name, value))]
+
+    def dependents(self, identifier: str) -> list[str]:
+        """Identifiers of the objects that depend on ``identifier``."""
+        return [raw.hex() for raw in self._scan_prefix(b"deps", raw_identifier(identifier))]
+
+    # --- pins ---------------------------------------------------------------------------------
+
+    def pin(self, identifier: str, pinned: bool = True) -> None:
+        """Add (or with ``pinned=False`` remove) a gc pin."""
+        raw = raw_identifier(identifier)
+
+        def body(txn: Any) -> None:
+            if pinned:
+                txn.put(raw, b"", db=self.dbs[b"pins"])
+            else:
+                txn.delete(raw, db=self.dbs[b"pins"])
+
+        self.write(body)
+
+    def pins(self) -> set[str]:
+        """Every pinned identifier."""
+        def body(txn: Any) -> set[str]:
+            cursor = txn.cursor(db=self.dbs[b"pins"])
+            return {key.hex() for key in cursor.iternext(keys=True, values=False)
+                    if len(key) == 32}
+
+        return self.read(body)
+
+    def replace_pins(self, identifiers: Iterable[str]) -> None:
+        """Make the pins exactly ``identifiers`` (one write transaction): how
+        :func:`xpmstore.store.pins.sync_index` mirrors the pins kept on disk."""
+        raws = [raw_identifier(identifier) for identifier in identifiers]
+
+        def body(txn: Any) -> None:
+            txn.drop(self.dbs[b"pins"], delete=False)
+            for raw in raws:
+                txn.put(raw, b"", db=self.dbs[b"pins"])
+
+        self.write(body)
+
+    # --- the input-digest memo (xpmstore.core.digests.PersistentMemo) -----------------------------
+
+    def get_digest(self, key: tuple[int, int, int, int, int]) -> bytes | None:
+        """The recorded digest of a file version, or None (also when it fails its check)."""
+        packed = _digest_key(*key)
+        value = self.read(lambda txn: txn.get(packed, db=self.dbs[b"digests"]))
+        return unseal(packed, value) if value is not None else None
+
+    def put_digest(self, key: tuple[int, int, int, int, int], digest: bytes) -> None:
+        """Record the digest of a file version (buffered until :meth:`flush_digests`)."""
+        packed = _digest_key(*key)
+        self._pending_digests.append((packed, seal(packed, digest)))
+        if len(self._pending_digests) >= 4096:
+            self.flush_digests()
+
+    def flush_digests(self) -> None:
+        """Write the buffered digests in one transaction."""
+        pending, self._pending_digests = self._pending_digests, []
+        if pending:
+            def body(txn: Any) -> None:
+                for packed, value in pending:
+                    txn.put(packed, value, db=self.dbs[b"digests"])
+
+            self.write(body)
+
+    def copy_digests(self, other: Index) -> int:
+        """Copy the digest memo of ``other`` into this index; returns how many entries."""
+        entries = other.read(lambda txn: list(txn.cursor(db=other.dbs[b"digests"])))
+
+        def body(txn: Any) -> None:
+            for packed, value in entries:
+                txn.put(packed, value, db=self.dbs[b"digests"])
+
+        self.write(body)
+        return len(entries)
+
+    # --- rebuild --------------------------------------------------------------------------------
+
+    def replace_all(self, records: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Drop every object record and write ``records`` instead, in one write transaction.
+
+        Pins and the digest memo are kept.  Returns the number of records written.
+        """
+        items = [(raw_identifier(identifier), record) for identifier, record in records]
+
+        def body(txn: Any) -> int:
+            for name in (b"objects", b"names", b"tags", b"deps"):
+                txn.drop(self.dbs[name], delete=False)
+            for raw, record in items:
+                self._put(txn, raw, record)
+            return len(items)
+
+        return self.write(body)
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -1,0 +1,166 @@
+"""Find an object's directory from an identifier or a unique prefix, done or not.
+
+:meth:`xpmstore.store.lookup.Store.get` finds done objects (the index holds only those);
+:func:`locate` also finds task directories that are running, failed or waiting, which
+``xpmstore show``, ``logs``, ``kill`` and ``rm`` need.  The text is checked (1–64 lowercase hex)
+before any path is built from it.  Reads only (and the index); safe across processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from ..core.identifier import check_identifier
+from ..errors import AmbiguousPrefixError, NotFound
+from .index import Index
+from .workspace import KINDS, Workspace
+
+__all__ = ["ObjectDir", "bulk", "find_done", "locate", "object_kind", "scan_objects"]
+
+
+def object_kind(directory: Path) -> str:
+    """``"task"`` or ``"cache"``, from where an object directory lies."""
+    return "task" if directory.parent.parent.name == KINDS["task"] else "cache"
+
+
+@contextlib.contextmanager
+def bulk() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a listing builds hundreds of thousands of
+    small objects (they hold no cycles; the collector would only rescan them over and over),
+    restoring its previous state after.  Not thread-local: it pauses the collector of the
+    process, as a short bulk load may."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
+
+
+class ObjectDir(NamedTuple):
+    """One object directory found by :func:`scan_objects` (paths as strings: cheap at 100k)."""
+
+    identifier: str
+    kind: str
+    name: str
+    path: str
+    done: bool
+
+
+def scan_objects(workspace: Workspace) -> list[ObjectDir]:
+    """Every ``jobs/<name>/<64 hex>`` and ``cache/<name>/<64 hex>`` directory, with whether it
+    is done (one ``stat`` each): :func:`xpmstore.store.taskdirs.list_object_dirs` without building a
+    ``Path`` per object, for listings and gc."""
+    found: list[ObjectDir] = []
+    exists = os.path.exists
+    for kind, folder in KINDS.items():
+        try:
+            tops = list(os.scandir(workspace.root / folder))
+        except FileNotFoundError:
+            continue
+        for top in tops:
+            if top.name.startswith(".") or not top.is_dir(follow_symlinks=False):
+                continue
+            with os.scandir(top.path) as entries:
+                for entry in entries:
+                    if _FULL_ID.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                        path = entry.path
+                        found.append(ObjectDir(entry.name, kind, top.name, path,
+                                               exists(path + "/.xpm/done")))
+    return found
+
+
+def _name_dirs(workspace: Workspace) -> list[Path]:
+    found: list[Path] = []
+    for folder in KINDS.values():
+        top = workspace.root / folder
+        try:
+            names = os.listdir(top)
+        except FileNotFoundError:
+            continue
+        found.extend(top / name for name in sorted(names) if not name.startswith("."))
+    return found
+
+
+def _on_disk(workspace: Workspace, prefix: str) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for name_dir in _name_dirs(workspace):
+        if len(prefix) == 64:
+            candidate = name_dir / prefix
+            if candidate.is_dir() and not candidate.is_symlink():
+                found[prefix] = candidate
+            continue
+        try:
+            entries = os.listdir(name_dir)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if len(entry) == 64 and entry.startswith(prefix):
+                found[entry] = name_dir / entry
+    return found
+
+
+def find_done(workspace: Workspace, text: str) -> tuple[str, Path] | None:
+    """(identifier, directory) of the done object that ``text`` names, found by the index alone
+    (one read transaction and one ``stat``), or None when the index does not settle it (unknown,
+    ambiguous, not done): then ask :meth:`xpmstore.store.lookup.Store.get`, which reconciles and
+    says why.  The fast path of ``xpmstore get``; raises InvalidIdentifierError."""
+    check_identifier(text)
+    index = Index.for_workspace(workspace)
+    if len(text) == 64:
+        ident: str | None = text
+        record = index.get_raw(bytes.fromhex(text))
+    else:
+        matches = index.with_prefix(text, limit=2)
+        ident = matches[0] if len(matches) == 1 else None
+        record = index.get(ident) if ident is not None else None
+    if ident is None or record is None:
+        return None
+    directory = workspace.root / record["path"]
+    if not os.path.exists(os.path.join(directory, ".xpm", "done")):
+        return None
+    return ident, directory
+
+
+def locate(workspace: Workspace, text: str) -> tuple[str, Path]:
+    """(identifier, directory) of the object named by ``text`` (an identifier or a unique
+    prefix), done or not.
+
+    Raises InvalidIdentifierError (not 1–64 lowercase hex), NotFound, AmbiguousPrefixError.
+    """
+    check_identifier(text)
+    index = Index.for_workspace(workspace)
+    if len(text) == 64:
+        record = index.get(text)
+        if record is not None:
+            directory = workspace.root / record["path"]
+            if directory.is_dir():
+                return text, directory
+    else:
+        matches = index.with_prefix(text)
+        if len(matches) == 1:
+            record = index.get(matches[0])
+            if record is not None and (workspace.root / record["path"]).is_dir():
+                return matches[0], workspace.root / record["path"]
+    found = _on_disk(workspace, text)
+    if not found:
+        raise NotFound(f"no object {'' if len(text) == 64 else 'starts with '}{text} in"
+                       f" {workspace.root}")
+    if len(found) > 1:
+        ids = sorted(found)
+        shown = ", ".join(i[:16] for i in ids[:10])
+        raise AmbiguousPrefixError(
+            f"prefix {text} matches {len(ids)} objects ({shown}); give more characters",
+            candidates=ids)
+    (ident, directory), = found.items()
+    return ident, directory

@@ -1,0 +1,1 @@
+"""Operating-system primitives: atomic publication, locks, JSON read back, Slurm's commands."""
