@@ -35,6 +35,7 @@ from ..errors import (
     XpmstoreError,
 )
 from . import digests, identifier, typecheck
+from .active import active
 from .fields import _MISSING, FieldDefault, FieldKind, PathGenerator
 from .typecheck import FrozenDict, FrozenList, Mismatch, UnsupportedType, compile_type
 
@@ -762,15 +763,13 @@ class Task(Config):
 
     def submit(self, launcher: Any = None, hooks: Any = ()) -> Any:
         """Submit the task to the active experiment; returns what ``task_outputs`` returns."""
-        import importlib  # the scheduler is imported on demand
-
-        try:
-            scheduler = importlib.import_module("xpmstore.scheduler.experiment")
-        except ImportError:
+        experiment = active()
+        if experiment is None:
             raise XpmstoreError(
-                f"{type(self).__qualname__}.submit(): this version of xpmstore has no scheduler"
-            ) from None
-        return scheduler.submit_task(self, launcher=launcher, hooks=hooks)
+                f"{type(self).__qualname__}.submit(): no active experiment; submit inside"
+                " `with experiment(workspace, name):`"
+            )
+        return experiment.submit(self, launcher=launcher, hooks=hooks)
 
     @property
     def __taskdir__(self) -> Path:

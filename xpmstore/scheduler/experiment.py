@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+from ..core.active import activate, active
 from ..core.config import Config, Task, class_spec, dependencies, iter_configs, tags_of
 from ..errors import ExperimentFailed, ExperimentInJobError, XpmstoreError
 from ..remote.sync import RemoteSync
@@ -54,9 +55,8 @@ from .progress import say as _say
 from .runlog import RunRecord
 from .runs import check_experiment_name
 
-__all__ = ["active_experiment", "experiment", "submit_task"]
+__all__ = ["active_experiment", "experiment"]
 
-_active: experiment | None = None
 _INTERRUPT_GRACE = 10.0
 _BATCH_SIZE = 512  # submits are planned and recorded in batches of at most this many jobs...
 _BATCH_DELAY = 0.01  # ...or of what was submitted within this many seconds
@@ -67,18 +67,8 @@ _TERMINAL = ("done", "failed", "blocked")
 
 def active_experiment() -> experiment | None:
     """The experiment whose ``with`` block is running in this process, if any."""
-    return _active
-
-
-def submit_task(task: Task, launcher: Launcher | str | None = None,
-                hooks: Iterable[SubmitHook] = ()) -> Any:
-    """Submit ``task`` to the active experiment (what ``Task.submit`` calls)."""
-    if _active is None:
-        raise XpmstoreError(
-            f"{type(task).__qualname__}.submit(): no active experiment; submit inside"
-            " `with experiment(workspace, name):`"
-        )
-    return _active.submit(task, launcher=launcher, hooks=hooks)
+    current = active()
+    return current if isinstance(current, experiment) else None
 
 
 class _Job:
@@ -184,14 +174,14 @@ class experiment:
     # --- the with block -------------------------------------------------------------------------
 
     def __enter__(self) -> experiment:
-        global _active
         if runner.inside_job():
             raise ExperimentInJobError(
                 "experiment() was entered inside a job's process: the script that defines your"
                 ' tasks is imported by jobs; guard the experiment with `if __name__ == "__main__":`'
             )
-        if _active is not None:
-            raise XpmstoreError(f"experiment {self.name!r}: experiment {_active.name!r} is"
+        current = active()
+        if current is not None:
+            raise XpmstoreError(f"experiment {self.name!r}: experiment {current.name!r} is"
                                 " already active in this process; experiments do not nest")
         if not self.dry_run:
             try:
@@ -206,11 +196,10 @@ class experiment:
             self._thread.start()
             self.launcher.warm()
         self._previous_workspace = set_active_workspace(self.workspace)
-        _active = self
+        activate(self)
         return self
 
     def __exit__(self, kind: Any, error: Any, trace: Any) -> Literal[False]:
-        global _active
         try:
             if self.dry_run:
                 return False
@@ -230,7 +219,7 @@ class experiment:
                 self._raise_failed(failed)
             return False
         finally:
-            _active = None
+            activate(None)
             set_active_workspace(self._previous_workspace)
 
     def _raise_failed(self, failed: list[_Job]) -> None:

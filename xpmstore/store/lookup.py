@@ -21,13 +21,13 @@ that results made on other hosts appear.  Safe across threads and processes.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core import identifier, query
+from ..core.active import active
 from ..core.config import Config, Task, class_spec, iter_configs
 from ..core.identifier import cache_identifier
 from ..errors import (
@@ -50,9 +50,7 @@ _new_record = object.__new__
 
 def _note_root(identifier: str) -> None:
     """Inside an active experiment, a looked-up object becomes one of the run's roots (gc)."""
-    # never imported: no experiment is active
-    module = sys.modules.get("xpmstore.scheduler.experiment")
-    current = module.active_experiment() if module is not None else None
+    current = active()
     if current is not None:
         current.note_root(identifier)
 
