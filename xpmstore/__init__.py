@@ -21,7 +21,6 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # what a type checker (and a reader) sees: the eager imports
     from .core.config import Config, Task, TaskPath
     from .core.fields import Constant, Meta, Option, Param, field, pathgenerator
-    from .core.params import load
     from .errors import (
         AmbiguousPrefixError,
         ClassNotFoundError,
@@ -50,7 +49,7 @@ if TYPE_CHECKING:  # what a type checker (and a reader) sees: the eager imports
     from .scheduler.experiment import experiment
     from .scheduler.hooks import Job, SubmitHook, submit_hook_decorator
     from .scheduler.launchers.base import Launcher
-    from .store.lookup import Record, Store
+    from .store.lookup import Record, Store, load
     from .store.taskprogress import progress
 
 __all__ = [
@@ -106,8 +105,7 @@ _HOME: dict[str, str] = {
     "Job": "scheduler.hooks", "SubmitHook": "scheduler.hooks",
     "submit_hook_decorator": "scheduler.hooks",
     "Launcher": "scheduler.launchers.base",
-    "load": "core.params",
-    "Record": "store.lookup", "Store": "store.lookup",
+    "Record": "store.lookup", "Store": "store.lookup", "load": "store.lookup",
     "progress": "store.taskprogress",
 }
 """Public name → the module that defines it (the errors come from ``errors``)."""

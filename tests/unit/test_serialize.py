@@ -24,6 +24,7 @@ from xpmstore.core.params import (
     refresh_values,
     to_json_bytes,
 )
+from xpmstore.core.params import load as load_file
 from xpmstore.errors import (
     ClassNotFoundError,
     FormatVersionError,
@@ -277,6 +278,17 @@ def test_load_warns_once_when_a_default_changed(tmp_path):
     assert "Learn.lr" in messages[0] and "default changed" in messages[0]
     assert "Constant" in messages[0]
     assert loaded.__identifier__ == document["identifier"]
+
+
+@pytest.mark.parametrize("loader", [load, load_file], ids=["xpmstore.load", "params.load"])
+def test_load_warns_at_the_callers_line_when_the_class_changed(tmp_path, loader):
+    target = write(Everything(value=1), tmp_path)
+    document = json.loads(target.read_bytes())
+    document["identifier"] = "0" * 64  # what the class gave when the file was written
+    target.write_text(json.dumps(document))
+    with pytest.warns(UserWarning, match="Everything: the class changed since") as caught:
+        loader(target)
+    assert [w.filename for w in caught] == [__file__]  # the line that called load
 
 
 def test_load_warns_when_a_field_disappeared(tmp_path):

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from xpmstore import Config, Param, Task, cache, field
-from xpmstore.core.params import load
+from xpmstore import Config, Param, Task, cache, field, load
 from xpmstore.errors import (
     AmbiguousPrefixError,
     ConfigTypeError,

@@ -475,23 +475,16 @@ class _Reader:
         raise FormatVersionError(f"params.json value {value!r} has no known tag")
 
 
-def load(path: str | os.PathLike[str]) -> Config:
-    """Rebuild the config recorded in a params.json, a task directory holding one, or the
-    task of an identifier or unique prefix in the default workspace.
+def load(path: str | os.PathLike[str], *, stacklevel: int = 2) -> Config:
+    """Rebuild the config recorded in a params.json or a task directory holding one (by
+    identifier: :func:`xpmstore.store.lookup.load`, which ``xpmstore.load`` is).
 
     The result has the same class, values, tags and ``dep`` marks, hence the same identifier.
     Raises NotFound, FormatVersionError, or ClassNotFoundError naming the class.  A result whose
-    default changed since gives one warning; so does a class whose identity changed.
+    default changed since gives one warning; so does a class whose identity changed (at
+    ``stacklevel``: the caller's line).
     """
     target = os.fspath(path)
-    if not os.path.exists(target) and isinstance(path, str) and path and all(
-        c in "0123456789abcdef" for c in path
-    ):
-        from ..store.lookup import (
-            Store,
-        )  # an identifier or prefix: look it up in the default workspace
-
-        target = os.fspath(Store().get(path).path)
     document = read_params(target)
     try:
         values = document["values"]
@@ -506,6 +499,6 @@ def load(path: str | os.PathLike[str]) -> Config:
         warnings.warn(
             f"{type(config).__qualname__}: the class changed since {path} was written"
             f" (identifier now {config.__identifier__[:12]}, recorded {recorded[:12]})",
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
     return config

@@ -30,6 +30,8 @@ from ..core import identifier, query
 from ..core.active import active
 from ..core.config import Config, Task, class_spec, iter_configs
 from ..core.identifier import cache_identifier
+from ..core.params import load as load_file
+from ..core.params import params_of
 from ..errors import (
     AmbiguousPrefixError,
     ConfigTypeError,
@@ -42,7 +44,7 @@ from .index import Index
 from .taskdirs import bind, is_done, list_object_dirs, read_record, record_from_disk
 from .workspace import DONE, Workspace, current_workspace
 
-__all__ = ["Explanation", "Record", "Store", "add_tags"]
+__all__ = ["Explanation", "Record", "Store", "add_tags", "load"]
 
 
 _new_record = object.__new__
@@ -414,8 +416,6 @@ class Store:
         leaf fields first, at most ``limit``) and the fields in which they differ (a field
         left at its default shows the default's value; a referenced task is compared field by
         field)."""
-        from ..core.params import params_of
-
         mine = params_of(config)["identity"]
         known = {task.__identifier__: params_of(task)["identity"]
                  for task in _tasks_in(config)}  # the asked tasks may exist nowhere yet
@@ -447,6 +447,22 @@ class Store:
             return found[ident]
 
         return resolve
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Rebuild the config recorded in a params.json, a task directory holding one, or the
+    task of an identifier or unique prefix in the default workspace (``xpmstore.load``).
+
+    The result has the same class, values, tags and ``dep`` marks, hence the same identifier.
+    Raises NotFound, AmbiguousPrefixError, FormatVersionError, or ClassNotFoundError naming the
+    class; warns as :func:`xpmstore.core.params.load` does.
+    """
+    target = os.fspath(path)
+    if not os.path.exists(target) and isinstance(path, str) and path and all(
+        c in "0123456789abcdef" for c in path
+    ):
+        target = os.fspath(Store().get(path).path)
+    return load_file(target, stacklevel=3)
 
 
 def _tasks_in(config: Config) -> list[Task]:
