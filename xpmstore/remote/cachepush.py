@@ -33,7 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import CorruptObjectError, NotFound, RemoteUnavailableError
-from ..store.taskstate import boot_id, process_start
+from ..store.taskstate import boot_id, inside_job, process_start
 from ..store.workspace import Workspace
 from ..system import jsonio
 from . import reach
@@ -55,8 +55,6 @@ def outbox(workspace: Workspace) -> Path:
 
 
 def _owner() -> dict[str, object]:
-    from ..scheduler.runner import inside_job
-
     if inside_job():
         return {"job": True}  # pushed by the experiment (see the module doc)
     pid = os.getpid()

@@ -37,7 +37,7 @@ from ..errors import ExperimentFailed, ExperimentInJobError, XpmstoreError
 from ..remote.sync import RemoteSync
 from ..store import taskdirs
 from ..store.index import Index
-from ..store.taskstate import launch_is_live, read_launch
+from ..store.taskstate import inside_job, launch_is_live, read_launch
 from ..store.workspace import Workspace, set_active_workspace
 from ..system.locks import gc_lock
 from . import runner
@@ -174,7 +174,7 @@ class experiment:
     # --- the with block -------------------------------------------------------------------------
 
     def __enter__(self) -> experiment:
-        if runner.inside_job():
+        if inside_job():
             raise ExperimentInJobError(
                 "experiment() was entered inside a job's process: the script that defines your"
                 ' tasks is imported by jobs; guard the experiment with `if __name__ == "__main__":`'

@@ -36,7 +36,7 @@ from ..errors import ExperimentInJobError
 from .progress import describe_error
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_WAITED", "flush_standard_streams",
-           "inside_job", "main", "prepare", "run_job", "write_done_state"]
+           "main", "prepare", "run_job", "write_done_state"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -45,13 +45,6 @@ EXIT_REFUSED = 78
 """The job's task could not even be rebuilt because importing its script entered an
 ``experiment()`` (an unguarded script): every job of that script fails the same way."""
 HEARTBEAT_PERIOD = 10.0
-
-_inside_job = False
-
-
-def inside_job() -> bool:
-    """Whether this process is a job's process (``experiment()`` is then refused)."""
-    return _inside_job
 
 
 class _DependencyNotDone(Exception):
@@ -137,17 +130,17 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
 
     Never raises for a failure of the task itself: the failure is recorded.
     """
-    global _inside_job, _heartbeat
-    _inside_job = True
+    global _heartbeat
     from ..core.config import Task, class_spec, dependencies
     from ..core.params import load
-    from ..store import leases, taskdirs
+    from ..store import leases, taskdirs, taskstate
     from ..store.taskprogress import progress
     from ..store.workspace import Workspace, set_active_workspace
     from ..system.atomic import write_atomic_many
     from ..system.locks import LockTimeout
     from . import claim
 
+    taskstate.mark_job_process()
     directory = Path(taskdir)
     workspace = Workspace.at(_workspace_of(directory))
     identifier = directory.name
@@ -389,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy's: the flag that refuses an
-    # experiment inside a job must be set on ``xpmstore.scheduler.runner`` itself.
+    # Run the imported module's main, not this __main__ copy's: its globals (the heartbeat's
+    # period, which tests change) are the ones every other module sees.
     from xpmstore.scheduler import runner as _runner
 
     sys.exit(_runner.main())

@@ -340,11 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     from xpmstore.core import params  # noqa: F401
     from xpmstore.scheduler import claim, runner  # noqa: F401
     from xpmstore.store import manifest, taskdirs  # noqa: F401
-    from xpmstore.store.taskstate import boot_id
+    from xpmstore.store.taskstate import boot_id, mark_job_process
 
     boot_id()  # read once here, inherited by every job
 
-    runner._inside_job = True  # a user script imported here must not start an experiment
+    mark_job_process()  # a user script imported here must not start an experiment
 
     out = os.fdopen(messages_fd, "w")
     wake_read, wake_write = os.pipe()

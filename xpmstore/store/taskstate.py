@@ -6,6 +6,10 @@ exists and started at ``pid_start`` (so a recycled pid is not mistaken for it). 
 the runner's heartbeat file (or, before its first beat, its launch record) is fresh (refreshed
 every 10 s, stale after 60 s).  A Slurm job is alive while ``squeue`` shows it pending or running
 (when ``squeue`` cannot answer here, the rules above apply).  Reads only.
+
+Whether this process is a job's process (:func:`inside_job`) is known here too, set by the job's
+runner: an experiment is then refused, and a ``@cache`` entry the job makes is pushed by its
+experiment, not by the job.
 """
 
 from __future__ import annotations
@@ -19,10 +23,23 @@ from typing import Any
 
 from ..system import jsonio
 
-__all__ = ["HEARTBEAT_STALE", "boot_id", "launch_is_live", "live_directories", "process_start",
-           "read_launch"]
+__all__ = ["HEARTBEAT_STALE", "boot_id", "inside_job", "launch_is_live", "live_directories",
+           "mark_job_process", "process_start", "read_launch"]
 
 HEARTBEAT_STALE = 60.0
+
+_inside_job = False
+
+
+def inside_job() -> bool:
+    """Whether this process runs a job (or is the zygote that forks jobs)."""
+    return _inside_job
+
+
+def mark_job_process() -> None:
+    """Mark this process as a job's process, for the rest of its life (the runner, the zygote)."""
+    global _inside_job
+    _inside_job = True
 
 
 @functools.cache
