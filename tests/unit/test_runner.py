@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from xpmstore.core.config import Task, class_spec
-from xpmstore.scheduler.claim import claim, read_state, run_lock_path
+from xpmstore.scheduler.claim import claim, read_state
 from xpmstore.scheduler.runner import EXIT_FAILED, EXIT_OK
 from xpmstore.store import taskdirs
 from xpmstore.store.taskstate import read_launch
@@ -103,7 +103,7 @@ def test_the_launch_record_and_the_running_state_are_one_document(ws: Workspace,
     file alone."""
     learn = ModelLearn(model=Model(hidden=6), epochs=2, counters=counters)
     directory = launch(ws, learn)
-    assert run_lock_path(ws, learn.__identifier__).exists()  # made by the claim
+    assert ws.run_lock_path(learn.__identifier__).exists()  # made by the claim
     scheduler = read_launch(directory)
     assert scheduler is not None and scheduler["pid"] == os.getpid()
     assert run(directory) == EXIT_OK

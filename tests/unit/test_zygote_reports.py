@@ -15,7 +15,7 @@ import pytest
 
 from xpmstore.core.config import Task
 from xpmstore.launchers import LocalLauncher
-from xpmstore.scheduler.claim import claim, run_lock_path
+from xpmstore.scheduler.claim import claim
 from xpmstore.scheduler.runner import EXIT_OK, EXIT_WAITED
 from xpmstore.store import taskdirs
 from xpmstore.store.workspace import Workspace
@@ -102,7 +102,7 @@ def test_a_waited_job_and_a_killed_one_are_reported_once(ws: Workspace, counters
     twin = Counted(n=1, counters=counters)
     directory = taskdirs.prepare_task_dir(ws, twin)
     assert claim(ws, twin.__identifier__, directory, launcher="test").outcome == "launch"
-    with held_or_refused(run_lock_path(ws, twin.__identifier__)):  # "another process runs it"
+    with held_or_refused(ws.run_lock_path(twin.__identifier__)):  # "another process runs it"
         launcher.launch(twin.__identifier__, directory, {}, {}, ["tests.schedtasks"], [], False,
                         exits)
         wait_for(lambda: exits.count() == 2, "the job to find its run lock held")

@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TextValueError
-from ..scheduler.claim import run_lock_path
 from ..scheduler.runs import Run, read_runs
 from ..store import leases
 from ..store.edges import dependencies_on_disk
@@ -456,7 +455,7 @@ def _take(workspace: Workspace, candidate: Candidate, trash: Path) -> str:
     with try_object_lock(workspace.lock_path(candidate.identifier)) as acquired:
         if not acquired:
             return "its lock is held"
-        with try_object_lock(run_lock_path(workspace, candidate.identifier)) as free:
+        with try_object_lock(workspace.run_lock_path(candidate.identifier)) as free:
             if not free:
                 return "it is running"
             if not candidate.done and launch_is_live(Path(candidate.path)):

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import HasDependentsError, ObjectInUseError
-from ..scheduler.claim import run_lock_path
 from ..store import leases
 from ..store.edges import dependencies_on_disk
 from ..store.index import Index
@@ -126,7 +125,7 @@ def remove(workspace: Workspace, text: str, cascade: bool = False) -> list[tuple
                                        identifier=ident)
         for ident, path in targets:
             with try_object_lock(workspace.lock_path(ident)) as acquired, \
-                    try_object_lock(run_lock_path(workspace, ident)) as free:
+                    try_object_lock(workspace.run_lock_path(ident)) as free:
                 if not (acquired and free) or _in_use(ident, path, leased):
                     raise ObjectInUseError(
                         f"{ident[:12]} ({path.parent.name}): its lock is held by another"

@@ -44,7 +44,6 @@ from ..errors import (
     RemoteUnavailableError,
     XpmstoreError,
 )
-from ..scheduler.claim import run_lock_path
 from ..store import manifest as manifest_module
 from ..store import taskdirs
 from ..store.edges import dependencies_problem, params_dependencies
@@ -298,7 +297,7 @@ def _publish(workspace: Workspace, checked: RemoteObject, temp: Path, final: Pat
         if taskdirs.is_done(final):
             return False
         if checked.manifest.kind == "task":
-            with try_object_lock(run_lock_path(workspace, identifier)) as free:
+            with try_object_lock(workspace.run_lock_path(identifier)) as free:
                 launch = read_launch(final) if final.exists() else None
                 if not free or (launch is not None and launch_is_live(final, launch)):
                     raise ObjectInUseError(f"{identifier}: being computed here; not pulled",

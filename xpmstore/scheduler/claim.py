@@ -45,7 +45,6 @@ __all__ = [
     "launch_record",
     "move_attempt",
     "read_state",
-    "run_lock_path",
     "start_run",
     "write_state",
 ]
@@ -60,15 +59,10 @@ class Claim:
     failed_before: bool = False
 
 
-def run_lock_path(workspace: Workspace, identifier: str) -> Path:
-    """The run lock of a job, held by its process while it runs."""
-    return workspace.lock_path(identifier).with_suffix(".run")
-
-
 def _run_lock_held(workspace: Workspace, identifier: str) -> bool:
     """Whether some process holds the job's run lock right now (a probe: call it under the
     claim lock, or it may collide with a job taking its run lock)."""
-    path = run_lock_path(workspace, identifier)
+    path = workspace.run_lock_path(identifier)
     if not os.path.exists(path):  # never taken: nobody holds it (and no file is created here;
         return False              # a job creates it under the claim lock, which we hold)
     with try_object_lock(path) as acquired:
@@ -167,7 +161,7 @@ def claim(workspace: Workspace, identifier: str, taskdir: Path, *, values: Confi
         # claim's record (a job claimed, not started: a live launch record and no state).
         # The run lock's file is made here, so that the job only opens it (probes of a lock
         # nobody took find it free all the same).
-        os.close(os.open(run_lock_path(workspace, identifier), os.O_RDWR | os.O_CREAT, 0o644))
+        os.close(os.open(workspace.run_lock_path(identifier), os.O_RDWR | os.O_CREAT, 0o644))
         return Claim("launch", failed_before=failed_before)
 
 
@@ -195,5 +189,4 @@ def start_run(workspace: Workspace, identifier: str) -> HeldLock:
     The run lock is taken under the claim lock, so that the probes of claims never collide with
     it; raises LockTimeout when another process runs the job.
     """
-    claim_lock = workspace.lock_path(identifier)
-    return hold_under(claim_lock, claim_lock.with_suffix(".run"))
+    return hold_under(workspace.lock_path(identifier), workspace.run_lock_path(identifier))

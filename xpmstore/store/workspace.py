@@ -171,6 +171,10 @@ class Workspace:
         check_identifier(identifier)
         return self.private / "locks" / identifier[:2] / identifier
 
+    def run_lock_path(self, identifier: str) -> Path:
+        """The run lock of a job, held by its process while it runs (beside the job's lock)."""
+        return self.lock_path(identifier).with_suffix(".run")
+
     @property
     def gc_lock_path(self) -> Path:
         """The shared/exclusive gc lock file."""
