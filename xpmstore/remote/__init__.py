@@ -2,16 +2,16 @@
 
 Two kinds behind one interface (:mod:`.backends`): a directory of a shared file system
 (``file:///…``) and an S3-compatible bucket (``s3://bucket/prefix``, :mod:`.s3`).  :mod:`.layout`
-holds the layout and the settings, :mod:`.verify` the pure checks of what is pulled,
-:mod:`.transfer` push and pull (:mod:`.trailing` hashes a copy as it is made), :mod:`.sync` what
-the scheduler does with them, :mod:`.cachepull` and :mod:`.cachepush` what ``@cache`` does, and
-:mod:`.reach` what one process knows of its remote (unreachable or not).
+holds the layout and the settings and opens a remote, :mod:`.verify` the pure checks of what is
+pulled, :mod:`.transfer` push and pull (:mod:`.trailing` hashes a copy as it is made),
+:mod:`.sync` what the scheduler does with them, :mod:`.cachepull` and :mod:`.cachepush` what
+``@cache`` does, and :mod:`.reach` what one process knows of its remote (unreachable or not).
 """
 
 from __future__ import annotations
 
-from .backends import Backend, DirectoryBackend, open_backend
-from .layout import Remote, RemoteSettings, open_remote, remote_settings
+from .backends import Backend, DirectoryBackend
+from .layout import Remote, RemoteSettings, open_backend, open_remote, remote_settings
 from .s3 import S3Backend
 from .sync import RemoteSync
 from .transfer import PushReport, fetch, pull, push, push_one, remote_entries

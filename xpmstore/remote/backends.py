@@ -15,7 +15,8 @@ so correctness never relies on the condition being honoured).
   through ``endpoint_url``; :mod:`.s3`): HEAD, then PUT, with ``If-None-Match: *`` when the
   server honours it (412 is fine).
 
-Both are safe across threads and processes.
+Both are safe across threads and processes.  :func:`xpmstore.remote.layout.open_backend` opens
+the one a URL names.
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import unquote, urlparse
 
 from ..errors import RemoteError, RemoteUnavailableError, RemoteUnwritableError
 from ..system.atomic import TEMP_MARK, fsync_dir
 
-__all__ = ["Backend", "DirectoryBackend", "open_backend"]
+__all__ = ["Backend", "DirectoryBackend"]
 
 _UNWRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.ENOSPC,
                          errno.EDQUOT})
@@ -282,23 +282,4 @@ class DirectoryBackend(Backend):
             raise RemoteError(f"{self.url}: cannot create {self.root}: {exc.strerror or exc}") \
                 from None
         return f"{self.url}: {'ready (it existed)' if existed else 'created'}"
-
-
-def open_backend(url: str, endpoint_url: str | None = None, region: str | None = None) -> Backend:
-    """The backend that ``url`` names: ``file:///path`` (or a plain absolute path) or
-    ``s3://bucket/prefix``.  Raises RemoteError for another scheme or a missing bucket name."""
-    parsed = urlparse(url)
-    if parsed.scheme in ("", "file"):
-        path = unquote(parsed.path if parsed.scheme else url)
-        if not os.path.isabs(path):
-            raise RemoteError(f"remote {url!r}: a directory remote needs an absolute path"
-                              " (file:///shared/xpmstore)")
-        return DirectoryBackend(Path(path), url)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise RemoteError(f"remote {url!r}: expected s3://bucket/prefix")
-        from .s3 import S3Backend
-
-        return S3Backend(parsed.netloc, parsed.path, endpoint_url, region, url)
-    raise RemoteError(f"remote {url!r}: unknown scheme {parsed.scheme!r} (file:// or s3://)")
 

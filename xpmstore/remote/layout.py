@@ -1,4 +1,4 @@
-"""The remote's layout and settings (docs/remote.md).
+"""The remote's layout and settings, and opening a remote from them (docs/remote.md).
 
 ```
 cas/<ab>/<blake3>           a file's bytes, shared by every object that holds them
@@ -25,15 +25,17 @@ import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
+from urllib.parse import unquote, urlparse
 
 from ..core.identifier import check_identifier
 from ..errors import AmbiguousPrefixError, InvalidIdentifierError, NotFound, RemoteError
 from ..store.workspace import Workspace, user_settings
-from .backends import Backend, open_backend
+from .backends import Backend, DirectoryBackend
 
 __all__ = ["BULK_THRESHOLD", "LIST_KEYS_PER_ID", "SAMPLE_LIMIT", "Remote", "RemoteSettings",
-           "listing_pays", "open_remote", "remote_settings"]
+           "listing_pays", "open_backend", "open_remote", "remote_settings"]
 
 BULK_THRESHOLD = 64
 """Below this many identifiers, presence is always a HEAD each (on a thread pool)."""
@@ -191,6 +193,25 @@ def listing_pays(per_prefix: int, prefixes: int, wanted: int) -> bool:
     if per_prefix >= SAMPLE_LIMIT:
         return False
     return per_prefix * prefixes <= LIST_KEYS_PER_ID * wanted
+
+
+def open_backend(url: str, endpoint_url: str | None = None, region: str | None = None) -> Backend:
+    """The backend that ``url`` names: ``file:///path`` (or a plain absolute path) or
+    ``s3://bucket/prefix``.  Raises RemoteError for another scheme or a missing bucket name."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        path = unquote(parsed.path if parsed.scheme else url)
+        if not os.path.isabs(path):
+            raise RemoteError(f"remote {url!r}: a directory remote needs an absolute path"
+                              " (file:///shared/xpmstore)")
+        return DirectoryBackend(Path(path), url)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise RemoteError(f"remote {url!r}: expected s3://bucket/prefix")
+        from .s3 import S3Backend
+
+        return S3Backend(parsed.netloc, parsed.path, endpoint_url, region, url)
+    raise RemoteError(f"remote {url!r}: unknown scheme {parsed.scheme!r} (file:// or s3://)")
 
 
 def open_remote(workspace: Workspace, url: str | None = None) -> Remote | None:
