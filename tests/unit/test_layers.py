@@ -20,11 +20,6 @@ from ..helpers import REPO_ROOT
 LAYERS = ["serve", "admin", "scheduler", "remote", "store", "core", "system"]
 """Top to bottom, as in pyproject.toml (the CLI, above them all, is xpmstore_cli)."""
 
-KNOWN_UPWARD = {  # left by the move, each cut by a commit of its own
-    "xpmstore/system/slurmctl.py: xpmstore.scheduler.runner",
-}
-"""Strings of the library that name a module of a higher layer, still to be cut."""
-
 _MODULE_PATH = re.compile(r"(?<![\w.])xpmstore\.(\w+)(?:\.\w+)*")
 
 
@@ -59,8 +54,7 @@ def test_no_module_reaches_a_higher_layer_through_a_string():
                 other = _layer([match.group(1)])
                 if other is not None and other < own:
                     upward.append(f"{path.relative_to(REPO_ROOT)}: {match.group(0)}")
-    assert sorted(set(upward) - KNOWN_UPWARD) == []
-    assert sorted(KNOWN_UPWARD - set(upward)) == [], "cut: remove it from KNOWN_UPWARD"
+    assert upward == []
 
 
 def _docstrings(tree: ast.Module) -> set[int]:

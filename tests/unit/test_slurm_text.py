@@ -19,8 +19,9 @@ from xpmstore.system import slurmctl
 def test_script_runs_the_runner_with_the_environment_exported(tmp_path: Path) -> None:
     taskdir = str(tmp_path / "a dir")
     options = slurmctl.SlurmOptions(partition="gpu", time="1:00:00", cpus=4, extra=("--exclusive",))
-    text = slurmctl.render_script(taskdir, "/usr/bin/python3", options,
-                                  {"B": "it's $HOME", "A": "1"}, "xpm-abc")
+    command = ["/usr/bin/python3", "-m", "xpmstore.scheduler.runner", taskdir]
+    text = slurmctl.render_script(taskdir, command, options, {"B": "it's $HOME", "A": "1"},
+                                  "xpm-abc")
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash"
     assert f'#SBATCH --output="{taskdir}/.xpm/slurm-%j.out"' in lines  # quoted: a space
@@ -36,13 +37,13 @@ def test_script_runs_the_runner_with_the_environment_exported(tmp_path: Path) ->
 
 def test_script_refuses_a_directory_its_directives_cannot_hold() -> None:
     with pytest.raises(XpmstoreError, match="double quote"):
-        slurmctl.render_script('/t/a"b', "python", slurmctl.SlurmOptions(), {}, "j")
+        slurmctl.render_script('/t/a"b', ["true"], slurmctl.SlurmOptions(), {}, "j")
 
 
 @pytest.mark.parametrize("name", ["1X", "A-B", "A B", ""])
 def test_script_refuses_invalid_variable_names(name: str) -> None:
     with pytest.raises(XpmstoreError, match="not a valid name"):
-        slurmctl.render_script("/t", "python", slurmctl.SlurmOptions(), {name: "v"}, "j")
+        slurmctl.render_script("/t", ["true"], slurmctl.SlurmOptions(), {name: "v"}, "j")
 
 
 def test_sbatch_output_parsed() -> None:

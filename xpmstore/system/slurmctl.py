@@ -133,10 +133,11 @@ class SlurmOptions:
         return args + list(self.extra)
 
 
-def render_script(taskdir: str, python: str, options: SlurmOptions, environ: Mapping[str, str],
-                  job_name: str) -> str:
+def render_script(taskdir: str, command: Sequence[str], options: SlurmOptions,
+                  environ: Mapping[str, str], job_name: str) -> str:
     """The sbatch script of one job: Slurm's own output to ``.xpm/slurm-%j.out``, the job's
-    environment exported, then the task's runner (which writes ``stdout`` and ``stderr``)."""
+    environment exported, then ``command`` run in ``taskdir`` (the launcher's: the task's
+    runner, which writes ``stdout`` and ``stderr``)."""
     if any(c in taskdir for c in '"\n\\'):
         raise XpmstoreError(f"task directory {taskdir!r}: Slurm's #SBATCH lines cannot hold a"
                             " double quote, backslash or newline; use a workspace path without")
@@ -151,7 +152,7 @@ def render_script(taskdir: str, python: str, options: SlurmOptions, environ: Map
             raise XpmstoreError(f"job environment variable {name!r}: not a valid name")
         lines.append(f"export {name}={shlex.quote(value)}")
     lines.append('export XPMSTORE_SLURM_JOB_ID="$SLURM_JOB_ID"')  # into the launch record
-    lines.append(f"exec {shlex.quote(python)} -m xpmstore.scheduler.runner {shlex.quote(taskdir)}")
+    lines.append(f"exec {shlex.join(command)}")
     return "\n".join(lines) + "\n"
 
 

@@ -128,7 +128,8 @@ class SlurmLauncher(Launcher):
         env.setdefault("PYTHONPATH", _job_python_path())
         chosen = self.options.merged(options or {})
         name = f"xpm-{identifier[:12]}"
-        write_atomic(script, slurmctl.render_script(str(taskdir), sys.executable, chosen, env,
+        command = [sys.executable, "-m", "xpmstore.scheduler.runner", str(taskdir)]
+        write_atomic(script, slurmctl.render_script(str(taskdir), command, chosen, env,
                                                     name).encode(), durable=False)
         job_id = self._sbatch(script, list(after), list(after_dirs))
         tracked = _Tracked(identifier, taskdir, job_id, on_exit, script)
