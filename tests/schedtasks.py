@@ -487,8 +487,8 @@ def drive(argv: list[str] | None = None) -> None:
         with experiment(workspace, "crash", launcher=LocalLauncher(workers=1)):
             Crashy(i=int(args[3]), counters=counters).submit()
     elif mode == "waiter":
-        # the package's name is the class
-        experiment_module = sys.modules["xpmstore.scheduler.experiment"]
+        from xpmstore.scheduler import experiment as experiment_module
+
         real_holder_state = experiment_module.holder_state
 
         def watched_holder_state(*holder_args: Any) -> str:

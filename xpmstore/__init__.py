@@ -4,16 +4,13 @@ The public names are importable from here; everything else is private and may ch
 
 The names are resolved lazily (PEP 562): ``import xpmstore`` costs almost nothing, and a name is
 imported from its module on first use.  This keeps the command line's start-up short (``xpmstore
-get`` never imports the scheduler).  ``xpmstore.cache``, ``xpmstore.experiment`` and
-``xpmstore.scheduler.progress`` stay the decorator, the class and the reporter even after the
-modules of the same name are imported.
+get`` never imports the scheduler).  The modules live in layered subpackages
+(docs/architecture.md); none of them shares its name with a public name.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -110,10 +107,6 @@ _HOME: dict[str, str] = {
 }
 """Public name → the module that defines it (the errors come from ``errors``)."""
 
-_SHADOWED = frozenset({"cache", "experiment", "progress"})
-"""Public names that are also the names of submodules: the public object wins."""
-
-
 def __getattr__(name: str) -> Any:
     """Import a public name (or a submodule) on first use."""
     home = _HOME.get(name)
@@ -134,16 +127,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
-
-class _Package(types.ModuleType):
-    """The package's module type: importing the submodule ``xpmstore.cache`` (or
-    ``xpmstore.experiment``, ``xpmstore.scheduler.progress``) does not replace the public object of
-    that name."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _SHADOWED and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

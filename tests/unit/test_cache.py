@@ -3,7 +3,6 @@ killed attempt leaves nothing done."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import pytest
 
 from xpmstore import Config, Param, cache
 from xpmstore.core.identifier import cache_identifier
+from xpmstore.scheduler import cache as cache_module
 from xpmstore.store import taskdirs
 from xpmstore.store.index import Index
 from xpmstore.store.lookup import Store
@@ -29,9 +29,6 @@ from ..storehelpers import (
     make_workspace,
     wait_for,
 )
-
-# xpmstore.cache is the decorator
-cache_module = importlib.import_module("xpmstore.scheduler.cache")
 
 
 @pytest.fixture(autouse=True)
