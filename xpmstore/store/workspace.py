@@ -10,8 +10,8 @@ WORKSPACE/
 ```
 
 Pure path arithmetic apart from :func:`default_workspace` (environment and settings) and
-:func:`is_network_fs` (reads ``/proc/self/mountinfo``).  Identifiers are checked before any path
-is built from them.
+:func:`is_network_fs` (the mount table, :mod:`xpmstore.system.mounts`).  Identifiers are checked
+before any path is built from them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 from ..core.identifier import check_identifier
 from ..errors import InvalidIdentifierError, XpmstoreError
+from ..system.mounts import mount_of
 
 __all__ = [
     "DONE",
@@ -86,28 +87,9 @@ def default_workspace() -> Path:
     return Path(data) / "xpmstore"
 
 
-def _mounts() -> list[tuple[str, str]]:
-    out = []
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-            for line in handle:
-                parts = line.split()
-                sep = parts.index("-")
-                point = parts[4].replace("\\040", " ")
-                out.append((point, parts[sep + 1]))
-    except (OSError, ValueError):
-        pass
-    return out
-
-
 def is_network_fs(path: str | os.PathLike[str]) -> tuple[bool, str]:
-    """Whether ``path`` lies on a network file system (longest mount prefix), and its type."""
-    target = os.path.realpath(path)
-    best, fstype = "", ""
-    for point, kind in _mounts():
-        inside = target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, fstype = point, kind
+    """Whether ``path`` lies on a network file system (its mount's type), and that type."""
+    _, fstype = mount_of(path)
     return fstype in NETWORK_FILESYSTEMS, fstype
 
 

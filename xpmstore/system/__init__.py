@@ -1,1 +1,1 @@
-"""Operating-system primitives: atomic publication, locks, JSON read back, Slurm's commands."""
+"""Operating-system primitives: atomic publication, locks, mounts, JSON read back, Slurm."""

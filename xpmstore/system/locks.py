@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import XpmstoreError
+from .mounts import mount_of
 
 __all__ = ["HeldLock", "LockTimeout", "LockUnavailableError", "gc_lock", "held_or_refused",
            "hold_under", "lock_descriptor", "object_lock", "path_lock", "try_object_lock"]
@@ -43,25 +44,9 @@ class LockTimeout(XpmstoreError, TimeoutError):
     """A lock was not acquired within the time asked for."""
 
 
-def _mount_of(path: Path) -> str:
-    target = os.path.realpath(path)
-    best = "/"
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-            for line in handle:
-                point = line.split()[4].replace("\\040", " ")
-                if (target == point or target.startswith(point.rstrip("/") + "/")) and len(
-                    point
-                ) > len(best):
-                    best = point
-    except OSError:
-        pass
-    return best
-
-
 def _unsupported(path: Path, exc: OSError) -> LockUnavailableError:
     return LockUnavailableError(
-        f"cannot lock {path}: the file system mounted at {_mount_of(path)} does not support"
+        f"cannot lock {path}: the file system mounted at {mount_of(path)[0]} does not support"
         f" locks ({exc.strerror}); put the workspace on a file system with working locks"
     )
 
