@@ -86,7 +86,7 @@ def logs(identifier: str, follow: bool, stream: str) -> None:
     from xpmstore.admin.jobs import log_paths
     from xpmstore.errors import NotFound
     from xpmstore.store.locate import locate
-    from xpmstore.store.lookup import object_status
+    from xpmstore.store.taskstate import object_status
 
     _, directory = locate(open_workspace(), identifier)
     paths = log_paths(directory)

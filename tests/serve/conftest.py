@@ -23,7 +23,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from xpmstore.store.lookup import object_status
+from xpmstore.store.taskstate import object_status
 
 from ..clihelpers import XPMSTORE
 from ..helpers import PYTHON, REPO_ROOT

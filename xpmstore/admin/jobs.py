@@ -24,9 +24,8 @@ from typing import IO, Any
 from ..errors import ObjectInUseError, XpmstoreError
 from ..scheduler.claim import read_state
 from ..scheduler.runs import Run, read_runs
-from ..store.lookup import object_status
 from ..store.taskprogress import ProgressLevel, read_progress
-from ..store.taskstate import launch_is_live, read_launch
+from ..store.taskstate import launch_is_live, object_status, read_launch
 from ..store.workspace import Workspace
 
 __all__ = ["JobInfo", "follow", "kill_job", "list_jobs", "log_paths"]

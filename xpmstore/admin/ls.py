@@ -18,8 +18,8 @@ from typing import Any
 from ..core.fromtext import tag_matches
 from ..store.indexrecords import summary, without_identity
 from ..store.locate import ObjectDir, bulk, object_kind, scan_objects
-from ..store.lookup import Record, Store, object_status
-from ..store.taskstate import read_launch
+from ..store.lookup import Record, Store
+from ..store.taskstate import object_status, read_launch
 from .gc import reconcile_listing
 
 __all__ = ["list_entries", "list_json", "list_records"]

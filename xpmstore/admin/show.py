@@ -17,11 +17,11 @@ from typing import Any
 from ..scheduler.claim import read_state
 from ..scheduler.runs import read_runs
 from ..store.locate import locate, object_kind
-from ..store.lookup import Store, object_status
+from ..store.lookup import Store
 from ..store.pins import pinned
 from ..store.taskdirs import record_from_disk
 from ..store.taskprogress import ProgressLevel, read_progress
-from ..store.taskstate import read_launch
+from ..store.taskstate import object_status, read_launch
 from ..store.workspace import Workspace
 from ..system import jsonio
 

@@ -2,7 +2,7 @@
 
 Each handler runs the library's blocking work on a worker thread (``run_in_threadpool``) and
 answers JSON; an error a request caused is ``{"error": one line}`` with its HTTP status
-(:func:`.app.error_status`).  Event streams are in :mod:`.events`.
+(:func:`.serveconfig.error_status`).  Event streams are in :mod:`.events`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from ..scheduler.runs import is_experiment_name
 from ..store.locate import locate
 from . import events
 from .actions import ACTIONS, run_action
-from .app import ServeConfig, error_response
 from .catalog import Catalog
 from .files import is_listed, open_listed, read_chunk
 from .graph import provenance
@@ -35,6 +34,7 @@ from .remoteview import remote_info, remote_listing, remote_presence
 from .resultsview import results_table, table_csv
 from .runcache import RunCache
 from .runsview import experiments_view, run_view
+from .serveconfig import ServeConfig, error_response
 
 __all__ = ["Api", "State", "routes"]
 

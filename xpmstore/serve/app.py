@@ -17,9 +17,7 @@ Guards, in the order a request meets them:
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
@@ -30,22 +28,13 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import (
-    AmbiguousPrefixError,
-    HasDependentsError,
-    NotFound,
-    ObjectInUseError,
-    PathRefusedError,
-    RemoteError,
-    XpmstoreError,
-)
 from ..store.lookup import Store
-from ..store.workspace import Workspace
 from .catalog import Catalog
 from .events import Streams
 from .runcache import RunCache
+from .serveconfig import ServeConfig, error_response, error_status
 
-__all__ = ["LOOPBACK_HOSTS", "ServeConfig", "error_response", "make_app"]
+__all__ = ["LOOPBACK_HOSTS", "ServeConfig", "error_response", "error_status", "make_app"]
 
 HERE = Path(__file__).resolve().parent
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -57,53 +46,12 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        " frame-ancestors 'none'")
 
 
-@dataclass
-class ServeConfig:
-    """What a server serves and allows."""
-
-    workspace: Workspace
-    allow_actions: bool = False
-    token: str | None = None
-    """Required of every request when set (any non-loopback host)."""
-    allowed_hosts: list[str] = field(default_factory=lambda: ["*"])
-    """Host names requests may name (``["*"]``: any; the loopback names when bound to
-    loopback)."""
-    max_streams: int = 200
-    catalog_age: float = 10.0
-    """Seconds a listing of the workspace serves searches before it is made again."""
-
-
 def host_name(header: str) -> str:
     """The host name of a ``Host`` header, without its port (``[::1]:8642`` -> ``::1``)."""
     header = header.strip().lower()
     if header.startswith("["):
         return header[1:].split("]", 1)[0]
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-def error_status(error: BaseException) -> int:
-    """The HTTP status of an error a request caused."""
-    if isinstance(error, PathRefusedError):
-        return 403
-    if isinstance(error, NotFound | FileNotFoundError):
-        return 404
-    if isinstance(error, ObjectInUseError | HasDependentsError):
-        return 409
-    if isinstance(error, RemoteError):
-        return 502
-    if isinstance(error, ValueError | TypeError | LookupError):
-        return 400
-    return 409 if isinstance(error, XpmstoreError) else 500
-
-
-def error_response(error: BaseException) -> JSONResponse:
-    """``{"error": one line}`` with the status :func:`error_status` gives (and the candidates
-    of an ambiguous prefix)."""
-    message = " ".join((str(error) or type(error).__name__).split())
-    body: dict[str, Any] = {"error": message}
-    if isinstance(error, AmbiguousPrefixError):
-        body["candidates"] = error.candidates[:50]
-    return JSONResponse(body, status_code=error_status(error))
 
 
 class Guard:

@@ -28,7 +28,8 @@ from typing import Any
 
 from ..admin.ls import list_entries
 from ..errors import TextValueError
-from ..store.lookup import Store, object_status
+from ..store.lookup import Store
+from ..store.taskstate import object_status
 from .paramsview import param_leaves
 
 __all__ = ["Catalog", "Filters", "Listing", "value_key"]

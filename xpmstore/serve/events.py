@@ -27,7 +27,7 @@ import anyio
 import anyio.to_thread
 
 from ..scheduler.runs import is_experiment_name
-from ..store.lookup import object_status
+from ..store.taskstate import object_status
 from ..store.workspace import Workspace
 from .files import open_listed, read_chunk
 from .runcache import RunCache

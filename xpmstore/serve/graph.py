@@ -15,7 +15,7 @@ from typing import Any
 
 from ..store.index import Index
 from ..store.locate import locate
-from ..store.lookup import object_status
+from ..store.taskstate import object_status
 from ..store.workspace import Workspace
 from .runcache import JobEdges
 

@@ -13,8 +13,7 @@ from typing import Any
 
 from ..scheduler.claim import read_state
 from ..scheduler.runs import Run, RunJob
-from ..store.lookup import object_status
-from ..store.taskstate import read_launch
+from ..store.taskstate import object_status, read_launch
 from ..store.workspace import Workspace
 from .progressview import job_progress
 from .runcache import RunCache

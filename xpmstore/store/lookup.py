@@ -39,9 +39,9 @@ from ..errors import (
     InvalidIdentifierError,
     NotFound,
 )
-from ..system import jsonio
 from .index import Index
 from .taskdirs import bind, is_done, list_object_dirs, read_record, record_from_disk
+from .taskstate import object_status
 from .workspace import DONE, Workspace, current_workspace
 
 __all__ = ["Explanation", "Record", "Store", "add_tags", "load"]
@@ -107,31 +107,6 @@ class Explanation:
 
     record: Record
     differences: list[str]
-
-
-def object_status(directory: Path) -> str:
-    """"done", "failed", "running", "queued" or "absent", read from an object directory.
-
-    "queued": claimed by a live scheduler (or submitted to Slurm) but not started yet, such as
-    a job claimed ahead of a free worker.  A job whose state says running but whose holder is
-    gone (killed, machine rebooted) is "failed": it will run again on the next submit.
-    """
-    if is_done(directory):
-        return "done"
-    try:
-        data = jsonio.read(directory / ".xpm" / "state.json")
-    except (OSError, ValueError):
-        data = None
-    state = data.get("state") if isinstance(data, dict) else None
-    if state == "failed":
-        return "failed"
-    if state == "running" or os.path.exists(directory / ".xpm" / "launch.json"):
-        from . import taskstate  # the scheduler's module, only when something ran
-
-        if taskstate.launch_is_live(directory):
-            return "running" if state == "running" else "queued"  # claimed, not started
-        return "failed" if state == "running" else "absent"
-    return "absent"
 
 
 class Store:

@@ -387,8 +387,7 @@ def _not_done_rows(store: Store, cls: type[Task], status: str | None, asked: que
                    done: set[str]) -> list[TaskRow]:
     """The tasks of ``cls`` in ``jobs/`` that are not done, read from their directories."""
     from ..core.params import read_params
-    from .lookup import object_status
-    from .taskstate import read_launch
+    from .taskstate import object_status, read_launch
 
     folder = store.workspace.jobs / class_spec(cls).identity_name
     try:

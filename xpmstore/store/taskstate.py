@@ -15,6 +15,7 @@ experiment, not by the job.
 from __future__ import annotations
 
 import functools
+import os
 import socket
 import time
 from collections.abc import Iterable
@@ -22,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from ..system import jsonio
+from .taskdirs import is_done
 
 __all__ = ["HEARTBEAT_STALE", "boot_id", "inside_job", "launch_is_live", "live_directories",
-           "mark_job_process", "process_start", "read_launch"]
+           "mark_job_process", "object_status", "process_start", "read_launch"]
 
 HEARTBEAT_STALE = 60.0
 
@@ -107,3 +109,26 @@ def launch_is_live(directory: Path, record: dict[str, Any] | None = None) -> boo
         except OSError:
             pass
     return time.time() - beat < HEARTBEAT_STALE
+
+
+def object_status(directory: Path) -> str:
+    """"done", "failed", "running", "queued" or "absent", read from an object directory.
+
+    "queued": claimed by a live scheduler (or submitted to Slurm) but not started yet, such as
+    a job claimed ahead of a free worker.  A job whose state says running but whose holder is
+    gone (killed, machine rebooted) is "failed": it will run again on the next submit.
+    """
+    if is_done(directory):
+        return "done"
+    try:
+        data = jsonio.read(directory / ".xpm" / "state.json")
+    except (OSError, ValueError):
+        data = None
+    state = data.get("state") if isinstance(data, dict) else None
+    if state == "failed":
+        return "failed"
+    if state == "running" or os.path.exists(directory / ".xpm" / "launch.json"):
+        if launch_is_live(directory):
+            return "running" if state == "running" else "queued"  # claimed, not started
+        return "failed" if state == "running" else "absent"
+    return "absent"
