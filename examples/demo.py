@@ -25,9 +25,9 @@ from xpmstore import (
     experiment,
     load,
     pathgenerator,
+    progress,
 )
 from xpmstore.launchers import LocalLauncher
-from xpmstore.scheduler import progress
 from xpmstore.scheduler.progress import Progress
 
 

@@ -13,9 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from xpmstore import Config, ExperimentFailed, Meta, Param, Task, experiment
+from xpmstore import Config, ExperimentFailed, Meta, Param, Task, experiment, progress
 from xpmstore.launchers import LocalLauncher
-from xpmstore.scheduler import progress
 
 from .schedtasks import wait_file
 

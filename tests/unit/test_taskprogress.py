@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 import xpmstore
-from xpmstore import experiment
+from xpmstore import experiment, progress
 from xpmstore.errors import ProgressArgumentError
 from xpmstore.launchers import LocalLauncher
-from xpmstore.scheduler import progress
 from xpmstore.store.taskprogress import (
     MAX_LEVELS,
     TaskProgress,
@@ -55,12 +54,10 @@ def levels_of(taskdir: Path) -> list[tuple[Any, ...]]:
 
 
 def test_progress_is_public_and_survives_the_import_of_the_display_module() -> None:
-    from xpmstore.scheduler.progress import (
-        Progress,
-    )  # the experiment's display: a module of that name
+    from xpmstore.scheduler.progress import Progress  # the experiment's display
 
     assert "progress" in xpmstore.__all__
-    assert xpmstore.scheduler.progress is progress
+    assert xpmstore.progress is progress
     assert isinstance(progress, TaskProgress)
     assert Progress.__module__ == "xpmstore.scheduler.progress"
 

@@ -1,7 +1,7 @@
 """Progress reported from inside a task, and read back from its directory by anyone.
 
 ```python
-from xpmstore.scheduler import progress
+from xpmstore import progress
 
 progress(0.4)                                   # a fraction (a float)
 progress(step, total=1000, desc="epoch 3")      # a step (an int) of a known total
