@@ -61,7 +61,7 @@ from .plan import Job as PlanJob
 from .plan import make_plan
 from .progress import Progress, describe_error
 from .progress import say as _say
-from .runlog import RunRecord
+from .runlog import RunLine, RunRecord
 from .runs import check_experiment_name
 
 __all__ = ["active_experiment", "experiment"]
@@ -650,7 +650,7 @@ class experiment:
             job.reason = reason
             self._append({"type": "reason", "id": job.identifier, "reason": reason})
 
-    def _append(self, line: dict[str, Any]) -> None:
+    def _append(self, line: RunLine) -> None:
         """Append ``line`` to the run record; when the disk refuses (full), one warning for
         the run, and the run goes on (the job's own files still tell its state)."""
         if self.record is None:
