@@ -20,11 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore.scheduler.claim import read_state
 from xpmstore.scheduler.runlog import read_run
 from xpmstore.store import manifest, taskdirs
 from xpmstore.store.lookup import Store
-from xpmstore.store.taskstate import launch_is_live, process_start, read_launch
+from xpmstore.store.taskstate import launch_is_live, process_start, read_launch, read_state
 from xpmstore.store.workspace import Workspace
 
 from ..helpers import PYTHON, REPO_ROOT

@@ -19,11 +19,10 @@ from xpmstore.admin import gc
 from xpmstore.core.config import class_spec
 from xpmstore.errors import ExperimentFailed
 from xpmstore.launchers import SlurmLauncher
-from xpmstore.scheduler.claim import read_state
 from xpmstore.scheduler.hooks import Job, SubmitHook
 from xpmstore.scheduler.runlog import read_run
 from xpmstore.scheduler.runner import EXIT_WAITED
-from xpmstore.store.taskstate import read_launch
+from xpmstore.store.taskstate import read_launch, read_state
 from xpmstore.store.workspace import Workspace
 from xpmstore.system import slurmctl
 

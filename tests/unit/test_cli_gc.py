@@ -17,11 +17,11 @@ import pytest
 
 from xpmstore.admin.gc import GcOptions, find_roots, mark, parse_age, parse_size, why_rooted
 from xpmstore.core.identifier import cache_identifier
-from xpmstore.scheduler.claim import launch_record
 from xpmstore.scheduler.runlog import RunRecord
 from xpmstore.scheduler.runs import Run, RunJob
 from xpmstore.store import leases, taskdirs
 from xpmstore.store.index import Index
+from xpmstore.store.taskstate import launch_record
 from xpmstore.store.workspace import Workspace
 from xpmstore.system.locks import object_lock
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore.scheduler.claim import read_state
 from xpmstore.store import taskdirs
+from xpmstore.store.taskstate import read_state
 from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import XPMSTORE, invoke, run_chain, task_dir

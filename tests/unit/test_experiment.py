@@ -24,13 +24,13 @@ import pytest
 
 from xpmstore import ExperimentFailed, Param, Task, XpmstoreError, experiment
 from xpmstore.launchers import LocalLauncher
-from xpmstore.scheduler.claim import read_state
 from xpmstore.scheduler.experiment import active_experiment
 from xpmstore.scheduler.progress import Progress
 from xpmstore.scheduler.runlog import read_run
 from xpmstore.store import taskdirs
 from xpmstore.store.index import Index
 from xpmstore.store.lookup import Store
+from xpmstore.store.taskstate import read_state
 from xpmstore.store.workspace import Workspace
 
 from ..helpers import run_python

@@ -15,11 +15,11 @@ import pytest
 from xpmstore import Config, ConfigTypeError, ExperimentFailed, Param, SubmitHook, Task, experiment
 from xpmstore.core.config import class_spec
 from xpmstore.launchers import LocalLauncher
-from xpmstore.scheduler.claim import read_state
 from xpmstore.scheduler.hooks import Job, gather_hooks
 from xpmstore.scheduler.progress import Progress
 from xpmstore.scheduler.runlog import read_run
 from xpmstore.store import taskdirs
+from xpmstore.store.taskstate import read_state
 from xpmstore.store.workspace import Workspace
 
 from ..schedtasks import (

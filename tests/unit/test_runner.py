@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from xpmstore.core.config import Task, class_spec
-from xpmstore.scheduler.claim import claim, read_state
+from xpmstore.scheduler.claim import claim
 from xpmstore.scheduler.runner import EXIT_FAILED, EXIT_OK
 from xpmstore.store import taskdirs
-from xpmstore.store.taskstate import read_launch
+from xpmstore.store.taskstate import read_launch, read_state
 from xpmstore.store.workspace import Workspace
 
 from ..helpers import REPO_ROOT, run_python
@@ -116,3 +116,29 @@ def test_the_launch_record_and_the_running_state_are_one_document(ws: Workspace,
     launch_file, state_file = directory / ".xpm" / "launch.json", directory / ".xpm" / "state.json"
     assert launch_file.stat().st_ino != state_file.stat().st_ino  # "done" replaced it
     assert not [p for p in (directory / ".xpm").iterdir() if ".tmp-" in p.name]
+
+
+def test_a_job_whose_launch_record_is_nested_too_deep_runs(ws: Workspace, counters: str) -> None:
+    """A launch record the job cannot read is one it does not have: the job runs and writes
+    its own (the job's process used to die with a RecursionError, writing no state)."""
+    learn = ModelLearn(model=Model(hidden=8), epochs=2, counters=counters)
+    directory = launch(ws, learn)
+    (directory / ".xpm" / "launch.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    assert run(directory) == EXIT_OK
+    record = read_launch(directory)
+    assert record is not None and record["state"] == "running" and record["pid"] != os.getpid()
+    assert read_state(directory)["state"] == "done"
+
+
+def test_a_job_whose_launch_record_is_a_fifo_runs(ws: Workspace, counters: str) -> None:
+    """Nobody writes to the fifo: the job must not wait for a writer (it used to hang)."""
+    learn = ModelLearn(model=Model(hidden=9), epochs=2, counters=counters)
+    directory = launch(ws, learn)
+    (directory / ".xpm" / "launch.json").unlink()
+    os.mkfifo(directory / ".xpm" / "launch.json")
+    done = run_python(["-m", "xpmstore.scheduler.runner", str(directory)], cwd=REPO_ROOT,
+                      env={"PYTHONPATH": str(REPO_ROOT)}, timeout=60)
+    assert done.returncode == EXIT_OK, done.stderr
+    assert read_state(directory)["state"] == "done"
+    record = read_launch(directory)
+    assert record is not None and record["pid"] != os.getpid()  # a file again, the job's

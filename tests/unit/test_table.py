@@ -13,9 +13,9 @@ import pytest
 
 from xpmstore import Store
 from xpmstore.errors import ConfigTypeError, TextValueError, UnknownFieldError
-from xpmstore.scheduler.claim import write_state
 from xpmstore.store import taskdirs
 from xpmstore.store.table import TaskRow, build_rows, flatten_metrics, sort_rows
+from xpmstore.store.taskstate import write_state
 from xpmstore.store.workspace import Workspace
 
 from ..progresstasks import Hyper, Judged, Scored

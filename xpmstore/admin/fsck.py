@@ -172,14 +172,14 @@ def mark_not_done(workspace: Workspace, directory: Path, problems: list[str] | N
 def _record_damage(directory: Path, problems: list[str]) -> None:
     """The task's state: failed, damaged (its last state said done, which is no longer true).
     On a full disk, no state at all rather than a stale ``done``."""
-    from ..scheduler.claim import write_state
+    from ..store.taskstate import remove_state, write_state
 
     reason = f"damaged: {'; '.join(problems)} (marked not done by fsck --repair)"[:500]
     try:
         write_state(directory, "failed", ended=time.time(), reason=reason)
     except OSError:
         try:
-            (directory / ".xpm" / "state.json").unlink()
+            remove_state(directory)
         except OSError:
             pass
 

@@ -57,8 +57,8 @@ from ..store.index import Index
 from ..store.locate import bulk, scan_objects
 from ..store.pins import pinned
 from ..store.taskdirs import record_from_disk
-from ..store.taskstate import launch_is_live, live_directories
-from ..store.workspace import Workspace
+from ..store.taskstate import LAUNCH, STATE, launch_is_live, live_directories
+from ..store.workspace import XPM, Workspace
 from ..system.locks import gc_lock, try_object_lock
 
 __all__ = [
@@ -260,8 +260,7 @@ def _tree_size(directory: Path) -> int:
 
 def _mtime(directory: Path) -> float:
     latest = 0.0
-    for path in (directory, directory / ".xpm", directory / ".xpm" / "state.json",
-                 directory / ".xpm" / "launch.json"):
+    for path in (directory, directory / XPM, directory / STATE, directory / LAUNCH):
         try:
             latest = max(latest, path.stat().st_mtime)
         except OSError:

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import CorruptObjectError, NotFound
 from ..store.manifest import verify
 from ..store.taskdirs import read_manifest
+from ..store.workspace import XPM
 
 __all__ = ["copy_out"]
 
@@ -32,7 +33,7 @@ def copy_out(directory: Path, to: Path) -> Path:
         raise FileExistsError(f"{destination} exists already")
 
     def ignore(folder: str, names: list[str]) -> list[str]:
-        return [".xpm"] if Path(folder) == directory else []
+        return [XPM] if Path(folder) == directory else []
 
     shutil.copytree(directory, destination, symlinks=True, ignore=ignore)
     problems = verify(destination, manifest)

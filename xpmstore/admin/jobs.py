@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ObjectInUseError, XpmstoreError
-from ..scheduler.claim import read_state
 from ..scheduler.runs import Run, read_runs
 from ..store.taskprogress import ProgressLevel, read_progress
-from ..store.taskstate import launch_is_live, object_status, read_launch
+from ..store.taskstate import Status, launch_is_live, object_status, read_launch, read_state
 from ..store.workspace import Workspace
 
 __all__ = ["JobInfo", "follow", "kill_job", "list_jobs", "log_paths"]
@@ -39,7 +38,7 @@ class JobInfo:
 
     identifier: str
     name: str
-    status: str
+    status: Status
     reason: str
     experiment: str
     run: str
@@ -65,7 +64,7 @@ class JobInfo:
                 "ended": self.ended, "elapsed": self.elapsed(), "progress": self.progress}
 
 
-def _timing(directory: Path, status: str) -> tuple[float | None, float | None]:
+def _timing(directory: Path, status: Status) -> tuple[float | None, float | None]:
     """(started, ended) from the job's state file, when it holds numbers."""
     if status not in ("running", "done", "failed"):
         return None, None

@@ -9,19 +9,27 @@ Reads only (and reconciles the index, for dependents); safe across processes.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..scheduler.claim import read_state
 from ..scheduler.runs import read_runs
 from ..store.locate import locate, object_kind
 from ..store.lookup import Store
 from ..store.pins import pinned
 from ..store.taskdirs import record_from_disk
 from ..store.taskprogress import ProgressLevel, read_progress
-from ..store.taskstate import object_status, read_launch
+from ..store.taskstate import (
+    LaunchRecord,
+    StateDocument,
+    Status,
+    attempt_dir,
+    attempt_numbers,
+    object_status,
+    read_attempt_state,
+    read_launch,
+    read_state,
+)
 from ..store.workspace import Workspace
 from ..system import jsonio
 
@@ -36,7 +44,7 @@ class Details:
     kind: str
     name: str
     path: Path
-    status: str
+    status: Status
     size: int
     created: float | None
     params: dict[str, Any] | None
@@ -44,8 +52,8 @@ class Details:
     tags: dict[str, Any]
     dependencies: list[str]
     dependents: list[str]
-    state: dict[str, Any]
-    launch: dict[str, Any] | None
+    state: StateDocument
+    launch: LaunchRecord | None
     attempts: list[dict[str, Any]]
     reasons: list[dict[str, str]]
     pinned: bool
@@ -62,26 +70,13 @@ class Details:
 
 
 def _attempts(directory: Path) -> list[dict[str, Any]]:
-    top = directory / ".xpm" / "attempts"
-    try:
-        numbers = sorted(int(n) for n in os.listdir(top) if n.isdigit())
-    except FileNotFoundError:
-        return []
     found = []
-    for number in numbers:
-        folder = top / str(number)
-        state = _state_in(folder)
+    for number in attempt_numbers(directory):
+        state = read_attempt_state(directory, number)
         found.append({"attempt": number, "state": state.get("state"),
-                      "reason": state.get("reason"), "stderr": str(folder / "stderr")})
+                      "reason": state.get("reason"),
+                      "stderr": str(attempt_dir(directory, number) / "stderr")})
     return found
-
-
-def _state_in(folder: Path) -> dict[str, Any]:
-    try:
-        data = jsonio.read(folder / "state.json")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def shown_value(value: Any, objects: dict[str, Any]) -> Any:

@@ -50,7 +50,7 @@ from ..store.edges import dependencies_problem, params_dependencies
 from ..store.index import Index
 from ..store.locate import locate
 from ..store.taskstate import launch_is_live, read_launch
-from ..store.workspace import DONE, Workspace
+from ..store.workspace import DONE, XPM, Workspace
 from ..system import jsonio
 from ..system.atomic import fsync_dir, write_atomic
 from ..system.locks import object_lock, try_object_lock
@@ -283,7 +283,7 @@ def _fill(remote: Remote, checked: RemoteObject, temp: Path,
         except OSError as exc:
             raise CorruptObjectError(f"remote object {identifier}: link {link.path!r} cannot"
                                      f" be created ({exc.strerror})", identifier) from None
-    (temp / ".xpm").mkdir()
+    (temp / XPM).mkdir()
 
 
 def _publish(workspace: Workspace, checked: RemoteObject, temp: Path, final: Path,

@@ -38,7 +38,7 @@ from ..core.identifier import cache_identifier
 from ..errors import XpmstoreError
 from ..store import leases, taskdirs
 from ..store.index import Index
-from ..store.workspace import DONE, Workspace, current_workspace, user_settings
+from ..store.workspace import DONE, XPM, Workspace, current_workspace, user_settings
 from ..system.locks import object_lock
 
 __all__ = ["cache"]
@@ -113,7 +113,7 @@ def _miss(workspace: Workspace, entry: _Entry, config: Config, method: Callable[
             if pull_entry(workspace, entry.identifier):  # a colleague computed it: verified
                 _last_access[entry.identifier] = time.time()
                 return method(config, entry.file, *args, **kwargs)
-        (entry.directory / ".xpm").mkdir(parents=True)
+        (entry.directory / XPM).mkdir(parents=True)
         try:
             result = method(config, entry.file, *args, **kwargs)
         except BaseException:
@@ -141,7 +141,7 @@ def cache(filename: str) -> Callable[[F], F]:
     (on a hit) or writes (on a miss) its result.  Extra arguments are passed through but are NOT
     part of the entry's identity.  Raises ValueError for a file name with a slash or ``..``.
     """
-    if not filename or "/" in filename or filename in (".", "..") or filename.startswith(".xpm"):
+    if not filename or "/" in filename or filename in (".", "..") or filename.startswith(XPM):
         raise ValueError(f"@cache({filename!r}): expected a plain file name")
 
     def decorate(method: F) -> F:

@@ -15,46 +15,46 @@ section of params.json with the submission's values (a re-run sees today's Meta 
 the launch record atomically and launches.  The job's process then takes the run lock without
 waiting (it exits as ``waited`` if another process holds it), re-checks done, and rewrites the
 launch record with its own pid.  Safe across processes and hosts sharing the file system.
+The files it reads and writes (launch record, state, earlier attempts) are those of
+:mod:`xpmstore.store.taskstate`; this module holds the decisions.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..store.taskdirs import is_done
-from ..store.taskstate import boot_id, launch_is_live, process_start, read_launch
+from ..store.taskstate import (
+    launch_is_live,
+    launch_record,
+    move_attempt,
+    read_launch,
+    read_state,
+    write_launch,
+)
 from ..store.workspace import Workspace
-from ..system import jsonio
-from ..system.atomic import write_atomic
 from ..system.locks import HeldLock, hold_under, path_lock, try_object_lock
 
 if TYPE_CHECKING:
     from ..core.config import Config
 
-__all__ = [
-    "Claim",
-    "claim",
-    "holder_state",
-    "launch_record",
-    "move_attempt",
-    "read_state",
-    "start_run",
-    "write_state",
-]
+__all__ = ["Claim", "ClaimOutcome", "HolderState", "claim", "holder_state", "start_run"]
+
+ClaimOutcome = Literal["done", "held", "launch"]
+"""What a claim decided (:class:`Claim`)."""
+
+HolderState = Literal["done", "running", "gone"]
+"""What :func:`holder_state` found."""
 
 
 @dataclass(frozen=True)
 class Claim:
     """The outcome of a claim: ``"done"``, ``"held"`` (by ``holder``) or ``"launch"``."""
 
-    outcome: str
+    outcome: ClaimOutcome
     holder: str = ""
     failed_before: bool = False
 
@@ -67,51 +67,6 @@ def _run_lock_held(workspace: Workspace, identifier: str) -> bool:
         return False              # a job creates it under the claim lock, which we hold)
     with try_object_lock(path) as acquired:
         return not acquired
-
-
-_started: tuple[int, int | None] = (-1, None)  # (pid, its start time): read once per process
-
-
-def launch_record(**extra: Any) -> dict[str, Any]:
-    """A launch record naming this process: host, boot id, pid and its start time, plus extra."""
-    global _started
-    pid = os.getpid()
-    if _started[0] != pid:
-        _started = (pid, process_start(pid))
-    return {"host": socket.gethostname(), "boot_id": boot_id(), "pid": pid,
-            "pid_start": _started[1], "time": time.time(), **extra}
-
-
-def read_state(taskdir: Path) -> dict[str, Any]:
-    """The job's state file (``{}`` when absent or unreadable)."""
-    try:
-        data = jsonio.read(taskdir / ".xpm" / "state.json")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def write_state(taskdir: Path, state: str, **fields: Any) -> None:
-    """Write the job's state (waiting, running, done, failed) with its fields, atomically."""
-    document = {"state": state, "time": time.time(), **fields}
-    write_atomic(taskdir / ".xpm" / "state.json", json.dumps(document).encode(), durable=False)
-
-
-def move_attempt(taskdir: Path) -> int | None:
-    """Move stdout, stderr, state and progress of a previous attempt to ``.xpm/attempts/<n>/``;
-    other files stay (tasks may resume).  Returns n, or None when there was nothing to move."""
-    moved = [p for p in (taskdir / "stdout", taskdir / "stderr", taskdir / ".xpm" / "state.json",
-                         taskdir / ".xpm" / "progress.json") if p.exists()]
-    if not moved:
-        return None
-    attempts = taskdir / ".xpm" / "attempts"
-    attempts.mkdir(parents=True, exist_ok=True)
-    number = 1 + max((int(p.name) for p in attempts.iterdir() if p.name.isdigit()), default=0)
-    target = attempts / str(number)
-    target.mkdir()
-    for path in moved:
-        shutil.move(str(path), target / path.name)
-    return number
 
 
 def claim(workspace: Workspace, identifier: str, taskdir: Path, *, values: Config | None = None,
@@ -150,13 +105,7 @@ def claim(workspace: Workspace, identifier: str, taskdir: Path, *, values: Confi
             from ..core.params import refresh_values
 
             refresh_values(taskdir, values)
-        data = json.dumps(launch_record(**launch)).encode()
-        path = taskdir / ".xpm" / "launch.json"
-        try:
-            write_atomic(path, data, durable=False)
-        except FileNotFoundError:
-            (taskdir / ".xpm").mkdir(parents=True, exist_ok=True)
-            write_atomic(path, data, durable=False)
+        write_launch(taskdir, launch_record(**launch))
         # No state file until the job's process writes "running": the launch record is the
         # claim's record (a job claimed, not started: a live launch record and no state).
         # The run lock's file is made here, so that the job only opens it (probes of a lock
@@ -165,7 +114,7 @@ def claim(workspace: Workspace, identifier: str, taskdir: Path, *, values: Confi
         return Claim("launch", failed_before=failed_before)
 
 
-def holder_state(workspace: Workspace, identifier: str, taskdir: Path) -> str:
+def holder_state(workspace: Workspace, identifier: str, taskdir: Path) -> HolderState:
     """Under the claim lock: ``"done"``, ``"running"`` (run lock held or a live launch record
     naming another process) or ``"gone"`` (nobody holds the job and it is not done)."""
     with path_lock(workspace.lock_path(identifier)):

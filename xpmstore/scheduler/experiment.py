@@ -37,11 +37,20 @@ from ..errors import ExperimentFailed, ExperimentInJobError, XpmstoreError
 from ..remote.sync import RemoteSync
 from ..store import taskdirs
 from ..store.index import Index
-from ..store.taskstate import inside_job, launch_is_live, read_launch
+from ..store.taskstate import (
+    LaunchRecord,
+    inside_job,
+    launch_is_live,
+    read_launch,
+    read_state,
+    remove_own_launch,
+    remove_state,
+    write_state,
+)
 from ..store.workspace import Workspace, set_active_workspace
 from ..system.locks import gc_lock
 from . import runner
-from .claim import claim, holder_state, read_state, write_state
+from .claim import claim, holder_state
 from .hooks import Job, SubmitHook, gather_hooks
 from .launchers.base import Launcher
 from .launchers.local import LocalLauncher
@@ -52,7 +61,7 @@ from .plan import Job as PlanJob
 from .plan import make_plan
 from .progress import Progress, describe_error
 from .progress import say as _say
-from .runlog import RunRecord
+from .runlog import RunLine, RunRecord
 from .runs import check_experiment_name
 
 __all__ = ["active_experiment", "experiment"]
@@ -544,9 +553,8 @@ class experiment:
         self.progress.finished_job(job.identifier, job.name, "failed", job.detail)
         if record:
             try:
-                launch = read_launch(job.taskdir) if unclaim else None
-                if launch is not None and launch.get("pid") == os.getpid():
-                    (job.taskdir / ".xpm" / "launch.json").unlink()  # it names this scheduler
+                if unclaim:
+                    remove_own_launch(job.taskdir)  # when it names this scheduler
                 write_state(job.taskdir, "failed", ended=time.time(), reason=job.detail)
             except OSError:
                 pass  # the task directory itself may be what failed (a full disk)
@@ -592,11 +600,9 @@ class experiment:
     @staticmethod
     def _unclaim(job: _Job) -> None:
         """Remove the claim of a job this process claimed but did not launch."""
-        for name in ("launch.json", "state.json"):
+        for remove in (remove_own_launch, remove_state):
             try:
-                if name == "state.json" or (read_launch(job.taskdir) or {}).get(
-                        "pid") == os.getpid():
-                    (job.taskdir / ".xpm" / name).unlink()
+                remove(job.taskdir)
             except OSError:
                 pass
 
@@ -644,7 +650,7 @@ class experiment:
             job.reason = reason
             self._append({"type": "reason", "id": job.identifier, "reason": reason})
 
-    def _append(self, line: dict[str, Any]) -> None:
+    def _append(self, line: RunLine) -> None:
         """Append ``line`` to the run record; when the disk refuses (full), one warning for
         the run, and the run goes on (the job's own files still tell its state)."""
         if self.record is None:
@@ -877,7 +883,7 @@ def _quietly(call: Any, what: str) -> None:
         _say(f"xpmstore: warning: {what}: {describe_error(exc)}")
 
 
-def _ask_slurm_at_once(launches: Iterable[dict[str, Any] | None]) -> None:
+def _ask_slurm_at_once(launches: Iterable[LaunchRecord | None]) -> None:
     """Ask ``squeue`` once about every Slurm job named by these launch records, so that the
     liveness checks that follow read its (cached) answers instead of asking once per job."""
     ids = [str(r["slurm_job_id"]) for r in launches if r and r.get("slurm_job_id")]

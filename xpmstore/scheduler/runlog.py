@@ -14,19 +14,90 @@ import json
 import os
 import socket
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict, cast
 
 from blake3 import blake3
 
 from ..store.taskstate import boot_id, process_start
 from ..system import jsonio
 
-__all__ = ["RunRecord", "read_run"]
+__all__ = ["EndLine", "GitState", "HeaderLine", "JobLine", "ReasonLine", "RootLine", "RunLine",
+           "RunRecord", "read_run"]
 
 
-def _git_state() -> dict[str, Any]:
+class GitState(TypedDict, total=False):
+    """The git state of the working directory when the run started (empty outside a
+    repository)."""
+
+    commit: str
+    dirty: bool
+
+
+class HeaderLine(TypedDict):
+    """The first line: versions, git state, a hash of the installed packages, and the process
+    (host, boot id, pid and its start time: whether the run is live)."""
+
+    type: Literal["header"]
+    xpmstore: str
+    python: str
+    git: GitState
+    packages: str
+    host: str
+    boot_id: str
+    pid: int
+    pid_start: int | None
+    started: float
+    experiment: str
+
+
+class JobLine(TypedDict):
+    """A job the run submitted: its identity, the plan's reason, tags and dependencies."""
+
+    type: Literal["job"]
+    id: str
+    name: str
+    reason: str
+    tags: dict[str, Any]
+    dependencies: list[str]
+
+
+class ReasonLine(TypedDict):
+    """A reason decided at launch time, which replaces the job line's."""
+
+    type: Literal["reason"]
+    id: str
+    reason: str
+
+
+class RootLine(TypedDict):
+    """An object the run looked up (a gc root while the run counts)."""
+
+    type: Literal["root"]
+    id: str
+
+
+class EndLine(TypedDict, total=False):
+    """The last line: the outcome (``ok``, ``failed``, ``interrupted``), the time, and how many
+    jobs ended each way (``done``, ``failed``, ``blocked``, ``reused``, ``waited``)."""
+
+    type: Literal["end"]
+    outcome: str
+    ended: float
+    done: int
+    failed: int
+    blocked: int
+    reused: int
+    waited: int
+
+
+RunLine = HeaderLine | JobLine | ReasonLine | RootLine | EndLine
+"""A line of a run record, as written."""
+
+
+def _git_state() -> GitState:
     import subprocess  # only when a run starts
 
     try:
@@ -75,29 +146,31 @@ class RunRecord:
             self.path.unlink()
             raise
 
-    def append(self, line: dict[str, Any]) -> None:
+    def append(self, line: RunLine) -> None:
         """Append one JSON line (one write)."""
         os.write(self._fd, (json.dumps(line, separators=(",", ":")) + "\n").encode())
 
-    def append_many(self, lines: list[dict[str, Any]]) -> None:
+    def append_many(self, lines: Sequence[RunLine]) -> None:
         """Append several lines in one write."""
         if lines:
             data = "".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines)
             os.write(self._fd, data.encode())
 
-    def end(self, outcome: str, **fields: Any) -> None:
-        """Write the end line and close the record (closed even when the write fails: a full
-        disk raises OSError, and the run counts as ended by its process's death)."""
+    def end(self, outcome: str, **counts: int) -> None:
+        """Write the end line with the jobs' ``counts`` and close the record (closed even when
+        the write fails: a full disk raises OSError, and the run counts as ended by its
+        process's death)."""
         try:
-            self.append({"type": "end", "outcome": outcome, "ended": time.time(), **fields})
+            self.append(cast(EndLine, {"type": "end", "outcome": outcome, "ended": time.time(),
+                                       **counts}))
             os.fsync(self._fd)
         finally:
             os.close(self._fd)
 
 
-def read_run(path: Path) -> list[dict[str, Any]]:
-    """The lines of a run record (a torn last line, or any line that is not a readable
-    document, is skipped)."""
+def read_run(path: Path) -> list[Any]:
+    """The lines of a run record, as read: JSON values to check (a torn last line, or any line
+    that is not a readable document, is skipped)."""
     lines = []
     where = str(path)
     for raw in path.read_bytes().splitlines():

@@ -30,10 +30,13 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ExperimentInJobError
 from .progress import describe_error
+
+if TYPE_CHECKING:
+    from ..store.taskstate import LaunchRecord
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_WAITED", "flush_standard_streams",
            "main", "prepare", "run_job", "write_done_state"]
@@ -57,11 +60,11 @@ class _Heartbeat:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._path: Path | None = None
+        self._path: str | None = None
         self._stopped = False
         threading.Thread(target=self._run, daemon=True, name="xpmstore-heartbeat").start()
 
-    def start(self, path: Path) -> None:
+    def start(self, path: str) -> None:
         with self._cond:
             self._path = path
             self._cond.notify()
@@ -72,6 +75,8 @@ class _Heartbeat:
             self._cond.notify()
 
     def _run(self) -> None:
+        from ..store.taskstate import touch_heartbeat
+
         with self._cond:
             while self._path is None and not self._stopped:
                 self._cond.wait()
@@ -79,24 +84,21 @@ class _Heartbeat:
                 self._cond.wait(HEARTBEAT_PERIOD)
                 if self._stopped or self._path is None:
                     return
-                try:
-                    self._path.touch()
-                except OSError:
-                    pass
+                touch_heartbeat(self._path)
 
 
-_own: tuple[int, dict[str, Any]] | None = None  # (pid, launch record fields) of this process
+_own: tuple[int, LaunchRecord] | None = None  # (pid, launch record fields) of this process
 _heartbeat: tuple[int, _Heartbeat] | None = None  # (pid, the next job's heartbeat)
 
 
-def prepare(heartbeat: bool = True) -> tuple[dict[str, Any], _Heartbeat | None]:
+def prepare(heartbeat: bool = True) -> tuple[LaunchRecord, _Heartbeat | None]:
     """Make ahead what a job of this process needs: the fields of its launch record (host,
     boot id, pid and its start time) and, with ``heartbeat``, its heartbeat thread.  Idempotent
     until a job takes them (:func:`run_job` does)."""
     global _own, _heartbeat
     pid = os.getpid()
     if _own is None or _own[0] != pid:
-        from .claim import launch_record
+        from ..store.taskstate import launch_record
 
         _own = (pid, launch_record())
     if not heartbeat:
@@ -136,7 +138,6 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
     from ..store import leases, taskdirs, taskstate
     from ..store.taskprogress import progress
     from ..store.workspace import Workspace, set_active_workspace
-    from ..system.atomic import write_atomic_many
     from ..system.locks import LockTimeout
     from . import claim
 
@@ -154,8 +155,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
     try:
         if taskdirs.is_done(directory):
             return EXIT_OK
-        xpm = directory / ".xpm"
-        recorded = _read_json(os.path.join(xpm, "launch.json"))
+        recorded = taskstate.read_launch(directory) or {}
         started = time.time()
         # The launch record now names this process, and the state says running: the same
         # document under both names (one file written; the state file's other fields are the
@@ -164,16 +164,15 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
         if slurm:  # id stays in the record even if the runner read it before sbatch returned
             recorded["slurm_job_id"] = slurm
         try:
-            write_atomic_many((xpm / "launch.json", xpm / "state.json"), json.dumps(
-                {**recorded, **own, "time": started, "state": "running", "started": started}
-            ).encode())
+            taskstate.write_running(directory, {**recorded, **own, "time": started,
+                                                "state": "running", "started": started})
             _redirect(directory)
             os.chdir(directory)
         except OSError as exc:  # a full disk, say: the job fails before it starts
             _record_failure(directory, EXIT_FAILED, started, f"not started: {describe_error(exc)}")
             return EXIT_FAILED
         if beat is not None:
-            beat.start(xpm / "heartbeat")
+            beat.start(taskstate.heartbeat_path(directory))
         progress.begin(directory)
         if environ:
             os.environ.update(environ)
@@ -213,7 +212,7 @@ def run_job(taskdir: str | os.PathLike[str], environ: dict[str, str] | None = No
             _done_state = (directory, fields)
         else:
             try:
-                claim.write_state(directory, "done", **fields)
+                taskstate.write_state(directory, "done", **fields)
             except OSError:
                 pass  # the done manifest says it all; the state is for people
         return EXIT_OK
@@ -258,7 +257,7 @@ def _to_stderr(text: str) -> None:
 
 def _record_failure(directory: Path, code: int, started: float, reason: str) -> None:
     """Write the state ``failed``; on a full disk the scheduler records what it can."""
-    from .claim import write_state
+    from ..store.taskstate import write_state
 
     try:
         write_state(directory, "failed", exit_code=code, started=started, ended=time.time(),
@@ -274,7 +273,7 @@ def write_done_state() -> None:
     """Write the state ``done`` of the job that :func:`run_job` ran with ``done_later``."""
     global _done_state
     if _done_state is not None:
-        from .claim import write_state
+        from ..store.taskstate import write_state
 
         (directory, fields), _done_state = _done_state, None
         try:
@@ -293,36 +292,16 @@ def _seen_done(taskdir: Path) -> bool:
     """Whether ``taskdir``'s done manifest is there: one stat, and only when it is not, the
     directory re-listed (which refreshes a network file system's view) for up to
     DEPENDENCY_GRACE seconds."""
-    done = taskdir / ".xpm" / "done"
-    if done.exists():
+    from ..store.taskdirs import is_done, is_done_listed
+
+    if is_done(taskdir):
         return True
     end = time.monotonic() + DEPENDENCY_GRACE
     while time.monotonic() < end:  # a poll on the file system, on the failure path only
-        try:
-            os.listdir(taskdir / ".xpm")
-        except OSError:
-            pass
-        if done.exists():
+        if is_done_listed(taskdir):
             return True
         time.sleep(0.5)
     return False
-
-
-def _read_json(path: str) -> dict[str, Any]:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return {}
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        data = json.loads(b"".join(chunks))
-    except (OSError, ValueError):
-        return {}
-    finally:
-        os.close(fd)
-    return data if isinstance(data, dict) else {}
 
 
 _USAGE = "usage: python -m xpmstore.scheduler.runner TASKDIR [ENVIRON_JSON]"

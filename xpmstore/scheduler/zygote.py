@@ -271,6 +271,7 @@ def _reap(out: Any, children: dict[int, Any]) -> tuple[dict[int, int], bool]:
 def _beat(beats: dict[int, tuple[str, float]], children: dict[int, Any]) -> None:
     """Refresh the heartbeat files of the running jobs that are due (schedulers on other hosts
     read them; see xpmstore.store.taskstate); forget the jobs that ended."""
+    from ..store.taskstate import touch_heartbeat
     from .runner import HEARTBEAT_PERIOD
 
     now = time.monotonic()
@@ -279,15 +280,7 @@ def _beat(beats: dict[int, tuple[str, float]], children: dict[int, Any]) -> None
             del beats[pid]
         elif now >= due:
             beats[pid] = (path, now + HEARTBEAT_PERIOD)
-            try:
-                os.utime(path)
-            except FileNotFoundError:
-                try:
-                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
-                except OSError:
-                    pass
-            except OSError:
-                pass
+            touch_heartbeat(path)
 
 
 def _lines(fd: int, buffer: bytearray) -> list[dict[str, Any]]:
@@ -340,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     from xpmstore.core import params  # noqa: F401
     from xpmstore.scheduler import claim, runner  # noqa: F401
     from xpmstore.store import manifest, taskdirs  # noqa: F401
-    from xpmstore.store.taskstate import boot_id, mark_job_process
+    from xpmstore.store.taskstate import boot_id, heartbeat_path, mark_job_process
 
     boot_id()  # read once here, inherited by every job
 
@@ -372,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     def running(pid: int, token: Any, taskdir: Any) -> None:
         children[pid] = token
         if isinstance(taskdir, str):
-            beats[pid] = (os.path.join(taskdir, ".xpm", "heartbeat"),
+            beats[pid] = (heartbeat_path(taskdir),
                           time.monotonic() + runner.HEARTBEAT_PERIOD)
 
     def took(message: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 from ..admin.ls import list_entries
 from ..errors import TextValueError
 from ..store.lookup import Store
-from ..store.taskstate import object_status
+from ..store.taskstate import Status, object_status
 from .paramsview import param_leaves
 
 __all__ = ["Catalog", "Filters", "Listing", "value_key"]
@@ -275,6 +275,6 @@ def value_key(value: Any) -> tuple[str, Any] | None:
     return None
 
 
-def object_status_of(entry: dict[str, Any]) -> str:
+def object_status_of(entry: dict[str, Any]) -> Status:
     """The status of a listed object, read again from its directory."""
     return object_status(Path(entry["path"]))

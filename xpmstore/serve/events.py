@@ -28,7 +28,7 @@ import anyio.to_thread
 
 from ..scheduler.runs import is_experiment_name
 from ..store.taskstate import object_status
-from ..store.workspace import Workspace
+from ..store.workspace import XPM, Workspace
 from .files import open_listed, read_chunk
 from .runcache import RunCache
 from .runsview import job_directory
@@ -116,13 +116,13 @@ def run_signature(runs: RunCache, experiment: str, run: str) -> tuple[Any, ...]:
     for job in (parsed.jobs.values() if parsed is not None else ()):
         directory = job_directory(runs.workspace, job)
         if directory is not None:
-            found.append(_stat(f"{directory}/.xpm"))
+            found.append(_stat(f"{directory}/{XPM}"))
     return tuple(found)
 
 
 def object_signature(directory: Path) -> tuple[Any, ...]:
     """The times of an object's folder and of its ``.xpm/`` folder."""
-    return _stat(str(directory)), _stat(f"{directory}/.xpm")
+    return _stat(str(directory)), _stat(f"{directory}/{XPM}")
 
 
 async def watch(compute: Callable[[], Any], signature: Callable[[], Any],

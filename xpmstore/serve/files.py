@@ -19,12 +19,13 @@ from typing import Any
 
 from ..errors import PathRefusedError, XpmstoreError
 from ..store.taskdirs import read_manifest
+from ..store.taskstate import ATTEMPTS, attempt_dir, attempt_numbers
 
 __all__ = ["LOG_STREAMS", "file_listing", "is_listed", "log_names", "open_listed", "read_chunk"]
 
 LOG_STREAMS = ("stdout", "stderr")
 
-_ATTEMPT_LOG = re.compile(r"\.xpm/attempts/([1-9][0-9]{0,8})/(stdout|stderr)")
+_ATTEMPT_LOG = re.compile(re.escape(ATTEMPTS) + r"/([1-9][0-9]{0,8})/(stdout|stderr)")
 
 
 def file_listing(directory: Path) -> dict[str, Any]:
@@ -49,14 +50,9 @@ def log_names(directory: Path) -> list[str]:
     """The object's logs that exist: ``stdout``, ``stderr``, then those of earlier attempts
     (``.xpm/attempts/<n>/stdout``), oldest attempt first."""
     found = [name for name in LOG_STREAMS if (directory / name).is_file()]
-    try:
-        attempts = sorted(int(n) for n in os.listdir(directory / ".xpm" / "attempts")
-                          if n.isdigit() and not n.startswith("0"))
-    except OSError:
-        attempts = []
-    for number in attempts:
-        found.extend(f".xpm/attempts/{number}/{name}" for name in LOG_STREAMS
-                     if (directory / ".xpm" / "attempts" / str(number) / name).is_file())
+    for number in attempt_numbers(directory):
+        found.extend(f"{ATTEMPTS}/{number}/{name}" for name in LOG_STREAMS
+                     if (attempt_dir(directory, number) / name).is_file())
     return found
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..admin.show import describe
-from ..scheduler.claim import read_state
-from ..store.taskstate import object_status
+from ..store.taskstate import object_status, read_state
 from ..store.workspace import Workspace
 from .files import file_listing, log_names
 from .paramsview import params_tree

@@ -11,9 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..scheduler.claim import read_state
 from ..scheduler.runs import Run, RunJob
-from ..store.taskstate import object_status, read_launch
+from ..store.taskstate import (
+    LaunchRecord,
+    StateDocument,
+    Status,
+    object_status,
+    read_launch,
+    read_state,
+)
 from ..store.workspace import Workspace
 from .progressview import job_progress
 from .runcache import RunCache
@@ -79,9 +85,9 @@ def job_view(workspace: Workspace, job: RunJob, live: bool = True) -> dict[str, 
     """One job of a run: identity, status read from its directory, reason, tags, launcher,
     start and end times (the page counts the elapsed time), and in-task progress."""
     directory = job_directory(workspace, job)
-    state: dict[str, Any] = {}
-    launch: dict[str, Any] = {}
-    status = "absent"
+    state: StateDocument = {}
+    launch: LaunchRecord = {}
+    status: Status = "absent"
     progress = None
     if directory is not None:
         status = object_status(directory)

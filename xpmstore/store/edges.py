@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..system import jsonio
+from .workspace import DONE
 
 __all__ = ["dependencies_on_disk", "dependencies_problem", "params_dependencies"]
 
@@ -118,7 +119,7 @@ def dependencies_on_disk(directory: str | os.PathLike[str]) -> list[str]:
     except (OSError, ValueError):
         pass
     try:
-        done = jsonio.read(os.path.join(directory, ".xpm", "done"))
+        done = jsonio.read(os.path.join(directory, DONE))
         listed = done.get("extra", {}).get("dependencies", [])
         return sorted({d for d in listed if isinstance(d, str) and _HEX64.fullmatch(d)})
     except (OSError, ValueError, AttributeError):

@@ -19,7 +19,7 @@ from typing import NamedTuple
 from ..core.identifier import check_identifier
 from ..errors import AmbiguousPrefixError, NotFound
 from .index import Index
-from .workspace import KINDS, Workspace
+from .workspace import DONE, KINDS, Workspace
 
 __all__ = ["ObjectDir", "bulk", "find_done", "locate", "object_kind", "scan_objects"]
 
@@ -76,7 +76,7 @@ def scan_objects(workspace: Workspace) -> list[ObjectDir]:
                     if _FULL_ID.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
                         path = entry.path
                         found.append(ObjectDir(entry.name, kind, top.name, path,
-                                               exists(path + "/.xpm/done")))
+                                               exists(f"{path}/{DONE}")))
     return found
 
 
@@ -127,7 +127,7 @@ def find_done(workspace: Workspace, text: str) -> tuple[str, Path] | None:
     if ident is None or record is None:
         return None
     directory = workspace.root / record["path"]
-    if not os.path.exists(os.path.join(directory, ".xpm", "done")):
+    if not os.path.exists(os.path.join(directory, DONE)):
         return None
     return ident, directory
 

@@ -41,7 +41,7 @@ from ..errors import (
 )
 from .index import Index
 from .taskdirs import bind, is_done, list_object_dirs, read_record, record_from_disk
-from .taskstate import object_status
+from .taskstate import Status, object_status
 from .workspace import DONE, Workspace, current_workspace
 
 __all__ = ["Explanation", "Record", "Store", "add_tags", "load"]
@@ -82,7 +82,7 @@ class Record:
     identifier: str
     kind: str
     name: str
-    status: str
+    status: Status
     path: Path
     created: float
     last_access: float
@@ -132,7 +132,7 @@ class Store:
 
     # --- one object ---------------------------------------------------------------------------
 
-    def status(self, config: Config) -> str:
+    def status(self, config: Config) -> Status:
         """"done", "failed", "running", "queued" (claimed, not started) or "absent" for a task
         (one identifier, one stat).
 

@@ -36,6 +36,7 @@ from ..core.digests import hash_file
 from ..errors import CorruptObjectError, FormatVersionError, MalformedFileError
 from ..system import jsonio
 from ..system.atomic import TEMP_MARK
+from .workspace import XPM
 
 __all__ = ["FileEntry", "LinkEntry", "Manifest", "beneath_links", "build", "checksum",
            "entries_problem", "escaping_link", "parse", "path_problem", "scan", "verify"]
@@ -213,8 +214,8 @@ def path_problem(path: str) -> str:
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
         return "not normalised, or '..' leaving the object"
-    if parts[0] == ".xpm":
-        return "inside .xpm/"
+    if parts[0] == XPM:
+        return f"inside {XPM}/"
     return ""
 
 
@@ -319,7 +320,7 @@ def scan(directory: Path, exclude: Iterable[str] = ()) -> tuple[list[FileEntry],
             except OSError:
                 is_dir = False
             if is_dir:
-                if not rel_dir and name == ".xpm":
+                if not rel_dir and name == XPM:
                     continue
                 if not entry.is_symlink():
                     folders.append((entry.path, f"{rel}/"))

@@ -31,6 +31,7 @@ from ..core import query
 from ..core.config import Config, Task, class_spec
 from ..core.fields import FieldKind
 from ..errors import ConfigTypeError, TextValueError, XpmstoreError
+from .workspace import DONE, XPM
 
 if TYPE_CHECKING:
     from .lookup import Store
@@ -267,7 +268,7 @@ def check_metrics_path(relative: str) -> str:
     ``.xpm/``); TextValueError otherwise."""
     parts = relative.split("/")
     if not relative or relative.startswith("/") or "\0" in relative \
-            or any(p in ("", ".", "..") for p in parts) or parts[0] == ".xpm":
+            or any(p in ("", ".", "..") for p in parts) or parts[0] == XPM:
         raise TextValueError(f"metrics {relative!r}: expected a file's path relative to the task"
                              " directory (such as metrics.json or eval/scores.json)")
     return relative
@@ -497,7 +498,7 @@ def tabulate(store: Store, cls: type[Task], *, metrics: Metrics = "metrics.json"
         _reconcile_folder(store, class_spec(cls).identity_name)
         for ident, data in store.matching(cls, tags, filters, resolve, reconcile=False):
             directory = f"{root}/{data['path']}"
-            if not os.path.exists(directory + "/.xpm/done"):
+            if not os.path.exists(f"{directory}/{DONE}"):
                 continue
             done.add(ident)
             rows.append(TaskRow(ident, data.get("identity"), data.get("tags") or {}, "done",

@@ -22,13 +22,14 @@ from ..system.atomic import write_atomic
 from . import manifest as manifest_module
 from .edges import params_dependencies
 from .manifest import Manifest
-from .workspace import DONE, KINDS, Workspace
+from .workspace import DONE, KINDS, XPM, Workspace
 
 __all__ = [
     "bind",
     "finish",
     "index_record",
     "is_done",
+    "is_done_listed",
     "prepare_task_dir",
     "read_manifest",
     "read_record",
@@ -41,6 +42,16 @@ _FULL_ID = re.compile(r"[0-9a-f]{64}")
 def is_done(directory: str | os.PathLike[str]) -> bool:
     """Whether the object at ``directory`` is done: one stat of its done manifest."""
     return os.path.exists(os.path.join(directory, DONE))
+
+
+def is_done_listed(directory: str | os.PathLike[str]) -> bool:
+    """:func:`is_done`, after a listing of the object's ``.xpm/`` (on a network file system a
+    listing refreshes the cached view that a plain stat may still answer from)."""
+    try:
+        os.listdir(os.path.join(directory, XPM))
+    except OSError:
+        pass
+    return is_done(directory)
 
 
 def bind(config: Config, workspace: Workspace) -> None:
@@ -102,9 +113,9 @@ def _make_dirs(directory: Path) -> bool:
         except FileExistsError:
             made = False
     try:
-        os.mkdir(directory / ".xpm")
+        os.mkdir(directory / XPM)
     except FileExistsError:
-        if not os.path.isdir(directory / ".xpm"):
+        if not os.path.isdir(directory / XPM):
             raise
     return made
 
@@ -130,7 +141,7 @@ def finish(directory: Path, identifier: str, kind: str, name: str,
     except FileNotFoundError:  # no .xpm/ yet (a task directory always has one)
         if not directory.is_dir():
             raise
-        (directory / ".xpm").mkdir(exist_ok=True)
+        (directory / XPM).mkdir(exist_ok=True)
         write_atomic(directory / DONE, data)
     return manifest
 

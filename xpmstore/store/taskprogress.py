@@ -33,6 +33,7 @@ from typing import Any, TypedDict, TypeVar
 
 from ..errors import ProgressArgumentError
 from ..system.atomic import write_atomic
+from .workspace import XPM
 
 __all__ = ["MAX_LEVELS", "PROGRESS_FILE", "WRITE_PERIOD", "ProgressLevel", "TaskProgress",
            "Tracked", "overall_fraction", "parse_progress", "progress", "progress_text",
@@ -206,7 +207,7 @@ class TaskProgress:
     def begin(self, taskdir: str | os.PathLike[str]) -> None:
         """Report to ``taskdir`` from now on (the runner calls it when a job starts): the
         progress of a previous attempt is removed."""
-        path = os.path.join(taskdir, ".xpm", PROGRESS_FILE)
+        path = os.path.join(taskdir, XPM, PROGRESS_FILE)
         with self._lock:
             self._levels, self._depth, self._dirty = [], 0, False
             try:
@@ -373,7 +374,7 @@ def read_progress(taskdir: str | os.PathLike[str]) -> list[ProgressLevel] | None
     reported nothing (or its file is missing, damaged or not a regular file).  Never raises;
     reads at most 64 KiB; safe across processes and hosts (the file is replaced atomically)."""
     try:
-        path = os.path.join(os.fspath(taskdir), ".xpm", PROGRESS_FILE)
+        path = os.path.join(os.fspath(taskdir), XPM, PROGRESS_FILE)
     except TypeError:
         return None
     data = _read_bounded(path)

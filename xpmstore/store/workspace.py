@@ -30,6 +30,7 @@ __all__ = [
     "KINDS",
     "MARKERS",
     "NETWORK_FILESYSTEMS",
+    "XPM",
     "Workspace",
     "current_workspace",
     "default_workspace",
@@ -38,7 +39,11 @@ __all__ = [
     "user_settings",
 ]
 
-DONE = ".xpm/done"
+XPM = ".xpm"
+"""An object directory's own folder: its done manifest and the files of the job's protocol
+(:mod:`xpmstore.store.taskstate`), never part of its results."""
+
+DONE = f"{XPM}/done"
 """The done manifest, relative to an object directory: the object is done iff it exists."""
 
 KINDS = {"task": "jobs", "cache": "cache"}

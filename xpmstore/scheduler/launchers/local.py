@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import XpmstoreError
-from ...store.taskstate import launch_is_live, process_start, read_launch
-from ...system import jsonio
+from ...store.taskdirs import is_done
+from ...store.taskstate import STATE, launch_is_live, process_start, read_launch, read_state
 from ..progress import describe_error
 from ..progress import say as _say
 from ..runner import EXIT_WAITED
@@ -74,16 +74,11 @@ def _outcome_code(taskdir: Path | None) -> int:
     scheduler then checks who holds the job), else 1."""
     if taskdir is None:
         return 1
-    if (taskdir / ".xpm" / "done").exists():
+    if is_done(taskdir):
         return 0
-    try:
-        state = jsonio.read(taskdir / ".xpm" / "state.json")
-    except FileNotFoundError:
-        return EXIT_WAITED  # claimed, never started (the runner writes "running" first thing)
-    except (OSError, ValueError):
-        return 1
-    if not isinstance(state, dict):
-        return 1
+    state = read_state(taskdir)
+    if not state:  # unreadable: 1; absent: claimed, never started (the runner writes
+        return 1 if os.path.exists(taskdir / STATE) else EXIT_WAITED  # "running" first thing)
     if state.get("state") == "failed":
         code = state.get("exit_code")
         return code if isinstance(code, int) and code != 0 else 1

@@ -28,7 +28,6 @@ keep running; the next submit reattaches them.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -39,10 +38,20 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import XpmstoreError
-from ...store.taskstate import read_launch
-from ...system import jsonio, slurmctl
+from ...store.taskdirs import is_done, is_done_listed
+from ...store.taskstate import (
+    SLURM_SCRIPT,
+    STATE,
+    SlurmRecord,
+    read_launch,
+    read_slurm_record,
+    read_state,
+    slurm_output_path,
+    write_launch,
+    write_slurm_record,
+)
+from ...system import slurmctl
 from ...system.atomic import write_atomic
-from ..claim import read_state
 from ..progress import describe_error, say
 from ..runner import EXIT_FAILED, EXIT_WAITED
 from .base import ExitCallback, Launcher
@@ -123,7 +132,7 @@ class SlurmLauncher(Launcher):
                options: dict[str, Any] | None = None) -> int:
         """Write the job's sbatch script and submit it (``after``: Slurm ids of dependencies
         still pending or running, ``after_dirs`` their task directories); returns 0."""
-        script = taskdir / ".xpm" / "slurm.sh"
+        script = taskdir / SLURM_SCRIPT
         env = dict(environ)
         env.setdefault("PYTHONPATH", _job_python_path())
         chosen = self.options.merged(options or {})
@@ -145,7 +154,7 @@ class SlurmLauncher(Launcher):
                 raise
         # A dependency Slurm refuses (already purged): go on when every one is done, else let
         # the scheduler wait for them and submit without afterok.
-        if any(not (d / ".xpm" / "done").exists() for d in after_dirs):
+        if any(not is_done(d) for d in after_dirs):
             raise ChainRefused(f"sbatch refused the dependencies {after}")
         return slurmctl.submit(str(script))
 
@@ -154,22 +163,22 @@ class SlurmLauncher(Launcher):
         """Record the Slurm job: ``.xpm/slurm.json`` (id, afterok ids, attempt; the launcher's
         own file), and its id in the launch record while the runner has not rewritten it (the
         runner puts the id there itself, from ``XPMSTORE_SLURM_JOB_ID``)."""
-        xpm = tracked.taskdir / ".xpm"
-        previous = _read_json(xpm / "slurm.json")
-        document = {"job_id": tracked.job_id, "attempt": tracked.retries,
-                    "after": previous.get("after", []) if after is None else after,
-                    "history": tracked.history, "launcher": self.describe()}
-        write_atomic(xpm / "slurm.json", json.dumps(document).encode(), durable=False)
-        if retried or not (xpm / "state.json").exists():  # no runner now: the record is ours
+        previous = read_slurm_record(tracked.taskdir)
+        document: SlurmRecord = {
+            "job_id": tracked.job_id, "attempt": tracked.retries,
+            "after": previous.get("after", []) if after is None else after,
+            "history": tracked.history, "launcher": self.describe()}
+        write_slurm_record(tracked.taskdir, document)
+        if retried or not (tracked.taskdir / STATE).exists():  # no runner now: ours to write
             record = read_launch(tracked.taskdir) or {}
-            record.update(slurm_job_id=tracked.job_id, launcher=self.describe())
-            write_atomic(xpm / "launch.json", json.dumps(record).encode(), durable=False)
+            record.update({"slurm_job_id": tracked.job_id, "launcher": self.describe()})
+            write_launch(tracked.taskdir, record)
 
     def adopt(self, identifier: str, taskdir: Path, job_id: str, on_exit: ExitCallback) -> None:
         """Wait for a Slurm job another scheduler submitted (reattach): report its end to
         ``on_exit`` like a job of this launcher (retried with its script on disk)."""
-        script = taskdir / ".xpm" / "slurm.sh"
-        attempt = _read_json(taskdir / ".xpm" / "slurm.json").get("attempt", 0)
+        script = taskdir / SLURM_SCRIPT
+        attempt = read_slurm_record(taskdir).get("attempt", 0)
         self._track(_Tracked(identifier, taskdir, str(job_id), on_exit,
                              script if script.exists() else None,
                              retries=attempt if isinstance(attempt, int) else 0))
@@ -279,7 +288,7 @@ class SlurmLauncher(Launcher):
         return changed
 
     def _ended(self, tracked: _Tracked, status: slurmctl.SlurmStatus | None, now: float) -> None:
-        done = _sees_done(tracked.taskdir)
+        done = is_done_listed(tracked.taskdir)
         if done:
             return self._finish(tracked, 0)
         if (
@@ -303,7 +312,7 @@ class SlurmLauncher(Launcher):
             state = read_state(tracked.taskdir)
             if state.get("state") == "failed" or code == EXIT_WAITED:  # the runner's outcome
                 return self._finish(tracked, code if code else EXIT_FAILED)
-            log = tracked.taskdir / ".xpm" / f"slurm-{tracked.job_id}.out"
+            log = slurm_output_path(tracked.taskdir, tracked.job_id)
             return self._fail(tracked, f"{slurmctl.describe_state(status)}, before the task ran;"
                                        f" see {log}", code or EXIT_FAILED)
         if status is not None and status.state != "COMPLETED":
@@ -334,14 +343,6 @@ class SlurmLauncher(Launcher):
         tracked.on_exit(tracked.identifier, code)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = jsonio.read(path)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _job_python_path() -> str:
     """PYTHONPATH for the job: what the local launcher gives its jobs, plus this process's
     working directory when it is on ``sys.path`` as ``''`` (``python -c``, the REPL): the job
@@ -350,13 +351,3 @@ def _job_python_path() -> str:
     if "" in sys.path:
         path = os.pathsep.join(p for p in (os.getcwd(), path) if p)
     return path
-
-
-def _sees_done(taskdir: Path) -> bool:
-    """Whether the done manifest is there, listing the directory first (on NFS a listing
-    refreshes the cached view a plain stat may still answer from)."""
-    try:
-        os.listdir(taskdir / ".xpm")
-    except OSError:
-        pass
-    return (taskdir / ".xpm" / "done").exists()
