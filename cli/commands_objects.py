@@ -38,38 +38,15 @@ def get(identifier: str, to: Path | None, as_json: bool) -> None:
     (verified) from the remote when one is configured. Exit code 1 when no done object
     matches, 2 when ID is not 1 to 64 lowercase hex or the prefix is ambiguous.
     """
+    from xpmstore.admin.get import get as get_object
     from xpmstore.core.identifier import check_identifier
-    from xpmstore.store.locate import find_done
 
     check_identifier(identifier)  # bad input is exit 2, whatever the workspace
-    workspace = open_workspace()
-    if not as_json and to is None:
-        found = find_done(workspace, identifier)  # the index settles most lookups alone
-        if found is not None:
-            click.echo(str(found[1]))
-            return
-    from xpmstore.errors import NotFound
-    from xpmstore.store.lookup import Store
-
-    try:
-        record = Store(workspace).get(identifier)
-        if record.status != "done":
-            raise NotFound(f"{record.identifier} ({record.name}) is {record.status}, not done")
-    except NotFound:
-        from xpmstore.remote import fetch
-
-        if fetch(workspace, identifier) is None:  # absent here: pulled when a remote has it
-            raise
-        record = Store(workspace).get(identifier)
-    path = record.path
-    if to is not None:
-        from xpmstore.admin.get import copy_out
-
-        path = copy_out(record.path, to)
+    found = get_object(open_workspace(), identifier, to=to, with_record=as_json)
     if as_json:
-        emit_json({**record.to_json(), "copied_to": str(path) if to is not None else None})
+        emit_json(found.to_json())
     else:
-        click.echo(str(path))
+        click.echo(str(found.path))
 
 
 @click.command(short_help="List objects, filtered by kind, name, status, tags.")
@@ -101,11 +78,9 @@ def ls(kind: str | None, name: str | None, status: str | None, tags: tuple[str, 
     bytes and the UTC time, separated by tabs.
     """
     if remote:
-        from xpmstore.remote import remote_entries
+        from xpmstore.admin.ls import list_remote
 
-        from .commands_remote import need_remote
-
-        found = remote_entries(need_remote(open_workspace()), kind=kind, name=name)
+        found = list_remote(open_workspace(), kind=kind, name=name)
         if as_json:
             emit_json(found)
         else:
@@ -213,21 +188,11 @@ def pin(identifier: str, remote: bool) -> None:
     the pin is written in the remote (pins/ID) and protects the remote object from
     gc --remote.
     """
-    if remote:
-        from xpmstore.remote.collect import pin_remote
+    from xpmstore.admin.pin import pin as pin_object
 
-        from .commands_remote import need_remote
-
-        ident, added = pin_remote(need_remote(open_workspace()), identifier)
-        click.echo(f"{'pinned' if added else 'already pinned'} {short(ident)} in the remote")
-        return
-    from xpmstore.store.locate import locate
-    from xpmstore.store.pins import pin as pin_object
-
-    workspace = open_workspace()
-    ident, directory = locate(workspace, identifier)
-    added = pin_object(workspace, ident)
-    click.echo(f"{'pinned' if added else 'already pinned'} {short(ident)} {directory.parent.name}")
+    pinned = pin_object(open_workspace(), identifier, remote=remote)
+    click.echo(f"{'pinned' if pinned.added else 'already pinned'} {short(pinned.identifier)}"
+               f" {'in the remote' if remote else pinned.name}")
 
 
 @click.command(short_help="Remove a pin.")
@@ -237,23 +202,13 @@ def pin(identifier: str, remote: bool) -> None:
 @user_errors
 def unpin(identifier: str, remote: bool) -> None:
     """Remove a pin (ID may be a prefix of a pinned identifier)."""
-    if remote:
-        from xpmstore.remote.collect import unpin_remote
-
-        from .commands_remote import need_remote
-
-        click.echo(f"unpinned {short(unpin_remote(need_remote(open_workspace()), identifier))}"
-                   " in the remote")
-        return
+    from xpmstore.admin.pin import unpin as unpin_object
     from xpmstore.core.identifier import check_identifier
-    from xpmstore.store.pins import pinned, pinned_match
-    from xpmstore.store.pins import unpin as unpin_object
 
-    check_identifier(identifier)
-    workspace = open_workspace()
-    chosen = pinned_match(identifier, pinned(workspace))
-    unpin_object(workspace, chosen)
-    click.echo(f"unpinned {short(chosen)}")
+    if not remote:
+        check_identifier(identifier)  # bad input is exit 2, whatever the workspace
+    chosen = unpin_object(open_workspace(), identifier, remote=remote)
+    click.echo(f"unpinned {short(chosen)}{' in the remote' if remote else ''}")
 
 
 @click.command(short_help="Explain a miss: nearest prior tasks, differing fields.")

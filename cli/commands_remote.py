@@ -1,33 +1,20 @@
-"""Commands on the remote: push, pull, remote init (``get`` and ``ls --remote`` use
-:func:`need_remote`).
+"""Commands on the remote: push, pull, remote init.
 
-Thin layers over :mod:`xpmstore.remote` (imported inside the commands).  The remote is the one
-configured for the workspace (``[remote] url`` in xpmstore.toml or the user settings;
-``$XPMSTORE_REMOTE`` overrides); see docs/remote.md.
+Thin layers over :mod:`xpmstore.admin` (imported inside the commands: ``push``, ``pull``,
+``remotes``).  The remote is the one configured for the workspace (``[remote] url`` in
+xpmstore.toml or the user settings; ``$XPMSTORE_REMOTE`` overrides); see docs/remote.md.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from pathlib import Path
 
 import click
 
 from .context import CliError, one_line, open_workspace, user_errors, workspace_option
 
-__all__ = ["need_remote", "pull", "push", "remote"]
-
-
-def need_remote(workspace: Any) -> Any:
-    """The workspace's remote; RemoteError (exit code 1) when none is configured."""
-    from xpmstore.errors import RemoteError
-    from xpmstore.remote import open_remote
-
-    remote = open_remote(workspace)
-    if remote is None:
-        raise RemoteError("no remote configured: set [remote] url in xpmstore.toml or the user"
-                          " settings, or $XPMSTORE_REMOTE (see docs/remote.md)")
-    return remote
+__all__ = ["pull", "push", "remote"]
 
 
 def _check_identifiers(identifiers: tuple[str, ...]) -> None:
@@ -55,25 +42,21 @@ def push(identifiers: tuple[str, ...], every: bool) -> None:
     object as it finishes: pushed, present (already there) or failed with why; on a terminal,
     a live line counts objects and bytes. Exit code 1 when one failed.
     """
-    from xpmstore.remote import push as push_objects
+    from xpmstore.admin.push import push as push_objects
     from xpmstore.remote.transferprogress import TransferProgress
 
     if bool(identifiers) == every:
         raise click.UsageError("give identifiers or --all (not both)")
     _check_identifiers(identifiers)
     workspace = open_workspace()
-    remote = need_remote(workspace)
-    if every:
-        from xpmstore.store.locate import scan_objects
-
-        identifiers = tuple(o.identifier for o in scan_objects(workspace) if o.done)
     progress = TransferProgress("push")
 
     def show(outcome: str, name: str, why: str) -> None:
         progress.echo("\t".join([outcome, name] + ([why] if why else [])))
 
     try:
-        report = push_objects(workspace, list(identifiers), remote, progress, show)
+        report = push_objects(workspace, None if every else identifiers, progress=progress,
+                              on_result=show)
     finally:
         progress.close()
     if report.failed:
@@ -93,33 +76,25 @@ def pull(identifiers: tuple[str, ...]) -> None:
     before it failed: a failure is one line on stderr, and the exit code is 1 when one failed.
     On a terminal, a live line counts objects and bytes.
     """
-    from xpmstore.errors import RemoteUnavailableError, XpmstoreError
-    from xpmstore.remote import pull as pull_object
+    from xpmstore.admin.pull import pull as pull_objects
     from xpmstore.remote.transferprogress import TransferProgress
 
     _check_identifiers(identifiers)  # bad input first: nothing is pulled
     workspace = open_workspace(new=True)
-    remote = need_remote(workspace)
     progress = TransferProgress("pull")
-    progress.expect(objects=len(identifiers))
-    failed = 0
+
+    def show(text: str, directory: Path | None, why: str) -> None:
+        if directory is None:
+            progress.echo(f"xpmstore: {one_line(why)}", sys.stderr)
+        else:
+            progress.echo(str(directory))
+
     try:
-        for text in identifiers:
-            try:
-                path = pull_object(workspace, remote.resolve(text), remote, progress=progress)
-            except RemoteUnavailableError:
-                raise  # the others would fail the same way: one line, exit 1
-            except (XpmstoreError, OSError) as exc:
-                failed += 1
-                progress.echo(f"xpmstore: {one_line(str(exc) or type(exc).__name__)}",
-                              sys.stderr)
-            else:
-                progress.echo(str(path))
-            progress.finished()
+        report = pull_objects(workspace, identifiers, progress=progress, on_result=show)
     finally:
         progress.close()
-    if failed:
-        raise CliError(f"{failed} of {len(identifiers)} object(s) not pulled")
+    if report.failed:
+        raise CliError(f"{len(report.failed)} of {len(identifiers)} object(s) not pulled")
 
 
 @click.group(short_help="The remote itself: remote init.")
@@ -141,16 +116,14 @@ def init(url: str | None) -> None:
     Nothing else creates it: a push to a file:// remote whose directory is missing (a share
     that is not mounted) finds the remote unreachable instead of writing to the local disk.
     """
+    from xpmstore.admin.remotes import init_remote
     from xpmstore.errors import NotFound
-    from xpmstore.remote import open_remote
     from xpmstore.store.workspace import Workspace
 
-    if url is None:
-        target = need_remote(open_workspace())
-    else:
-        try:
-            workspace = open_workspace()
-        except NotFound:  # a URL needs no workspace (its endpoint may come from the settings)
-            workspace = Workspace.at(None)
-        target = open_remote(workspace, url)
-    click.echo(target.backend.init())
+    try:
+        workspace = open_workspace()
+    except NotFound:  # a URL needs no workspace (its endpoint may come from the settings)
+        if url is None:
+            raise
+        workspace = Workspace.at(None)
+    click.echo(init_remote(workspace, url))

@@ -59,14 +59,12 @@ def kill(identifier: str, force: bool) -> None:
     The experiment that launched it records it failed (interrupted); it runs again on the next
     submit.
     """
-    from xpmstore.admin.jobs import kill_job
-    from xpmstore.store.locate import locate
+    from xpmstore.admin.jobs import kill as kill_object
 
-    ident, directory = locate(open_workspace(), identifier)
-    pid = kill_job(directory, force=force)
-    whom = f"pid {pid}" if pid else "its Slurm job, with scancel"
-    click.echo(f"sent {'SIGKILL' if force else 'SIGTERM'} to {directory.parent.name}"
-               f" {short(ident)} ({whom})")
+    killed = kill_object(open_workspace(), identifier, force=force)
+    whom = f"pid {killed.pid}" if killed.pid else "its Slurm job, with scancel"
+    click.echo(f"sent {'SIGKILL' if force else 'SIGTERM'} to {killed.name}"
+               f" {short(killed.identifier)} ({whom})")
 
 
 @click.command(short_help="Print (-f: follow) a job's stdout and stderr.")
@@ -82,30 +80,14 @@ def logs(identifier: str, follow: bool, stream: str) -> None:
 
     With -f, follow them (interleaved, without headers) while the job runs.
     """
-    from xpmstore.admin.jobs import follow as follow_logs
-    from xpmstore.admin.jobs import log_paths
-    from xpmstore.errors import NotFound
-    from xpmstore.store.locate import locate
-    from xpmstore.store.taskstate import object_status
+    from xpmstore.admin.jobs import logs as write_logs
 
-    _, directory = locate(open_workspace(), identifier)
-    paths = log_paths(directory)
-    chosen = [paths[s] for s in (("stdout", "stderr") if stream == "both" else (stream,))]
     out = sys.stdout.buffer  # bytes as they are (click.get_binary_stream is deprecated)
-    if follow:
-        try:
-            follow_logs(chosen, out, lambda: object_status(directory) in ("running", "queued"))
-        except KeyboardInterrupt:
-            pass
-        return
-    present = [p for p in chosen if p.exists()]
-    if not present:
-        raise NotFound(f"{directory.parent.name} {directory.name[:12]} has no logs yet")
-    for path in present:
-        if len(chosen) > 1:
-            out.write(f"==> {path.name} <==\n".encode())
-        out.write(path.read_bytes())
-        out.flush()
+    try:
+        write_logs(open_workspace(), identifier, out, stream=stream, tail=follow)
+    except KeyboardInterrupt:
+        if not follow:
+            raise
 
 
 @click.command(short_help="Experiments and their runs.")
@@ -120,15 +102,12 @@ def experiments(name: str | None, as_json: bool) -> None:
     A run's status is live (running now), ok, failed, interrupted, or dead (it ended without
     an end line: killed). Columns: experiment, run, status, started, jobs.
     """
-    from xpmstore.errors import NotFound
-    from xpmstore.scheduler.runs import check_experiment_name, read_runs
+    from xpmstore.admin.experiments import experiment_runs
+    from xpmstore.scheduler.runs import check_experiment_name
 
     if name is not None:
         check_experiment_name(name)  # bad input is exit 2, whatever the workspace
-    workspace = open_workspace()
-    if name is not None and not (workspace.experiments / name).is_dir():
-        raise NotFound(f"no experiment {name!r} in {workspace.root}")
-    runs = read_runs(workspace, name)
+    runs = experiment_runs(open_workspace(), name)
     if as_json:
         emit_json([run.to_json() for run in runs])
         return

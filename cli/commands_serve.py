@@ -1,11 +1,11 @@
 """``xpmstore serve``: the web service over the workspace (docs/serve.md), a thin layer over
-:mod:`xpmstore.serve`, which needs the optional extra ``xpmstore[serve]``."""
+:func:`xpmstore.serve.start`, which needs the optional extra ``xpmstore[serve]``."""
 
 from __future__ import annotations
 
 import click
 
-from .context import CliError, open_workspace, user_errors, workspace_option
+from .context import open_workspace, user_errors, workspace_option
 
 __all__ = ["serve"]
 
@@ -28,21 +28,12 @@ def serve(host: str, port: int, allow_actions: bool) -> None:
     The first line printed is the URL to open. Read-only unless --allow-actions. Needs the
     extra: pip install 'xpmstore[serve]' (exit code 1 without it).
     """
-    from xpmstore.serve import INSTALL_HINT, missing_extra
+    from xpmstore.serve import require_extra, start
 
     if not host.strip():
         raise click.BadParameter("give an address, such as 127.0.0.1", param_hint="--host")
-    missing = missing_extra()
-    if missing:
-        raise CliError(f"xpmstore serve needs {', '.join(missing)}: {INSTALL_HINT}")
-    from xpmstore.serve.server import serve as run_server
-
-    workspace = open_workspace()
+    require_extra()  # what to install, whatever the workspace
     try:
-        run_server(workspace, host=host, port=port, allow_actions=allow_actions)
+        start(open_workspace(), host=host, port=port, allow_actions=allow_actions)
     except KeyboardInterrupt:
         pass
-    except OSError as error:
-        if error.filename:
-            raise
-        raise CliError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from .context import CliError, ask, one_line, open_workspace, user_errors, workspace_option
 from .output import emit_json, short, size, table
+
+if TYPE_CHECKING:
+    from xpmstore.admin.gc import GcPlan
+    from xpmstore.remote.collect import RemoteGcPlan
 
 __all__ = ["fsck", "gc", "index"]
 
@@ -55,7 +61,8 @@ def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bo
     hold it shared while they record their jobs), skips objects whose lock is held, and moves
     objects to .xpmstore/trash/ before deleting them.
     """
-    from xpmstore.admin.gc import GcOptions, collect, mark, parse_age, parse_size
+    from xpmstore.admin.gc import GcOptions, parse_age, parse_size
+    from xpmstore.admin.gc import gc as collect_garbage
 
     if remote:
         if max_size is not None:
@@ -71,40 +78,26 @@ def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bo
     options = GcOptions(keep_runs=keep_runs,
                         older_than=parse_age(older_than) if older_than is not None else None,
                         max_size=parse_size(max_size) if max_size is not None else None)
-    workspace = open_workspace()
-    if dry_run or not yes:
-        plan = mark(workspace, options)
-        if as_json and dry_run:
-            emit_json({"candidates": [c.to_json() for c in plan.candidates], "size": plan.size,
-                       "objects": plan.objects, "total_size": plan.total_size,
-                       "roots": len(plan.roots), "reachable": len(plan.reachable),
-                       "over_max_size": plan.over_max_size,
-                       "sources": [s.to_json() for s in plan.sources]})
-            return
-        click.echo("roots:" if plan.sources else "roots: none", err=not dry_run and as_json)
-        for source in plan.sources:
-            click.echo(f"  {source.describe()}", err=not dry_run and as_json)
-        table(["identifier", "kind", "name", "size", "why"],
-              [[short(c.identifier), c.kind, c.name, size(c.size), c.why]
-               for c in plan.candidates])
-        click.echo(f"{'would free' if dry_run else 'to free'}: {size(plan.size)} in"
-                   f" {len(plan.candidates)} of {plan.objects} objects ({len(plan.roots)} roots,"
-                   f" {len(plan.reachable)} objects reached)", err=not dry_run and as_json)
-        _over_max_size(plan.over_max_size)
-        if dry_run:
-            return
-        if not plan.candidates:
-            click.echo("nothing to delete")
-            return
-        if not ask(f"delete these {len(plan.candidates)} objects?"):
-            click.echo("nothing deleted")
-            return
-        result = collect(workspace, options, only={c.identifier for c in plan.candidates})
-    else:
-        result = collect(workspace, options)
+
+    def review(plan: GcPlan) -> bool:
+        """Show the plan (on stderr when stdout holds the JSON of the result), then ask."""
+        _show_plan(plan, dry_run=False, err=as_json)
+        return bool(plan.candidates) and ask(f"delete these {len(plan.candidates)} objects?")
+
+    outcome = collect_garbage(open_workspace(), options, dry_run=dry_run,
+                              review=None if yes else review)
+    if dry_run:
+        if as_json:
+            emit_json(outcome.plan.to_json())
+        else:
+            _show_plan(outcome.plan, dry_run=True, err=False)
+        return
+    result = outcome.result
+    if result is None:
+        click.echo("nothing deleted" if outcome.declined else "nothing to delete")
+        return
     if as_json:
-        emit_json({"deleted": [c.to_json() for c in result.deleted], "freed": result.freed,
-                   "skipped": [{**c.to_json(), "reason": why} for c, why in result.skipped]})
+        emit_json(result.to_json())
         return
     table(["deleted", "kind", "name", "size"],
           [[short(c.identifier), c.kind, c.name, size(c.size)] for c in result.deleted])
@@ -116,6 +109,20 @@ def gc(keep_runs: int, older_than: str | None, max_size: str | None, dry_run: bo
         _over_max_size(result.plan.over_max_size)
 
 
+def _show_plan(plan: GcPlan, dry_run: bool, err: bool) -> None:
+    """Print what gc would delete (``dry_run``) or is about to, after the roots, and the
+    total (the roots and the total on stderr with ``err``)."""
+    click.echo("roots:" if plan.sources else "roots: none", err=err)
+    for source in plan.sources:
+        click.echo(f"  {source.describe()}", err=err)
+    table(["identifier", "kind", "name", "size", "why"],
+          [[short(c.identifier), c.kind, c.name, size(c.size), c.why] for c in plan.candidates])
+    click.echo(f"{'would free' if dry_run else 'to free'}: {size(plan.size)} in"
+               f" {len(plan.candidates)} of {plan.objects} objects ({len(plan.roots)} roots,"
+               f" {len(plan.reachable)} objects reached)", err=err)
+    _over_max_size(plan.over_max_size)
+
+
 def _over_max_size(over: int) -> None:
     """Say (on stderr) by how much the store stays above --max-size, if it does."""
     if over:
@@ -125,40 +132,43 @@ def _over_max_size(over: int) -> None:
 
 def _gc_remote(older_than: float | None, dry_run: bool, yes: bool, as_json: bool) -> None:
     """``gc --remote``: plan, show, ask (unless -y), collect."""
-    from xpmstore.remote.collect import collect_remote, plan_remote
+    from xpmstore.admin.remotes import gc_remote
 
-    from .commands_remote import need_remote
+    def review(plan: RemoteGcPlan, url: str) -> bool:
+        """Show the plan (on stderr when stdout holds the JSON of the result), then ask."""
+        _show_remote_plan(plan, url, dry_run=False, err=as_json)
+        return bool(plan.manifests or plan.blobs) and ask(
+            f"delete {len(plan.manifests)} manifests and {len(plan.blobs)} blobs from {url}?")
 
-    remote = need_remote(open_workspace())
-    if dry_run or not yes:
-        plan = plan_remote(remote, older_than)
-        if as_json and dry_run:
+    outcome = gc_remote(open_workspace(), older_than, dry_run=dry_run,
+                        review=None if yes else review)
+    plan = outcome.plan
+    if dry_run:
+        if as_json:
             emit_json({"manifests": sorted(plan.manifests), "blobs": len(plan.blobs),
                        "size": plan.size, "kept_manifests": plan.kept_manifests,
                        "kept_blobs": plan.kept_blobs, "young_blobs": plan.young_blobs,
                        "roots": plan.roots})
-            return
-        click.echo(f"{remote.url}: {'would delete' if dry_run else 'to delete'}"
-                   f" {len(plan.manifests)} manifests and {len(plan.blobs)} blobs,"
-                   f" {size(plan.size)} ({plan.roots} roots, {plan.kept_manifests} manifests"
-                   f" kept, {plan.young_blobs} unlisted blobs within the grace period)",
-                   err=not dry_run and as_json)
-        if dry_run:
-            return
-        if not plan.manifests and not plan.blobs:
-            click.echo("nothing to delete")
-            return
-        if not ask(f"delete {len(plan.manifests)} manifests and {len(plan.blobs)} blobs from"
-                   f" {remote.url}?"):
-            click.echo("nothing deleted")
-            return
-    result = collect_remote(remote, older_than)
-    if as_json:
-        emit_json({"manifests": sorted(result.manifests), "blobs": len(result.blobs),
-                   "freed": result.size})
+        else:
+            _show_remote_plan(plan, outcome.url, dry_run=True, err=False)
         return
-    click.echo(f"freed {size(result.size)}: {len(result.manifests)} manifests and"
-               f" {len(result.blobs)} blobs deleted from {remote.url}")
+    if not outcome.deleted:
+        click.echo("nothing deleted" if outcome.declined else "nothing to delete")
+        return
+    if as_json:
+        emit_json({"manifests": sorted(plan.manifests), "blobs": len(plan.blobs),
+                   "freed": plan.size})
+        return
+    click.echo(f"freed {size(plan.size)}: {len(plan.manifests)} manifests and"
+               f" {len(plan.blobs)} blobs deleted from {outcome.url}")
+
+
+def _show_remote_plan(plan: RemoteGcPlan, url: str, dry_run: bool, err: bool) -> None:
+    """One line: what gc --remote would delete (``dry_run``) or is about to, and what stays."""
+    click.echo(f"{url}: {'would delete' if dry_run else 'to delete'}"
+               f" {len(plan.manifests)} manifests and {len(plan.blobs)} blobs,"
+               f" {size(plan.size)} ({plan.roots} roots, {plan.kept_manifests} manifests"
+               f" kept, {plan.young_blobs} unlisted blobs within the grace period)", err=err)
 
 
 @click.command(short_help="Re-hash every done object; --repair damaged ones.")
@@ -197,8 +207,7 @@ def fsck(repair: bool, as_json: bool) -> None:
                        + (f"{len(report.sealed)} sealed" if repair else
                           "fsck --repair seals them"))
     if not report.clean:
-        left = len(report.damaged) - len(report.repaired)
-        raise CliError(f"{left} damaged object(s) left: " + (
+        raise CliError(f"{report.left} damaged object(s) left: " + (
             "in use (their lock is held); run xpmstore fsck --repair again once they end"
             if repair else "xpmstore fsck --repair marks them not done, so that the next submit"
             " computes them again"))

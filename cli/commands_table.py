@@ -1,4 +1,5 @@
-"""The ``table`` command: results of a task class as a table (``Store.table``)."""
+"""The ``table`` command: results of a task class as a table
+(:func:`xpmstore.admin.resulttable.results_table`), printed aligned, tab-separated, CSV or JSON."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .output import emit_json, on_terminal, table
 __all__ = ["table_command"]
 
 _STATUSES = ("done", "failed", "running", "queued", "absent", "any")
+"""The statuses of --status: :data:`xpmstore.store.table.STATUSES` and ``any``."""
 
 
 def _cell(value: Any, terminal: bool) -> str:
@@ -32,25 +34,6 @@ def _cell(value: Any, terminal: bool) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value, sort_keys=True)
     return str(value)
-
-
-def _filters(cls: Any, assignments: tuple[str, ...]) -> dict[str, Any]:
-    """``NAME=VALUE`` assignments (dotted names through nested configs and task references)
-    read with the declared types of their fields, as ``find`` keywords (``a__b``)."""
-    from xpmstore.core.fromtext import parse_as, split_assignment
-    from xpmstore.core.query import field_for
-    from xpmstore.errors import TextValueError
-
-    found = {}
-    for text in assignments:
-        name, value = split_assignment(text)
-        path = name.split(".")
-        owner, spec = field_for(cls, path)
-        try:
-            found["__".join(path)] = parse_as(value, spec.annotation)
-        except TextValueError as exc:
-            raise TextValueError(f"{owner.__qualname__}.{path[-1]}: {exc}") from None
-    return found
 
 
 @click.command("table", short_help="Results of a task class as a table (params, tags, metrics).")
@@ -89,36 +72,15 @@ def table_command(target: str, assignments: tuple[str, ...], metrics: str, no_me
     types of the fields, as with `xpmstore why`. On a terminal the table is aligned; piped, it
     is tab-separated with a header line. Exit code 1 when no task matches.
     """
-    from xpmstore.core.fromtext import import_class, parse_tag_filter
-    from xpmstore.errors import NotFound, TextValueError
-    from xpmstore.store.table import check_task_class, sort_rows
+    from xpmstore.admin.resulttable import TableQuery, results_table
+    from xpmstore.errors import TextValueError
 
     if as_json and as_csv:
         raise TextValueError("--json and --csv: choose one")
-    tag_filters = [parse_tag_filter(text) for text in tags]
-    cls = check_task_class(import_class(target))
-    filters = _filters(cls, assignments)
-    options: dict[str, Any] = {"metrics": None if no_metrics else metrics,
-                               "status": None if status == "any" else status,
-                               "all_params": all_params, "tag_filters": tag_filters}
-    workspace = open_workspace()
-    if remote:
-        from xpmstore.remote.results import remote_table
-
-        from .commands_remote import need_remote
-
-        rows = remote_table(need_remote(workspace), cls, **options, **filters)
-    else:
-        from xpmstore.store.lookup import Store
-        from xpmstore.store.table import tabulate
-
-        rows = tabulate(Store(workspace), cls, **options, **filters)
-    if not rows:
-        where = "the remote" if remote else str(workspace.root)
-        state = "" if status == "any" else f"{status} "
-        raise NotFound(f"no {state}task of {target} matches in {where}")
-    if sort_by:
-        rows = sort_rows(rows, sort_by)
+    asked = TableQuery.parse(target, assignments, tags=tags,
+                             metrics=None if no_metrics else metrics, status=status,
+                             all_params=all_params, sort_by=sort_by)
+    rows = results_table(open_workspace(), asked, remote=remote)
     if as_json:
         emit_json(rows)
         return

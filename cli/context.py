@@ -1,8 +1,9 @@
 """What every command shares: the workspace option, and errors as one line with an exit code.
 
 Exit codes: 0 success, 1 not found or failed, 2 bad input.  A command decorated with
-:func:`user_errors` turns an xpmstore error (or an OS error) into a :class:`CliError`, which
-prints one line, ``xpmstore: <message>``, on stderr, never a traceback.
+:func:`user_errors` turns an xpmstore error (or an OS error) into a :class:`CliError` (exit code
+1) or a :class:`BadInputError` (2), which prints one line, ``xpmstore: <message>``, on stderr,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from xpmstore.errors import (
 if TYPE_CHECKING:
     from xpmstore.store.workspace import Workspace
 
-__all__ = ["CliError", "ask", "exit_code", "one_line", "open_workspace", "user_errors",
-           "workspace_option"]
+__all__ = ["BadInputError", "CliError", "ask", "exit_code", "one_line", "open_workspace",
+           "user_errors", "workspace_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _KEY = "xpmstore.workspace"
@@ -40,15 +41,17 @@ def one_line(text: str) -> str:
 
 
 class CliError(click.ClickException):
-    """A user error: one line on stderr and the exit code it carries (1 or 2)."""
-
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.exit_code = code
+    """A user error: one line on stderr, and exit code 1 (:class:`BadInputError`: 2)."""
 
     def show(self, file: IO[Any] | None = None) -> None:
         """Print ``xpmstore: <message>`` on one line (stderr unless ``file``)."""
         click.echo(f"xpmstore: {one_line(self.format_message())}", err=file is None, file=file)
+
+
+class BadInputError(CliError):
+    """A user error of bad input: one line on stderr, and exit code 2."""
+
+    exit_code = 2
 
 
 def exit_code(error: BaseException) -> int:
@@ -75,7 +78,7 @@ def user_errors(command: F) -> F:
             if isinstance(error, OSError) and not isinstance(error, XpmstoreError):
                 message = f"{error.strerror or error}" + (
                     f": {error.filename}" if error.filename else "")
-            raise CliError(message, exit_code(error)) from error
+            raise (BadInputError if exit_code(error) == 2 else CliError)(message) from error
 
     return wrapper  # type: ignore[return-value]
 

@@ -24,6 +24,7 @@ __all__ = [
     "InputPathError",
     "InvalidIdentifierError",
     "MalformedFileError",
+    "MissingExtraError",
     "MissingFieldError",
     "NotFound",
     "ObjectInUseError",
@@ -33,6 +34,7 @@ __all__ = [
     "RemoteUnavailableError",
     "RemoteUnwritableError",
     "SealedConfigError",
+    "ServeError",
     "TagConflictError",
     "TextValueError",
     "UnboundPathError",
@@ -179,6 +181,16 @@ class PathRefusedError(XpmstoreError, PermissionError):
     """A path asked of an object (``xpmstore serve``'s file and log views) that is not one of
     the files its done manifest lists nor one of its logs, or that leads outside its
     directory; the message quotes the path."""
+
+
+class MissingExtraError(XpmstoreError, ImportError):
+    """An optional extra is not installed (``xpmstore serve`` needs ``xpmstore[serve]``); the
+    message names the modules missing and says what to install."""
+
+
+class ServeError(XpmstoreError, OSError):
+    """``xpmstore serve`` cannot listen on the address asked for (in use, not of this
+    machine...); the message names the address and why."""
 
 
 class TextValueError(XpmstoreError, ValueError):

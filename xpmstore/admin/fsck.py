@@ -84,6 +84,11 @@ class FsckReport:
         """Whether no damage remains (none found, or every damaged object repaired)."""
         return len(self.repaired) == len(self.damaged)
 
+    @property
+    def left(self) -> int:
+        """How many damaged objects are left done (found, not repaired)."""
+        return len(self.damaged) - len(self.repaired)
+
     def to_json(self) -> dict[str, Any]:
         """Every field, JSON-ready."""
         return {"checked": self.checked, "damaged": [d.to_json() for d in self.damaged],

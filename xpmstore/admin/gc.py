@@ -44,7 +44,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -64,12 +64,14 @@ from ..system.locks import gc_lock, try_object_lock
 __all__ = [
     "Candidate",
     "GcOptions",
+    "GcOutcome",
     "GcPlan",
     "GcResult",
     "RootSource",
     "collect",
     "empty_trash",
     "find_roots",
+    "gc",
     "mark",
     "parse_age",
     "parse_size",
@@ -208,6 +210,15 @@ class GcPlan:
         """Bytes the candidates take."""
         return sum(c.size for c in self.candidates)
 
+    def to_json(self) -> dict[str, Any]:
+        """The candidates and the sizes, the counts of roots and of objects reached, and the
+        sources of the roots, JSON-ready."""
+        return {"candidates": [c.to_json() for c in self.candidates], "size": self.size,
+                "objects": self.objects, "total_size": self.total_size,
+                "roots": len(self.roots), "reachable": len(self.reachable),
+                "over_max_size": self.over_max_size,
+                "sources": [s.to_json() for s in self.sources]}
+
 
 @dataclass
 class GcResult:
@@ -222,6 +233,12 @@ class GcResult:
     def freed(self) -> int:
         """Bytes freed."""
         return sum(c.size for c in self.deleted)
+
+    def to_json(self) -> dict[str, Any]:
+        """The objects deleted, the bytes freed and the objects skipped (each with its
+        ``reason``), JSON-ready."""
+        return {"deleted": [c.to_json() for c in self.deleted], "freed": self.freed,
+                "skipped": [{**c.to_json(), "reason": why} for c, why in self.skipped]}
 
 
 # --- listing --------------------------------------------------------------------------------
@@ -497,3 +514,42 @@ def collect(workspace: Workspace, options: GcOptions | None = None, *,
     if trash.exists():
         shutil.rmtree(trash, ignore_errors=True)
     return result
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+@dataclass
+class GcOutcome:
+    """What :func:`gc` did: its ``plan`` (the mark it made first, or that of the collection
+    when it collected at once) and the ``result`` of the collection (None when nothing was
+    collected: a dry run, nothing to delete, or a review that said no: then ``declined``)."""
+
+    plan: GcPlan
+    result: GcResult | None = None
+    declined: bool = False
+
+
+def gc(workspace: Workspace, options: GcOptions | None = None, *, dry_run: bool = False,
+       review: Callable[[GcPlan], bool] | None = None, now: float | None = None) -> GcOutcome:
+    """``xpmstore gc``: with ``dry_run``, what would go (:func:`mark`), deleting nothing;
+    with ``review``, mark, then call ``review(plan)`` (with every plan, one that deletes
+    nothing too, so that it can be shown) and, when it says yes and the plan deletes
+    something, collect only the plan's candidates (those rooted since stay); with neither,
+    collect at once (:func:`collect`).
+
+    Raises what :func:`collect` raises.  Safe while experiments run (see the module doc).
+    """
+    if not dry_run and review is None:
+        result = collect(workspace, options, now=now)
+        return GcOutcome(result.plan, result)
+    plan = mark(workspace, options, now)
+    if dry_run or review is None:
+        return GcOutcome(plan)
+    approved = review(plan)
+    if not plan.candidates:
+        return GcOutcome(plan)
+    if not approved:
+        return GcOutcome(plan, declined=True)
+    chosen = {c.identifier for c in plan.candidates}
+    return GcOutcome(plan, collect(workspace, options, only=chosen, now=now))

@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ObjectInUseError, XpmstoreError
+from ..errors import NotFound, ObjectInUseError, XpmstoreError
 from ..scheduler.runs import Run, read_runs
+from ..store.locate import locate
 from ..store.taskprogress import ProgressLevel, read_progress
 from ..store.taskstate import Status, launch_is_live, object_status, read_launch, read_state
 from ..store.workspace import Workspace
 
-__all__ = ["JobInfo", "follow", "kill_job", "list_jobs", "log_paths"]
+__all__ = ["JobInfo", "Killed", "follow", "kill", "kill_job", "list_jobs", "log_paths", "logs"]
 
 
 @dataclass(frozen=True)
@@ -170,3 +171,50 @@ def follow(paths: list[Path], out: IO[bytes], running: Callable[[], bool],
         if not drain():
             time.sleep(pause)
     drain()
+
+
+@dataclass(frozen=True)
+class Killed:
+    """A job :func:`kill` signalled: its identifier, identity name and process id (0 for a
+    Slurm job, stopped with ``scancel``)."""
+
+    identifier: str
+    name: str
+    pid: int
+
+
+def kill(workspace: Workspace, text: str, force: bool = False) -> Killed:
+    """Stop the running job that ``text`` (an identifier or a unique prefix) names: SIGTERM
+    (SIGKILL with ``force``) to its process group on this host, or ``scancel`` for a Slurm job
+    (:func:`kill_job`).  Raises what :func:`~xpmstore.store.locate.locate` and :func:`kill_job`
+    raise."""
+    identifier, directory = locate(workspace, text)
+    return Killed(identifier, directory.parent.name, kill_job(directory, force=force))
+
+
+def logs(workspace: Workspace, text: str, out: IO[bytes], *, stream: str = "both",
+         tail: bool = False) -> None:
+    """Write the logs of the job that ``text`` (an identifier or a unique prefix) names to
+    ``out``: its ``stdout`` and ``stderr`` (``stream``: ``"both"``, ``"stdout"`` or
+    ``"stderr"``), each under a ``==> name <==`` line when both; with ``tail``, what they hold
+    and then what is appended while the job runs (interleaved, without headers: :func:`follow`).
+
+    Raises ValueError for another ``stream``, NotFound when the job has no logs yet (without
+    ``tail``), and what :func:`~xpmstore.store.locate.locate` raises.
+    """
+    if stream not in ("both", "stdout", "stderr"):
+        raise ValueError(f"stream={stream!r}: expected 'both', 'stdout' or 'stderr'")
+    _, directory = locate(workspace, text)
+    paths = log_paths(directory)
+    chosen = [paths[s] for s in (("stdout", "stderr") if stream == "both" else (stream,))]
+    if tail:
+        follow(chosen, out, lambda: object_status(directory) in ("running", "queued"))
+        return
+    present = [p for p in chosen if p.exists()]
+    if not present:
+        raise NotFound(f"{directory.parent.name} {directory.name[:12]} has no logs yet")
+    for path in present:
+        if len(chosen) > 1:
+            out.write(f"==> {path.name} <==\n".encode())
+        out.write(path.read_bytes())
+        out.flush()

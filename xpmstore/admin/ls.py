@@ -20,9 +20,10 @@ from ..store.indexrecords import summary, without_identity
 from ..store.locate import ObjectDir, bulk, object_kind, scan_objects
 from ..store.lookup import Record, Store
 from ..store.taskstate import object_status, read_launch
+from ..store.workspace import Workspace
 from .gc import reconcile_listing
 
-__all__ = ["list_entries", "list_json", "list_records"]
+__all__ = ["list_entries", "list_json", "list_records", "list_remote"]
 
 
 def _unfinished(directory: Path) -> dict[str, Any]:
@@ -159,3 +160,14 @@ def list_records(store: Store, *, kind: str | None = None, name: str | None = No
     """:func:`list_entries` as :class:`~xpmstore.store.lookup.Record` objects."""
     return [Record(**{**entry, "path": Path(entry["path"])})
             for entry in list_entries(store, kind=kind, name=name, status=status, tags=tags)]
+
+
+def list_remote(workspace: Workspace, *, kind: str | None = None,
+                name: str | None = None) -> list[dict[str, Any]]:
+    """The objects of the workspace's remote, of that kind and identity name when given, newest
+    first: one dict each (identifier, kind, name, size, created, tags; kind ``"corrupt"`` for
+    one that does not parse).  Raises RemoteError (none configured, or unreachable)."""
+    from ..remote.transfer import remote_entries
+    from .remotes import need_remote
+
+    return remote_entries(need_remote(workspace), kind=kind, name=name)

@@ -9,30 +9,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..admin.jobs import kill_job
+from ..admin.jobs import kill
+from ..admin.pin import pin
 from ..admin.rm import remove
 from ..core.identifier import check_identifier
-from ..errors import NotFound, RemoteError
+from ..errors import NotFound
 from ..store.locate import locate
-from ..store.pins import pin, unpin
+from ..store.pins import unpin
 from ..store.workspace import Workspace
 
 __all__ = ["ACTIONS", "run_action"]
 
 
 def _kill(workspace: Workspace, text: str, options: dict[str, Any]) -> dict[str, Any]:
-    identifier, directory = locate(workspace, text)
     force = options.get("force") is True
-    pid = kill_job(directory, force=force)
+    killed = kill(workspace, text, force=force)
     signal = "SIGKILL" if force else "SIGTERM"
-    whom = f"pid {pid}" if pid else "its Slurm job"
-    return {"identifier": identifier, "message": f"sent {signal} to {whom}"}
+    whom = f"pid {killed.pid}" if killed.pid else "its Slurm job"
+    return {"identifier": killed.identifier, "message": f"sent {signal} to {whom}"}
 
 
 def _pin(workspace: Workspace, text: str, options: dict[str, Any]) -> dict[str, Any]:
-    identifier, _ = locate(workspace, text)
-    added = pin(workspace, identifier)
-    return {"identifier": identifier, "message": "pinned" if added else "already pinned"}
+    pinned = pin(workspace, text)
+    return {"identifier": pinned.identifier,
+            "message": "pinned" if pinned.added else "already pinned"}
 
 
 def _unpin(workspace: Workspace, text: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -50,13 +50,11 @@ def _rm(workspace: Workspace, text: str, options: dict[str, Any]) -> dict[str, A
 
 
 def _pull(workspace: Workspace, text: str, options: dict[str, Any]) -> dict[str, Any]:
-    from ..remote import open_remote, pull
+    from ..admin.remotes import need_remote
+    from ..remote import pull
 
     check_identifier(text)
-    remote = open_remote(workspace)
-    if remote is None:
-        raise RemoteError("no remote configured: set [remote] url in xpmstore.toml or the user"
-                          " settings, or $XPMSTORE_REMOTE (see docs/remote.md)")
+    remote = need_remote(workspace)
     identifier = remote.resolve(text)
     path = pull(workspace, identifier, remote)
     return {"identifier": identifier, "message": f"pulled to {path}"}

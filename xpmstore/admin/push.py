@@ -1,0 +1,37 @@
+"""Pushing done objects to the workspace's remote: ``xpmstore push ID... | --all``
+(docs/remote.md).
+
+The transfer itself is :func:`xpmstore.remote.transfer.push`: files the remote already holds
+(same blake3) are not sent again, every file is sent before the manifest that lists it, a few
+objects at a time.  Safe across processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..remote.transfer import PushReport
+from ..remote.transfer import push as push_objects
+from ..remote.transferprogress import TransferProgress
+from ..store.locate import scan_objects
+from ..store.workspace import Workspace
+from .remotes import need_remote
+
+__all__ = ["push"]
+
+
+def push(workspace: Workspace, identifiers: Sequence[str] | None = None, *,
+         progress: TransferProgress | None = None,
+         on_result: Callable[[str, str, str], None] | None = None) -> PushReport:
+    """Push the done objects named by ``identifiers`` (full identifiers or unique prefixes;
+    None: every done object of the workspace) to the workspace's remote.
+
+    ``on_result(outcome, identifier, why)`` is called (from a worker thread) as each one
+    finishes: ``"pushed"``, ``"present"`` (the remote held it) or ``"failed"``; ``progress``
+    counts objects and bytes.  Failures of single objects are collected in the report; raises
+    RemoteError when no remote is configured, RemoteUnavailableError when it cannot be reached.
+    """
+    remote = need_remote(workspace)
+    chosen = list(identifiers) if identifiers is not None else \
+        [found.identifier for found in scan_objects(workspace) if found.done]
+    return push_objects(workspace, chosen, remote, progress, on_result)
