@@ -33,6 +33,7 @@ import lmdb
 from ..system.locks import path_lock
 from .indexfiles import (
     IndexDamaged,
+    IndexOutdated,
     allocate_lock_file,
     data_file_problem,
     dead_readers,
@@ -297,14 +298,19 @@ class IndexEnvironment:
                 if schema is None:
                     txn.put(b"schema", SCHEMA, db=dbs[b"meta"])
                 elif schema != SCHEMA:
-                    raise IndexDamaged(f"schema {schema.decode(errors='replace')}, this"
-                                       f" xpmstore writes {SCHEMA.decode()}")
+                    raise IndexOutdated(f"schema {schema.decode(errors='replace')}, this"
+                                        f" xpmstore writes {SCHEMA.decode()}")
             return dbs
         raise RuntimeError("index map kept changing size")  # pragma: no cover
 
     def _move_aside(self, error: BaseException) -> None:
         """Move the damaged files aside (caller holds the open lock and closed them)."""
         aside = move_aside(self.path)
+        if isinstance(error, IndexOutdated):  # an upgrade, not damage: say so
+            warn(f"the index at {self.path} was written by another version of xpmstore"
+                 f" ({error}); rebuilt it from the workspace (the old one is kept as"
+                 f" {aside.name})")
+            return
         warn(f"the index at {self.path} is damaged ({error}); moved it to {aside.name} and"
               " rebuilt it from the workspace")
 

@@ -30,6 +30,7 @@ __all__ = [
     "DATA_FILE",
     "LOCK_FILE",
     "IndexDamaged",
+    "IndexOutdated",
     "allocate_lock_file",
     "data_file_problem",
     "dead_readers",
@@ -55,6 +56,11 @@ that tail stays sparse: the file cannot be reopened to allocate it once LMDB hol
 
 class IndexDamaged(Exception):
     """The index's files cannot be used as they are; the message says why."""
+
+
+class IndexOutdated(IndexDamaged):
+    """The index was written by another version of xpmstore (another schema): it is rebuilt,
+    like a damaged one, but nothing is wrong with it."""
 
 
 _NOT_DAMAGE = (lmdb.MapResizedError, lmdb.MapFullError, lmdb.ReadersFullError,
