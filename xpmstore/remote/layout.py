@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
-from ..core.identifier import check_identifier
-from ..errors import AmbiguousPrefixError, InvalidIdentifierError, NotFound, RemoteError
+from ..core.identifier import check_identifier, unique_match
+from ..errors import InvalidIdentifierError, RemoteError
 from ..store.workspace import Workspace, user_settings
 from .backends import Backend, DirectoryBackend
 
@@ -149,20 +149,15 @@ class Remote:
         of at least 2 characters) names.  Raises NotFound, AmbiguousPrefixError,
         InvalidIdentifierError."""
         check_identifier(text)
+        where = f" in the remote {self.url}"
         if len(text) == 64:
-            if not self.backend.exists(self.object_key(text)):
-                raise NotFound(f"{text}: not in the remote {self.url}")
-            return text
+            return unique_match(text, [text] if self.backend.exists(self.object_key(text))
+                                else [], where=where)
         if len(text) < 2:
             raise InvalidIdentifierError(f"{text!r}: give at least 2 characters to look a"
                                          " prefix up in the remote")
-        found = sorted(i for i in self.identifiers([text[:2]]) if i.startswith(text))
-        if not found:
-            raise NotFound(f"no object starts with {text} in the remote {self.url}")
-        if len(found) > 1:
-            raise AmbiguousPrefixError(f"prefix {text} matches {len(found)} objects in the"
-                                       " remote; give more characters", candidates=found)
-        return found[0]
+        return unique_match(text, (i for i in self.identifiers([text[:2]])
+                                   if i.startswith(text)), where=where)
 
     def present(self, identifiers: Iterable[str]) -> set[str]:
         """Which of ``identifiers`` the remote holds, never by N sequential requests: a listing

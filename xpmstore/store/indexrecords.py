@@ -15,8 +15,7 @@ from typing import Any
 
 from blake3 import blake3
 
-from ..core.identifier import check_identifier
-from ..errors import InvalidIdentifierError
+from ..core.identifier import check_full_identifier
 
 __all__ = [
     "decode_record",
@@ -107,10 +106,7 @@ def decode_record(key: bytes, value: bytes, identity: bool = True) -> dict[str, 
 
 def raw_identifier(identifier: str) -> bytes:
     """The 32 bytes of a full identifier (InvalidIdentifierError otherwise)."""
-    check_identifier(identifier)
-    if len(identifier) != 64:
-        raise InvalidIdentifierError(f"{identifier!r}: a full identifier has 64 hex characters")
-    return bytes.fromhex(identifier)
+    return bytes.fromhex(check_full_identifier(identifier))
 
 
 _MAX_PREFIX = 511 - 32

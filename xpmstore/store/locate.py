@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from ..core.identifier import check_identifier
-from ..errors import AmbiguousPrefixError, NotFound
+from ..core.identifier import check_identifier, unique_match
 from .index import Index
 from .workspace import DONE, KINDS, Workspace
 
@@ -153,14 +152,5 @@ def locate(workspace: Workspace, text: str) -> tuple[str, Path]:
             if record is not None and (workspace.root / record["path"]).is_dir():
                 return matches[0], workspace.root / record["path"]
     found = _on_disk(workspace, text)
-    if not found:
-        raise NotFound(f"no object {'' if len(text) == 64 else 'starts with '}{text} in"
-                       f" {workspace.root}")
-    if len(found) > 1:
-        ids = sorted(found)
-        shown = ", ".join(i[:16] for i in ids[:10])
-        raise AmbiguousPrefixError(
-            f"prefix {text} matches {len(ids)} objects ({shown}); give more characters",
-            candidates=ids)
-    (ident, directory), = found.items()
-    return ident, directory
+    ident = unique_match(text, found, where=f" in {workspace.root}")
+    return ident, found[ident]

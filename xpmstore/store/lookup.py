@@ -29,11 +29,10 @@ from typing import Any
 from ..core import identifier, query
 from ..core.active import active
 from ..core.config import Config, Task, class_spec, iter_configs
-from ..core.identifier import cache_identifier
+from ..core.identifier import cache_identifier, unique_match
 from ..core.params import load as load_file
 from ..core.params import params_of
 from ..errors import (
-    AmbiguousPrefixError,
     ConfigTypeError,
     CorruptObjectError,
     InvalidIdentifierError,
@@ -260,17 +259,10 @@ class Store:
         if not matches:
             self.reconcile()
             matches = self.index.with_prefix(text)
-        if not matches:
-            raise NotFound(f"no object starts with {text} in {self.workspace.root}")
-        if len(matches) > 1:
-            shown = ", ".join(m[:16] for m in matches[:10])
-            raise AmbiguousPrefixError(
-                f"prefix {text} matches {len(matches)} objects ({shown}); give more characters",
-                candidates=matches,
-            )
-        data = self.index.get(matches[0])
+        ident = unique_match(text, matches, where=f" in {self.workspace.root}")
+        data = self.index.get(ident)
         assert data is not None
-        return self._record(matches[0], data)
+        return self._record(ident, data)
 
     # --- many objects -------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import stat
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..core import query
 from ..core.config import Config, Task, class_spec
 from ..core.fields import FieldKind
+from ..core.identifier import is_full_identifier
 from ..errors import ConfigTypeError, TextValueError, XpmstoreError
 from .workspace import DONE, XPM
 
@@ -50,7 +50,6 @@ Metrics = str | Callable[[Path], "Mapping[str, Any] | None"] | None
 """A metrics file's path relative to the task directory, a callable given the task directory
 that returns the values, or None (no metrics)."""
 
-_FULL_ID = re.compile(r"[0-9a-f]{64}")
 _MAX_DEPTH = 32  # nesting deeper than this (an identity, a metrics document) is not flattened
 _PREFIXES = ("param:", "tag:", "metric:")
 _RESERVED = ("id", "status")  # the fixed columns: a param of such a name is "param:<name>"
@@ -397,7 +396,7 @@ def _not_done_rows(store: Store, cls: type[Task], status: str | None, asked: que
         return []
     found = []
     for name in names:
-        if name in done or not _FULL_ID.fullmatch(name):
+        if name in done or not is_full_identifier(name):
             continue
         directory = folder / name
         current = object_status(directory)
@@ -425,7 +424,7 @@ def _reconcile_folder(store: Store, name: str) -> None:
 
     folder = store.workspace.jobs / name
     try:
-        on_disk = {n for n in os.listdir(folder) if _FULL_ID.fullmatch(n)}
+        on_disk = {n for n in os.listdir(folder) if is_full_identifier(n)}
     except OSError:
         on_disk = set()
     known = set(store.index.by_name(name))
@@ -452,7 +451,7 @@ def _resolver(store: Store) -> query.Resolve:
 
     def resolve(ident: str) -> dict[str, Any] | None:
         identity = from_index(ident)
-        if identity is not None or not _FULL_ID.fullmatch(ident):
+        if identity is not None or not is_full_identifier(ident):
             return identity
         if ident not in found:
             if not names:
