@@ -64,7 +64,7 @@ def push(identifiers: tuple[str, ...], every: bool) -> None:
     workspace = open_workspace()
     remote = need_remote(workspace)
     if every:
-        from xpmstore.store.locate import scan_objects
+        from xpmstore.store.objectdirs import scan_objects
 
         identifiers = tuple(o.identifier for o in scan_objects(workspace) if o.done)
     progress = TransferProgress("push")

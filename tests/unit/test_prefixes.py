@@ -40,7 +40,7 @@ def test_a_full_identifier_is_64_lowercase_hex_characters(value: object, full: b
 
 def test_unique_match_is_the_one_identifier_or_one_line_saying_why() -> None:
     assert unique_match("ab", iter([FULL])) == FULL
-    with pytest.raises(NotFound, match="^no object starts with ab in /ws$"):
+    with pytest.raises(NotFound, match=r"^no object starts with ab in /ws$"):
         unique_match("ab", [], where=" in /ws")
     with pytest.raises(NotFound, match=f"^no pin {FULL}$"):
         unique_match(FULL, [], "pin")

@@ -17,8 +17,9 @@ from typing import Any
 
 from ..core.fromtext import tag_matches
 from ..store.indexrecords import summary, without_identity
-from ..store.locate import ObjectDir, bulk, object_kind, scan_objects
+from ..store.locate import bulk, object_kind
 from ..store.lookup import Record, Store
+from ..store.objectdirs import ObjectDir, scan_objects
 from ..store.taskstate import object_status, read_launch
 from .gc import reconcile_listing
 

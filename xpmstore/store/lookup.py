@@ -21,7 +21,7 @@ that results made on other hosts appear.  Safe across threads and processes.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,8 @@ from ..errors import (
     NotFound,
 )
 from .index import Index
-from .taskdirs import bind, is_done, list_object_dirs, read_record, record_from_disk
+from .objectdirs import find_object_dirs, list_object_dirs
+from .taskdirs import bind, is_done, read_record, record_from_disk
 from .taskstate import Status, object_status
 from .workspace import DONE, Workspace, current_workspace
 
@@ -211,28 +212,15 @@ class Store:
         )
         return record
 
-    def _directories_named(self, ident: str) -> Iterator[tuple[str, Path]]:
-        """(identity name, directory) of every object directory called ``ident``."""
-        for folder in ("jobs", "cache"):
-            top = self.workspace.root / folder
-            try:
-                names = os.listdir(top)
-            except FileNotFoundError:
-                continue
-            for name in names:
-                candidate = top / name / ident
-                if candidate.is_dir():
-                    yield name, candidate
-
     def _absent(self, ident: str) -> str:
         """Why there is no Record of ``ident``: no such object, or an object not done."""
-        for name, candidate in self._directories_named(ident):
-            return (f"{name} {ident} in {self.workspace.root} is not done (it is"
-                    f" {object_status(candidate)}): nothing to look up yet")
+        for _, candidate in find_object_dirs(self.workspace, ident):
+            return (f"{candidate.parent.name} {ident} in {self.workspace.root} is not done (it"
+                    f" is {object_status(candidate)}): nothing to look up yet")
         return f"no object {ident} in {self.workspace.root}"
 
     def _from_disk(self, ident: str) -> dict[str, Any] | None:
-        for _, candidate in self._directories_named(ident):
+        for _, candidate in find_object_dirs(self.workspace, ident):
             try:
                 record = read_record(self.workspace, candidate)
             except CorruptObjectError as exc:  # done, but its files cannot be read

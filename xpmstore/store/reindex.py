@@ -21,9 +21,10 @@ import lmdb
 from ..errors import CorruptObjectError, IndexWriteError
 from .index import Index, index_location, install
 from .indexfiles import verify_problems
-from .taskdirs import is_done, list_object_dirs, read_record, record_from_disk
+from .objectdirs import find_object_dirs, list_object_dirs
+from .taskdirs import is_done, read_record, record_from_disk
 from .taskstate import process_start
-from .workspace import KINDS, Workspace
+from .workspace import Workspace
 
 __all__ = ["disk_records", "fill", "rebuild", "record_of"]
 
@@ -62,16 +63,9 @@ def fill(index: Index, workspace: Workspace,
 def record_of(workspace: Workspace, identifier: str) -> dict[str, Any] | None:
     """The index record of the done object ``identifier`` read from its directory, or None when
     no done object of that identifier is here."""
-    for folder in KINDS.values():
-        top = workspace.root / folder
-        try:
-            names = os.listdir(top)
-        except OSError:
-            continue
-        for name in names:
-            candidate = top / name / identifier
-            if is_done(candidate):
-                return record_from_disk(workspace, candidate)
+    for _, candidate in find_object_dirs(workspace, identifier):
+        if is_done(candidate):
+            return record_from_disk(workspace, candidate)
     return None
 
 

@@ -9,8 +9,6 @@ can always be rebuilt.
 from __future__ import annotations
 
 import os
-import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,8 @@ from ..system.atomic import write_atomic
 from . import manifest as manifest_module
 from .edges import params_dependencies
 from .manifest import Manifest
-from .workspace import DONE, KINDS, XPM, Workspace
+from .objectdirs import list_object_dirs
+from .workspace import DONE, XPM, Workspace
 
 __all__ = [
     "bind",
@@ -30,13 +29,12 @@ __all__ = [
     "index_record",
     "is_done",
     "is_done_listed",
+    "list_object_dirs",  # kept here for the callers of its first home (objectdirs holds it)
     "prepare_task_dir",
     "read_manifest",
     "read_record",
     "record_from_disk",
 ]
-
-_FULL_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def is_done(directory: str | os.PathLike[str]) -> bool:
@@ -228,30 +226,6 @@ def record_from_disk(workspace: Workspace, directory: Path) -> dict[str, Any] | 
         return read_record(workspace, directory)
     except CorruptObjectError:
         return None
-
-
-def list_object_dirs(workspace: Workspace) -> list[Path]:
-    """Every ``jobs/<name>/<64 hex>`` and ``cache/<name>/<64 hex>`` directory (done or not)."""
-    found = []
-    for folder in KINDS.values():
-        top = workspace.root / folder
-        try:
-            names = list(os.scandir(top))
-        except FileNotFoundError:
-            continue
-        for name_entry in names:
-            if not name_entry.is_dir(follow_symlinks=False) or name_entry.name.startswith("."):
-                continue
-            with os.scandir(name_entry.path) as it:
-                for entry in it:
-                    if _FULL_ID.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
-                        found.append(Path(entry.path))
-    return found
-
-
-def now() -> float:
-    """The current time (seconds since the epoch)."""
-    return time.time()
 
 
 def run_here(workspace: Workspace, task: Task) -> Path:
