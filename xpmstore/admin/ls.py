@@ -18,12 +18,12 @@ from typing import Any
 from ..core.fromtext import tag_matches
 from ..store.indexrecords import summary, without_identity
 from ..store.locate import bulk, object_kind
-from ..store.lookup import Record, Store
+from ..store.lookup import Store
 from ..store.objectdirs import ObjectDir, scan_objects
 from ..store.taskstate import object_status, read_launch
 from .gc import reconcile_listing
 
-__all__ = ["list_entries", "list_json", "list_records"]
+__all__ = ["list_entries", "list_json"]
 
 
 def _unfinished(directory: Path) -> dict[str, Any]:
@@ -153,10 +153,3 @@ def list_json(store: Store, *, kind: str | None = None, name: str | None = None,
         found.sort(key=lambda e: (e[0], e[1]), reverse=True)
         return [line for _, _, line in found]
 
-
-def list_records(store: Store, *, kind: str | None = None, name: str | None = None,
-                 status: str | None = None,
-                 tags: list[tuple[str, list[Any]]] | None = None) -> list[Record]:
-    """:func:`list_entries` as :class:`~xpmstore.store.lookup.Record` objects."""
-    return [Record(**{**entry, "path": Path(entry["path"])})
-            for entry in list_entries(store, kind=kind, name=name, status=status, tags=tags)]

@@ -38,7 +38,7 @@ from ..remote.sync import RemoteSync
 from ..store import taskdirs
 from ..store.index import Index
 from ..store.taskstate import (
-    LaunchRecord,
+    ask_slurm_at_once,
     inside_job,
     launch_is_live,
     read_launch,
@@ -347,7 +347,7 @@ class experiment:
                     done.add(job.identifier)
                 else:
                     launches[job.identifier] = read_launch(job.taskdir)
-            _ask_slurm_at_once(launches.values())
+            ask_slurm_at_once(launches.values())
             for job in new:
                 if job.identifier not in launches:
                     continue
@@ -881,16 +881,6 @@ def _quietly(call: Any, what: str) -> None:
         call()
     except Exception as exc:
         _say(f"xpmstore: warning: {what}: {describe_error(exc)}")
-
-
-def _ask_slurm_at_once(launches: Iterable[LaunchRecord | None]) -> None:
-    """Ask ``squeue`` once about every Slurm job named by these launch records, so that the
-    liveness checks that follow read its (cached) answers instead of asking once per job."""
-    ids = [str(r["slurm_job_id"]) for r in launches if r and r.get("slurm_job_id")]
-    if ids:
-        from ..system.slurmctl import active_states
-
-        active_states(ids)
 
 
 def _describe_exit(code: int) -> str:

@@ -33,7 +33,7 @@ from ..store.workspace import Workspace
 from .runlog import read_run
 
 __all__ = ["REMOTE_RUN_GRACE", "Run", "RunJob", "check_experiment_name", "is_experiment_name",
-           "latest_reasons", "read_runs", "run_is_live"]
+           "read_runs", "run_is_live"]
 
 REMOTE_RUN_GRACE = 7 * 24 * 3600.0
 """Seconds after its last write that a run of another host without an end line counts as live."""
@@ -199,7 +199,3 @@ def read_runs(workspace: Workspace, experiment: str | None = None) -> list[Run]:
                 runs.append(run)
     return runs
 
-
-def latest_reasons(runs: list[Run], identifier: str) -> list[tuple[Run, str]]:
-    """(run, reason) for every run that recorded ``identifier`` as a job, oldest first."""
-    return [(run, run.jobs[identifier].reason) for run in runs if identifier in run.jobs]
