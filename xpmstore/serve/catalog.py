@@ -101,7 +101,7 @@ class Catalog:
     """
 
     def __init__(self, store: Store, max_age: float = 10.0, max_keep: float = 120.0,
-                 lister: Callable[[Store], list[dict[str, Any]]] = list_entries):
+                 lister: Callable[[Store], list[Any]] = list_entries):  # RecordEntry each
         self.store = store
         self.max_age = max_age
         self.max_keep = max_keep

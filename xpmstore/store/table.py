@@ -435,7 +435,8 @@ def _reconcile_folder(store: Store, name: str) -> None:
             added.append((ident, record))
     if added:
         store.index.put_many(added)
-    gone = [i for i in known - on_disk if (store.index.get(i) or {}).get("kind") == "task"]
+    gone = [i for i in known - on_disk
+            if (record := store.index.get(i)) is not None and record["kind"] == "task"]
     if gone:
         store.index.delete_many(gone)
 

@@ -19,6 +19,7 @@ from ..system import jsonio
 from ..system.atomic import write_atomic
 from . import manifest as manifest_module
 from .edges import params_dependencies
+from .indexrecords import IndexRecord, index_record
 from .manifest import Manifest
 from .objectdirs import list_object_dirs
 from .workspace import DONE, XPM, Workspace
@@ -163,30 +164,7 @@ def read_manifest(directory: Path) -> Manifest | None:
     return manifest_module.parse(data, str(path))
 
 
-def index_record(workspace: Workspace, directory: Path, manifest: Manifest,
-                 identity: dict[str, Any] | None,
-                 dependencies: list[str] | None = None) -> dict[str, Any]:
-    """The index record of a done object (pure but for the relative path).  ``dependencies``:
-    the ones its params.json gives (:mod:`xpmstore.store.edges`), which win over the manifest's."""
-    extra = manifest.extra
-    record: dict[str, Any] = {
-        "kind": manifest.kind,
-        "name": manifest.name,
-        "path": os.path.relpath(directory, workspace.root),
-        "created": manifest.created,
-        "last_access": manifest.created,
-        "size": manifest.size,
-        "tags": extra.get("tags", {}),
-        "dependencies": manifest.dependencies if dependencies is None else dependencies,
-        "identity": identity,
-    }
-    if manifest.kind == "cache":
-        record.update(config=extra.get("config"), method=extra.get("method"),
-                      file=extra.get("file"))
-    return record
-
-
-def read_record(workspace: Workspace, directory: Path) -> dict[str, Any] | None:
+def read_record(workspace: Workspace, directory: Path) -> IndexRecord | None:
     """The index record of the object at ``directory`` read from its files, or None when it is
     not done.  A task's dependencies are those of its params.json (:mod:`xpmstore.store.edges`).
 
@@ -219,7 +197,7 @@ def read_record(workspace: Workspace, directory: Path) -> dict[str, Any] | None:
                         params_dependencies(document))
 
 
-def record_from_disk(workspace: Workspace, directory: Path) -> dict[str, Any] | None:
+def record_from_disk(workspace: Workspace, directory: Path) -> IndexRecord | None:
     """:func:`read_record`, None when the object is not done or cannot be read (a corrupt
     object is never indexed)."""
     try:
