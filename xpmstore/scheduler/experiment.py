@@ -33,7 +33,13 @@ from typing import Any, Literal
 
 from ..core.active import activate, active
 from ..core.config import Config, Task, class_spec, dependencies, iter_configs, tags_of
-from ..errors import ExperimentFailed, ExperimentInJobError, XpmstoreError
+from ..errors import (
+    ArgumentTypeError,
+    ConfigTypeError,
+    ExperimentFailed,
+    ExperimentInJobError,
+    XpmstoreError,
+)
 from ..remote.sync import RemoteSync
 from ..store import taskdirs
 from ..store.index import Index
@@ -256,7 +262,7 @@ class experiment:
         """Submit ``task`` (and the tasks it references); returns ``task_outputs(dep)``.
         ``launcher`` is a Launcher or the name of one in the settings (``[launchers.NAME]``)."""
         if not isinstance(task, Task):
-            raise TypeError(f"submit() takes a Task, got {type(task).__qualname__}")
+            raise ConfigTypeError(f"submit() takes a Task, got {type(task).__qualname__}")
         chosen = self._launcher(launcher) if launcher is not None else self.launcher
         new: list[_Job] = []
         self._collect(task, chosen, list(hooks), new, set())
@@ -284,8 +290,8 @@ class experiment:
         if isinstance(launcher, Launcher):
             return launcher
         if not isinstance(launcher, str):
-            raise TypeError(f"launcher: a Launcher or a name from the settings, got"
-                            f" {type(launcher).__qualname__}")
+            raise ArgumentTypeError(f"launcher: a Launcher or a name from the settings, got"
+                                    f" {type(launcher).__qualname__}")
         if launcher not in self._named:
             self._named[launcher] = named_launcher(self.workspace, launcher)
         return self._named[launcher]

@@ -26,6 +26,8 @@ from typing import Any
 
 import lmdb
 
+from ..errors import IndexDamaged
+
 __all__ = [
     "DATA_FILE",
     "LOCK_FILE",
@@ -51,10 +53,6 @@ _READER_SLOT = 64
 header on Linux (LMDB 0.9 with POSIX robust mutexes): the file is
 ``(max_readers - 1) * 64 + 192`` bytes.  (A build that wants more grows the file itself, and
 that tail stays sparse: the file cannot be reopened to allocate it once LMDB holds its locks.)"""
-
-
-class IndexDamaged(Exception):
-    """The index's files cannot be used as they are; the message says why."""
 
 
 _NOT_DAMAGE = (lmdb.MapResizedError, lmdb.MapFullError, lmdb.ReadersFullError,

@@ -30,7 +30,7 @@ from ..core import query
 from ..core.config import Config, Task, class_spec
 from ..core.fields import FieldKind
 from ..core.identifier import is_full_identifier
-from ..errors import ConfigTypeError, TextValueError, XpmstoreError
+from ..errors import ConfigTypeError, TextValueError, UnreadableMetrics, XpmstoreError
 from .workspace import DONE, XPM
 
 if TYPE_CHECKING:
@@ -271,10 +271,6 @@ def check_metrics_path(relative: str) -> str:
         raise TextValueError(f"metrics {relative!r}: expected a file's path relative to the task"
                              " directory (such as metrics.json or eval/scores.json)")
     return relative
-
-
-class UnreadableMetrics(Exception):
-    """A metrics file that exists but cannot be taken (the message says why)."""
 
 
 def parse_metrics(data: bytes) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.identifier import check_full_identifier, check_identifier
-from ..errors import XpmstoreError
+from ..errors import ArgumentValueError, XpmstoreError
 from ..system.mounts import mount_of
 
 __all__ = [
@@ -143,7 +143,7 @@ class Workspace:
         """The directory of an object (``kind`` is "task" or "cache")."""
         check_full_identifier(identifier)
         if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"{name!r} is not an identity name")
+            raise ArgumentValueError(f"{name!r} is not an identity name")
         return Path(f"{self.root}/{KINDS[kind]}/{name}/{identifier}")  # one parse, not three
 
     def task_dir(self, name: str, identifier: str) -> Path:

@@ -29,19 +29,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import XpmstoreError
+from ..errors import LockTimeout, LockUnavailableError
 from .mounts import mount_of
 
 __all__ = ["HeldLock", "LockTimeout", "LockUnavailableError", "gc_lock", "held_or_refused",
            "hold_under", "lock_descriptor", "object_lock", "path_lock", "try_object_lock"]
-
-
-class LockUnavailableError(XpmstoreError, OSError):
-    """The file system refuses locks (some NFS mounts without lockd)."""
-
-
-class LockTimeout(XpmstoreError, TimeoutError):
-    """A lock was not acquired within the time asked for."""
 
 
 def _unsupported(path: Path, exc: OSError) -> LockUnavailableError:
