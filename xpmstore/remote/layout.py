@@ -43,7 +43,7 @@ SAMPLE_LIMIT = 1000
 """Keys counted in one prefix to estimate how full the prefixes are (one S3 listing page)."""
 LIST_KEYS_PER_ID = 20
 """Listing wins while it reads at most this many keys per identifier asked about (a listing page
-of 1,000 keys, parsed under the GIL, costs about as much as 50 HEADs on a thread pool)."""
+is parsed under the GIL, HEADs run on a thread pool: docs/scale.md has the arithmetic)."""
 """From this many identifiers on, presence is decided by listing 2-hex prefixes."""
 _THREADS = 16
 
@@ -184,7 +184,7 @@ def listing_pays(per_prefix: int, prefixes: int, wanted: int) -> bool:
     cheaper than a HEAD for each of ``wanted`` identifiers: it is while the listing reads at
     most LIST_KEYS_PER_ID keys per identifier, and never once a prefix fills a page
     (``per_prefix`` = SAMPLE_LIMIT: more than 256,000 objects, say 10 million, where a HEAD
-    each is hours faster than reading every key).  Pure."""
+    each is far cheaper than reading every key).  Pure."""
     if per_prefix >= SAMPLE_LIMIT:
         return False
     return per_prefix * prefixes <= LIST_KEYS_PER_ID * wanted

@@ -212,8 +212,8 @@ def task_listing_members(body: bytes, root: str) -> tuple[float, str] | None:
     parsing it: its fields but the identity section, as ``"kind":…,"dependencies":[…]`` (no
     braces), its path made absolute by putting ``root`` (which ends with ``/``) before it.  None
     for anything else (a cache entry, a record of another shape): parse those with
-    :func:`decode_summary`.  A listing of 100,000 records splices these instead of decoding
-    and encoding each."""
+    :func:`decode_summary`.  A listing splices these instead of decoding and encoding each
+    record."""
     text = _without_identity(body)
     if text is None or not text.startswith(_TASK_START) or '"config":' in text:
         return None

@@ -21,7 +21,8 @@ __all__ = ["ObjectDir", "find_object_dirs", "list_object_dirs", "scan_objects"]
 
 
 class ObjectDir(NamedTuple):
-    """One object directory found by :func:`scan_objects` (paths as strings: cheap at 100k)."""
+    """One object directory found by :func:`scan_objects` (paths as strings: no ``Path`` object
+    per directory)."""
 
     identifier: str
     kind: str

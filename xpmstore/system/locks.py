@@ -3,9 +3,8 @@
 * :func:`object_lock`: the exclusive lock of one object (a ``@cache`` miss, a pull), an
   ``flock`` that blocks in the kernel (or polls, with a timeout).  A lock held by a process that
   was killed is released by the kernel with the process, so it never goes stale on one host.
-  (It was a ``filelock.UnixFileLock``, the same ``flock`` underneath: importing filelock, which
-  brings asyncio, logging and ssl, made the zygote a third larger and every job's fork and exit
-  twice as costly.)
+  (Not filelock's lock, the same ``flock`` underneath: its imports, which the zygote would carry,
+  make every job's fork and exit costlier; benchmarks/README.md, "scheduler", has the figures.)
 * :func:`gc_lock`: the workspace's shared/exclusive gc lock (``flock`` ``LOCK_SH``/``LOCK_EX``).
 * :func:`path_lock`: a short exclusive lock on any file, blocking in the kernel (opening the
   index; the claim lock of a job).
