@@ -1,15 +1,20 @@
-"""The one exception hierarchy of xpmstore.
+"""The one exception hierarchy of xpmstore: every exception class of the library is here.
 
 Every error a user can cause derives from :class:`XpmstoreError` *and* from the builtin whose
 meaning it carries (``TypeError`` for a value of the wrong type, ``ValueError`` for a bad value,
 ``LookupError`` for something absent), so callers may catch either.  Messages are one line that
-names the thing at fault and says what to do.
+names the thing at fault and says what to do.  The last section holds the signals that modules
+raise and catch among themselves (a user never sees them); the modules that raise them give
+them too (``xpmstore.system.locks.LockTimeout``…).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AmbiguousPrefixError",
+    "ArgumentTypeError",
+    "ArgumentValueError",
+    "ChainRefused",
     "ClassNotFoundError",
     "ConfigError",
     "ConfigTypeError",
@@ -19,11 +24,17 @@ __all__ = [
     "ExperimentFailed",
     "ExperimentInJobError",
     "FormatVersionError",
+    "FrozenValueError",
     "HasDependentsError",
+    "IndexDamaged",
+    "IndexOutdated",
     "IndexWriteError",
     "InputPathError",
     "InvalidIdentifierError",
+    "LockTimeout",
+    "LockUnavailableError",
     "MalformedFileError",
+    "Mismatch",
     "MissingExtraError",
     "MissingFieldError",
     "NotFound",
@@ -35,10 +46,13 @@ __all__ = [
     "RemoteUnwritableError",
     "SealedConfigError",
     "ServeError",
+    "SlurmError",
     "TagConflictError",
     "TextValueError",
     "UnboundPathError",
     "UnknownFieldError",
+    "UnreadableMetrics",
+    "UnsupportedType",
     "UnsupportedValueError",
     "XpmstoreError",
 ]
@@ -92,7 +106,22 @@ class UnboundPathError(ConfigError, ValueError):
     """A generated path was turned into a file-system path before its task was bound."""
 
 
-class ProgressArgumentError(XpmstoreError, TypeError):
+class FrozenValueError(ConfigError, TypeError):
+    """A list, dict or set held by a config (a ``FrozenList`` or ``FrozenDict``) was changed in
+    place: a config's values cannot change."""
+
+
+class ArgumentTypeError(XpmstoreError, TypeError):
+    """A function of xpmstore was given an argument of a type it does not take; the message
+    names the argument and what it takes."""
+
+
+class ArgumentValueError(XpmstoreError, ValueError):
+    """A function of xpmstore was given an argument whose value it does not take
+    (``LocalLauncher(workers=0)``); the message names the argument and what it takes."""
+
+
+class ProgressArgumentError(ArgumentTypeError):
     """``progress(...)`` or ``progress.track(...)`` was given an argument of the wrong type."""
 
 
@@ -215,3 +244,58 @@ class RemoteUnavailableError(RemoteError, ConnectionError):
 class RemoteUnwritableError(RemoteUnavailableError):
     """The remote can be reached but refuses writes (a read-only mount, no permission, a
     ``file://`` URL that names a file); judged down like an unreachable remote."""
+
+
+class LockUnavailableError(XpmstoreError, OSError):
+    """The file system refuses locks (some NFS mounts without lockd)."""
+
+
+class LockTimeout(XpmstoreError, TimeoutError):
+    """A lock was not acquired within the time asked for."""
+
+
+class SlurmError(XpmstoreError):
+    """A Slurm command failed (its message says which and why)."""
+
+
+# --- signals between modules (caught inside the library) ------------------------------------
+
+
+class Mismatch(XpmstoreError, TypeError):
+    """A value does not fit a type; ``where`` is the position inside the field (``[2]``...).
+    :mod:`xpmstore.core.typecheck` raises it; the config turns it into a ConfigTypeError that
+    names the field."""
+
+    def __init__(self, message: str, where: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def inside(self, step: str) -> Mismatch:
+        """The same mismatch seen one level up."""
+        return Mismatch(self.message, step + self.where)
+
+
+class UnsupportedType(XpmstoreError, TypeError):
+    """A field's declared type is not supported (the config turns it into a ConfigTypeError
+    naming the field)."""
+
+
+class IndexDamaged(XpmstoreError):
+    """The index's files cannot be used as they are; the message says why (the index moves
+    them aside and rebuilds)."""
+
+
+class IndexOutdated(IndexDamaged):
+    """The index was written by another version of xpmstore (another schema): it is rebuilt,
+    like a damaged one, but nothing is wrong with it."""
+
+
+class UnreadableMetrics(XpmstoreError, ValueError):
+    """A metrics file that exists but cannot be taken (the message says why; a table warns and
+    leaves the row's metrics empty)."""
+
+
+class ChainRefused(XpmstoreError):
+    """sbatch refused a job's afterok dependencies and some are not done: the scheduler
+    releases the job and submits it without afterok once they are."""

@@ -66,3 +66,20 @@ def _docstrings(tree: ast.Module) -> set[int]:
                 and isinstance(body[0].value, ast.Constant):
             found.add(id(body[0].value))
     return found
+
+
+def test_every_module_of_a_layer_has_its_line_in_the_architecture_page():
+    """docs/architecture.md is the map: a module missing from its table is a module nobody can
+    place (its name in backquotes, in the section of its package)."""
+    page = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    table = page[page.index("## The modules"):page.index("## The protocols")]
+    sections = re.split(r"\n\| \*\*(\w+)/\*\* \|", table)
+    named = {sections[i]: set(re.findall(r"`(\w+)`", sections[i + 1]))
+             for i in range(1, len(sections) - 1, 2)}
+    missing = []
+    for path in sorted((REPO_ROOT / "xpmstore").glob("*/**/*.py")):
+        package = path.relative_to(REPO_ROOT / "xpmstore").parts[0]
+        if path.name != "__init__.py" and package in LAYERS \
+                and path.stem not in named.get(package, set()):
+            missing.append(str(path.relative_to(REPO_ROOT)))
+    assert missing == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ArgumentValueError
 from ..store.lookup import Store
 
 __all__ = ["Usage", "usage"]
@@ -26,10 +27,10 @@ class Usage:
 def usage(store: Store, by: str = "kind") -> list[Usage]:
     """The done objects of ``store`` grouped ``by`` ``"kind"`` or ``"name"``, largest first.
 
-    Raises ValueError for another grouping.
+    Raises ArgumentValueError (a ValueError) for another grouping.
     """
     if by not in ("kind", "name"):
-        raise ValueError(f"by={by!r}: expected 'kind' or 'name'")
+        raise ArgumentValueError(f"by={by!r}: expected 'kind' or 'name'")
     store.reconcile()
     groups: dict[str, list[int]] = {}
     for _, record in store.index.items():

@@ -35,7 +35,8 @@ from ..store.edges import dependencies_problem, params_dependencies
 from ..store.index import Index
 from ..store.locate import object_kind
 from ..store.manifest import Manifest, build, verify
-from ..store.taskdirs import is_done, list_object_dirs, read_manifest, record_from_disk
+from ..store.objectdirs import list_object_dirs
+from ..store.taskdirs import is_done, read_manifest, record_from_disk
 from ..store.workspace import DONE, Workspace
 from ..system.atomic import write_atomic
 from ..system.locks import try_object_lock

@@ -54,7 +54,8 @@ from ..scheduler.runs import Run, read_runs
 from ..store import leases
 from ..store.edges import dependencies_on_disk
 from ..store.index import Index
-from ..store.locate import bulk, scan_objects
+from ..store.locate import bulk
+from ..store.objectdirs import scan_objects
 from ..store.pins import pinned
 from ..store.taskdirs import record_from_disk
 from ..store.taskstate import LAUNCH, STATE, launch_is_live, live_directories

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from ..remote.transfer import PushReport
 from ..remote.transfer import push as push_objects
 from ..remote.transferprogress import TransferProgress
-from ..store.locate import scan_objects
+from ..store.objectdirs import scan_objects
 from ..store.workspace import Workspace
 from .remotes import need_remote
 

@@ -23,8 +23,9 @@ from ..errors import HasDependentsError, ObjectInUseError
 from ..store import leases
 from ..store.edges import dependencies_on_disk
 from ..store.index import Index
-from ..store.locate import locate, scan_objects
+from ..store.locate import locate
 from ..store.lookup import Store
+from ..store.objectdirs import scan_objects
 from ..store.taskdirs import is_done
 from ..store.taskstate import launch_is_live
 from ..store.workspace import Workspace

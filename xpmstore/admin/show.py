@@ -9,6 +9,7 @@ Reads only (and reconciles the index, for dependents); safe across processes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,8 @@ def describe(workspace: Workspace, text: str) -> Details:
     """
     identifier, directory = locate(workspace, text)
     store = Store(workspace)
-    record = store.index.get(identifier) or record_from_disk(workspace, directory) or {}
+    record: Mapping[str, Any] = (store.index.get(identifier)
+                                 or record_from_disk(workspace, directory) or {})
     try:
         document = jsonio.read(directory / "params.json")
     except (OSError, ValueError):

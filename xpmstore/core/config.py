@@ -26,18 +26,20 @@ from ..errors import (
     ConfigValueError,
     ConstantFieldError,
     InputPathError,
+    Mismatch,
     MissingFieldError,
     SealedConfigError,
     TagConflictError,
     UnboundPathError,
     UnknownFieldError,
+    UnsupportedType,
     UnsupportedValueError,
     XpmstoreError,
 )
 from . import digests, identifier, typecheck
 from .active import active
 from .fields import _MISSING, FieldDefault, FieldKind, PathGenerator
-from .typecheck import FrozenDict, FrozenList, Mismatch, UnsupportedType, compile_type
+from .typecheck import FrozenDict, FrozenList, compile_type
 
 __all__ = [
     "ClassSpec",

@@ -26,23 +26,26 @@ import re
 import struct
 from collections.abc import Callable, Iterable
 from pathlib import PurePath
-from typing import Any
+from typing import Any, TypeGuard
 
 from blake3 import blake3
 
-from ..errors import InvalidIdentifierError, UnsupportedValueError
+from ..errors import AmbiguousPrefixError, InvalidIdentifierError, NotFound, UnsupportedValueError
 from .typecheck import FrozenList
 
 __all__ = [
     "SCHEME",
     "Digest",
     "cache_identifier",
+    "check_full_identifier",
     "check_identifier",
     "encode_value",
     "enum_identity_name",
     "from_params",
     "hash_object",
+    "is_full_identifier",
     "object_bytes",
+    "unique_match",
 ]
 
 SCHEME = 1
@@ -93,6 +96,44 @@ def check_identifier(text: object) -> str:
             f"{shown} is not an identifier: expected 1 to 64 lowercase hexadecimal characters"
         )
     return text
+
+
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def is_full_identifier(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a full identifier: a str of 64 lowercase hex characters.  Pure."""
+    return isinstance(value, str) and _FULL_ID.fullmatch(value) is not None
+
+
+def check_full_identifier(text: object) -> str:
+    """Return ``text`` if it is a full identifier (64 lowercase hex characters), else raise
+    InvalidIdentifierError (a prefix or anything else).  Pure."""
+    if not is_full_identifier(text):
+        check_identifier(text)
+        raise InvalidIdentifierError(f"{text!r} is not a full identifier: expected 64 lowercase"
+                                     " hexadecimal characters")
+    return str(text)
+
+
+def unique_match(text: str, matches: Iterable[str], what: str = "object",
+                 where: str = "") -> str:
+    """The one identifier of ``matches`` (those found for ``text``, an identifier or a prefix):
+    the rule and the wording of every lookup by prefix.  ``what`` names the things searched
+    (``"object"``, ``"pin"``), ``where`` where they were searched (``" in /ws"``).
+
+    Raises NotFound (none) and AmbiguousPrefixError (several; ``candidates`` lists them sorted).
+    Pure.
+    """
+    found = sorted(set(matches))
+    if not found:
+        shown = text if len(text) == 64 else f"starts with {text}"
+        raise NotFound(f"no {what} {shown}{where}")
+    if len(found) > 1:
+        listed = ", ".join(i[:16] for i in found[:10]) + (", ..." if len(found) > 10 else "")
+        raise AmbiguousPrefixError(f"prefix {text} matches {len(found)} {what}s{where}"
+                                   f" ({listed}); give more characters", candidates=found)
+    return found[0]
 
 
 _tag_len = struct.Struct(">BI").pack
@@ -332,7 +373,8 @@ def identity_value_bytes(value: Any) -> bytes:
 
 
 def _full_identifier(text: Any) -> str:
-    if check_identifier(text) and len(text) != 64:
+    if not is_full_identifier(text):
+        check_identifier(text)  # InvalidIdentifierError for what is no identifier at all
         raise UnsupportedValueError(f"identity reference {text!r} is not a full identifier")
     return str(text)
 

@@ -15,7 +15,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ConfigTypeError, InputPathError, MissingFieldError, UnknownFieldError
+from ..errors import (
+    ConfigTypeError,
+    InputPathError,
+    Mismatch,
+    MissingFieldError,
+    UnknownFieldError,
+)
 from . import digests, identifier
 from .config import Config, FieldSpec, class_spec
 from .fields import FieldKind
@@ -64,8 +70,6 @@ def query_encoding(cls: type[Config], path: list[str], value: Any) -> bytes:
     """The encoding of ``value`` given for the field at ``path``, checked with its declared type
     (ConfigTypeError naming the field when it does not fit)."""
     owner, field_spec = field_for(cls, path)
-    from .typecheck import Mismatch
-
     try:
         checked = field_spec.checker(value)
     except Mismatch as exc:

@@ -24,27 +24,16 @@ from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any, NoReturn
 
-__all__ = ["Checker", "FrozenDict", "FrozenList", "Mismatch", "compile_type", "freeze_any",
-           "plain_scalar"]
+from ..errors import FrozenValueError, Mismatch, UnsupportedType
+
+__all__ = ["Checker", "FrozenDict", "FrozenList", "Mismatch", "UnsupportedType", "compile_type",
+           "freeze_any", "plain_scalar"]
 
 Checker = Callable[[Any], Any]
 
 # Set by xpmstore.core.config once its classes exist (avoids an import cycle).
 CONFIG_TYPE: type = type(None)
 TASKPATH_TYPE: type = type(None)
-
-
-class Mismatch(Exception):
-    """A value does not fit a type; ``where`` is the position inside the field (``[2]``...)."""
-
-    def __init__(self, message: str, where: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.where = where
-
-    def inside(self, step: str) -> Mismatch:
-        """The same mismatch seen one level up."""
-        return Mismatch(self.message, step + self.where)
 
 
 def _refuse(value: Any, expected: str) -> NoReturn:
@@ -100,7 +89,8 @@ def _foreign_float(value: Any) -> float | None:
 
 
 def _blocked(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
-    raise TypeError(f"{type(self).__name__} is immutable: a config's values cannot change")
+    raise FrozenValueError(f"{type(self).__name__} is immutable: a config's values cannot"
+                           " change")
 
 
 class FrozenList(list):
@@ -307,10 +297,6 @@ def freeze_any(value: Any) -> Any:
         f"a {kind.__qualname__} cannot be encoded into an identifier (supported: None, bool, int,"
         f" float, str, bytes, Enum, Path, list, tuple, dict, set, Config){_hint(value)}"
     )
-
-
-class UnsupportedType(Exception):
-    """A field's declared type is not supported."""
 
 
 def _union(checks: list[Checker], exact: list[Checker], names: str) -> Checker:

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from ..core.identifier import is_full_identifier
 from ..errors import CorruptObjectError, NotFound, RemoteUnavailableError
 from ..store.taskstate import boot_id, inside_job, process_start
 from ..store.workspace import Workspace
@@ -112,7 +113,7 @@ def drain(workspace: Workspace, remote: Remote) -> int:
     for filename in names:
         name, _, identifier = filename.rpartition(".")
         note = outbox(workspace) / filename
-        if len(identifier) != 64 or not name or _busy_elsewhere(note):
+        if not is_full_identifier(identifier) or not name or _busy_elsewhere(note):
             continue
         if _submit(workspace, remote, identifier, workspace.cache / name / identifier, note):
             handed += 1

@@ -27,8 +27,8 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..core.identifier import check_identifier
-from ..errors import InvalidIdentifierError, XpmstoreError
+from ..core.identifier import is_full_identifier
+from ..errors import XpmstoreError
 from ..store import manifest as manifest_module
 from ..store.edges import params_dependencies
 from ..system import jsonio
@@ -63,9 +63,6 @@ def unpin_remote(remote: Remote, text: str) -> str:
     returns its identifier.  Raises NotFound, AmbiguousPrefixError, InvalidIdentifierError."""
     from ..store.pins import pinned_match
 
-    check_identifier(text)
-    if not text:
-        raise InvalidIdentifierError("give an identifier or a prefix of one")
     identifier = pinned_match(text, set(remote_pins(remote)), "remote pin", f" in {remote.url}")
     remote.backend.delete(_pin_key(identifier))
     return identifier
@@ -128,11 +125,7 @@ class RemoteGcPlan:
 
 def _identifier_of(key: str) -> str | None:
     name = key.rsplit("/", 1)[-1]
-    try:
-        check_identifier(name)
-    except InvalidIdentifierError:
-        return None
-    return name if len(name) == 64 else None
+    return name if is_full_identifier(name) else None
 
 
 def _doomed_manifests(remote: Remote, older_than: float | None, now: float,

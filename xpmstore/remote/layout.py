@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
-from ..core.identifier import check_identifier
-from ..errors import AmbiguousPrefixError, InvalidIdentifierError, NotFound, RemoteError
+from ..core.identifier import check_identifier, unique_match
+from ..errors import InvalidIdentifierError, RemoteError
 from ..store.workspace import Workspace, user_settings
 from .backends import Backend, DirectoryBackend
 
@@ -43,7 +43,7 @@ SAMPLE_LIMIT = 1000
 """Keys counted in one prefix to estimate how full the prefixes are (one S3 listing page)."""
 LIST_KEYS_PER_ID = 20
 """Listing wins while it reads at most this many keys per identifier asked about (a listing page
-of 1,000 keys, parsed under the GIL, costs about as much as 50 HEADs on a thread pool)."""
+is parsed under the GIL, HEADs run on a thread pool: docs/scale.md has the arithmetic)."""
 """From this many identifiers on, presence is decided by listing 2-hex prefixes."""
 _THREADS = 16
 
@@ -149,20 +149,15 @@ class Remote:
         of at least 2 characters) names.  Raises NotFound, AmbiguousPrefixError,
         InvalidIdentifierError."""
         check_identifier(text)
+        where = f" in the remote {self.url}"
         if len(text) == 64:
-            if not self.backend.exists(self.object_key(text)):
-                raise NotFound(f"{text}: not in the remote {self.url}")
-            return text
+            return unique_match(text, [text] if self.backend.exists(self.object_key(text))
+                                else [], where=where)
         if len(text) < 2:
             raise InvalidIdentifierError(f"{text!r}: give at least 2 characters to look a"
                                          " prefix up in the remote")
-        found = sorted(i for i in self.identifiers([text[:2]]) if i.startswith(text))
-        if not found:
-            raise NotFound(f"no object starts with {text} in the remote {self.url}")
-        if len(found) > 1:
-            raise AmbiguousPrefixError(f"prefix {text} matches {len(found)} objects in the"
-                                       " remote; give more characters", candidates=found)
-        return found[0]
+        return unique_match(text, (i for i in self.identifiers([text[:2]])
+                                   if i.startswith(text)), where=where)
 
     def present(self, identifiers: Iterable[str]) -> set[str]:
         """Which of ``identifiers`` the remote holds, never by N sequential requests: a listing
@@ -189,7 +184,7 @@ def listing_pays(per_prefix: int, prefixes: int, wanted: int) -> bool:
     cheaper than a HEAD for each of ``wanted`` identifiers: it is while the listing reads at
     most LIST_KEYS_PER_ID keys per identifier, and never once a prefix fills a page
     (``per_prefix`` = SAMPLE_LIMIT: more than 256,000 objects, say 10 million, where a HEAD
-    each is hours faster than reading every key).  Pure."""
+    each is far cheaper than reading every key).  Pure."""
     if per_prefix >= SAMPLE_LIMIT:
         return False
     return per_prefix * prefixes <= LIST_KEYS_PER_ID * wanted

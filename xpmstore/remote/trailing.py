@@ -5,8 +5,8 @@ copy_into`); after each piece, :meth:`TrailingHash.written` hands the piece's re
 that maps it from the local file — pages of the page cache, just written: no copy — and hashes
 it while the next piece is copied (16 MiB at a time).  What is checked is therefore exactly what
 will be published (the local file's bytes), and checking a big file costs little more than
-copying it: the hash, several times faster than the copy here, runs beside it instead of after
-it.  Small files (below 16 MiB) are hashed at the end, inline, without a thread.
+copying it: the hash runs beside the copy instead of after it (benchmarks/README.md,
+"remote").  Small files (below 16 MiB) are hashed at the end, inline, without a thread.
 
 The file must not shrink while a region of it is mapped (that would raise SIGBUS): it is the
 caller's own temporary file, and the caller empties it, if it must, only after :meth:`close`.

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from ..core.config import Config, class_spec
 from ..core.identifier import cache_identifier
-from ..errors import XpmstoreError
+from ..errors import ConfigValueError, XpmstoreError
 from ..store import leases, taskdirs
 from ..store.index import Index
 from ..store.workspace import DONE, XPM, Workspace, current_workspace, user_settings
@@ -139,10 +139,11 @@ def cache(filename: str) -> Callable[[F], F]:
 
     The method is called as ``method(self, path, *args, **kwargs)``; ``path`` is where it reads
     (on a hit) or writes (on a miss) its result.  Extra arguments are passed through but are NOT
-    part of the entry's identity.  Raises ValueError for a file name with a slash or ``..``.
+    part of the entry's identity.  Raises ConfigValueError (a ValueError) for a file name with a
+    slash or ``..``.
     """
     if not filename or "/" in filename or filename in (".", "..") or filename.startswith(XPM):
-        raise ValueError(f"@cache({filename!r}): expected a plain file name")
+        raise ConfigValueError(f"@cache({filename!r}): expected a plain file name")
 
     def decorate(method: F) -> F:
         @functools.wraps(method)

@@ -33,12 +33,18 @@ from typing import Any, Literal
 
 from ..core.active import activate, active
 from ..core.config import Config, Task, class_spec, dependencies, iter_configs, tags_of
-from ..errors import ExperimentFailed, ExperimentInJobError, XpmstoreError
+from ..errors import (
+    ArgumentTypeError,
+    ConfigTypeError,
+    ExperimentFailed,
+    ExperimentInJobError,
+    XpmstoreError,
+)
 from ..remote.sync import RemoteSync
 from ..store import taskdirs
 from ..store.index import Index
 from ..store.taskstate import (
-    LaunchRecord,
+    ask_slurm_at_once,
     inside_job,
     launch_is_live,
     read_launch,
@@ -256,7 +262,7 @@ class experiment:
         """Submit ``task`` (and the tasks it references); returns ``task_outputs(dep)``.
         ``launcher`` is a Launcher or the name of one in the settings (``[launchers.NAME]``)."""
         if not isinstance(task, Task):
-            raise TypeError(f"submit() takes a Task, got {type(task).__qualname__}")
+            raise ConfigTypeError(f"submit() takes a Task, got {type(task).__qualname__}")
         chosen = self._launcher(launcher) if launcher is not None else self.launcher
         new: list[_Job] = []
         self._collect(task, chosen, list(hooks), new, set())
@@ -284,8 +290,8 @@ class experiment:
         if isinstance(launcher, Launcher):
             return launcher
         if not isinstance(launcher, str):
-            raise TypeError(f"launcher: a Launcher or a name from the settings, got"
-                            f" {type(launcher).__qualname__}")
+            raise ArgumentTypeError(f"launcher: a Launcher or a name from the settings, got"
+                                    f" {type(launcher).__qualname__}")
         if launcher not in self._named:
             self._named[launcher] = named_launcher(self.workspace, launcher)
         return self._named[launcher]
@@ -347,7 +353,7 @@ class experiment:
                     done.add(job.identifier)
                 else:
                     launches[job.identifier] = read_launch(job.taskdir)
-            _ask_slurm_at_once(launches.values())
+            ask_slurm_at_once(launches.values())
             for job in new:
                 if job.identifier not in launches:
                     continue
@@ -881,16 +887,6 @@ def _quietly(call: Any, what: str) -> None:
         call()
     except Exception as exc:
         _say(f"xpmstore: warning: {what}: {describe_error(exc)}")
-
-
-def _ask_slurm_at_once(launches: Iterable[LaunchRecord | None]) -> None:
-    """Ask ``squeue`` once about every Slurm job named by these launch records, so that the
-    liveness checks that follow read its (cached) answers instead of asking once per job."""
-    ids = [str(r["slurm_job_id"]) for r in launches if r and r.get("slurm_job_id")]
-    if ids:
-        from ..system.slurmctl import active_states
-
-        active_states(ids)
 
 
 def _describe_exit(code: int) -> str:

@@ -26,18 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.identifier import is_full_identifier
 from ..errors import TextValueError
 from ..store.taskstate import boot_id, process_start
 from ..store.workspace import Workspace
 from .runlog import read_run
 
 __all__ = ["REMOTE_RUN_GRACE", "Run", "RunJob", "check_experiment_name", "is_experiment_name",
-           "latest_reasons", "read_runs", "run_is_live"]
+           "read_runs", "run_is_live"]
 
 REMOTE_RUN_GRACE = 7 * 24 * 3600.0
 """Seconds after its last write that a run of another host without an end line counts as live."""
 
-_FULL_ID = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[^/\x00]+")
 
 
@@ -123,7 +123,7 @@ def run_is_live(header: dict[str, Any] | None, modified: float, now: float | Non
 def _ids(values: Any) -> list[str]:
     if not isinstance(values, list):
         return []
-    return [v for v in values if isinstance(v, str) and _FULL_ID.fullmatch(v)]
+    return [v for v in values if is_full_identifier(v)]
 
 
 def _tags(values: Any) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def read_one(experiment: str, path: Path, now: float | None = None) -> Run | Non
             continue
         kind = line.get("type")
         raw = line.get("id")
-        ident = raw if isinstance(raw, str) and _FULL_ID.fullmatch(raw) else ""
+        ident = raw if is_full_identifier(raw) else ""
         valid = bool(ident)
         if kind == "header" and not header:
             header = line
@@ -199,7 +199,3 @@ def read_runs(workspace: Workspace, experiment: str | None = None) -> list[Run]:
                 runs.append(run)
     return runs
 
-
-def latest_reasons(runs: list[Run], identifier: str) -> list[tuple[Run, str]]:
-    """(run, reason) for every run that recorded ``identifier`` as a job, oldest first."""
-    return [(run, run.jobs[identifier].reason) for run in runs if identifier in run.jobs]

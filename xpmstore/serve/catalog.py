@@ -1,12 +1,12 @@
 """Search over every object of the workspace, a page at a time, fast at 100,000 objects.
 
 The objects are those ``xpmstore ls`` lists (:func:`xpmstore.admin.ls.list_entries`: the index,
-reconciled with a listing of ``jobs/`` and ``cache/``).  Listing 100,000 objects takes over a
-second, so the catalog keeps the last listing in memory and answers pages from it; a listing
-older than ``max_age`` seconds is replaced by a new one made on a background thread while the
-old one keeps answering (stale while it revalidates).  It is a copy, never a second source of
-truth: the status of each object of a page is read again from its directory, and a listing is
-never older than ``max_age`` plus the time to make one.
+reconciled with a listing of ``jobs/`` and ``cache/``).  Listing a large workspace takes
+seconds (docs/serve.md), so the catalog keeps the last listing in memory and answers pages from
+it; a listing older than ``max_age`` seconds is replaced by a new one made on a background
+thread while the old one keeps answering (stale while it revalidates).  It is a copy, never a
+second source of truth: the status of each object of a page is read again from its directory,
+and a listing is never older than ``max_age`` plus the time to make one.
 
 Filters are those of ``xpmstore ls`` (kind, name, status, ``--tag k=v``) and of
 ``Store.find`` (params ``k=v``, dotted names through nested configs and referenced tasks,
@@ -101,7 +101,7 @@ class Catalog:
     """
 
     def __init__(self, store: Store, max_age: float = 10.0, max_keep: float = 120.0,
-                 lister: Callable[[Store], list[dict[str, Any]]] = list_entries):
+                 lister: Callable[[Store], list[Any]] = list_entries):  # RecordEntry each
         self.store = store
         self.max_age = max_age
         self.max_keep = max_keep

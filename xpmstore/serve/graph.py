@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..store.index import Index
+from ..store.indexrecords import IndexRecord
 from ..store.locate import locate
 from ..store.taskstate import object_status
 from ..store.workspace import Workspace
@@ -53,9 +54,9 @@ def provenance(workspace: Workspace, text: str, jobs: JobEdges, depth: int = 3,
     identifier, _ = locate(workspace, text)
     index = Index.for_workspace(workspace)
     depends, used_by, names = jobs.depends, jobs.used_by, jobs.names
-    records: dict[str, dict[str, Any] | None] = {}
+    records: dict[str, IndexRecord | None] = {}
 
-    def record(ident: str) -> dict[str, Any] | None:
+    def record(ident: str) -> IndexRecord | None:
         if ident not in records:
             records[ident] = index.get(ident)
         return records[ident]

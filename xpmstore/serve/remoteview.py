@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import XpmstoreError
-from ..store.locate import scan_objects
+from ..store.objectdirs import scan_objects
 from ..store.workspace import Workspace
 
 __all__ = ["remote_info", "remote_listing", "remote_presence"]

@@ -1,5 +1,5 @@
-"""Run records read once per change: the pages poll runs of tens of thousands of jobs, and
-parsing one takes a third of a second, so a parsed run is kept until its file's size or time
+"""Run records read once per change: the pages poll runs of tens of thousands of jobs, whose
+parsing is costly (docs/serve.md), so a parsed run is kept until its file's size or time
 changes (a run record is only ever appended to).  Its liveness, which changes with its process
 and not with its file, is decided again at each read.  Thread-safe; reads only.
 """

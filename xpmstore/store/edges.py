@@ -12,20 +12,19 @@ bytes the manifest's blake3 of params.json vouches for).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from typing import Any
 
+from ..core.identifier import is_full_identifier
 from ..system import jsonio
 from .workspace import DONE
 
 __all__ = ["dependencies_on_disk", "dependencies_problem", "params_dependencies"]
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def _full(value: Any) -> str | None:
-    return value if isinstance(value, str) and _HEX64.fullmatch(value) else None
+    return value if is_full_identifier(value) else None
 
 
 def _values_references(values: Any) -> set[str]:
@@ -121,7 +120,7 @@ def dependencies_on_disk(directory: str | os.PathLike[str]) -> list[str]:
     try:
         done = jsonio.read(os.path.join(directory, DONE))
         listed = done.get("extra", {}).get("dependencies", [])
-        return sorted({d for d in listed if isinstance(d, str) and _HEX64.fullmatch(d)})
+        return sorted({d for d in listed if is_full_identifier(d)})
     except (OSError, ValueError, AttributeError):
         return []
 

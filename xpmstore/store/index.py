@@ -3,9 +3,8 @@
 The index is never the only copy of anything: the workspace's directories are the truth, and
 damage costs a rebuild from them, never an outage.  Databases:
 
-``objects``   raw identifier → checked record (:mod:`xpmstore.store.indexrecords`: JSON of kind,
-              name, identity, path, created, last_access, size, tags, dependencies, and for a
-              cache entry config/method/file)
+``objects``   raw identifier → record (:class:`~xpmstore.store.indexrecords.IndexRecord`,
+              its bytes :mod:`xpmstore.store.indexrecords`'s alone)
 ``names``     identity name NUL raw id → ""
 ``tags``      name NUL json(value) NUL raw id → ""
               (a prefix too long for an LMDB key is replaced by 0xFF blake3(prefix) NUL)
@@ -28,7 +27,7 @@ import socket
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast, overload
 
 import lmdb
 from blake3 import blake3
@@ -37,8 +36,11 @@ from ..core.identifier import check_identifier
 from . import indexenv
 from .indexenv import MAX_DBS, MAX_READERS, MIN_MAP_SIZE, SCHEMA, IndexEnvironment, install
 from .indexrecords import (
+    IndexRecord,
+    RecordSummary,
+    checked_body,
     decode_record,
-    encode_record,
+    encode_value,
     name_prefix,
     raw_identifier,
     seal,
@@ -163,12 +165,12 @@ class Index(IndexEnvironment):
             result = self.read(lambda txn: body(txn, []))
         return result
 
-    def _mend(self, damaged: list[bytes]) -> dict[bytes, dict[str, Any]]:
+    def _mend(self, damaged: list[bytes]) -> dict[bytes, IndexRecord]:
         """Drop the records of ``damaged`` (keys whose value fails its check) and record them
         again from their directories; returns the records recomputed."""
         from .reindex import record_of
 
-        recomputed: dict[bytes, dict[str, Any]] = {}
+        recomputed: dict[bytes, IndexRecord] = {}
         if self.workspace is not None:
             for raw in damaged:
                 record = record_of(self.workspace, raw.hex())
@@ -193,11 +195,19 @@ class Index(IndexEnvironment):
 
     # --- objects ----------------------------------------------------------------------------
 
-    def get(self, identifier: str) -> dict[str, Any] | None:
+    def get(self, identifier: str) -> IndexRecord | None:
         """The record of ``identifier`` or None; one read transaction."""
         return self.get_raw(raw_identifier(identifier))
 
-    def get_raw(self, raw: bytes, identity: bool = True) -> dict[str, Any] | None:
+    @overload
+    def get_raw(self, raw: bytes, identity: Literal[True] = ...) -> IndexRecord | None:
+        ...
+
+    @overload
+    def get_raw(self, raw: bytes, identity: bool) -> RecordSummary | None:
+        ...
+
+    def get_raw(self, raw: bytes, identity: bool = True) -> RecordSummary | None:
         """The record of the 32-byte identifier ``raw`` or None (the hot path: one read
         transaction and the record's check).
 
@@ -205,23 +215,27 @@ class Index(IndexEnvironment):
         lookup's Record does not hold) and parses only the rest.  A record that fails its
         check is recomputed from its directory (None when it has none).
         """
-        self._ensure()
-        try:
-            with self.env.begin(buffers=False) as txn:
-                data = txn.get(raw, db=self.dbs[b"objects"])
-        except (lmdb.Error, TypeError):  # a map resized, or worse: the guarded read sorts
-            data = self.read(lambda txn: txn.get(raw, db=self.dbs[b"objects"]))  # it out
+        data = self._value(raw)
         if data is None:
             return None
         record = decode_record(raw, data, identity)
-        if record is None:
-            record = self._mend([raw]).get(raw)
-            if record is not None and not identity:
-                record = {k: v for k, v in record.items() if k != "identity"}
-        return record
+        if record is not None:
+            return record
+        mended = self._mend([raw]).get(raw)
+        if mended is not None and not identity:
+            return cast(RecordSummary, {k: v for k, v in mended.items() if k != "identity"})
+        return mended
 
-    def _put(self, txn: Any, raw: bytes, record: dict[str, Any],
-             keep_tags: bool = False) -> None:
+    def _value(self, raw: bytes) -> bytes | None:
+        """The value stored under ``raw`` in ``objects`` (one read transaction)."""
+        self._ensure()
+        try:
+            with self.env.begin(buffers=False) as txn:
+                return txn.get(raw, db=self.dbs[b"objects"])
+        except (lmdb.Error, TypeError):  # a map resized, or worse: the guarded read sorts
+            return self.read(lambda txn: txn.get(raw, db=self.dbs[b"objects"]))  # it out
+
+    def _put(self, txn: Any, raw: bytes, record: IndexRecord, keep_tags: bool = False) -> None:
         objects = self.dbs[b"objects"]
         old = txn.get(raw, db=objects)
         previous = decode_record(raw, old) if old is not None else None
@@ -231,7 +245,7 @@ class Index(IndexEnvironment):
             known = previous.get("tags")
             if keep_tags and known and isinstance(known, dict):
                 record = {**record, "tags": {**(record.get("tags") or {}), **known}}
-        txn.put(raw, seal(raw, encode_record(record)), db=objects)
+        txn.put(raw, encode_value(raw, record), db=objects)
         for db, key in secondary_keys(raw, record):
             txn.put(key, b"", db=self.dbs[db])
 
@@ -247,12 +261,12 @@ class Index(IndexEnvironment):
         txn.delete(raw, db=objects)
         return True
 
-    def put(self, identifier: str, record: dict[str, Any]) -> None:
+    def put(self, identifier: str, record: IndexRecord) -> None:
         """Record (or replace) one object."""
         raw = raw_identifier(identifier)
         self.write(lambda txn: self._put(txn, raw, record))
 
-    def put_many(self, records: Iterable[tuple[str, dict[str, Any]]],
+    def put_many(self, records: Iterable[tuple[str, IndexRecord]],
                  keep_tags: bool = False) -> None:
         """Record many objects in one transaction.  ``keep_tags``: a record replaced keeps the
         tags the index knew (see :meth:`add_tags`)."""
@@ -309,14 +323,14 @@ class Index(IndexEnvironment):
             record = decode_record(raw, data) if data is not None else None
             if record is not None:
                 record["last_access"] = when
-                txn.put(raw, seal(raw, encode_record(record)), db=self.dbs[b"objects"])
+                txn.put(raw, encode_value(raw, record), db=self.dbs[b"objects"])
 
         self.write(body)
 
-    def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
+    def items(self) -> Iterator[tuple[str, IndexRecord]]:
         """Every (identifier, record), in identifier order (one read transaction; damaged
         records are recomputed first)."""
-        def body(txn: Any, damaged: list[bytes]) -> list[tuple[str, dict[str, Any]]]:
+        def body(txn: Any, damaged: list[bytes]) -> list[tuple[str, IndexRecord]]:
             found = []
             for key, value in txn.cursor(db=self.dbs[b"objects"]):
                 record = decode_record(key, value)
@@ -328,16 +342,14 @@ class Index(IndexEnvironment):
 
         return iter(self._read_records(body))
 
-    def summaries(self) -> list[tuple[str, dict[str, Any]]]:
+    def summaries(self) -> list[tuple[str, RecordSummary]]:
         """Every (identifier, record without its ``identity`` section), in identifier order, in
-        one read transaction: what listings and gc need, three times faster than
-        :meth:`items` on task records (whose identity section is most of their bytes).
-
-        The index writes a record's identity section last, so the bytes from
-        ``,"identity":{`` are cut before parsing; a record that does not look like that is
-        parsed whole (and keeps its identity).  Damaged records are recomputed first.
+        one read transaction: what listings and gc need, without parsing the identity sections
+        of task records (most of their bytes; see
+        :func:`~xpmstore.store.indexrecords.decode_summary`).  Damaged records are recomputed
+        first.
         """
-        def body(txn: Any, damaged: list[bytes]) -> list[tuple[str, dict[str, Any]]]:
+        def body(txn: Any, damaged: list[bytes]) -> list[tuple[str, RecordSummary]]:
             found = []
             for key, value in txn.cursor(db=self.dbs[b"objects"]):
                 record = decode_record(key, value, identity=False)
@@ -351,13 +363,16 @@ class Index(IndexEnvironment):
 
     def raw_records(self) -> list[tuple[str, bytes]]:
         """Every (identifier, record's JSON bytes), in identifier order, in one read
-        transaction: for readers that parse only what they need.  Every record passed its
-        check and decodes as UTF-8 (damaged ones are recomputed first)."""
+        transaction: for readers that parse only what they need, with
+        :func:`~xpmstore.store.indexrecords.decode_summary` or
+        :func:`~xpmstore.store.indexrecords.task_listing_members`.  Every record passed its
+        check (:func:`~xpmstore.store.indexrecords.checked_body`; damaged ones are recomputed
+        first)."""
         def body(txn: Any, damaged: list[bytes]) -> list[tuple[str, bytes]]:
             found = []
             for key, value in txn.cursor(db=self.dbs[b"objects"]):
-                record = unseal(key, value)
-                if record is None or not _utf8(record):
+                record = checked_body(key, value)
+                if record is None:
                     damaged.append(key)
                 else:
                     found.append((key.hex(), record))
@@ -495,7 +510,7 @@ class Index(IndexEnvironment):
 
     # --- rebuild --------------------------------------------------------------------------------
 
-    def replace_all(self, records: Iterable[tuple[str, dict[str, Any]]]) -> int:
+    def replace_all(self, records: Iterable[tuple[str, IndexRecord]]) -> int:
         """Drop every object record and write ``records`` instead, in one write transaction.
 
         Pins and the digest memo are kept.  Returns the number of records written.
@@ -511,10 +526,3 @@ class Index(IndexEnvironment):
 
         return self.write(body)
 
-
-def _utf8(data: bytes) -> bool:
-    try:
-        data.decode()
-    except UnicodeDecodeError:
-        return False
-    return True

@@ -328,11 +328,6 @@ class IndexEnvironment:
         """Fill the index from ``self.workspace`` (what a subclass knows how to do)."""
         raise NotImplementedError
 
-    @property
-    def in_memory(self) -> bool:
-        """Whether this process keeps the index in memory (its files could not be used)."""
-        return self._held is None or self._held.files is None
-
     def _in_memory(self, error: BaseException) -> None:
         """Go on with an index in memory filled from the workspace (caller holds _open_lock);
         without fallback, raise ``error``."""

@@ -26,6 +26,8 @@ from typing import Any
 
 import lmdb
 
+from ..errors import IndexDamaged, IndexOutdated
+
 __all__ = [
     "DATA_FILE",
     "LOCK_FILE",
@@ -52,15 +54,6 @@ _READER_SLOT = 64
 header on Linux (LMDB 0.9 with POSIX robust mutexes): the file is
 ``(max_readers - 1) * 64 + 192`` bytes.  (A build that wants more grows the file itself, and
 that tail stays sparse: the file cannot be reopened to allocate it once LMDB holds its locks.)"""
-
-
-class IndexDamaged(Exception):
-    """The index's files cannot be used as they are; the message says why."""
-
-
-class IndexOutdated(IndexDamaged):
-    """The index was written by another version of xpmstore (another schema): it is rebuilt,
-    like a damaged one, but nothing is wrong with it."""
 
 
 _NOT_DAMAGE = (lmdb.MapResizedError, lmdb.MapFullError, lmdb.ReadersFullError,

@@ -34,13 +34,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.identifier import is_full_identifier
 from ..system.locks import gc_lock, lock_descriptor
 from .workspace import Workspace
 
 __all__ = ["generation", "holder", "in_use", "lease", "release", "sweep"]
 
 _SUFFIX = ".lease"
-_ENTRY = re.compile(rb"[0-9a-f]{64}")
 _NOT_A_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 generation = 0
@@ -199,9 +199,9 @@ def in_use(workspace: Workspace) -> dict[str, str]:
             if lock_descriptor(fd, folder / name, exclusive=False, blocking=False):
                 continue  # nobody holds it: its process is gone
             holder = name.removesuffix(_SUFFIX)
-            for line in _read(fd).split(b"\n"):
-                if _ENTRY.fullmatch(line):
-                    found.setdefault(line.decode(), holder)
+            for line in _read(fd).decode("latin-1").split("\n"):
+                if is_full_identifier(line):
+                    found.setdefault(line, holder)
         finally:
             os.close(fd)
     return found

@@ -11,17 +11,15 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
-from ..core.identifier import check_identifier
-from ..errors import AmbiguousPrefixError, NotFound
+from ..core.identifier import check_identifier, unique_match
 from .index import Index
+from .objectdirs import find_object_dirs
 from .workspace import DONE, KINDS, Workspace
 
-__all__ = ["ObjectDir", "bulk", "find_done", "locate", "object_kind", "scan_objects"]
+__all__ = ["bulk", "find_done", "locate", "object_kind"]
 
 
 def object_kind(directory: Path) -> str:
@@ -42,72 +40,6 @@ def bulk() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-_FULL_ID = re.compile(r"[0-9a-f]{64}")
-
-
-class ObjectDir(NamedTuple):
-    """One object directory found by :func:`scan_objects` (paths as strings: cheap at 100k)."""
-
-    identifier: str
-    kind: str
-    name: str
-    path: str
-    done: bool
-
-
-def scan_objects(workspace: Workspace) -> list[ObjectDir]:
-    """Every ``jobs/<name>/<64 hex>`` and ``cache/<name>/<64 hex>`` directory, with whether it
-    is done (one ``stat`` each): :func:`xpmstore.store.taskdirs.list_object_dirs` without building a
-    ``Path`` per object, for listings and gc."""
-    found: list[ObjectDir] = []
-    exists = os.path.exists
-    for kind, folder in KINDS.items():
-        try:
-            tops = list(os.scandir(workspace.root / folder))
-        except FileNotFoundError:
-            continue
-        for top in tops:
-            if top.name.startswith(".") or not top.is_dir(follow_symlinks=False):
-                continue
-            with os.scandir(top.path) as entries:
-                for entry in entries:
-                    if _FULL_ID.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
-                        path = entry.path
-                        found.append(ObjectDir(entry.name, kind, top.name, path,
-                                               exists(f"{path}/{DONE}")))
-    return found
-
-
-def _name_dirs(workspace: Workspace) -> list[Path]:
-    found: list[Path] = []
-    for folder in KINDS.values():
-        top = workspace.root / folder
-        try:
-            names = os.listdir(top)
-        except FileNotFoundError:
-            continue
-        found.extend(top / name for name in sorted(names) if not name.startswith("."))
-    return found
-
-
-def _on_disk(workspace: Workspace, prefix: str) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for name_dir in _name_dirs(workspace):
-        if len(prefix) == 64:
-            candidate = name_dir / prefix
-            if candidate.is_dir() and not candidate.is_symlink():
-                found[prefix] = candidate
-            continue
-        try:
-            entries = os.listdir(name_dir)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for entry in entries:
-            if len(entry) == 64 and entry.startswith(prefix):
-                found[entry] = name_dir / entry
-    return found
 
 
 def find_done(workspace: Workspace, text: str) -> tuple[str, Path] | None:
@@ -152,15 +84,6 @@ def locate(workspace: Workspace, text: str) -> tuple[str, Path]:
             record = index.get(matches[0])
             if record is not None and (workspace.root / record["path"]).is_dir():
                 return matches[0], workspace.root / record["path"]
-    found = _on_disk(workspace, text)
-    if not found:
-        raise NotFound(f"no object {'' if len(text) == 64 else 'starts with '}{text} in"
-                       f" {workspace.root}")
-    if len(found) > 1:
-        ids = sorted(found)
-        shown = ", ".join(i[:16] for i in ids[:10])
-        raise AmbiguousPrefixError(
-            f"prefix {text} matches {len(ids)} objects ({shown}); give more characters",
-            candidates=ids)
-    (ident, directory), = found.items()
-    return ident, directory
+    found = dict(find_object_dirs(workspace, text))
+    ident = unique_match(text, found, where=f" in {workspace.root}")
+    return ident, found[ident]

@@ -21,30 +21,31 @@ that results made on other hosts appear.  Safe across threads and processes.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..core import identifier, query
 from ..core.active import active
 from ..core.config import Config, Task, class_spec, iter_configs
-from ..core.identifier import cache_identifier
+from ..core.identifier import cache_identifier, unique_match
 from ..core.params import load as load_file
 from ..core.params import params_of
 from ..errors import (
-    AmbiguousPrefixError,
     ConfigTypeError,
     CorruptObjectError,
     InvalidIdentifierError,
     NotFound,
 )
 from .index import Index
-from .taskdirs import bind, is_done, list_object_dirs, read_record, record_from_disk
+from .indexrecords import IndexRecord, RecordSummary
+from .objectdirs import find_object_dirs, list_object_dirs
+from .taskdirs import bind, is_done, read_record, record_from_disk
 from .taskstate import Status, object_status
 from .workspace import DONE, Workspace, current_workspace
 
-__all__ = ["Explanation", "Record", "Store", "add_tags", "load"]
+__all__ = ["Explanation", "Record", "RecordEntry", "Store", "add_tags", "load", "record_entry"]
 
 
 _new_record = object.__new__
@@ -66,9 +67,38 @@ def add_tags(workspace: Workspace, items: list[tuple[str, Path, dict[str, Any]]]
     records = []
     for ident, directory, tags in items:
         if ident in unknown and (record := record_from_disk(workspace, directory)):
-            records.append((ident, {**record, "tags": {**tags, **record["tags"]}}))
+            record["tags"] = {**tags, **record["tags"]}
+            records.append((ident, record))
     if records:
         index.put_many(records)
+
+
+class RecordEntry(TypedDict):
+    """Every field of a :class:`Record`, JSON-ready (the path a str): :meth:`Record.to_json`, an
+    entry of a listing (:func:`xpmstore.admin.ls.list_entries`)."""
+
+    identifier: str
+    kind: str
+    name: str
+    status: str
+    path: str
+    created: float
+    last_access: float
+    size: int
+    tags: dict[str, Any]
+    dependencies: list[str]
+    config: str | None
+
+
+def record_entry(ident: str, data: RecordSummary, status: str, path: str) -> RecordEntry:
+    """The fields of the Record of the object ``ident`` that the index records as ``data``,
+    with its ``status`` and (absolute) ``path``: the one mapping of an index record to a
+    Record, defaults included."""
+    return {"identifier": ident, "kind": data["kind"], "name": data["name"], "status": status,
+            "path": path, "created": data["created"],
+            "last_access": data.get("last_access", 0.0), "size": data.get("size", 0),
+            "tags": data.get("tags") or {}, "dependencies": data.get("dependencies") or [],
+            "config": data.get("config")}
 
 
 @dataclass(frozen=True)
@@ -91,7 +121,7 @@ class Record:
     dependencies: list[str] = field(default_factory=list)
     config: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> RecordEntry:
         """Every field, JSON-ready."""
         return {  # not dataclasses.asdict: it deep-copies, slow over a whole store
             "identifier": self.identifier, "kind": self.kind, "name": self.name,
@@ -190,7 +220,7 @@ class Store:
             self.index.put(ident, data)
         return self._record(ident, data)
 
-    def _record(self, ident: str, data: dict[str, Any]) -> Record:
+    def _record(self, ident: str, data: RecordSummary) -> Record:
         relative = data["path"]
         text = f"{self._root}/{relative}"
         status = "done" if os.path.exists(text + "/" + DONE) else object_status(Path(text))
@@ -202,38 +232,22 @@ class Store:
         if status == "done":
             _note_root(ident)
         # Every field at once: a frozen dataclass's __init__ sets them one by one through
-        # object.__setattr__, a quarter of a lookup's time.
+        # object.__setattr__ (see benchmarks/README.md, "lookup").
         record = _new_record(Record)
-        record.__dict__.update(
-            identifier=ident, kind=data["kind"], name=data["name"], status=status,
-            path=path, created=data["created"], last_access=data.get("last_access", 0.0),
-            size=data.get("size", 0), tags=data.get("tags") or {},
-            dependencies=data.get("dependencies") or [], config=data.get("config"),
-        )
+        fields = record.__dict__
+        fields.update(record_entry(ident, data, status, text))
+        fields["path"] = path
         return record
-
-    def _directories_named(self, ident: str) -> Iterator[tuple[str, Path]]:
-        """(identity name, directory) of every object directory called ``ident``."""
-        for folder in ("jobs", "cache"):
-            top = self.workspace.root / folder
-            try:
-                names = os.listdir(top)
-            except FileNotFoundError:
-                continue
-            for name in names:
-                candidate = top / name / ident
-                if candidate.is_dir():
-                    yield name, candidate
 
     def _absent(self, ident: str) -> str:
         """Why there is no Record of ``ident``: no such object, or an object not done."""
-        for name, candidate in self._directories_named(ident):
-            return (f"{name} {ident} in {self.workspace.root} is not done (it is"
-                    f" {object_status(candidate)}): nothing to look up yet")
+        for _, candidate in find_object_dirs(self.workspace, ident):
+            return (f"{candidate.parent.name} {ident} in {self.workspace.root} is not done (it"
+                    f" is {object_status(candidate)}): nothing to look up yet")
         return f"no object {ident} in {self.workspace.root}"
 
-    def _from_disk(self, ident: str) -> dict[str, Any] | None:
-        for _, candidate in self._directories_named(ident):
+    def _from_disk(self, ident: str) -> IndexRecord | None:
+        for _, candidate in find_object_dirs(self.workspace, ident):
             try:
                 record = read_record(self.workspace, candidate)
             except CorruptObjectError as exc:  # done, but its files cannot be read
@@ -260,17 +274,10 @@ class Store:
         if not matches:
             self.reconcile()
             matches = self.index.with_prefix(text)
-        if not matches:
-            raise NotFound(f"no object starts with {text} in {self.workspace.root}")
-        if len(matches) > 1:
-            shown = ", ".join(m[:16] for m in matches[:10])
-            raise AmbiguousPrefixError(
-                f"prefix {text} matches {len(matches)} objects ({shown}); give more characters",
-                candidates=matches,
-            )
-        data = self.index.get(matches[0])
+        ident = unique_match(text, matches, where=f" in {self.workspace.root}")
+        data = self.index.get(ident)
         assert data is not None
-        return self._record(matches[0], data)
+        return self._record(ident, data)
 
     # --- many objects -------------------------------------------------------------------------
 
@@ -336,7 +343,7 @@ class Store:
 
     def matching(self, cls: type[Task], tags: dict[str, Any] | None, params: dict[str, Any],
                  resolve: query.Resolve | None = None,
-                 reconcile: bool = True) -> list[tuple[str, dict[str, Any]]]:
+                 reconcile: bool = True) -> list[tuple[str, IndexRecord]]:
         """(identifier, index record) of the indexed tasks of class ``cls`` whose tags and
         params match (as :meth:`find` matches them; task references through ``resolve``, by
         default the index), after a reconcile of the whole index unless ``reconcile=False``;

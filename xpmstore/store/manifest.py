@@ -33,6 +33,7 @@ from typing import Any
 from blake3 import blake3
 
 from ..core.digests import hash_file
+from ..core.identifier import is_full_identifier
 from ..errors import CorruptObjectError, FormatVersionError, MalformedFileError
 from ..system import jsonio
 from ..system.atomic import TEMP_MARK
@@ -43,7 +44,6 @@ __all__ = ["FileEntry", "LinkEntry", "Manifest", "beneath_links", "build", "chec
 
 _FORMAT = "xpmstore.done"
 VERSION = 1
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _KINDS = ("task", "cache")
 _MAX_HOPS = 40
 """Links followed in a row before a target counts as a loop (the kernel's limit): a loop never
@@ -170,8 +170,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _hex64(value: Any) -> bool:
-    return isinstance(value, str) and _HEX64.fullmatch(value) is not None
+_hex64 = is_full_identifier
 
 
 def _fields(document: dict[str, Any]) -> Manifest:

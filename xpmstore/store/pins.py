@@ -11,25 +11,23 @@ atomically).
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
-from ..core.identifier import check_identifier
+from ..core.identifier import (
+    check_full_identifier,
+    check_identifier,
+    is_full_identifier,
+    unique_match,
+)
 from .index import Index
 from .workspace import Workspace
 
 __all__ = ["pin", "pin_path", "pinned", "pinned_match", "sync_index", "unpin"]
 
-_FULL_ID = re.compile(r"[0-9a-f]{64}")
-
 
 def pin_path(workspace: Workspace, identifier: str) -> Path:
     """The file that records the pin of ``identifier`` (InvalidIdentifierError unless 64 hex)."""
-    check_identifier(identifier)
-    if len(identifier) != 64:
-        from ..errors import InvalidIdentifierError
-
-        raise InvalidIdentifierError(f"{identifier!r}: a pin needs a full identifier")
+    check_full_identifier(identifier)
     return workspace.private / "pins" / identifier
 
 
@@ -67,16 +65,8 @@ def pinned_match(text: str, pins: set[str], what: str = "pin", where: str = "") 
     """The one identifier of ``pins`` that ``text`` (an identifier or a prefix) names.  Raises
     InvalidIdentifierError, NotFound (``no {what} starts with …{where}``) and
     AmbiguousPrefixError."""
-    from ..errors import AmbiguousPrefixError, NotFound
-
     check_identifier(text)
-    matches = sorted(i for i in pins if i.startswith(text))
-    if not matches:
-        raise NotFound(f"no {what} starts with {text}{where}")
-    if len(matches) > 1:
-        raise AmbiguousPrefixError(f"prefix {text} matches {len(matches)} {what}s; give more"
-                                   " characters", candidates=matches)
-    return matches[0]
+    return unique_match(text, (i for i in pins if i.startswith(text)), what, where)
 
 
 def _on_disk(workspace: Workspace) -> set[str]:
@@ -84,7 +74,7 @@ def _on_disk(workspace: Workspace) -> set[str]:
         names = os.listdir(workspace.private / "pins")
     except FileNotFoundError:
         return set()
-    return {name for name in names if _FULL_ID.fullmatch(name)}
+    return {name for name in names if is_full_identifier(name)}
 
 
 def pinned(workspace: Workspace, index: Index | None = None) -> set[str]:

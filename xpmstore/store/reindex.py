@@ -14,16 +14,17 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import lmdb
 
 from ..errors import CorruptObjectError, IndexWriteError
 from .index import Index, index_location, install
 from .indexfiles import verify_problems
-from .taskdirs import is_done, list_object_dirs, read_record, record_from_disk
+from .indexrecords import IndexRecord
+from .objectdirs import find_object_dirs, list_object_dirs
+from .taskdirs import is_done, read_record, record_from_disk
 from .taskstate import process_start
-from .workspace import KINDS, Workspace
+from .workspace import Workspace
 
 __all__ = ["disk_records", "fill", "rebuild", "record_of"]
 
@@ -33,7 +34,7 @@ OnDamaged = Callable[[Path, str], None]
 
 
 def disk_records(workspace: Workspace,
-                 on_damaged: OnDamaged | None = None) -> list[tuple[str, dict[str, Any]]]:
+                 on_damaged: OnDamaged | None = None) -> list[tuple[str, IndexRecord]]:
     """(identifier, index record) of every done object of ``workspace``, read from its files;
     one that cannot be read is left out (``on_damaged(directory, why)``)."""
     records = []
@@ -59,19 +60,12 @@ def fill(index: Index, workspace: Workspace,
     return count, sync_index(workspace, index)
 
 
-def record_of(workspace: Workspace, identifier: str) -> dict[str, Any] | None:
+def record_of(workspace: Workspace, identifier: str) -> IndexRecord | None:
     """The index record of the done object ``identifier`` read from its directory, or None when
     no done object of that identifier is here."""
-    for folder in KINDS.values():
-        top = workspace.root / folder
-        try:
-            names = os.listdir(top)
-        except OSError:
-            continue
-        for name in names:
-            candidate = top / name / identifier
-            if is_done(candidate):
-                return record_from_disk(workspace, candidate)
+    for _, candidate in find_object_dirs(workspace, identifier):
+        if is_done(candidate):
+            return record_from_disk(workspace, candidate)
     return None
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import stat
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -30,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 from ..core import query
 from ..core.config import Config, Task, class_spec
 from ..core.fields import FieldKind
-from ..errors import ConfigTypeError, TextValueError, XpmstoreError
+from ..core.identifier import is_full_identifier
+from ..errors import ConfigTypeError, TextValueError, UnreadableMetrics, XpmstoreError
 from .workspace import DONE, XPM
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ Metrics = str | Callable[[Path], "Mapping[str, Any] | None"] | None
 """A metrics file's path relative to the task directory, a callable given the task directory
 that returns the values, or None (no metrics)."""
 
-_FULL_ID = re.compile(r"[0-9a-f]{64}")
 _MAX_DEPTH = 32  # nesting deeper than this (an identity, a metrics document) is not flattened
 _PREFIXES = ("param:", "tag:", "metric:")
 _RESERVED = ("id", "status")  # the fixed columns: a param of such a name is "param:<name>"
@@ -274,10 +273,6 @@ def check_metrics_path(relative: str) -> str:
     return relative
 
 
-class UnreadableMetrics(Exception):
-    """A metrics file that exists but cannot be taken (the message says why)."""
-
-
 def parse_metrics(data: bytes) -> dict[str, Any]:
     """The flattened values of a metrics file's bytes; raises UnreadableMetrics (not JSON, not an
     object)."""
@@ -397,7 +392,7 @@ def _not_done_rows(store: Store, cls: type[Task], status: str | None, asked: que
         return []
     found = []
     for name in names:
-        if name in done or not _FULL_ID.fullmatch(name):
+        if name in done or not is_full_identifier(name):
             continue
         directory = folder / name
         current = object_status(directory)
@@ -425,7 +420,7 @@ def _reconcile_folder(store: Store, name: str) -> None:
 
     folder = store.workspace.jobs / name
     try:
-        on_disk = {n for n in os.listdir(folder) if _FULL_ID.fullmatch(n)}
+        on_disk = {n for n in os.listdir(folder) if is_full_identifier(n)}
     except OSError:
         on_disk = set()
     known = set(store.index.by_name(name))
@@ -436,7 +431,8 @@ def _reconcile_folder(store: Store, name: str) -> None:
             added.append((ident, record))
     if added:
         store.index.put_many(added)
-    gone = [i for i in known - on_disk if (store.index.get(i) or {}).get("kind") == "task"]
+    gone = [i for i in known - on_disk
+            if (record := store.index.get(i)) is not None and record["kind"] == "task"]
     if gone:
         store.index.delete_many(gone)
 
@@ -452,7 +448,7 @@ def _resolver(store: Store) -> query.Resolve:
 
     def resolve(ident: str) -> dict[str, Any] | None:
         identity = from_index(ident)
-        if identity is not None or not _FULL_ID.fullmatch(ident):
+        if identity is not None or not is_full_identifier(ident):
             return identity
         if ident not in found:
             if not names:

@@ -9,8 +9,6 @@ can always be rebuilt.
 from __future__ import annotations
 
 import os
-import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,10 @@ from ..system import jsonio
 from ..system.atomic import write_atomic
 from . import manifest as manifest_module
 from .edges import params_dependencies
+from .indexrecords import IndexRecord, index_record
 from .manifest import Manifest
-from .workspace import DONE, KINDS, XPM, Workspace
+from .objectdirs import list_object_dirs
+from .workspace import DONE, XPM, Workspace
 
 __all__ = [
     "bind",
@@ -30,13 +30,12 @@ __all__ = [
     "index_record",
     "is_done",
     "is_done_listed",
+    "list_object_dirs",  # kept here for the callers of its first home (objectdirs holds it)
     "prepare_task_dir",
     "read_manifest",
     "read_record",
     "record_from_disk",
 ]
-
-_FULL_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def is_done(directory: str | os.PathLike[str]) -> bool:
@@ -165,30 +164,7 @@ def read_manifest(directory: Path) -> Manifest | None:
     return manifest_module.parse(data, str(path))
 
 
-def index_record(workspace: Workspace, directory: Path, manifest: Manifest,
-                 identity: dict[str, Any] | None,
-                 dependencies: list[str] | None = None) -> dict[str, Any]:
-    """The index record of a done object (pure but for the relative path).  ``dependencies``:
-    the ones its params.json gives (:mod:`xpmstore.store.edges`), which win over the manifest's."""
-    extra = manifest.extra
-    record: dict[str, Any] = {
-        "kind": manifest.kind,
-        "name": manifest.name,
-        "path": os.path.relpath(directory, workspace.root),
-        "created": manifest.created,
-        "last_access": manifest.created,
-        "size": manifest.size,
-        "tags": extra.get("tags", {}),
-        "dependencies": manifest.dependencies if dependencies is None else dependencies,
-        "identity": identity,
-    }
-    if manifest.kind == "cache":
-        record.update(config=extra.get("config"), method=extra.get("method"),
-                      file=extra.get("file"))
-    return record
-
-
-def read_record(workspace: Workspace, directory: Path) -> dict[str, Any] | None:
+def read_record(workspace: Workspace, directory: Path) -> IndexRecord | None:
     """The index record of the object at ``directory`` read from its files, or None when it is
     not done.  A task's dependencies are those of its params.json (:mod:`xpmstore.store.edges`).
 
@@ -221,37 +197,13 @@ def read_record(workspace: Workspace, directory: Path) -> dict[str, Any] | None:
                         params_dependencies(document))
 
 
-def record_from_disk(workspace: Workspace, directory: Path) -> dict[str, Any] | None:
+def record_from_disk(workspace: Workspace, directory: Path) -> IndexRecord | None:
     """:func:`read_record`, None when the object is not done or cannot be read (a corrupt
     object is never indexed)."""
     try:
         return read_record(workspace, directory)
     except CorruptObjectError:
         return None
-
-
-def list_object_dirs(workspace: Workspace) -> list[Path]:
-    """Every ``jobs/<name>/<64 hex>`` and ``cache/<name>/<64 hex>`` directory (done or not)."""
-    found = []
-    for folder in KINDS.values():
-        top = workspace.root / folder
-        try:
-            names = list(os.scandir(top))
-        except FileNotFoundError:
-            continue
-        for name_entry in names:
-            if not name_entry.is_dir(follow_symlinks=False) or name_entry.name.startswith("."):
-                continue
-            with os.scandir(name_entry.path) as it:
-                for entry in it:
-                    if _FULL_ID.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
-                        found.append(Path(entry.path))
-    return found
-
-
-def now() -> float:
-    """The current time (seconds since the epoch)."""
-    return time.time()
 
 
 def run_here(workspace: Workspace, task: Task) -> Path:

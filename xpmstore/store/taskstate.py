@@ -47,7 +47,7 @@ from .workspace import XPM
 
 __all__ = [
     "ATTEMPTS", "HEARTBEAT", "HEARTBEAT_STALE", "LAUNCH", "SLURM_RECORD", "SLURM_SCRIPT", "STATE",
-    "JobState", "LaunchRecord", "SlurmRecord", "StateDocument", "Status",
+    "JobState", "LaunchRecord", "SlurmRecord", "StateDocument", "Status", "ask_slurm_at_once",
     "attempt_dir", "attempt_numbers", "boot_id", "heartbeat_path", "inside_job",
     "launch_is_live", "launch_record", "live_directories", "mark_job_process", "move_attempt",
     "object_status", "process_start", "read_attempt_state", "read_launch", "read_slurm_record",
@@ -336,15 +336,21 @@ def process_start(pid: int) -> int | None:
     return int(fields[19])
 
 
+def ask_slurm_at_once(records: Iterable[LaunchRecord | None]) -> None:
+    """Ask ``squeue`` once about every Slurm job these launch records name, so that the
+    liveness checks that follow read its (cached) answers instead of asking once per job."""
+    ids = [str(r["slurm_job_id"]) for r in records if r and r.get("slurm_job_id")]
+    if ids:
+        from ..system.slurmctl import active_states
+
+        active_states(ids)
+
+
 def live_directories(directories: Iterable[Path]) -> list[Path]:
     """The directories whose launch record names a live holder; the Slurm jobs among them are
     asked of ``squeue`` all at once rather than one by one."""
     records = [(d, read_launch(d)) for d in directories]
-    slurm_ids = [str(r["slurm_job_id"]) for _, r in records if r and r.get("slurm_job_id")]
-    if slurm_ids:
-        from ..system.slurmctl import active_states
-
-        active_states(slurm_ids)  # fills the cache the checks below read
+    ask_slurm_at_once(r for _, r in records)
     return [d for d, r in records if r is not None and launch_is_live(d, r)]
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.identifier import check_identifier
-from ..errors import InvalidIdentifierError, XpmstoreError
+from ..core.identifier import check_full_identifier, check_identifier
+from ..errors import ArgumentValueError, XpmstoreError
 from ..system.mounts import mount_of
 
 __all__ = [
@@ -141,12 +141,9 @@ class Workspace:
 
     def object_dir(self, kind: str, name: str, identifier: str) -> Path:
         """The directory of an object (``kind`` is "task" or "cache")."""
-        check_identifier(identifier)
-        if len(identifier) != 64:  # an InvalidIdentifierError (a ValueError), like the index's
-            raise InvalidIdentifierError(
-                f"{identifier!r}: a full identifier has 64 hex characters")
+        check_full_identifier(identifier)
         if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"{name!r} is not an identity name")
+            raise ArgumentValueError(f"{name!r} is not an identity name")
         return Path(f"{self.root}/{KINDS[kind]}/{name}/{identifier}")  # one parse, not three
 
     def task_dir(self, name: str, identifier: str) -> Path:

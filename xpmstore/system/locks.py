@@ -3,9 +3,8 @@
 * :func:`object_lock`: the exclusive lock of one object (a ``@cache`` miss, a pull), an
   ``flock`` that blocks in the kernel (or polls, with a timeout).  A lock held by a process that
   was killed is released by the kernel with the process, so it never goes stale on one host.
-  (It was a ``filelock.UnixFileLock``, the same ``flock`` underneath: importing filelock, which
-  brings asyncio, logging and ssl, made the zygote a third larger and every job's fork and exit
-  twice as costly.)
+  (Not filelock's lock, the same ``flock`` underneath: its imports, which the zygote would carry,
+  make every job's fork and exit costlier; benchmarks/README.md, "scheduler", has the figures.)
 * :func:`gc_lock`: the workspace's shared/exclusive gc lock (``flock`` ``LOCK_SH``/``LOCK_EX``).
 * :func:`path_lock`: a short exclusive lock on any file, blocking in the kernel (opening the
   index; the claim lock of a job).
@@ -29,19 +28,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import XpmstoreError
+from ..errors import LockTimeout, LockUnavailableError
 from .mounts import mount_of
 
 __all__ = ["HeldLock", "LockTimeout", "LockUnavailableError", "gc_lock", "held_or_refused",
            "hold_under", "lock_descriptor", "object_lock", "path_lock", "try_object_lock"]
-
-
-class LockUnavailableError(XpmstoreError, OSError):
-    """The file system refuses locks (some NFS mounts without lockd)."""
-
-
-class LockTimeout(XpmstoreError, TimeoutError):
-    """A lock was not acquired within the time asked for."""
 
 
 def _unsupported(path: Path, exc: OSError) -> LockUnavailableError:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import XpmstoreError
+from ..errors import SlurmError, XpmstoreError
 
 __all__ = [
     "ACTIVE",
@@ -73,10 +73,6 @@ QUERY_CHUNK = 2000
 
 COMMAND_TIMEOUT = 30.0
 """Seconds a Slurm command may take before it counts as failed."""
-
-
-class SlurmError(XpmstoreError):
-    """A Slurm command failed (its message says which and why)."""
 
 
 @dataclass(frozen=True)

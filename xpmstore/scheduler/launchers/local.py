@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ...errors import XpmstoreError
+from ...errors import ArgumentValueError, XpmstoreError
 from ...store.taskdirs import is_done
 from ...store.taskstate import STATE, launch_is_live, process_start, read_launch, read_state
 from ..progress import describe_error
@@ -389,7 +389,7 @@ class LocalLauncher(Launcher):
     def __init__(self, workers: int | None = None, gpus: Sequence[int | str] | None = None,
                  fresh_process: bool = False):
         if workers is not None and workers < 1:
-            raise ValueError(f"LocalLauncher(workers={workers}): expected at least 1")
+            raise ArgumentValueError(f"LocalLauncher(workers={workers}): expected at least 1")
         self.workers = workers or os.cpu_count() or 1
         self.gpus = [str(g) for g in gpus] if gpus is not None else None
         self.fresh_process = fresh_process

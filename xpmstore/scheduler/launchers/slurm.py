@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import XpmstoreError
+from ...errors import ChainRefused, XpmstoreError
 from ...store.taskdirs import is_done, is_done_listed
 from ...store.taskstate import (
     SLURM_SCRIPT,
@@ -59,10 +59,6 @@ from .local import _python_path
 
 __all__ = ["ChainRefused", "SlurmLauncher"]
 
-
-class ChainRefused(XpmstoreError):
-    """sbatch refused a job's afterok dependencies and some are not done: the scheduler
-    releases the job and submits it without afterok once they are."""
 
 _POLL_MIN = 0.25
 _POLL_MAX = 5.0
