@@ -205,8 +205,6 @@ def test_decisions_keep_capacity_order_and_dependencies(
             continue
         assert not failed
         undone = [d for d in current.dependencies if by_id[d].status is not DONE]
-        if decision.action is Action.START:
-            assert decision.after == tuple(undone)
-            assert not undone or (current.chains and current.chain)
-        else:
-            assert decision.action is Action.CLAIM_AHEAD and not current.ahead
+        assert decision.after == tuple(undone)
+        assert not undone or (current.chains and current.chain)
+        assert decision.action is Action.START or not current.ahead

@@ -22,23 +22,22 @@ from typing import Any
 
 from ..remote.sync import RemoteSync
 from ..store import taskdirs
-from ..store.index import Index
 from ..store.taskstate import read_launch
 from ..store.workspace import Workspace
 from . import runner
 from .claim import claim, holder_state, read_state, write_state
 from .hooks import Job
+from .indexqueue import IndexQueue
 from .launchers.base import Launcher, LaunchRequest
 from .launchers.slurm import ChainRefused
 from .progress import Progress, describe_error
 from .progress import say as _say
 from .runlog import RunRecord
 from .steps import Action, Decision, JobStatus, next_step
-from .submission import Batches, ScheduledJob, changed_defaults, plan_batch
+from .submission import Batches, ScheduledJob, plan_batch, warn_changed_defaults
 
 __all__ = ["Scheduler"]
 
-_INDEX_PERIOD = 0.25  # finished jobs are recorded in the index at most this often (and at the end)
 _INTERRUPT_GRACE = 10.0
 _PENDING, _RUNNING, _WAITING = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.WAITING
 _DONE, _FAILED, _BLOCKED = JobStatus.DONE, JobStatus.FAILED, JobStatus.BLOCKED
@@ -69,10 +68,7 @@ class Scheduler:
         self._live: list[ScheduledJob] = []  # planned jobs not yet done, failed or blocked
         self._batches = Batches()
         self._flush_lock = threading.Lock()  # one batch planned at a time, in submission order
-        self._to_index: list[ScheduledJob] = []
-        self._to_tag: list[ScheduledJob] = []  # reused jobs whose tags join the index's
-        self._indexed_at = 0.0
-        self._index_warned = False
+        self._finished = IndexQueue(workspace)
         self._record_warned = False
         self._warned_defaults: set[str] = set()
 
@@ -103,26 +99,22 @@ class Scheduler:
                 return
             try:
                 decisions = plan_batch(self.workspace, batch, self._remote, self.record)
+                with self._cond:
+                    for job in batch:
+                        decision = decisions[job.identifier]
+                        job.reason = decision.reason
+                        self._register(job)
+                        if decision.action == "reuse":
+                            self._finished.reused(job)
+                            self._done(job, "reused")
+                        else:
+                            job.pull = decision.action == "pull"
+                            self._live.append(job)
+                self._events.put(None)
+                warn_changed_defaults([j for j in batch if j.status is _DONE],
+                                      self._warned_defaults)
             except Exception as exc:
                 self._not_planned(batch, exc)
-                return
-            with self._cond:
-                for job in batch:
-                    decision = decisions[job.identifier]
-                    job.reason = decision.reason
-                    self._register(job)
-                    if decision.action == "reuse":
-                        self._to_tag.append(job)
-                        self._done(job, "reused")
-                    else:
-                        job.pull = decision.action == "pull"
-                        self._live.append(job)
-            self._events.put(None)
-            for job in batch:
-                if job.status is _DONE and job.name not in self._warned_defaults:
-                    self._warned_defaults.add(job.name)
-                    for message in changed_defaults(job.task, job.taskdir):
-                        _say(f"xpmstore: warning: {message}")
 
     def _register(self, job: ScheduledJob) -> None:
         self.jobs[job.identifier] = job
@@ -175,8 +167,8 @@ class Scheduler:
                     return
                 if not self._no_launch:
                     self._step()
-                if time.monotonic() - self._indexed_at >= _INDEX_PERIOD:
-                    self._flush_index()
+                if self._finished.due():
+                    self._finished.flush()
                 self._cond.notify_all()
 
     def _abandon(self, exc: BaseException) -> None:
@@ -201,11 +193,9 @@ class Scheduler:
         now = time.time()
         with self._lock:
             waits = [j.poll_at - now for j in self._live if j.status is _WAITING]
-            if self._to_index:
-                waits.append(self._indexed_at + _INDEX_PERIOD - time.monotonic())
-        due = self._batches.due_in()
-        if due is not None:
-            waits.append(due)
+            flush = self._finished.due_in()
+        batch = self._batches.due_in()
+        waits += [due for due in (flush, batch) if due is not None]
         return max(0.001, min(waits, default=1.0))
 
     # --- a step ---------------------------------------------------------------------------------
@@ -231,17 +221,13 @@ class Scheduler:
         job, action = decision.job, decision.action
         try:
             if action is Action.START or action is Action.CLAIM_AHEAD:
-                chain = self._chain(decision.after) if action is Action.START else []
+                chain = self._chain(decision.after)
                 if chain is None:
                     return False  # a dependency cannot be chained yet: wait for it to end
                 try:
                     if action is Action.START:
                         return self._start(job, chain)
-                    if self._claim(job):
-                        job.ahead = True  # prepared and claimed while workers are busy
-                        self.progress.queued_job(job.identifier, job.name)
-                        return False
-                    return True
+                    return self._claim_ahead(job)
                 except Exception as exc:
                     job.ahead = False
                     self._launch_failed(job, exc)
@@ -290,6 +276,15 @@ class Scheduler:
             self._unclaim(job)
             job.status, job.chain = _PENDING, False
             return True
+        return False
+
+    def _claim_ahead(self, job: ScheduledJob) -> bool:
+        """Prepare and claim ``job`` while the workers are busy; returns whether it turned out
+        otherwise (done or held already)."""
+        if not self._claim(job):
+            return True
+        job.ahead = True
+        self.progress.queued_job(job.identifier, job.name)
         return False
 
     def _chain(self, after: tuple[str, ...]) -> list[tuple[str, Path]] | None:
@@ -348,7 +343,7 @@ class Scheduler:
                         launcher=job.launcher.describe(), tags=job.tags,
                         experiment=self.name, run=self.record.run)
         if outcome.outcome == "done":
-            self._to_tag.append(job)
+            self._finished.reused(job)
             if job.reason.startswith("waited:"):  # planned as waited: it still was
                 self._done(job, "waited")
             else:
@@ -422,7 +417,7 @@ class Scheduler:
     def _check_holder(self, job: ScheduledJob) -> None:
         holder = holder_state(self.workspace, job.identifier, job.taskdir)
         if holder == "done":
-            self._to_index.append(job)
+            self._finished.ran(job)
             self._done(job, "waited")
             return
         if holder == "running":
@@ -467,7 +462,7 @@ class Scheduler:
         if job.pulling:
             job.pulling = False
             if code == 0 and taskdirs.is_done(job.taskdir):
-                self._to_tag.append(job)
+                self._finished.reused(job)
                 self._done(job, "reused")  # the pull indexed it
             else:
                 job.status = _PENDING  # rejected or failed: run it here
@@ -477,7 +472,7 @@ class Scheduler:
         if code == runner.EXIT_WAITED:
             self._wait_for(job, "another process")
         elif code == 0 and taskdirs.is_done(job.taskdir):
-            self._to_index.append(job)
+            self._finished.ran(job)
             # A job reattached (Slurm) or that yielded to another process ran elsewhere.
             self._done(job, "waited" if job.reason.startswith("waited:") else "done")
             if self._remote is not None:
@@ -507,44 +502,6 @@ class Scheduler:
             except Exception as exc:  # a failed scancel: warn; the job fails all the same
                 _say(f"xpmstore: warning: {exc}")
             self._fail(job, f"dependency {failed.name} {failed.identifier[:12]} failed")
-
-    # --- the index ------------------------------------------------------------------------------
-
-    def _flush_index(self) -> None:
-        """Record the jobs finished since the last flush in the index.  Never raises: the index
-        is an accelerator, refilled from the workspace (``ls``, ``gc``, ``fsck`` reconcile it),
-        so a failure (a full disk, a damaged index) costs one warning, never the run."""
-        self._indexed_at = time.monotonic()
-        tagged, self._to_tag = [j for j in self._to_tag if j.tags], []
-        jobs, self._to_index = self._to_index, []
-        try:
-            if tagged:  # reused jobs: their tags join the index's
-                from ..store.lookup import add_tags
-
-                add_tags(self.workspace, [(j.identifier, j.taskdir, j.tags) for j in tagged])
-            if jobs:
-                self._index_jobs(jobs)
-        except Exception as exc:
-            if not self._index_warned:
-                self._index_warned = True
-                _say(f"xpmstore: warning: the index cannot record finished jobs"
-                     f" ({describe_error(exc)}); they are done all the same, and the index"
-                     " refills from the workspace")
-
-    def _index_jobs(self, jobs: list[ScheduledJob]) -> None:
-        records = []
-        for job in jobs:
-            manifest = taskdirs.read_manifest(job.taskdir)
-            if manifest is None:
-                continue
-            from ..core.params import params_of
-
-            identity = params_of(job.task)["identity"]  # what params.json holds, not re-read
-            record = taskdirs.index_record(self.workspace, job.taskdir, manifest, identity)
-            record["tags"] = {**job.tags, **record["tags"]}  # waited for: both submissions'
-            records.append((job.identifier, record))
-        if records:
-            Index.for_workspace(self.workspace).put_many(records, keep_tags=True)
 
     # --- the end --------------------------------------------------------------------------------
 
@@ -607,7 +564,7 @@ class Scheduler:
         self._events.put(None)
         if self._thread is not None:
             self._thread.join()
-        self._flush_index()
+        self._finished.flush()
         for launcher in self._launchers:
             _quietly(launcher.close, f"closing the {launcher.describe()} launcher")
         if self._remote is not None:

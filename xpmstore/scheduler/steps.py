@@ -76,7 +76,8 @@ class Decision(Generic[J]):
     action: Action
     job: J
     after: tuple[str, ...] = ()
-    """START: the dependencies not done yet, which it is chained after (Slurm's afterok)."""
+    """START, CLAIM_AHEAD: the dependencies not done yet, which it is chained after (Slurm's
+    afterok)."""
     cause: str = ""
     """BLOCK: the identifier of the dependency that failed (or was blocked)."""
 
@@ -134,7 +135,7 @@ def next_step(live: Sequence[J], jobs: Mapping[str, JobState],
                 if job.chains:
                     started.add(job.identifier)
             elif not job.ahead and ahead < AHEAD:
-                decisions.append(Decision(Action.CLAIM_AHEAD, job))
+                decisions.append(Decision(Action.CLAIM_AHEAD, job, after=after))
                 ahead += 1
         elif status is _WAITING and now >= job.poll_at:
             decisions.append(Decision(Action.POLL, job))

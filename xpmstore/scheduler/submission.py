@@ -30,11 +30,12 @@ from .hooks import SubmitHook, gather_hooks
 from .launchers.base import Launcher
 from .plan import Decision, make_plan
 from .plan import Job as PlanJob
+from .progress import say
 from .runlog import RunRecord
 from .steps import JobState
 
-__all__ = ["BATCH_DELAY", "BATCH_SIZE", "Batches", "ScheduledJob", "changed_defaults",
-           "gather_jobs", "plan_batch"]
+__all__ = ["BATCH_DELAY", "BATCH_SIZE", "Batches", "ScheduledJob", "gather_jobs", "plan_batch",
+           "warn_changed_defaults"]
 
 BATCH_SIZE = 512
 """Submitted jobs are planned and recorded in batches of at most this many jobs..."""
@@ -194,7 +195,17 @@ def _ask_slurm_at_once(launches: Iterable[dict[str, Any] | None]) -> None:
         active_states(ids)
 
 
-def changed_defaults(task: Task, taskdir: Path) -> list[str]:
+def warn_changed_defaults(reused: Iterable[ScheduledJob], warned: set[str]) -> None:
+    """Warn, once per task class (``warned`` holds the names warned of), of each default that
+    changed since the results of ``reused`` were made."""
+    for job in reused:
+        if job.name not in warned:
+            warned.add(job.name)
+            for message in _changed_defaults(job.task, job.taskdir):
+                say(f"xpmstore: warning: {message}")
+
+
+def _changed_defaults(task: Task, taskdir: Path) -> list[str]:
     """One line per default of ``task`` that changed since its reused result was made."""
     from ..core.params import _Writer, read_params
 
