@@ -8,7 +8,15 @@ from collections.abc import Hashable, Iterable
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xpmstore.scheduler.steps import AHEAD, Action, Decision, JobState, JobStatus, next_step
+from xpmstore.scheduler.steps import (
+    AHEAD,
+    FINAL,
+    Action,
+    Decision,
+    JobState,
+    JobStatus,
+    next_step,
+)
 
 PENDING, RUNNING, WAITING = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.WAITING
 DONE, FAILED, BLOCKED = JobStatus.DONE, JobStatus.FAILED, JobStatus.BLOCKED
@@ -24,7 +32,7 @@ def job(identifier: str, *dependencies: str, launcher: Hashable = "local",
 def step(jobs: Iterable[JobState], capacity: dict[Hashable, int | None] | None = None,
          now: float = 0.0) -> list[tuple[Action, str]]:
     listed = list(jobs)
-    decisions = next_step([j for j in listed if not j.status.final],
+    decisions = next_step([j for j in listed if j.status not in FINAL],
                           {j.identifier: j for j in listed},
                           {"local": 1} if capacity is None else capacity, now)
     return [(d.action, d.job.identifier) for d in decisions]
@@ -32,7 +40,7 @@ def step(jobs: Iterable[JobState], capacity: dict[Hashable, int | None] | None =
 
 def decisions_of(jobs: list[JobState], capacity: dict[Hashable, int | None],
                  now: float = 0.0) -> list[Decision[JobState]]:
-    return next_step([j for j in jobs if not j.status.final], {j.identifier: j for j in jobs},
+    return next_step([j for j in jobs if j.status not in FINAL], {j.identifier: j for j in jobs},
                      capacity, now)
 
 

@@ -33,7 +33,7 @@ from .launchers.slurm import ChainRefused
 from .progress import Progress, describe_error
 from .progress import say as _say
 from .runlog import RunRecord
-from .steps import Action, Decision, JobStatus, next_step
+from .steps import FINAL, Action, Decision, JobStatus, next_step
 from .submission import Batches, ScheduledJob, plan_batch, warn_changed_defaults
 
 __all__ = ["Scheduler"]
@@ -41,7 +41,6 @@ __all__ = ["Scheduler"]
 _INTERRUPT_GRACE = 10.0
 _PENDING, _RUNNING, _WAITING = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.WAITING
 _DONE, _FAILED, _BLOCKED = JobStatus.DONE, JobStatus.FAILED, JobStatus.BLOCKED
-_FINAL = (_DONE, _FAILED, _BLOCKED)
 
 
 class Scheduler:
@@ -179,7 +178,7 @@ class Scheduler:
         _say(f"xpmstore: {detail}")
         with self._cond:
             for job in self._live:
-                if job.status in _FINAL:
+                if job.status in FINAL:
                     continue
                 if job.ahead and job.status is _PENDING:
                     self._unclaim(job)
@@ -213,7 +212,7 @@ class Scheduler:
                 for decision in next_step(self._live, self.jobs, capacity, time.time()):
                     again |= self._carry_out(decision)
             finally:
-                self._live = [j for j in self._live if j.status not in _FINAL]
+                self._live = [j for j in self._live if j.status not in FINAL]
 
     def _carry_out(self, decision: Decision[ScheduledJob]) -> bool:
         """Carry ``decision`` out; returns whether it turned out otherwise than decided.  An
@@ -449,7 +448,7 @@ class Scheduler:
         try:
             self._handle_exit(job, code)
         except Exception as exc:
-            if job.status in _FINAL:  # its outcome stands; what followed it failed
+            if job.status in FINAL:  # its outcome stands; what followed it failed
                 _say(f"xpmstore: warning: {job.name} {identifier[:12]}: {describe_error(exc)}")
             else:
                 job.pulling = False
@@ -457,7 +456,7 @@ class Scheduler:
 
     def _handle_exit(self, job: ScheduledJob, code: int) -> None:
         identifier = job.identifier
-        if job.status in _FINAL:
+        if job.status in FINAL:
             return  # already decided (a chained job cancelled because its dependency failed)
         if job.pulling:
             job.pulling = False
@@ -569,7 +568,8 @@ class Scheduler:
             _quietly(launcher.close, f"closing the {launcher.describe()} launcher")
         if self._remote is not None:
             _quietly(self._remote.close, "the remote")  # waits for the pending pushes
-        counts = {s.value: sum(1 for j in self.order if j.status is s) for s in _FINAL}
+        counts = {s.value: sum(1 for j in self.order if j.status is s)
+                  for s in (_DONE, _FAILED, _BLOCKED)}
         for kind in ("reused", "waited"):
             counts[kind] = sum(1 for j in self.order if j.outcome == kind)
         counts["done"] -= counts["reused"] + counts["waited"]

@@ -1,5 +1,5 @@
 """The scheduler's step rules: a pure function of the jobs' states, the launchers' capacities and
-the dependencies (docs/scheduler.md, "Speed").
+the dependencies (docs/scheduler.md, "Inside a run").
 
 After every event (a job's end, a batch planned) the engine (:mod:`xpmstore.scheduler.engine`)
 asks :func:`next_step` what to do and carries the decisions out, in their order.  Nothing here
@@ -13,7 +13,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["AHEAD", "Action", "Decision", "JobState", "JobStatus", "next_step"]
+__all__ = ["AHEAD", "FINAL", "Action", "Decision", "JobState", "JobStatus", "next_step"]
 
 AHEAD = 2
 """Jobs claimed ahead of a free worker, so that a worker's next job starts at once."""
@@ -29,13 +29,9 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
     BLOCKED = "blocked"  # a dependency failed
 
-    @property
-    def final(self) -> bool:
-        """Whether the job's outcome is decided (done, failed or blocked)."""
-        return self in _FINAL
 
-
-_FINAL = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.BLOCKED})
+FINAL = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.BLOCKED})
+"""The statuses of a job whose outcome is decided."""
 _PENDING, _RUNNING, _WAITING = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.WAITING
 _DONE, _FAILED_OR_BLOCKED = JobStatus.DONE, frozenset({JobStatus.FAILED, JobStatus.BLOCKED})
 
