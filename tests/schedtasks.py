@@ -487,16 +487,16 @@ def drive(argv: list[str] | None = None) -> None:
         with experiment(workspace, "crash", launcher=LocalLauncher(workers=1)):
             Crashy(i=int(args[3]), counters=counters).submit()
     elif mode == "waiter":
-        from xpmstore.scheduler import experiment as experiment_module
+        from xpmstore.scheduler import engine as engine_module
 
-        real_holder_state = experiment_module.holder_state
+        real_holder_state = engine_module.holder_state
 
         def watched_holder_state(*holder_args: Any) -> str:
             state = real_holder_state(*holder_args)
             print(f"holder {state}", flush=True)
             return state
 
-        experiment_module.holder_state = watched_holder_state
+        engine_module.holder_state = watched_holder_state
         with experiment(workspace, "blocker", launcher=LocalLauncher(workers=1)):
             Blocker(key=args[4], counters=counters, release=args[3]).submit()
             print("submitted", flush=True)

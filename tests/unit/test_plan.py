@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xpmstore.scheduler.plan import Job, blocked_by, make_plan, topological_order
+from xpmstore.scheduler.plan import Job, make_plan, topological_order
 
 
 def _chain() -> dict[str, Job]:
@@ -43,12 +43,6 @@ def test_done_wins_over_everything() -> None:
     plan = make_plan({"a": Job("a", "A")}, done={"a"}, remote={"a"}, held={"a": "h"},
                      failed_before={"a"})
     assert plan[0].action == "reuse"
-
-
-def test_a_failure_blocks_its_dependents_only() -> None:
-    assert blocked_by("a", _chain()) == {"b", "c"}
-    assert blocked_by("c", _chain()) == set()
-    assert blocked_by("d", _chain()) == set()
 
 
 def test_a_cycle_is_refused() -> None:

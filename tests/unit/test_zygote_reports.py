@@ -16,6 +16,7 @@ import pytest
 from xpmstore.core.config import Task
 from xpmstore.launchers import LocalLauncher
 from xpmstore.scheduler.claim import claim
+from xpmstore.scheduler.launchers.base import LaunchRequest
 from xpmstore.scheduler.runner import EXIT_OK, EXIT_WAITED
 from xpmstore.store import taskdirs
 from xpmstore.store.workspace import Workspace
@@ -56,8 +57,8 @@ def start(ws: Workspace, launcher: LocalLauncher, task: Task, exits: Exits,
     directory = taskdirs.prepare_task_dir(ws, task)
     if claimed:
         assert claim(ws, task.__identifier__, directory, launcher="test").outcome == "launch"
-    launcher.launch(task.__identifier__, directory, {}, {}, ["tests.schedtasks"], [], False,
-                    exits)
+    launcher.launch(LaunchRequest(task.__identifier__, directory, {}, {}, ["tests.schedtasks"],
+                                  [], False, exits))
     return directory
 
 
@@ -74,7 +75,7 @@ def drained(launcher: LocalLauncher) -> None:
 def run_all(ws: Workspace, launcher: LocalLauncher, tasks: list[Counted], exits: Exits) -> None:
     """Start ``tasks`` as workers free, wait for every end; each was reported once, done."""
     for task in tasks:
-        wait_for(lambda: launcher.capacity(""), "a free worker")
+        wait_for(lambda: launcher.capacity() > 0, "a free worker")
         start(ws, launcher, task, exits)
     wait_for(lambda: exits.count() == len(tasks), "every job to end")
     drained(launcher)
@@ -103,8 +104,8 @@ def test_a_waited_job_and_a_killed_one_are_reported_once(ws: Workspace, counters
     directory = taskdirs.prepare_task_dir(ws, twin)
     assert claim(ws, twin.__identifier__, directory, launcher="test").outcome == "launch"
     with held_or_refused(ws.run_lock_path(twin.__identifier__)):  # "another process runs it"
-        launcher.launch(twin.__identifier__, directory, {}, {}, ["tests.schedtasks"], [], False,
-                        exits)
+        launcher.launch(LaunchRequest(twin.__identifier__, directory, {}, {},
+                                      ["tests.schedtasks"], [], False, exits))
         wait_for(lambda: exits.count() == 2, "the job to find its run lock held")
     start(ws, launcher, twin, exits, claimed=False)  # launched again: it runs
     wait_for(lambda: exits.count() == 3, "the second launch to end")

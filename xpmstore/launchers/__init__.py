@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
-from ..scheduler.launchers import Launcher, LocalLauncher, SlurmLauncher, named_launcher
+from ..scheduler.launchers import (
+    Launcher,
+    LaunchRequest,
+    LocalLauncher,
+    SlurmLauncher,
+    named_launcher,
+)
 
-__all__ = ["Launcher", "LocalLauncher", "SlurmLauncher", "named_launcher"]
+__all__ = ["LaunchRequest", "Launcher", "LocalLauncher", "SlurmLauncher", "named_launcher"]

@@ -1,9 +1,10 @@
 """What must run: a pure function of the job graph and of what is already there (docs/scheduler.md).
 
 The scheduler gathers the facts (which identifiers are done locally, present in the remote,
-held by a live process, failed before) and asks :func:`make_plan` what to do with each job; when
-a job fails during the run, :func:`blocked_by` tells which jobs it blocks.  Nothing here touches
-the disk, so every rule is tested without one.
+held by a live process, failed before: :func:`xpmstore.scheduler.submission.plan_batch`) and asks
+:func:`make_plan` what to do with each job; what happens during the run (a failure blocks its
+dependents) is the step rules' (:mod:`xpmstore.scheduler.steps`).  Nothing here touches the disk,
+so every rule is tested without one.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Decision", "Job", "blocked_by", "make_plan", "topological_order"]
+__all__ = ["Decision", "Job", "make_plan", "topological_order"]
 
 
 @dataclass(frozen=True)
@@ -89,18 +90,3 @@ def make_plan(
             decisions.append(Decision(identifier, "run", "ran:new"))
     return decisions
 
-
-def blocked_by(failed: str, jobs: Mapping[str, Job]) -> set[str]:
-    """Every job that depends, directly or not, on the job ``failed`` (which it blocks)."""
-    dependents: dict[str, list[str]] = {}
-    for identifier, job in jobs.items():
-        for dependency in job.dependencies:
-            dependents.setdefault(dependency, []).append(identifier)
-    blocked: set[str] = set()
-    stack = list(dependents.get(failed, ()))
-    while stack:
-        current = stack.pop()
-        if current not in blocked:
-            blocked.add(current)
-            stack.extend(dependents.get(current, ()))
-    return blocked

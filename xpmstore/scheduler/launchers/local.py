@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from ...store.taskstate import STATE, launch_is_live, process_start, read_launch
 from ..progress import describe_error
 from ..progress import say as _say
 from ..runner import EXIT_WAITED
-from .base import ExitCallback, Launcher
+from .base import ExitCallback, Launcher, LaunchRequest
 
 __all__ = ["LocalLauncher"]
 
@@ -314,23 +315,25 @@ class _Zygote:
         _kill_group(pid, force)
         return True
 
-    def run(self, identifier: str, taskdir: Path, environ: dict[str, str],
-            tags: dict[str, Any], modules: list[str], scripts: list[str],
-            on_exit: ExitCallback, report: bool = True) -> int:
-        wanted = [m for m in [*modules, *scripts] if m not in self.imported]
+    def run(self, job: LaunchRequest, report: bool = True) -> int:
+        """Ask the zygote to fork ``job`` (its modules and scripts imported first, once);
+        ``report``: the job reports its own end before its process exits.  Returns 0: the pid
+        comes with the zygote's answer."""
+        wanted = [m for m in [*job.modules, *job.scripts] if m not in self.imported]
         if wanted:
             self.imported.update(wanted)
             self._send({"op": "import", "path": [p for p in sys.path if p],
-                        "modules": [m for m in modules if m in wanted],
-                        "scripts": [s for s in scripts if s in wanted]})
+                        "modules": [m for m in job.modules if m in wanted],
+                        "scripts": [s for s in job.scripts if s in wanted]})
         with self.lock:
             if self.dead:
                 raise XpmstoreError("the zygote of the local launcher has ended")
-            request = _Request(f"{identifier}-{next(self.tokens)}", identifier, taskdir, on_exit)
+            request = _Request(f"{job.identifier}-{next(self.tokens)}", job.identifier,
+                               job.taskdir, job.on_exit)
             self.by_token[request.token] = request
-            self.by_identifier[identifier] = request
-        message = {"op": "run", "taskdir": str(taskdir), "environ": environ, "tags": tags,
-                   "token": request.token, "report": report}
+            self.by_identifier[job.identifier] = request
+        message = {"op": "run", "taskdir": str(job.taskdir), "environ": job.environ,
+                   "tags": job.tags, "token": request.token, "report": report}
         try:
             if wanted or not self._send_direct(message):  # after an import: in order, on stdin
                 self._send(message)
@@ -406,18 +409,19 @@ class LocalLauncher(Launcher):
         gpus = f", gpus={self.gpus}" if self.gpus is not None else ""
         return f"local(workers={self.workers}{gpus})"
 
-    def capacity(self, identifier: str) -> bool:
-        """Whether a worker (and a GPU, when asked) is free."""
+    def capacity(self) -> int:
+        """How many workers are free (each with a free GPU, when asked)."""
         with self._lock:
-            if len(self._running) >= self.workers:
-                return False
-            return self.gpus is None or len(self._gpu_of) < len(self.gpus)
+            free = self.workers - len(self._running)
+            if self.gpus is not None:
+                free = min(free, len(self.gpus) - len(self._gpu_of))
+            return max(free, 0)
 
-    def launch(self, identifier: str, taskdir: Path, environ: dict[str, str],
-               tags: dict[str, Any], modules: list[str], scripts: list[str],
-               fresh_process: bool, on_exit: ExitCallback) -> int:
-        """Start the job (see the module doc); returns its pid."""
-        environ = dict(environ)
+    def launch(self, request: LaunchRequest) -> int:
+        """Start the job (see the module doc); returns its pid (0 when forked by the zygote:
+        the pid comes later)."""
+        identifier, taskdir, on_exit = request.identifier, request.taskdir, request.on_exit
+        environ = dict(request.environ)
         if self.gpus is not None:
             with self._lock:
                 free = [g for g in self.gpus if g not in self._gpu_of.values()]
@@ -434,7 +438,7 @@ class LocalLauncher(Launcher):
         with self._lock:
             self._running.add(identifier)  # the worker is taken until the job exits
         try:
-            if fresh_process or self.fresh_process or _needs_fresh(environ):
+            if request.fresh_process or self.fresh_process or _needs_fresh(environ):
                 return self._spawn(identifier, taskdir, environ, finished)
             if self._zygote is not None and not self._zygote.alive():
                 self._zygote.close()  # killed: its jobs are still watched; start another
@@ -444,8 +448,8 @@ class LocalLauncher(Launcher):
                 self._zygotes.append(self._zygote)
             # A job reports its own end, just before its process exits (xpmstore.scheduler.zygote),
             # unless it holds a GPU: the next job waits until the device is really let go.
-            return self._zygote.run(identifier, taskdir, environ, tags, modules, scripts,
-                                    finished, report=self.gpus is None)
+            return self._zygote.run(replace(request, environ=environ, on_exit=finished),
+                                    report=self.gpus is None)
         except BaseException:
             with self._lock:  # not launched: free its worker and its GPU
                 self._running.discard(identifier)

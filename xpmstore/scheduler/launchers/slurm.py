@@ -35,7 +35,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ...errors import ChainRefused, XpmstoreError
 from ...store.taskdirs import is_done, is_done_listed
@@ -54,7 +53,7 @@ from ...system import slurmctl
 from ...system.atomic import write_atomic
 from ..progress import describe_error, say
 from ..runner import EXIT_FAILED, EXIT_WAITED
-from .base import ExitCallback, Launcher
+from .base import ExitCallback, Launcher, LaunchRequest
 from .local import _python_path
 
 __all__ = ["ChainRefused", "SlurmLauncher"]
@@ -115,30 +114,28 @@ class SlurmLauncher(Launcher):
         """``slurm`` and the options that are set."""
         return " ".join(["slurm", *self.options.directives()])
 
-    def capacity(self, identifier: str) -> bool:
-        """Always: Slurm queues what it cannot start yet."""
-        return True
+    def capacity(self) -> None:
+        """No bound: Slurm queues what it cannot start yet."""
+        return None
 
     # --- submitting -----------------------------------------------------------------------------
 
-    def launch(self, identifier: str, taskdir: Path, environ: dict[str, str],
-               tags: dict[str, Any], modules: list[str], scripts: list[str],
-               fresh_process: bool, on_exit: ExitCallback, after: Sequence[str] = (),
-               after_dirs: Sequence[Path] = (),
-               options: dict[str, Any] | None = None) -> int:
-        """Write the job's sbatch script and submit it (``after``: Slurm ids of dependencies
-        still pending or running, ``after_dirs`` their task directories); returns 0."""
+    def launch(self, request: LaunchRequest) -> int:
+        """Write the job's sbatch script and submit it (``request.after``: Slurm ids of
+        dependencies still pending or running, ``request.after_dirs`` their task
+        directories); returns 0."""
+        taskdir = request.taskdir
         script = taskdir / SLURM_SCRIPT
-        env = dict(environ)
+        env = dict(request.environ)
         env.setdefault("PYTHONPATH", _job_python_path())
-        chosen = self.options.merged(options or {})
-        name = f"xpm-{identifier[:12]}"
+        chosen = self.options.merged(request.options)
+        name = f"xpm-{request.identifier[:12]}"
         command = [sys.executable, "-m", "xpmstore.scheduler.runner", str(taskdir)]
         write_atomic(script, slurmctl.render_script(str(taskdir), command, chosen, env,
                                                     name).encode(), durable=False)
-        job_id = self._sbatch(script, list(after), list(after_dirs))
-        tracked = _Tracked(identifier, taskdir, job_id, on_exit, script)
-        self._record(tracked, after=list(after))
+        job_id = self._sbatch(script, list(request.after), list(request.after_dirs))
+        tracked = _Tracked(request.identifier, taskdir, job_id, request.on_exit, script)
+        self._record(tracked, after=list(request.after))
         self._track(tracked)
         return 0
 
