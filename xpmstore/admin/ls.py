@@ -1,7 +1,8 @@
 """Listing the objects of a workspace: ``xpmstore ls`` (docs/cli.md).
 
-Lists every object directory once, reconciles the index with that listing (so results made on
-other hosts appear and deleted ones disappear), and returns a :class:`~xpmstore.store.lookup.Record`
+Reconciles the index with the disk first (so results made on other hosts appear and deleted
+ones disappear; only the class folders that changed are listed: :mod:`xpmstore.store.reconcile`),
+and returns a :class:`~xpmstore.store.lookup.Record`
 for each object, done or not, newest first, filtered by kind, identity name, status and tags.
 Done objects come from the index; task directories that are not done (running, failed,
 waiting, leftovers) are read from the disk (their size and dependencies are not known: 0 and
@@ -17,10 +18,10 @@ from typing import Any
 
 from ..core.fromtext import tag_matches
 from ..store.indexrecords import summary, without_identity
-from ..store.locate import ObjectDir, bulk, object_kind, scan_objects
+from ..store.locate import ObjectDir, bulk, object_kind
 from ..store.lookup import Record, Store
+from ..store.reconcile import reconcile
 from ..store.taskstate import object_status, read_launch
-from .gc import reconcile_listing
 
 __all__ = ["list_entries", "list_json", "list_records"]
 
@@ -51,11 +52,9 @@ def list_entries(store: Store, *, kind: str | None = None, name: str | None = No
 
 
 def _listed(store: Store) -> list[ObjectDir]:
-    """Every object directory, after reconciling the index with that listing."""
-    directories = scan_objects(store.workspace)
-    reconcile_listing(store.index, store.workspace,
-                      {d.identifier: d.path for d in directories if d.done})
-    return directories
+    """The object directories the index does not hold (not done, or done but unreadable),
+    after reconciling the index with the disk (:mod:`xpmstore.store.reconcile`)."""
+    return reconcile(store.index, store.workspace).unindexed
 
 
 def _unfinished_entries(directories: list[ObjectDir], kind: str | None, name: str | None,
