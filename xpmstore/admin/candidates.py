@@ -10,6 +10,7 @@ thread).
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from collections.abc import Iterable, Iterator, Sequence, Set
 from dataclasses import dataclass
@@ -89,10 +90,15 @@ class Candidates(Sequence[Candidate]):
         order = array("I")
         for group in sorted(range(len(self._groups)), key=self._groups.__getitem__):
             positions = by_group[group]
-            if any(self.raw(positions[i - 1]) > self.raw(positions[i])
-                   for i in range(1, len(positions))):  # added out of identifier order
-                positions = array("I", sorted(positions, key=self.raw))
-            order.extend(positions)
+            ascending = 1  # the first positions, added in identifier order (gc's walk)
+            while ascending < len(positions) and \
+                    self.raw(positions[ascending - 1]) < self.raw(positions[ascending]):
+                ascending += 1
+            if ascending == len(positions):
+                order.extend(positions)
+            else:  # the rest sorted apart, then merged: keys only for the few added after
+                rest = sorted(positions[ascending:], key=self.raw)
+                order.extend(heapq.merge(positions[:ascending], rest, key=self.raw))
         self._order = order
         return self
 

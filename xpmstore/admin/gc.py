@@ -300,18 +300,6 @@ def why_rooted(sources: Iterable[RootSource]) -> dict[str, str]:
     return roots
 
 
-def _close(roots: Iterable[str], edges: dict[str, set[str]]) -> set[str]:
-    reached: set[str] = set()
-    stack = list(roots)
-    while stack:
-        ident = stack.pop()
-        if ident in reached:
-            continue
-        reached.add(ident)
-        stack.extend(edges.get(ident, ()))
-    return reached
-
-
 def mark(workspace: Workspace, options: GcOptions | None = None,
          now: float | None = None) -> GcPlan:
     """Find what gc would delete (see the module doc); deletes nothing.
@@ -325,8 +313,26 @@ def mark(workspace: Workspace, options: GcOptions | None = None,
         return _mark(workspace, options, now)
 
 
-_CHUNK = 10_000
+_CHUNK = 5_000
 """Index records read per read transaction by the mark's walk of the store."""
+
+
+class _Edges:
+    """The dependencies the index does not hold, found when the closure asks: those the runs'
+    job lines name (a job not done has no record), and those of done objects too damaged to be
+    indexed (their params.json)."""
+
+    def __init__(self, runs: list[Run], unreadable: dict[bytes, list[str]]):
+        self._jobs = [run.jobs for run in runs]
+        self._unreadable = unreadable
+
+    def of(self, raw: bytes) -> list[bytes]:
+        """The raw identifiers ``raw`` depends on, beyond its index record."""
+        ident = raw.hex()
+        found = [d for jobs in self._jobs if (job := jobs.get(ident)) is not None
+                 for d in job.dependencies]
+        found.extend(self._unreadable.get(raw, ()))
+        return [dep for d in found if (dep := _raw(d)) is not None]
 
 
 def _raw(identifier: str) -> bytes | None:
@@ -353,23 +359,17 @@ def _mark(workspace: Workspace, options: GcOptions | None, now: float | None) ->
                          leases.in_use(workspace))
     roots = why_rooted(sources)
 
-    edges: dict[bytes, set[bytes]] = {}  # beyond the index: the runs' jobs, unreadable objects
-    used_at: dict[str, float] = {}
-    for run in runs:
-        for ident, job in run.jobs.items():
-            found = edges.setdefault(bytes.fromhex(ident), set())
-            found.update(raw for d in job.dependencies if (raw := _raw(d)) is not None)
-        for ident in run.used:
-            used_at[ident] = max(used_at.get(ident, 0.0), run.started)
     unindexed_done = {d.identifier for d in unindexed if d.done}
-    for directory in unindexed:  # done but unreadable, so not indexed: params.json says
-        if directory.done:
-            found = edges.setdefault(bytes.fromhex(directory.identifier), set())
-            found.update(raw for d in dependencies_on_disk(directory.path)
-                         if (raw := _raw(d)) is not None)
+    edges = _Edges(runs, {bytes.fromhex(d.identifier): dependencies_on_disk(d.path)
+                          for d in unindexed if d.done})
     roots_raw = {raw for ident in roots if (raw := _raw(ident)) is not None}
-    reached = index.reach(roots_raw, edges)
-    del edges
+    reached = index.reach(roots_raw, edges.of)
+    run_used: dict[str, float] = {}  # identifier → when a run that named it last started
+    for run in runs:
+        for ident in (*run.jobs, *run.roots):
+            run_used[ident] = max(run_used.get(ident, 0.0), run.started)
+    del runs, edges  # the runs' jobs are the largest thing read: gone before the walk
+    used_at = run_used.get
 
     horizon = None if options.older_than is None else now - options.older_than
     candidates = Candidates(str(workspace.root))
@@ -405,7 +405,7 @@ def _mark(workspace: Workspace, options: GcOptions | None, now: float | None) ->
                 continue
             ident = raw.hex()
             last = float(record.get("last_access") or record.get("created") or 0.0)
-            last = max(last, used_at.get(ident, 0.0))
+            last = max(last, used_at(ident, 0.0))
             path = record.get("path")
             consider(raw, str(record.get("kind")), str(record.get("name")), size, last, True,
                      f"{workspace.root}/{path}" if isinstance(path, str) else None)
@@ -417,7 +417,7 @@ def _mark(workspace: Workspace, options: GcOptions | None, now: float | None) ->
         raw = bytes.fromhex(directory.identifier)
         if raw in reached:
             continue
-        last = max(used_at.get(directory.identifier, 0.0), _mtime(Path(directory.path)))
+        last = max(used_at(directory.identifier, 0.0), _mtime(Path(directory.path)))
         consider(raw, directory.kind, directory.name, size, last, directory.done,
                  directory.path)
     over = 0

@@ -14,16 +14,17 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from blake3 import blake3
 
 from ..store.taskstate import boot_id, process_start
 from ..system import jsonio
 
-__all__ = ["RunRecord", "read_run"]
+__all__ = ["RunRecord", "iter_run", "read_run"]
 
 
 def _git_state() -> dict[str, Any]:
@@ -98,11 +99,20 @@ class RunRecord:
 def read_run(path: Path) -> list[dict[str, Any]]:
     """The lines of a run record (a torn last line, or any line that is not a readable
     document, is skipped)."""
-    lines = []
-    where = str(path)
-    for raw in path.read_bytes().splitlines():
-        try:
-            lines.append(jsonio.loads(raw, where))
-        except ValueError:
-            continue
-    return lines
+    return list(iter_run(path))
+
+
+def iter_run(path: Path) -> Iterator[dict[str, Any]]:
+    """:func:`read_run` a line at a time (a run of 100,000 jobs is never held whole).  Raises
+    FileNotFoundError at once when the record is gone."""
+    handle = open(path, "rb")  # noqa: SIM115 - closed by the generator
+    return _lines(handle, str(path))
+
+
+def _lines(handle: BinaryIO, where: str) -> Iterator[dict[str, Any]]:
+    with handle:
+        for raw in handle:
+            try:
+                yield jsonio.loads(raw, where)
+            except ValueError:
+                continue

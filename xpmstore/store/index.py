@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -376,10 +376,11 @@ class Index(IndexEnvironment):
 
         return self._read_records(body)
 
-    def reach(self, roots: Iterable[bytes], edges: Mapping[bytes, Iterable[bytes]]) -> set[bytes]:
+    def reach(self, roots: Iterable[bytes],
+              more: Callable[[bytes], Iterable[bytes]]) -> set[bytes]:
         """The raw identifiers reachable from ``roots`` (raw) through the dependencies the
-        records hold and ``edges`` (more, by raw identifier), roots included; in one read
-        transaction, reading only the records reached (damaged ones are recomputed first)."""
+        records hold and those ``more(raw)`` adds, roots included; in one read transaction,
+        reading only the records reached (damaged ones are recomputed first)."""
         start = list(roots)
 
         def body(txn: Any, damaged: list[bytes]) -> set[bytes]:
@@ -391,9 +392,7 @@ class Index(IndexEnvironment):
                 if raw in reached:
                     continue
                 reached.add(raw)
-                more = edges.get(raw)
-                if more:
-                    stack.extend(more)
+                stack.extend(more(raw))
                 value = txn.get(raw, db=objects)
                 if value is not None:
                     found = record_dependencies(raw, value)
