@@ -301,14 +301,17 @@ class _Pass:
                 continue  # known done: trusted (a done object undone is in the journal)
             self._check(folder, ident, ident in known)
 
-    def _check(self, folder: _Folder, ident: str, known: bool) -> None:
-        """Look at one directory of ``folder`` that the index may not hold as done."""
+    def _check(self, folder: _Folder, ident: str, known: bool | None) -> None:
+        """Look at one directory of ``folder`` that the index may not hold as done (``known``:
+        whether it holds it; None: asked of the index when the directory is done)."""
         directory = f"{folder.path}/{ident}"
         if not _is_done(directory):
             folder.unindexed[ident] = False
             if known:
                 self.removed.add(ident)
             return
+        if known is None:
+            known = self.index.get_raw(bytes.fromhex(ident), identity=False) is not None
         if known:
             folder.unindexed.pop(ident, None)
             return
@@ -325,8 +328,7 @@ class _Pass:
         if folder.path is None:
             return
         for ident in list(folder.unindexed):
-            self._check(folder, ident, self.index.get_raw(bytes.fromhex(ident),
-                                                          identity=False) is not None)
+            self._check(folder, ident, None)
         key = os.fsdecode(folder.key)
         for ident, where in suspects.items():
             if where == key and os.path.isdir(f"{folder.path}/{ident}"):
