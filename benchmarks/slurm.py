@@ -13,6 +13,9 @@ the repetitions:
   the time of the one ``squeue`` a poll makes for all of them (``xpmstore.system.slurmctl.query``),
   against asking ``squeue`` once per job, which a poll must never do.
 * the number of ``squeue`` calls the launcher made while a 20-task graph ran.
+* **max_queued**: 40 independent tasks with ``SlurmLauncher(max_queued=8)`` and, as the anchor
+  in the same run, with the default (1,000): the most of them pending or running in Slurm at
+  once (``squeue`` sampled every 0.1 s from a thread) and the time to run them all.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -118,6 +122,34 @@ def graph_polls(folder: Path) -> tuple[int, float]:
     return launcher.polls, time.perf_counter() - started
 
 
+def capped(folder: Path, run: str, cap: int | None, count: int = 40) -> tuple[int, float]:
+    """(most jobs of ``count`` pending or running in Slurm at once, seconds to run them all)
+    with ``SlurmLauncher(max_queued=cap)`` (the default when ``cap`` is None)."""
+    tasks = [Stamp(n=10_000 * (cap or 0) + i, run=run) for i in range(count)]
+    names = {f"xpm-{t.__identifier__[:12]}" for t in tasks}
+    most = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.1):
+            out = slurmctl.run_command(["squeue", "-h", "-t", "all", "-o", "%j|%T"])
+            active = sum(1 for line in out.split() if line.split("|")[0] in names
+                         and line.split("|")[1] in slurmctl.ACTIVE)
+            most[0] = max(most[0], active)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    launcher = SlurmLauncher() if cap is None else SlurmLauncher(max_queued=cap)
+    started = time.perf_counter()
+    with experiment(folder / "ws", f"capped-{cap}", launcher=launcher):
+        for task in tasks:
+            task.submit()
+    elapsed = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    return most[0], elapsed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 repetitions instead of 7")
@@ -136,6 +168,8 @@ def main() -> int:
         launched = statistics.median(launcher_to_running(folder, run, n) for n in range(repeat))
         batched, single = polling_cost(repeat)
         polls, graph_time = graph_polls(folder)
+        uncapped_most, uncapped_time = capped(folder, run, None)
+        capped_most, capped_time = capped(folder, run, 8)
     rows = [
         ("submit → running: sbatch --wrap (Slurm alone)", f"{wrap * 1000:.0f} ms", ""),
         ("submit → task running: SlurmLauncher", f"{launched * 1000:.0f} ms",
@@ -144,6 +178,10 @@ def main() -> int:
         ("  (squeue once per job, 100 calls)", f"{single * 1000:.0f} ms",
          f"{single / batched:.0f}x more; never done"),
         ("20-task graph (afterok chains)", f"{graph_time:.1f} s", f"{polls} squeue calls"),
+        ("40 tasks, default max_queued (1,000): the anchor", f"{uncapped_time:.1f} s",
+         f"at most {uncapped_most} in Slurm at once"),
+        ("40 tasks, max_queued=8", f"{capped_time:.1f} s",
+         f"at most {capped_most} in Slurm at once; {capped_time / uncapped_time:.2f}x the time"),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'time':>9}  note")

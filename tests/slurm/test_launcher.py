@@ -270,6 +270,64 @@ def test_interrupt_leaves_slurm_jobs_running(ws: Workspace, counters: Path,
     assert (_taskdir(ws, task) / ".xpm" / "done").exists()
 
 
+def test_max_queued_keeps_at_most_that_many_jobs_in_slurm(ws: Workspace, counters: Path) -> None:
+    """``max_queued=2``: of 5 independent tasks, 2 are in Slurm at once; each one that ends
+    lets the next be submitted, and all 5 run once."""
+    tasks = [Sleeper(key=f"cap-{i}", counters=str(counters), release=str(counters / f"go-{i}"))
+             for i in range(5)]
+    names = {f"xpm-{t.__identifier__[:12]}": t for t in tasks}
+    seen: list[int] = []  # the number of our jobs pending or running, at each look
+
+    def ours() -> list[tuple[str, str]]:
+        found = [(i, s) for i, s in _squeue() if int(i) > _BASELINE]
+        names_of = dict(_squeue_names())
+        return [(i, s) for i, s in found if names_of.get(i) in names]
+
+    def active() -> int:
+        count = sum(1 for _, state in ours() if state in slurmctl.ACTIVE)
+        seen.append(count)
+        return count
+
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with experiment(ws, "capped", launcher=_launcher(max_queued=2)):
+                for task in tasks:
+                    task.submit()
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        released: set[int] = set()
+        while len(released) < len(tasks):
+            # the jobs in Slurm have started (or the run failed): look, then release one
+            wait_for(lambda: failure or sum(count_of(counters, f"started-cap-{i}")
+                                            for i in range(5)) >= min(len(released) + 2, 5),
+                     "the next capped job to start", deadline=120)
+            assert not failure, failure
+            assert active() <= 2 and len(ours()) == min(len(released) + 2, 5)
+            started = [i for i in range(5) if count_of(counters, f"started-cap-{i}")]
+            first = next(i for i in started if i not in released)
+            (counters / f"go-{first}").touch()
+            released.add(first)
+    finally:
+        for i in range(5):
+            (counters / f"go-{i}").touch()
+        thread.join(300)
+    assert not thread.is_alive() and not failure, failure
+    assert [count_of(counters, f"ended-cap-{i}") for i in range(5)] == [1] * 5
+    assert len(ours()) == 5 and max(seen) == 2  # one Slurm job each, never 3 at once
+
+
+def _squeue_names() -> list[tuple[str, str]]:
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i|%j"],
+                         capture_output=True, text=True, check=True).stdout
+    return [(line.split("|")[0], line.split("|")[1]) for line in out.split()]
+
+
 def test_a_poll_of_thousands_of_ids_is_split_and_purged_ids_are_absent() -> None:
     # 20,000 ids would pass the kernel's limit on one argument; none of them exists
     unknown = [str(10**8 + i) for i in range(20_000)]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from xpmstore import Config, Param, cache
+from xpmstore import Config, Param, Task, cache
 from xpmstore.core.identifier import cache_identifier
 from xpmstore.scheduler import cache as cache_module
 from xpmstore.store import taskdirs
@@ -169,12 +169,14 @@ def test_a_hit_refreshes_an_old_last_access(ws: Workspace, counters: str) -> Non
     entry = entry_dir(ws, terms, "terms.txt").name
     index = Index.for_workspace(ws)
     index.touch(entry, 0.0)
-    cache_module._last_access.pop(entry, None)  # as in a new process
+    cache_module._entries.clear()  # as in a new process
+    terms = Terms(n=8)
     terms.load(counters)
     refreshed = index.get(entry)["last_access"]
     assert refreshed != 0.0  # rewritten by the hit
     index.touch(entry, 1.0)  # within the period, this process does not write again
     terms.load(counters)
+    Terms(n=8).load(counters)  # nor through another object of the same identity
     assert index.get(entry)["last_access"] == 1.0
 
 
@@ -210,3 +212,21 @@ def test_extra_arguments_are_passed_but_not_identity(ws: Workspace, tmp_path: Pa
 def test_bad_file_names_are_refused(name: str) -> None:
     with pytest.raises(ValueError):
         cache(name)
+
+
+class _Produces(Task):
+    __xpmid__ = "tests.store.Produces"
+    terms: Param[Terms]
+
+    def task_outputs(self, dep: Any) -> Any:
+        return dep(self.terms)
+
+
+def test_an_output_marked_copy_has_its_own_entry(ws: Workspace, counters: str) -> None:
+    terms = Terms(n=10)
+    terms.load(counters)  # the entry of the plain config, remembered by the object
+    marked = _Produces(terms=terms).__xpm_outputs__()
+    assert marked.__identifier__ != terms.__identifier__  # an output: its producer is identity
+    assert marked.load(counters) == "terms of 10\n" * 3
+    assert taskdirs.is_done(entry_dir(ws, marked, "terms.txt"))  # not the plain config's entry
+    assert count_of(counters, "terms-10") == 2

@@ -13,6 +13,7 @@ import pytest
 from blake3 import blake3
 
 from xpmstore import Config, Constant, Meta, Param, Task, field, pathgenerator
+from xpmstore.core import config as config_module
 from xpmstore.core import identifier as ident
 from xpmstore.core.config import Dep
 from xpmstore.core.identifier import check_identifier, encode_value, from_params
@@ -337,6 +338,45 @@ def test_class_identity_name_enters():
         x: Param[int] = 0
 
     assert not same(Same1(x=1), Same2(x=1))
+
+
+# --- the memo of identities (a class remembers the identifiers of plain values) -----------------
+
+
+class Plain(Config):
+    __xpmid__ = "test.Plain"
+    value: Param[Any] = None
+    nested: Param[Any] = None
+
+
+def test_the_memo_gives_the_encoders_identifier_for_values_that_compare_equal():
+    plain = [1, 1.0, True, 0, 0.0, -0.0, False, None, "", "1", math.nan, -math.nan, 2**70,
+             V1(size=2), V2(size=2), V1(size=3)]
+    memo = config_module.class_spec(Plain).identities
+    memo.clear()
+    expected = {}
+    for value in plain:  # every identifier computed once, memo warm in between
+        for nested in (None, 1, True, 1.0):
+            config = Plain(value=value, nested=nested)
+            expected[(repr(value), repr(nested))] = config.__identifier__
+            assert from_params(params_of(config)["identity"]) == config.__identifier__
+    assert memo  # the memo was filled
+    for value in reversed(plain):  # again, through the memo: the same identifier each time
+        for nested in (1.0, True, 1, None):
+            config = Plain(value=value, nested=nested)
+            assert config.__identifier__ == expected[(repr(value), repr(nested))]
+            assert config.__dict__["_xpm_sealed"]
+    assert len(set(expected.values())) == len(expected) - 4  # V1(size=2) and V2(size=2) agree
+
+
+def test_the_memo_is_not_used_for_outputs_and_stays_bounded(monkeypatch):
+    task = Outputs(size=2)
+    assert V1(size=2).__identifier__  # the memo knows the plain config
+    assert not same(task.__xpm_outputs__()["model"], V1(size=2))
+    monkeypatch.setattr(config_module, "_IDENTITIES_MAX", 8)
+    for size in range(20):
+        assert V1(size=size).__identifier__
+    assert len(config_module.class_spec(V1).identities) <= 8
 
 
 # --- nested configs, tasks, marks ---------------------------------------------------------------

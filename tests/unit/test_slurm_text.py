@@ -89,6 +89,10 @@ def test_launcher_refuses_a_string_for_extra_and_negative_retries() -> None:
         SlurmLauncher(extra="--exclusive")
     with pytest.raises(XpmstoreError, match="max_retries"):
         SlurmLauncher(max_retries=-1)
+    for wrong in (0, -3, True, 2.5, "10"):
+        with pytest.raises(XpmstoreError, match=r"max_queued=.*a count >= 1"):
+            SlurmLauncher(max_queued=wrong)  # type: ignore[arg-type]
+    assert SlurmLauncher().max_queued == 1000 and SlurmLauncher(max_queued=3).max_queued == 3
 
 
 def test_missing_command_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

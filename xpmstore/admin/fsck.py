@@ -36,6 +36,7 @@ from ..store.index import Index
 from ..store.locate import object_kind
 from ..store.manifest import Manifest, build, verify
 from ..store.objectdirs import list_object_dirs
+from ..store.reconcile import note_undone
 from ..store.taskdirs import is_done, read_manifest, record_from_disk
 from ..store.workspace import DONE, Workspace
 from ..system.atomic import write_atomic
@@ -169,8 +170,10 @@ def mark_not_done(workspace: Workspace, directory: Path, problems: list[str] | N
             os.rename(done, done.with_name(f"done.damaged-{time.time_ns()}"))
         except FileNotFoundError:
             pass
-        if object_kind(directory) == "task":
+        kind = object_kind(directory)
+        if kind == "task":
             _record_damage(directory, problems or ["its files do not match its done manifest"])
+        note_undone(workspace, identifier, kind, directory.parent.name)  # for every index
     Index.for_workspace(workspace).delete(identifier)
     return True
 

@@ -44,7 +44,8 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,12 +56,13 @@ from ..store import leases
 from ..store.edges import dependencies_on_disk
 from ..store.index import Index
 from ..store.locate import bulk
-from ..store.objectdirs import scan_objects
 from ..store.pins import pinned
+from ..store.reconcile import reconcile
 from ..store.taskdirs import record_from_disk
 from ..store.taskstate import LAUNCH, STATE, launch_is_live, live_directories
 from ..store.workspace import XPM, Workspace
 from ..system.locks import gc_lock, try_object_lock
+from .candidates import Candidate, Candidates, IdentifierSet
 
 __all__ = [
     "Candidate",
@@ -136,28 +138,6 @@ class GcOptions:
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """An object gc deletes (or would): ``why`` is ``"unreachable"``, ``"older"`` (an unrooted
-    cache entry not used within ``older_than``) or ``"max-size"``; ``path`` is its directory (a
-    string: gc lists the whole store)."""
-
-    identifier: str
-    kind: str
-    name: str
-    size: int
-    last_used: float
-    path: str
-    done: bool
-    why: str
-
-    def to_json(self) -> dict[str, Any]:
-        """Every field, JSON-ready."""
-        return {"identifier": self.identifier, "kind": self.kind, "name": self.name,
-                "size": self.size, "last_used": self.last_used, "path": self.path,
-                "done": self.done, "why": self.why}
-
-
-@dataclass(frozen=True)
 class RootSource:
     """One source of gc roots and the identifiers it roots.
 
@@ -193,11 +173,11 @@ class RootSource:
 @dataclass
 class GcPlan:
     """The outcome of the mark phase: the roots (identifier → why), everything they reach, what
-    goes, and the sizes."""
+    goes (in (kind, name, identifier) order), and the sizes."""
 
     roots: dict[str, str]
-    reachable: set[str]
-    candidates: list[Candidate]
+    reachable: AbstractSet[str]
+    candidates: Sequence[Candidate]
     objects: int
     total_size: int
     spared_recent: int = 0
@@ -209,6 +189,8 @@ class GcPlan:
     @property
     def size(self) -> int:
         """Bytes the candidates take."""
+        if isinstance(self.candidates, Candidates):
+            return self.candidates.total_size()
         return sum(c.size for c in self.candidates)
 
     def to_json(self) -> dict[str, Any]:
@@ -334,102 +316,140 @@ def why_rooted(sources: Iterable[RootSource]) -> dict[str, str]:
     return roots
 
 
-def _close(roots: Iterable[str], edges: dict[str, set[str]]) -> set[str]:
-    reached: set[str] = set()
-    stack = list(roots)
-    while stack:
-        ident = stack.pop()
-        if ident in reached:
-            continue
-        reached.add(ident)
-        stack.extend(edges.get(ident, ()))
-    return reached
-
-
 def mark(workspace: Workspace, options: GcOptions | None = None,
          now: float | None = None) -> GcPlan:
     """Find what gc would delete (see the module doc); deletes nothing.
 
-    Reconciles the index with the disk first.  Takes no lock: :func:`collect` marks again under
-    the exclusive gc lock before it deletes anything.
+    Reconciles the index with the disk first (:mod:`xpmstore.store.reconcile`), then walks the
+    index a chunk at a time: memory grows with what is reached and what goes (raw identifiers,
+    candidates in columns), never with a Python record per object.  Takes no lock:
+    :func:`collect` marks again under the exclusive gc lock before it deletes anything.
     """
     with bulk():
         return _mark(workspace, options, now)
 
 
+_CHUNK = 5_000
+"""Index records read per read transaction by the mark's walk of the store."""
+
+
+class _Edges:
+    """The dependencies the index does not hold, found when the closure asks: those the runs'
+    job lines name (a job not done has no record), and those of done objects too damaged to be
+    indexed (their params.json)."""
+
+    def __init__(self, runs: list[Run], unreadable: dict[bytes, list[str]]):
+        self._jobs = [run.jobs for run in runs]
+        self._unreadable = unreadable
+
+    def of(self, raw: bytes) -> list[bytes]:
+        """The raw identifiers ``raw`` depends on, beyond its index record."""
+        ident = raw.hex()
+        found = [d for jobs in self._jobs if (job := jobs.get(ident)) is not None
+                 for d in job.dependencies]
+        found.extend(self._unreadable.get(raw, ()))
+        return [dep for d in found if (dep := _raw(d)) is not None]
+
+
+def _raw(identifier: str) -> bytes | None:
+    try:
+        return bytes.fromhex(identifier) if len(identifier) == 64 else None
+    except ValueError:
+        return None
+
+
 def _mark(workspace: Workspace, options: GcOptions | None, now: float | None) -> GcPlan:
+    """The mark in bounded memory: the index is walked a chunk at a time and never held; what
+    a million objects leave in memory is the reached set (raw identifiers), the candidates (in
+    columns: :mod:`xpmstore.admin.candidates`), and what the runs and roots name."""
     options = options or GcOptions()
     now = time.time() if now is None else now
     index = Index.for_workspace(workspace)
     index.reader_check()
-    directories = scan_objects(workspace)
-    reconcile_listing(index, workspace, {d.identifier: d.path for d in directories if d.done})
-    records = dict(index.summaries())
+    unindexed = reconcile(index, workspace).unindexed  # not done, or done but unreadable
     runs = read_runs(workspace)
-    live = {str(p) for p in live_directories(Path(d.path) for d in directories if not d.done)}
-    live_jobs = [d.identifier for d in directories if not d.done and str(Path(d.path)) in live]
-    done = {d.identifier for d in directories if d.done}
-    sources = [replace(source, done=len(source.identifiers & done))
-               for source in find_roots(runs, pinned(workspace, index), live_jobs,
-                                        options.keep_runs, leases.in_use(workspace))]
+    waiting = [d for d in unindexed if not d.done]
+    live = {str(p) for p in live_directories(Path(d.path) for d in waiting)}
+    live_jobs = [d.identifier for d in waiting if str(Path(d.path)) in live]
+    sources = find_roots(runs, pinned(workspace, index), live_jobs, options.keep_runs,
+                         leases.in_use(workspace))
     roots = why_rooted(sources)
 
-    edges: dict[str, set[str]] = {}
-    used_at: dict[str, float] = {}
-    for ident, record in records.items():
-        edges[ident] = {d for d in record.get("dependencies") or () if isinstance(d, str)}
-        used_at[ident] = float(record.get("last_access") or record.get("created") or 0.0)
-    for directory in directories:  # done but unreadable, so not indexed: params.json says
-        if directory.done and directory.identifier not in records:
-            edges[directory.identifier] = set(dependencies_on_disk(directory.path))
+    unindexed_done = {d.identifier for d in unindexed if d.done}
+    edges = _Edges(runs, {bytes.fromhex(d.identifier): dependencies_on_disk(d.path)
+                          for d in unindexed if d.done})
+    roots_raw = {raw for ident in roots if (raw := _raw(ident)) is not None}
+    reached = index.reach(roots_raw, edges.of)
+    run_used: dict[str, float] = {}  # identifier → when a run that named it last started
     for run in runs:
-        for ident, job in run.jobs.items():
-            edges.setdefault(ident, set()).update(job.dependencies)
-        for ident in run.used:
-            used_at[ident] = max(used_at.get(ident, 0.0), run.started)
-    reachable = _close(roots, edges)
+        for ident in (*run.jobs, *run.roots):
+            run_used[ident] = max(run_used.get(ident, 0.0), run.started)
+    del runs, edges  # the runs' jobs are the largest thing read: gone before the walk
+    used_at = run_used.get
 
     horizon = None if options.older_than is None else now - options.older_than
-    candidates: list[Candidate] = []
-    evictable: list[Candidate] = []
+    candidates = Candidates(str(workspace.root))
+    evictable: list[tuple[float, bytes, int, str, str, bool]] = []
+    indexed_roots: set[bytes] = set()
     spared = 0
     total = 0
-    for directory in directories:
-        ident = directory.identifier
-        found = records.get(ident)
-        if found is not None:
-            size = int(found.get("size") or 0)
-            last = used_at.get(ident, 0.0)
-        else:
-            size = _tree_size(Path(directory.path))
-            last = max(used_at.get(ident, 0.0), _mtime(Path(directory.path)))
-        total += size
-        if ident in reachable:
-            continue
-        candidate = Candidate(ident, directory.kind, directory.name, size, last,
-                              directory.path, directory.done, "unreachable")
+    objects = 0
+
+    def consider(raw: bytes, kind: str, name: str, size: int, last: float, done: bool,
+                 path: str | None) -> None:
+        nonlocal spared
         recent = horizon is not None and last >= horizon
-        if directory.kind == "task":
+        if kind == "task":
             if recent:
                 spared += 1
             else:
-                candidates.append(candidate)
+                candidates.add(raw, kind, name, size, last, done, path=path)
         elif horizon is not None and not recent:
-            candidates.append(replace(candidate, why="older"))
-        else:
-            evictable.append(candidate)
+            candidates.add(raw, kind, name, size, last, done, "older", path)
+        elif options.max_size is not None:
+            evictable.append((last, raw, size, name, path or "", done))
+
+    start = b""
+    while chunk := index.summaries_from(start, _CHUNK):
+        for raw, record in chunk:
+            objects += 1
+            size = int(record.get("size") or 0)
+            total += size
+            if raw in reached:
+                if raw in roots_raw:
+                    indexed_roots.add(raw)
+                continue
+            ident = raw.hex()
+            last = float(record.get("last_access") or record.get("created") or 0.0)
+            last = max(last, used_at(ident, 0.0))
+            path = record.get("path")
+            consider(raw, str(record.get("kind")), str(record.get("name")), size, last, True,
+                     f"{workspace.root}/{path}" if isinstance(path, str) else None)
+        start = chunk[-1][0] + b"\0"
+    for directory in unindexed:
+        objects += 1
+        size = _tree_size(Path(directory.path))
+        total += size
+        raw = bytes.fromhex(directory.identifier)
+        if raw in reached:
+            continue
+        last = max(used_at(directory.identifier, 0.0), _mtime(Path(directory.path)))
+        consider(raw, directory.kind, directory.name, size, last, directory.done,
+                 directory.path)
     over = 0
     if options.max_size is not None:
-        remaining = total - sum(c.size for c in candidates)
-        for candidate in sorted(evictable, key=lambda c: (c.last_used, c.identifier)):
+        remaining = total - candidates.total_size()
+        evictable.sort()
+        for last, raw, size, name, path, done in evictable:
             if remaining <= options.max_size:
                 break
-            candidates.append(replace(candidate, why="max-size"))
-            remaining -= candidate.size
+            candidates.add(raw, "cache", name, size, last, done, "max-size", path or None)
+            remaining -= size
         over = max(0, remaining - options.max_size)
-    candidates.sort(key=lambda c: (c.kind, c.name, c.identifier))
-    return GcPlan(roots=roots, reachable=reachable, candidates=candidates,
-                  objects=len(directories), total_size=total, spared_recent=spared,
+    done_roots = {raw.hex() for raw in indexed_roots} | (unindexed_done & roots.keys())
+    sources = [replace(source, done=len(source.identifiers & done_roots)) for source in sources]
+    return GcPlan(roots=roots, reachable=IdentifierSet(reached), candidates=candidates.finish(),
+                  objects=objects, total_size=total, spared_recent=spared,
                   over_max_size=over, sources=sources)
 
 

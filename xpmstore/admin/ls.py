@@ -1,7 +1,8 @@
 """Listing the objects of a workspace: ``xpmstore ls`` (docs/cli.md).
 
-Lists every object directory once, reconciles the index with that listing (so results made on
-other hosts appear and deleted ones disappear), and returns every field of a
+Reconciles the index with the disk first (so results made on other hosts appear and deleted
+ones disappear; only the class folders that changed are listed: :mod:`xpmstore.store.reconcile`),
+and returns every field of a
 :class:`~xpmstore.store.lookup.Record` (:class:`~xpmstore.store.lookup.RecordEntry`) for each
 object, done or not, newest first, filtered by kind, identity name, status and tags.
 Done objects come from the index; task directories that are not done (running, failed,
@@ -20,10 +21,10 @@ from ..core.fromtext import tag_matches
 from ..store.indexrecords import decode_summary, task_listing_members
 from ..store.locate import bulk, object_kind
 from ..store.lookup import RecordEntry, Store, record_entry
-from ..store.objectdirs import ObjectDir, scan_objects
+from ..store.objectdirs import ObjectDir
+from ..store.reconcile import reconcile
 from ..store.taskstate import object_status, read_launch
 from ..store.workspace import Workspace
-from .gc import reconcile_listing
 
 __all__ = ["list_entries", "list_json", "list_remote"]
 
@@ -54,11 +55,9 @@ def list_entries(store: Store, *, kind: str | None = None, name: str | None = No
 
 
 def _listed(store: Store) -> list[ObjectDir]:
-    """Every object directory, after reconciling the index with that listing."""
-    directories = scan_objects(store.workspace)
-    reconcile_listing(store.index, store.workspace,
-                      {d.identifier: d.path for d in directories if d.done})
-    return directories
+    """The object directories the index does not hold (not done, or done but unreadable),
+    after reconciling the index with the disk (:mod:`xpmstore.store.reconcile`)."""
+    return reconcile(store.index, store.workspace).unindexed
 
 
 def _unfinished_entries(directories: list[ObjectDir], kind: str | None, name: str | None,

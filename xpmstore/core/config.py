@@ -18,6 +18,7 @@ import sys
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -127,6 +128,9 @@ class ClassSpec:
     identity_plan: tuple[tuple[str, bytes, FieldSpec | None], ...] = ()
     """(name, encoded name, the field when its default may be left out) of each identity
     field, in encoding order: what :func:`_identify` walks."""
+    identities: dict[tuple[Any, ...], bytes] = dataclass_field(default_factory=dict)
+    """The raw identifiers of configs of this class already identified in this process, by
+    :func:`_plain_key` of their values (see :func:`_identify`)."""
 
     def __post_init__(self) -> None:
         self.identity_plan = tuple((f.name, f.name_bytes, f if f.skippable else None)
@@ -537,14 +541,65 @@ _TRUE, _FALSE = identifier._TRUE, identifier._FALSE
 _REF = identifier.ref_bytes(b"")
 
 
+_IDENTITIES_MAX = 1 << 14
+"""Identities a class remembers (forgotten all at once past this)."""
+
+
+def _plain_key(values: dict[str, Any], spec: ClassSpec) -> tuple[Any, ...] | None:
+    """A key that determines the encoding of a config's identity fields, when they all hold
+    plain values: an int, a str or None stands for itself (no two of those kinds are equal), a
+    bool, a float and a nested config for their encodings (bytes, which equal none of the
+    former; ``0.0`` and ``-0.0`` differ there).  None when a field holds anything else (a
+    container, a path, an enum, a subclass of int or str...) or has no value."""
+    key = []
+    for name, _, _ in spec.identity_plan:
+        value = values.get(name, _MISSING)
+        kind = type(value)
+        if kind is int or kind is str or value is None:
+            key.append(value)
+        elif kind is float:
+            key.append(_float_bytes(value))
+        elif kind is bool:
+            key.append(_TRUE if value else _FALSE)
+        elif isinstance(value, Config):
+            nested = value.__dict__.get("_xpm_raw")
+            key.append(_REF + (nested if nested is not None else _identify(value)))
+        else:
+            return None
+    return tuple(key)
+
+
 def _identify(config: Config) -> bytes:
-    """Encode and hash ``config`` (the hot path: kept tight), then seal it."""
+    """Encode and hash ``config`` (the hot path: kept tight), then seal it.
+
+    A config whose identity fields hold plain values (:func:`_plain_key`) and that is no task's
+    output takes its identifier from its class's memo when a config of the same values was
+    identified before in this process: the identifier is a function of those values."""
     values = config.__dict__
     spec = type(config).__dict__.get("_xpm_spec") or class_spec(type(config))
     if spec.required_meta:
         missing = _missing(config, spec)
         if missing is not None:
             raise missing
+    key = None if "_xpm_producer" in values else _plain_key(values, spec)
+    if key is not None:
+        raw = spec.identities.get(key)
+        if raw is not None:
+            values["_xpm_raw"] = raw
+            values["_xpm_sealed"] = True
+            return raw
+    raw = _encode(config, values, spec)
+    if key is not None:
+        if len(spec.identities) >= _IDENTITIES_MAX:
+            spec.identities.clear()
+        spec.identities[key] = raw
+    values["_xpm_raw"] = raw
+    values["_xpm_sealed"] = True
+    return raw
+
+
+def _encode(config: Config, values: dict[str, Any], spec: ClassSpec) -> bytes:
+    """The raw identifier of ``config``: its identity fields encoded and hashed."""
     encode = identifier.encode_value
     digest = digests.digest_input
     parts: list[bytes] = []
@@ -580,12 +635,8 @@ def _identify(config: Config) -> bytes:
     producer = values.get("_xpm_producer")
     if producer is not None and producer is not config:
         raw_producer = bytes.fromhex(producer.__identifier__)
-        raw = identifier.hash_object(identifier.object_bytes(spec.header, parts, raw_producer))
-    else:
-        raw = identifier.hash_fields(spec.header, parts)
-    values["_xpm_raw"] = raw
-    values["_xpm_sealed"] = True
-    return raw
+        return identifier.hash_object(identifier.object_bytes(spec.header, parts, raw_producer))
+    return identifier.hash_fields(spec.header, parts)
 
 
 def iter_values(value: Any) -> Iterator[Any]:

@@ -31,6 +31,10 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from os import F_OK
+from os import access as _exists
+from pathlib import Path
+from time import time as _time
 from typing import Any, TypeVar
 
 from ..core.config import Config, class_spec
@@ -46,46 +50,60 @@ __all__ = ["cache"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ACCESS_PERIOD = 60.0
-_last_access: dict[str, float] = {}
+_ENTRIES_MAX = 1 << 16
+"""Entries this process remembers across config objects (forgotten all at once past this)."""
+
+_entries: dict[tuple[Path, str, str], _Entry] = {}
+"""(workspace root, config identifier, file name) → entry: a new config object of an identity
+already used finds its entry here, paths built."""
 
 
 class _Entry:
-    __slots__ = ("directory", "done", "file", "identifier", "leased", "name")
+    """One entry's paths, built once per process (strings where only the OS reads them)."""
 
-    def __init__(self, workspace: Workspace, config: Config, filename: str):
-        self.name = class_spec(type(config)).identity_name
-        self.identifier = cache_identifier(config.__identifier__, filename)
-        self.directory = workspace.root / "cache" / self.name / self.identifier
-        self.done = os.path.join(self.directory, DONE)
-        self.file = self.directory / filename
+    __slots__ = ("accessed", "config", "directory", "done", "file", "identifier", "leased",
+                 "name", "workspace")
+
+    def __init__(self, workspace: Workspace, config_identifier: str, name: str, filename: str):
+        self.workspace = workspace
+        self.config = config_identifier
+        self.name = name
+        self.identifier = cache_identifier(config_identifier, filename)
+        directory = f"{workspace.root}/cache/{name}/{self.identifier}"
+        self.directory = Path(directory)
+        self.done = f"{directory}/{DONE}"
+        self.file = Path(f"{directory}/{filename}")
         self.leased = -1  # the leases.generation at which this process leased the entry
+        self.accessed = 0.0  # the last access this process recorded or read; 0: not known
 
 
-def _entry(config: Config, filename: str) -> tuple[Workspace, _Entry]:
-    workspace = current_workspace()
-    memo = config.__dict__.get("_xpm_cache_entries")
-    if memo is None:
-        memo = config.__dict__["_xpm_cache_entries"] = {}
-    key = (workspace.root, filename)
-    entry = memo.get(key)
+def _entry(workspace: Workspace, config: Config, filename: str, slot: str) -> _Entry:
+    """The entry of ``config`` for ``filename`` in ``workspace``, remembered on the config
+    object (under ``slot``) and in :data:`_entries`."""
+    identifier = config.__identifier__
+    key = (workspace.root, identifier, filename)
+    entry = _entries.get(key)
     if entry is None:
-        entry = memo[key] = _Entry(workspace, config, filename)
-    return workspace, entry
+        if len(_entries) >= _ENTRIES_MAX:
+            _entries.clear()
+        entry = _entries[key] = _Entry(workspace, identifier,
+                                       class_spec(type(config)).identity_name, filename)
+    entry.workspace = workspace
+    config.__dict__[slot] = entry
+    return entry
 
 
-def _note_access(workspace: Workspace, entry: _Entry) -> None:
-    now = time.time()
-    last = _last_access.get(entry.identifier)
-    if last is not None and now - last < _ACCESS_PERIOD:
-        return
-    index = Index.for_workspace(workspace)
-    if last is None:
+def _note_access(entry: _Entry, now: float) -> None:
+    """Record in the index that the entry was used at ``now``, unless it was within the period
+    (the first time in this process, the index's own record says)."""
+    index = Index.for_workspace(entry.workspace)
+    if entry.accessed == 0.0:
         record = index.get(entry.identifier)
         recorded = record.get("last_access", 0.0) if record else 0.0
         if now - recorded < _ACCESS_PERIOD:
-            _last_access[entry.identifier] = recorded
+            entry.accessed = recorded
             return
-    _last_access[entry.identifier] = now
+    entry.accessed = now
     index.touch(entry.identifier, now)
 
 
@@ -111,7 +129,7 @@ def _miss(workspace: Workspace, entry: _Entry, config: Config, method: Callable[
             from ..remote.cachepull import pull_entry  # lazy: only a miss needs the remote
 
             if pull_entry(workspace, entry.identifier):  # a colleague computed it: verified
-                _last_access[entry.identifier] = time.time()
+                entry.accessed = time.time()
                 return method(config, entry.file, *args, **kwargs)
         (entry.directory / XPM).mkdir(parents=True)
         try:
@@ -126,7 +144,7 @@ def _miss(workspace: Workspace, entry: _Entry, config: Config, method: Callable[
         )
         record = taskdirs.index_record(workspace, entry.directory, manifest, None)
         Index.for_workspace(workspace).put(entry.identifier, record)
-        _last_access[entry.identifier] = manifest.created
+        entry.accessed = manifest.created
         if remote:
             from ..remote.cachepush import entry_created
 
@@ -145,15 +163,26 @@ def cache(filename: str) -> Callable[[F], F]:
     if not filename or "/" in filename or filename in (".", "..") or filename.startswith(XPM):
         raise ConfigValueError(f"@cache({filename!r}): expected a plain file name")
 
+    slot = f"_xpm_cache:{filename}"  # the config object's memo of its entry
+
     def decorate(method: F) -> F:
         @functools.wraps(method)
         def wrapper(self: Config, *args: Any, **kwargs: Any) -> Any:
-            workspace, entry = _entry(self, filename)
+            workspace = current_workspace()
+            values = self.__dict__
+            entry = values.get(slot)
+            # the memo holds while the workspace is the same and the identity too (a copy of the
+            # object marked as a task's output carries the memo but has an identity of its own)
+            if (entry is None or entry.workspace is not workspace
+                    or entry.config != values.get("_xpm_id")):
+                entry = _entry(workspace, self, filename, slot)
             if entry.leased != leases.generation:  # once per entry and process: gc keeps it
                 leases.lease(workspace, entry.identifier)
                 entry.leased = leases.generation
-            if os.path.exists(entry.done):
-                _note_access(workspace, entry)
+            if _exists(entry.done, F_OK):  # the one system call of a hit
+                now = _time()
+                if now - entry.accessed >= _ACCESS_PERIOD:
+                    _note_access(entry, now)
                 return method(self, entry.file, *args, **kwargs)
             return _miss(workspace, entry, self, method, args, kwargs)
 

@@ -14,10 +14,10 @@ import json
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, BinaryIO, Literal, TypedDict, cast
 
 from blake3 import blake3
 
@@ -25,7 +25,7 @@ from ..store.taskstate import boot_id, process_start
 from ..system import jsonio
 
 __all__ = ["EndLine", "GitState", "HeaderLine", "JobLine", "ReasonLine", "RootLine", "RunLine",
-           "RunRecord", "read_run"]
+           "RunRecord", "iter_run", "read_run"]
 
 
 class GitState(TypedDict, total=False):
@@ -171,11 +171,20 @@ class RunRecord:
 def read_run(path: Path) -> list[Any]:
     """The lines of a run record, as read: JSON values to check (a torn last line, or any line
     that is not a readable document, is skipped)."""
-    lines = []
-    where = str(path)
-    for raw in path.read_bytes().splitlines():
-        try:
-            lines.append(jsonio.loads(raw, where))
-        except ValueError:
-            continue
-    return lines
+    return list(iter_run(path))
+
+
+def iter_run(path: Path) -> Iterator[Any]:
+    """:func:`read_run` a line at a time (a run of 100,000 jobs is never held whole).  Raises
+    FileNotFoundError at once when the record is gone."""
+    handle = open(path, "rb")  # noqa: SIM115 - closed by the generator
+    return _lines(handle, str(path))
+
+
+def _lines(handle: BinaryIO, where: str) -> Iterator[Any]:
+    with handle:
+        for raw in handle:
+            try:
+                yield jsonio.loads(raw, where)
+            except ValueError:
+                continue

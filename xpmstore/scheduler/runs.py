@@ -24,13 +24,14 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from sys import intern
 from typing import Any
 
 from ..core.identifier import is_full_identifier
 from ..errors import TextValueError
 from ..store.taskstate import boot_id, process_start
 from ..store.workspace import Workspace
-from .runlog import read_run
+from .runlog import iter_run
 
 __all__ = ["REMOTE_RUN_GRACE", "Run", "RunJob", "check_experiment_name", "is_experiment_name",
            "read_runs", "run_is_live"]
@@ -55,7 +56,7 @@ def check_experiment_name(name: object) -> str:
     return str(name)
 
 
-@dataclass
+@dataclass(slots=True)
 class RunJob:
     """One job of a run: its identifier, identity name, latest reason, dependencies and the
     tags it was submitted with."""
@@ -123,7 +124,7 @@ def run_is_live(header: dict[str, Any] | None, modified: float, now: float | Non
 def _ids(values: Any) -> list[str]:
     if not isinstance(values, list):
         return []
-    return [v for v in values if is_full_identifier(v)]
+    return [intern(v) for v in values if is_full_identifier(v)]
 
 
 def _tags(values: Any) -> dict[str, Any]:
@@ -138,7 +139,7 @@ def read_one(experiment: str, path: Path, now: float | None = None) -> Run | Non
     """The run recorded at ``path`` (None when the file vanished)."""
     try:
         modified = path.stat().st_mtime
-        lines = read_run(path)
+        lines = iter_run(path)
     except FileNotFoundError:
         return None
     header: dict[str, Any] = {}
@@ -149,18 +150,19 @@ def read_one(experiment: str, path: Path, now: float | None = None) -> Run | Non
         if not isinstance(line, dict):
             continue
         kind = line.get("type")
-        raw = line.get("id")
-        ident = raw if is_full_identifier(raw) else ""
+        raw = line.get("id")  # identifiers and names recur across runs: one copy each
+        ident = intern(raw) if is_full_identifier(raw) else ""
         valid = bool(ident)
         if kind == "header" and not header:
             header = line
         elif kind == "end":
             end = line
         elif kind == "job" and valid:
-            jobs[ident] = RunJob(ident, str(line.get("name", "")), str(line.get("reason", "")),
+            jobs[ident] = RunJob(ident, intern(str(line.get("name", ""))),
+                                 intern(str(line.get("reason", ""))),
                                  _ids(line.get("dependencies")), _tags(line.get("tags")))
         elif kind == "reason" and valid and ident in jobs:
-            jobs[ident].reason = str(line.get("reason", ""))
+            jobs[ident].reason = intern(str(line.get("reason", "")))
         elif kind == "root" and valid:
             roots.append(ident)
     started = header.get("started")

@@ -13,6 +13,9 @@ damage costs a rebuild from them, never an outage.  Databases:
               :mod:`xpmstore.store.pins` keeps as the truth so that a rebuilt index keeps them)
 ``digests``   (dev, inode, size, mtime_ns, ctime_ns) → checked 33-byte input digest
 ``meta``      schema version
+``folders``   class folder (``jobs/<name>``) → checked stamp of its last listing, and the
+              position this index read the journal of undone objects up to
+              (:mod:`xpmstore.store.reconcile`)
 
 Healing (:mod:`xpmstore.store.indexenv`): damaged files cost a rebuild from the workspace, a full
 disk or missing permissions an index kept in memory; a record that fails its check is dropped
@@ -43,6 +46,7 @@ from .indexrecords import (
     encode_value,
     name_prefix,
     raw_identifier,
+    record_dependencies,
     seal,
     secondary_keys,
     tag_prefix,
@@ -185,6 +189,8 @@ class Index(IndexEnvironment):
                     txn.delete(raw, db=objects)  # its secondary keys cannot be read: left
             for raw, record in recomputed.items():
                 self._put(txn, raw, record)
+            if len(recomputed) < len(damaged):  # a record dropped: every folder listed again
+                txn.drop(self.dbs[b"folders"], delete=False)
 
         self.write(body)
         shown = ", ".join(raw.hex()[:16] for raw in damaged[:3])
@@ -361,6 +367,55 @@ class Index(IndexEnvironment):
 
         return self._read_records(body)
 
+    def summaries_from(self, start: bytes, limit: int) -> list[tuple[bytes, RecordSummary]]:
+        """Up to ``limit`` (raw identifier, record without its identity section) from the raw
+        identifier ``start`` on, in identifier order (one read transaction; damaged records are
+        recomputed first): a walk of every record in bounded memory, a chunk at a time."""
+        def body(txn: Any, damaged: list[bytes]) -> list[tuple[bytes, RecordSummary]]:
+            found: list[tuple[bytes, RecordSummary]] = []
+            cursor = txn.cursor(db=self.dbs[b"objects"])
+            if not cursor.set_range(start):
+                return found
+            for key, value in cursor.iternext():
+                if len(found) >= limit:
+                    break
+                record = decode_record(key, value, identity=False)
+                if record is None:
+                    damaged.append(key)
+                else:
+                    found.append((bytes(key), record))
+            return found
+
+        return self._read_records(body)
+
+    def reach(self, roots: Iterable[bytes],
+              more: Callable[[bytes], Iterable[bytes]]) -> set[bytes]:
+        """The raw identifiers reachable from ``roots`` (raw) through the dependencies the
+        records hold and those ``more(raw)`` adds, roots included; in one read transaction,
+        reading only the records reached (damaged ones are recomputed first)."""
+        start = list(roots)
+
+        def body(txn: Any, damaged: list[bytes]) -> set[bytes]:
+            objects = self.dbs[b"objects"]
+            reached: set[bytes] = set()
+            stack = list(start)
+            while stack:
+                raw = stack.pop()
+                if raw in reached:
+                    continue
+                reached.add(raw)
+                stack.extend(more(raw))
+                value = txn.get(raw, db=objects)
+                if value is not None:
+                    found = record_dependencies(raw, value)
+                    if found is None:
+                        damaged.append(raw)
+                    else:
+                        stack.extend(found)
+            return reached
+
+        return self._read_records(body)
+
     def raw_records(self) -> list[tuple[str, bytes]]:
         """Every (identifier, record's JSON bytes), in identifier order, in one read
         transaction: for readers that parse only what they need, with
@@ -436,6 +491,61 @@ class Index(IndexEnvironment):
     def dependents(self, identifier: str) -> list[str]:
         """Identifiers of the objects that depend on ``identifier``."""
         return [raw.hex() for raw in self._scan_prefix(b"deps", raw_identifier(identifier))]
+
+    def names(self) -> list[str]:
+        """The distinct identity names of the recorded objects (one seek per name; a name too
+        long for a key, stored hashed, is left out)."""
+        def body(txn: Any) -> list[str]:
+            cursor = txn.cursor(db=self.dbs[b"names"])
+            found: list[str] = []
+            at = b""
+            while cursor.set_range(at):
+                key = bytes(next(iter(cursor.iternext(keys=True, values=False))))
+                prefix = bytes(key[:-32])
+                if len(key) <= 32 or not prefix.endswith(b"\0"):
+                    break  # not a names key: nothing sensible after it
+                if not prefix.startswith(b"\xff"):
+                    found.append(prefix[:-1].decode(errors="replace"))
+                at = prefix + b"\xff" * 32 + b"\0"  # past every key of this name
+            return found
+
+        return self.read(body)
+
+    # --- reconciling with the disk (xpmstore.store.reconcile) ---------------------------------
+
+    def folder_states(self) -> dict[bytes, bytes]:
+        """Every key of the ``folders`` database and its body (one that fails its check is left
+        out: its folder is listed again)."""
+        def body(txn: Any) -> dict[bytes, bytes]:
+            found = {}
+            for key, value in txn.cursor(db=self.dbs[b"folders"]):
+                state = unseal(key, value)
+                if state is not None:
+                    found[bytes(key)] = state
+            return found
+
+        return self.read(body)
+
+    def commit_reconcile(self, added: Iterable[tuple[str, IndexRecord]],
+                         removed: Iterable[str], states: dict[bytes, bytes | None]) -> None:
+        """One write transaction: records ``added`` (replacing), ``removed`` forgotten, and the
+        ``folders`` entries of ``states`` written (None: deleted)."""
+        puts = [(raw_identifier(identifier), record) for identifier, record in added]
+        deletes = [raw_identifier(identifier) for identifier in removed]
+
+        def body(txn: Any) -> None:
+            for raw in deletes:
+                self._delete(txn, raw)
+            for raw, record in puts:
+                self._put(txn, raw, record)
+            folders = self.dbs[b"folders"]
+            for key, state in states.items():
+                if state is None:
+                    txn.delete(key, db=folders)
+                else:
+                    txn.put(key, seal(key, state), db=folders)
+
+        self.write(body)
 
     # --- pins ---------------------------------------------------------------------------------
 
@@ -518,7 +628,7 @@ class Index(IndexEnvironment):
         items = [(raw_identifier(identifier), record) for identifier, record in records]
 
         def body(txn: Any) -> int:
-            for name in (b"objects", b"names", b"tags", b"deps"):
+            for name in (b"objects", b"names", b"tags", b"deps", b"folders"):
                 txn.drop(self.dbs[name], delete=False)
             for raw, record in items:
                 self._put(txn, raw, record)

@@ -54,7 +54,7 @@ SCHEMA = b"2"
 MAX_DBS = 8
 MAX_READERS = 1024
 MIN_MAP_SIZE = 1 << 30
-DB_NAMES = (b"objects", b"names", b"tags", b"deps", b"pins", b"digests", b"meta")
+DB_NAMES = (b"objects", b"names", b"tags", b"deps", b"pins", b"digests", b"meta", b"folders")
 
 T = TypeVar("T")
 

@@ -38,6 +38,7 @@ __all__ = [
     "encode_value",
     "index_record",
     "raw_identifier",
+    "record_dependencies",
     "seal",
     "secondary_keys",
     "task_listing_members",
@@ -200,6 +201,45 @@ def decode_record(key: bytes, value: bytes, identity: bool = True) -> RecordSumm
     except ValueError:  # UnicodeDecodeError and JSONDecodeError too
         return None
     return found if isinstance(found, dict) else None  # type: ignore[return-value]
+
+
+_DEPENDENCIES = b',"dependencies":['
+_QUOTE = 34
+
+
+def record_dependencies(key: bytes, value: bytes) -> list[bytes] | None:
+    """The raw identifiers a record stored as ``value`` under ``key`` depends on, or None when
+    the value is damaged.  Reads the list from the JSON text (before the identity section,
+    where no string can hold that key), parsing the record only when the text is not as
+    :func:`encode_record` writes it."""
+    body = unseal(key, value)
+    if body is None:
+        return None
+    start = body.find(_DEPENDENCIES)
+    if start >= 0:
+        start += len(_DEPENDENCIES)
+        inner = body[start:body.find(b"]", start)]
+        if not inner:
+            return []
+        parts = inner.split(b",")
+        if all(len(part) == 66 and part[0] == _QUOTE and part[65] == _QUOTE for part in parts):
+            try:
+                return [bytes.fromhex(part[1:65].decode()) for part in parts]
+            except ValueError:
+                pass
+    try:
+        found = decode_summary(body)
+    except ValueError:
+        return None
+    listed = found.get("dependencies") if isinstance(found, dict) else None
+    raws = []
+    for item in listed if isinstance(listed, list) else ():
+        if isinstance(item, str) and len(item) == 64:
+            try:
+                raws.append(bytes.fromhex(item))
+            except ValueError:
+                continue
+    return raws
 
 
 _TASK_START = '{"kind":"task","name":'

@@ -40,7 +40,7 @@ from ..errors import (
 )
 from .index import Index
 from .indexrecords import IndexRecord, RecordSummary
-from .objectdirs import find_object_dirs, list_object_dirs
+from .objectdirs import find_object_dirs
 from .taskdirs import bind, is_done, read_record, record_from_disk
 from .taskstate import Status, object_status
 from .workspace import DONE, Workspace, current_workspace
@@ -281,22 +281,14 @@ class Store:
 
     # --- many objects -------------------------------------------------------------------------
 
-    def reconcile(self) -> tuple[int, int]:
-        """Bring the index in line with the directories; returns (added, removed)."""
-        known = self.index.identifiers()
-        on_disk: dict[str, Path] = {d.name: d for d in list_object_dirs(self.workspace)}
-        added = []
-        for ident, directory in on_disk.items():
-            if ident not in known and is_done(directory):
-                record = record_from_disk(self.workspace, directory)
-                if record is not None:
-                    added.append((ident, record))
-        removed = [i for i in known if i not in on_disk or not is_done(on_disk[i])]
-        if added:
-            self.index.put_many(added)
-        if removed:
-            self.index.delete_many(removed)
-        return len(added), len(removed)
+    def reconcile(self, full: bool = False) -> tuple[int, int]:
+        """Bring the index in line with the directories, listing only the class folders that
+        changed since the last reconcile (every folder, every directory with ``full``:
+        :mod:`xpmstore.store.reconcile`); returns (added, removed)."""
+        from .reconcile import reconcile
+
+        done = reconcile(self.index, self.workspace, full=full)
+        return done.added, done.removed
 
     def rebuild(self, on_damaged: Callable[[Path, str], None] | None = None) -> int:
         """Rebuild the index from the directories (built beside the old one, which is never

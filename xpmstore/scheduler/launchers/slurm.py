@@ -12,6 +12,9 @@ submits it with ``sbatch --parsable`` and records the Slurm job id in the launch
 liveness and the next scheduler find it (a scheduler started while the job is pending or running
 *reattaches*: it waits for that job instead of submitting another).  One thread polls the states of
 all its jobs with one ``squeue`` per poll, every 0.25 s after a change, backing off to 5 s.
+At most ``max_queued`` (default 1,000) of its jobs are pending or running in Slurm at once: the
+scheduler submits the others as those end (Slurm's ``MaxJobCount``, 10,000 by default, is for
+the whole cluster, finished jobs included for ``MinJobAge``).
 
 Ends: ``COMPLETED`` is done once its done manifest is seen; any other end fails the job with the
 Slurm state as its reason (``TIMEOUT``, ``OUT_OF_MEMORY``, ``CANCELLED``…), unless the task's
@@ -56,12 +59,14 @@ from ..runner import EXIT_FAILED, EXIT_WAITED
 from .base import ExitCallback, Launcher, LaunchRequest
 from .local import _python_path
 
-__all__ = ["ChainRefused", "SlurmLauncher"]
+__all__ = ["MAX_QUEUED", "ChainRefused", "SlurmLauncher"]
 
 
 _POLL_MIN = 0.25
 _POLL_MAX = 5.0
 _VANISH_GRACE = 30.0
+MAX_QUEUED = 1000
+"""Default of ``SlurmLauncher(max_queued=...)``: a tenth of Slurm's default ``MaxJobCount``."""
 
 
 @dataclass
@@ -91,12 +96,17 @@ class SlurmLauncher(Launcher):
                  cpus: int | None = None, mem: str | None = None, gpus: int | str | None = None,
                  qos: str | None = None, account: str | None = None,
                  extra: Sequence[str] = (), max_retries: int = 0,
-                 poll_min: float = _POLL_MIN, poll_max: float = _POLL_MAX):
+                 poll_min: float = _POLL_MIN, poll_max: float = _POLL_MAX,
+                 max_queued: int = MAX_QUEUED):
         if isinstance(extra, str):
             raise XpmstoreError("SlurmLauncher(extra=...): a list of sbatch arguments, not a"
                                 f" string ({extra!r} → [{extra!r}])")
         if not isinstance(max_retries, int) or max_retries < 0:
             raise XpmstoreError(f"SlurmLauncher(max_retries={max_retries!r}): a count >= 0")
+        if isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1:
+            raise XpmstoreError(f"SlurmLauncher(max_queued={max_queued!r}): a count >= 1 (the"
+                                " launcher's jobs pending or running in Slurm at once)")
+        self.max_queued = max_queued
         self.options = slurmctl.SlurmOptions(partition, time, cpus, mem, gpus, qos, account,
                                              tuple(extra))
         self.max_retries = max_retries
@@ -114,9 +124,14 @@ class SlurmLauncher(Launcher):
         """``slurm`` and the options that are set."""
         return " ".join(["slurm", *self.options.directives()])
 
-    def capacity(self) -> None:
-        """No bound: Slurm queues what it cannot start yet."""
-        return None
+    def capacity(self) -> int:
+        """How many more jobs may be submitted: ``max_queued`` less this launcher's jobs
+        pending or running in Slurm (jobs it submitted or reattached, until Slurm ends them).
+        Slurm queues what it cannot start yet, up to its ``MaxJobCount`` for the whole cluster;
+        the scheduler submits the rest as jobs end."""
+        with self._lock:
+            queued = sum(1 for t in self._jobs.values() if t.gone_since is None)
+        return max(0, self.max_queued - queued)
 
     # --- submitting -----------------------------------------------------------------------------
 
