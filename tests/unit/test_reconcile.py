@@ -89,6 +89,23 @@ def test_nothing_changed_lists_no_folder(ws: Workspace) -> None:
     assert len(indexed(ws)) == 3
 
 
+def test_a_reconcile_that_finds_nothing_new_writes_nothing(ws: Workspace) -> None:
+    # A read-only command (ls, find, serve's listing) must not write the index when nothing
+    # changed: no transaction, whether the folders' stamps are trusted or (racy) listed again.
+    task = learn(1)
+    taskdirs.run_here(ws, task)
+    index = Index.for_workspace(ws)
+    index.delete(task.__identifier__)  # made elsewhere: its name is not indexed yet, and the
+    reconcile(index, ws)  # first pass writes its record and stamps (its absent cache folder's)
+    before = index.env.info()["last_txnid"]
+    assert reconcile(index, ws).folders == 1  # racy: listed again, found the same
+    assert index.env.info()["last_txnid"] == before
+    settle(ws)  # the stamps aged: written once more (no longer racy)
+    trusted = index.env.info()["last_txnid"]
+    assert reconcile(index, ws).folders == 0
+    assert index.env.info()["last_txnid"] == trusted
+
+
 def test_a_result_made_on_another_host_appears(ws: Workspace, tmp_path: Path) -> None:
     taskdirs.run_here(ws, learn(1))
     index = settle(ws)

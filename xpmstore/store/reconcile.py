@@ -26,7 +26,8 @@ manifest costs O(workspace): minutes on a network file system at a million objec
 the only way to see a done manifest deleted by hand).  Safe across processes: every result of
 one pass (records added and removed, stamps) is written in one transaction, and a stamp is
 always read before the listing it vouches for, so a stamp never claims more than the records
-written with it.
+written with it.  A pass that finds nothing new writes nothing: read-only commands leave the
+index as they found it (``xpmstore serve`` keeps a listing while the index does not change).
 """
 
 from __future__ import annotations
@@ -216,6 +217,7 @@ class _Pass:
 
     def run(self) -> Reconciled:
         stored = self.index.folder_states()
+        before = dict(stored)
         suspects, journal = _read_journal(self.workspace, stored.pop(_JOURNAL_KEY, None))
         on_disk = _class_folders(self.workspace)
         indexed = set(self.index.names())
@@ -230,7 +232,9 @@ class _Pass:
             self._name(name, on_disk, stored, name in indexed,
                        {i: f for i, f in suspects.items() if f.partition("/")[2] == name})
         self.states[_JOURNAL_KEY] = journal
-        self.index.commit_reconcile(self.added, self.removed, self.states)
+        changed = {key: state for key, state in self.states.items() if before.get(key) != state}
+        if self.added or self.removed or changed:  # nothing new: no write (read-only commands)
+            self.index.commit_reconcile(self.added, self.removed, changed)
         unindexed = [ObjectDir(ident, folder.kind, folder.name, f"{folder.path}/{ident}", done)
                      for folder in self.folders if folder.path is not None
                      for ident, done in sorted(folder.unindexed.items())]
@@ -242,6 +246,8 @@ class _Pass:
         whose objects share the name's entries in the index)."""
         changed: list[_Folder] = []
         unchanged: list[_Folder] = []
+        absent: list[bytes] = []  # folders without a state: nothing indexed, none on disk
+        added_before = len(self.added)
         for kind in KINDS:
             folder = _Folder(kind, name, on_disk.get((kind, name)))
             raw_state = stored.get(folder.key)
@@ -256,6 +262,7 @@ class _Pass:
             if folder.path is None:
                 if not indexed and (raw_state is None or state is None or state[0] is None):
                     self.states[folder.key] = None  # no folder and nothing indexed: no state
+                    absent.append(folder.key)
                     continue
                 same = state is not None and state[0] is None  # absent then, absent now
             else:
@@ -269,6 +276,9 @@ class _Pass:
                 changed.append(folder)
         if changed:
             self._rescan(name, changed, unchanged, suspects)
+            if len(self.added) > added_before:  # the name is indexed now: its absent folders
+                for key in absent:               # are stamped as such at once (not next pass)
+                    self.states[key] = _ABSENT
         for folder in unchanged:
             self._recheck(folder, suspects)
         for folder in changed + unchanged:
