@@ -27,7 +27,7 @@ from .config import Config, FieldSpec, class_spec
 from .fields import FieldKind
 
 __all__ = ["Resolve", "Wanted", "config_of", "differences", "field_for", "matches",
-           "nested_class", "query_encoding", "stored_encoding", "wanted"]
+           "nested_class", "query_encoding", "referenced_identity", "stored_encoding", "wanted"]
 
 Resolve = Callable[[str], "dict[str, Any] | None"]
 """The identity section of the task of an identifier, or None when it is not known."""
@@ -159,6 +159,20 @@ def matches(cls: type[Config], identity: Any, tags: Any, asked: Wanted,
                for path, encoding in asked)
 
 
+def referenced_identity(value: Any, resolve: Resolve) -> dict[str, Any] | None:
+    """The identity section a field's recorded JSON ``value`` stands for: a nested config's, or
+    that of the task it references (when ``resolve`` knows it); None for a plain value."""
+    if not isinstance(value, dict):
+        return None
+    if "$config" in value:
+        nested = value["$config"]
+    elif isinstance(value.get("$task"), str):
+        nested = resolve(value["$task"])
+    else:
+        return None
+    return nested if isinstance(nested, dict) else None
+
+
 def _leaves(identity: Any, resolve: Resolve, prefix: str = "",
             depth: int = 0) -> dict[str, Any]:
     """Every leaf field of an identity section (nested configs, and the tasks it references
@@ -166,13 +180,8 @@ def _leaves(identity: Any, resolve: Resolve, prefix: str = "",
     out: dict[str, Any] = {}
     fields = identity.get("fields") if isinstance(identity, dict) else None
     for key, value in (fields if isinstance(fields, dict) else {}).items():
-        nested = None
-        if isinstance(value, dict) and depth < _MAX_DEPTH:
-            if "$config" in value:
-                nested = value["$config"]
-            elif isinstance(value.get("$task"), str):
-                nested = resolve(value["$task"])
-        if isinstance(nested, dict):
+        nested = referenced_identity(value, resolve) if depth < _MAX_DEPTH else None
+        if nested is not None:
             out.update(_leaves(nested, resolve, f"{prefix}{key}.", depth + 1))
         else:
             out[f"{prefix}{key}"] = value

@@ -155,13 +155,8 @@ def _flatten(cls: type[Config] | None, identity: Any, resolve: query.Resolve, pr
             value = _default_json(spec, memo)
         else:
             continue
-        nested = None
-        if isinstance(value, dict) and depth < _MAX_DEPTH:
-            if "$config" in value:
-                nested = value["$config"]
-            elif isinstance(value.get("$task"), str):
-                nested = resolve(value["$task"])
-        if isinstance(nested, dict):
+        nested = query.referenced_identity(value, resolve) if depth < _MAX_DEPTH else None
+        if nested is not None:
             _flatten(_nested_class(spec), nested, resolve, f"{prefix}{name}.", out, depth + 1,
                      memo)
         else:
