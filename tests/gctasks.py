@@ -118,9 +118,10 @@ def chain(length: int, variant: int, release: str = "") -> list[Step]:
 def drive(argv: list[str] | None = None) -> None:
     """The experiment processes of the tests (see the module doc):
 
-    * ``chain WS NAME LENGTH VARIANT EXTRA [RELEASE]``: submit a chain of VARIANT and one
-      ``Step(i=0, variant=EXTRA)`` (both waiting for RELEASE when they run: the chain may be
-      reused, the extra step never is), print ``submitted``, and wait for the jobs;
+    * ``chain WS NAME LENGTH VARIANT EXTRA [RELEASE [extra-only]]``: submit a chain of VARIANT
+      and one ``Step(i=0, variant=EXTRA)`` (both waiting for RELEASE when they run, or only the
+      extra step with ``extra-only``: the chain may be reused, the extra step never is, so the
+      run stays live until RELEASE exists), print ``submitted``, and wait for the jobs;
     * ``talker WS KEY RELEASE``: submit a Talker, print ``submitted``;
     * ``hold WS COUNTERS N…``: use the ``@cache`` entries ``Terms(n)`` (leasing them), print
       ``leased``, and wait for a line on stdin (then exit normally);
@@ -138,8 +139,9 @@ def drive(argv: list[str] | None = None) -> None:
     if mode == "chain":
         name, length, variant, extra = args[2], int(args[3]), int(args[4]), int(args[5])
         release = args[6] if len(args) > 6 else ""
+        extra_only = args[7:] == ["extra-only"]
         with experiment(workspace, name, launcher=LocalLauncher(workers=2)):
-            chain(length, variant, release)[-1].submit()
+            chain(length, variant, "" if extra_only else release)[-1].submit()
             Step(i=0, variant=extra, release=release).submit()  # new each run: always waits
             print("submitted", flush=True)
     elif mode == "talker":

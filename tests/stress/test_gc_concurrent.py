@@ -10,8 +10,13 @@ an object of its own (variant 1000 + k), garbage two rounds later: every gc from
 on must really delete it.
 
 Even rounds start gc together with the experiment (racing its submit); odd rounds start it once
-the chain is submitted and its first job waits for a release file, then release it.  Nothing
-waits on a clock.
+the chain is submitted and its first job waits for a release file.  In every round the run's own
+object waits for the release file, which the test creates once gc has returned: the run is live
+while gc marks, so what is garbage in round k does not depend on the schedule — the objects of
+run k-2 that neither run k-1 nor the live run k uses (its extra object always; in even rounds,
+the chain too, until the submit records it).  Without that wait, an even round's experiment
+could end before its gc marked: run k, then the latest and only kept run, left the extra object
+of run k-1 unrooted and that gc deleted it, a round early.  Nothing waits on a clock.
 """
 
 from __future__ import annotations
@@ -43,9 +48,9 @@ def test_gc_never_deletes_what_a_running_experiment_uses(tmp_path: Path,
         variant = k % 2
         release = tmp_path / f"release-{k}"
         args = [PYTHON, "-c", DRIVER, "chain", str(ws.root), "stress", str(LENGTH),
-                str(variant), str(1000 + k)]
-        if k % 2:
-            args.append(str(release))
+                str(variant), str(1000 + k), str(release)]
+        if not k % 2:
+            args.append("extra-only")  # the chain runs at once, racing gc; the run stays live
         experiment = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
         try:
@@ -53,8 +58,7 @@ def test_gc_never_deletes_what_a_running_experiment_uses(tmp_path: Path,
                 assert experiment.stdout is not None
                 assert experiment.stdout.readline().strip() == "submitted"
             gc = console(ws, "gc", "-y", "--keep-runs", "1")
-            if k % 2:
-                touch(release)
+            touch(release)
             _, err = experiment.communicate(timeout=240)
         finally:
             if experiment.poll() is None:
@@ -63,10 +67,16 @@ def test_gc_never_deletes_what_a_running_experiment_uses(tmp_path: Path,
         assert gc.returncode == 0, gc.stderr
         assert experiment.returncode == 0, f"round {k}: {err[-3000:]}"
         deleted = {line.split("\t")[0] for line in gc.stdout.splitlines() if "\t" in line}
-        if k >= 2:  # garbage since round k-1 ended: gone now (this gc or, in a race, the last)
-            old = Step(i=0, variant=1000 + k - 2)
-            assert not ws.task_dir("tests.gc.Step", old.__identifier__).exists(), gc.stdout
-            assert k % 2 == 0 or old.__identifier__ in deleted, gc.stdout
+        # Roots while gc marks: run k-1 (the latest ended run) and the live run k.  Garbage: the
+        # extra object of run k-2, and in even rounds the chain of run k-2 if gc marked before
+        # the submit recorded it (the submit then runs it again).
+        garbage = {Step(i=0, variant=1000 + k - 2).__identifier__} if k >= 2 else set()
+        assert garbage <= deleted, f"round {k}: {gc.stdout}"
+        may_go = garbage | ({s.__identifier__ for s in chain(LENGTH, variant)} if k % 2 == 0
+                            else set())
+        assert deleted <= may_go, f"round {k}: deleted what a run uses: {gc.stdout}"
+        for ident in garbage:
+            assert not ws.task_dir("tests.gc.Step", ident).exists(), f"round {k}: {gc.stdout}"
         deleted_total += len(deleted)
         steps = chain(LENGTH, variant)
         for step in steps:
