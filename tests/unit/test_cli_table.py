@@ -152,3 +152,19 @@ def test_no_remote_configured(ws: Workspace, tasks: list[Scored]) -> None:
     result = invoke(ws, "table", CLASS, "--remote")
     assert result.exit_code == 1
     assert "no remote configured" in one_error_line(result.stderr)
+
+
+def test_what_the_users_module_prints_at_import_goes_to_stderr(
+        ws: Workspace, tasks: list[Scored], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A script with a print at its top, named as the class's module: the command's output
+    # (JSON here, for a pipe) must stay only the command's.
+    (tmp_path / "chatty_script.py").write_text(
+        "import sys\nprint('hello from the top of my script')\n"
+        "sys.stdout.write('more\\n')\nfrom tests.progresstasks import Scored\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = invoke(ws, "table", "chatty_script:Scored", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 4
+    assert "hello from the top of my script" in result.stderr and "more" in result.stderr

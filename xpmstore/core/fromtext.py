@@ -12,6 +12,7 @@ default-built config is used).  Pure but for :func:`import_class`, which imports
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import importlib
 import json
@@ -181,13 +182,15 @@ def importable(*folders: str | os.PathLike[str]) -> None:
 def import_class(text: str) -> type[Config]:
     """The Config class named ``module:Class`` (the current directory is importable, as with
     ``python -m``); raises TextValueError (malformed), ClassNotFoundError (cannot import,
-    whatever the module raised while it was imported)."""
+    whatever the module raised while it was imported).  What the module prints while it is
+    imported (a script's top-level ``print``) goes to stderr: stdout is the command's output."""
     if not _CLASS.fullmatch(text):
         raise TextValueError(f"{text!r}: expected module:Class (e.g. mypackage.tasks:Learn)")
     module_name, _, qualname = text.partition(":")
     importable()
     try:
-        found: Any = importlib.import_module(module_name)
+        with contextlib.redirect_stdout(sys.stderr):
+            found: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             found = getattr(found, part)
     except (ImportError, AttributeError) as exc:
