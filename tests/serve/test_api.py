@@ -370,6 +370,13 @@ def test_a_listing_is_kept_while_nothing_it_is_made_of_changed(copied: Path) -> 
     directory = gated(copied, "a")
     (directory.parent / ("0" * 64)).mkdir()  # a new task directory (not done)
     wait_for(lambda: len(catalog.entries()) == 7, "a new listing with the new object")
+    wait_for(lambda: not catalog._refreshing, "the listing's thread to end")
+    # The listing that saw the new directory wrote the index (the folder's new stamp): it must
+    # not count as a change after it, or every listing would be made twice.
+    before = set(threading.enumerate())
+    for _ in range(3):
+        catalog.entries()
+    assert not [t for t in threading.enumerate() if t not in before], "a listing started again"
     assert len(calls) == 2
 
 

@@ -127,6 +127,11 @@ class Catalog:
 
     def _list(self) -> Listing:
         started = time.monotonic()
+        # The index brought in line first: the listing's own reconcile then finds nothing new
+        # and writes nothing, so the signature taken now stays true of the listing (taken
+        # after, it would hide a change made while listing; taken before the reconcile's
+        # write, every listing that saw a change would count as one and be made twice).
+        self.store.reconcile()
         signature = self.signature()
         listing = Listing.of(self._lister(self.store), started, signature)
         self._listing = listing
