@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xpmstore.remote.layout import SAMPLE_LIMIT, listing_pays, open_remote
+from xpmstore.remote.layout import open_remote
+from xpmstore.remote.presence import SAMPLE_LIMIT, listing_pays
 
 from .conftest import RemoteFactory
 
