@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import io
 import re
-from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import IO
 
 import pytest
 
 from xpmstore import experiment
 from xpmstore.launchers import LocalLauncher
-from xpmstore.remote import Backend, Remote, RemoteSync, open_remote, sync
+from xpmstore.remote import Remote, RemoteSync, open_remote, sync
 from xpmstore.remote.presence import BULK_THRESHOLD, SAMPLE_LIMIT
 from xpmstore.scheduler.progress import Progress
 from xpmstore.scheduler.submission import BATCH_SIZE, ScheduledJob, gather_jobs, plan_batch
@@ -26,78 +22,12 @@ from xpmstore.store.workspace import Workspace
 
 from ..storehelpers import Tiny
 from .conftest import RemoteFactory
+from .counting import CountingBackend
 
 JOBS = 2_000
 PREFIXES = 256
 OTHERS = 500
 """Objects of the remote that the experiment never asks about (so that it has a size)."""
-
-
-class CountingBackend(Backend):
-    """The real backend, each request it sends counted by kind: a listing counts one request per
-    1,000 keys (an S3 page), a HEAD (``exists``, ``mtime``) one."""
-
-    def __init__(self, real: Backend):
-        self.real = real
-        self.url = real.url
-        self.requests: Counter[str] = Counter()
-
-    def total(self) -> int:
-        """Every request counted so far."""
-        return sum(self.requests.values())
-
-    def exists(self, key: str) -> bool:
-        self.requests["HEAD"] += 1
-        return self.real.exists(key)
-
-    def mtime(self, key: str) -> float | None:
-        self.requests["HEAD"] += 1
-        return self.real.mtime(key)
-
-    def list(self, prefix: str) -> list[str]:
-        keys = self.real.list(prefix)
-        self.requests["LIST"] += max(1, -(-len(keys) // 1000))
-        return keys
-
-    def count_upto(self, prefix: str, limit: int) -> int:
-        self.requests["COUNT"] += 1
-        return self.real.count_upto(prefix, limit)
-
-    def scan(self, prefix: str) -> dict[str, tuple[float, int]]:
-        found = self.real.scan(prefix)
-        self.requests["LIST"] += max(1, -(-len(found) // 1000))
-        return found
-
-    def put_file(self, key: str, path: Path) -> bool:
-        self.requests["PUT"] += 1
-        return self.real.put_file(key, path)
-
-    def put_bytes(self, key: str, data: bytes) -> bool:
-        self.requests["PUT"] += 1
-        return self.real.put_bytes(key, data)
-
-    def get_bytes(self, key: str) -> bytes | None:
-        self.requests["GET"] += 1
-        return self.real.get_bytes(key)
-
-    def open_read(self, key: str) -> IO[bytes]:
-        self.requests["GET"] += 1
-        return self.real.open_read(key)
-
-    def copy_into(self, key: str, out: IO[bytes], limit: int,
-                  written: Callable[[int, int], None] | None = None) -> bool:
-        return self.real.copy_into(key, out, limit, written)
-
-    def delete(self, key: str) -> None:
-        self.requests["DELETE"] += 1
-        self.real.delete(key)
-
-    def refresh(self, key: str, path: Path) -> None:
-        self.requests["PUT"] += 1
-        self.real.refresh(key, path)
-
-    def init(self) -> str:
-        return self.real.init()
 
 
 def _store(remote: Remote, identifiers: list[str]) -> None:
@@ -217,3 +147,16 @@ def test_an_object_pushed_after_the_question_waits_for_the_next_run(
     assert run.present(asked) == set(asked[::2])  # this run keeps its answer (documented)
     assert RemoteSync(workspace, remote).present(asked) == set(asked[::2]) | {late}
 
+
+
+def test_a_key_in_the_wrong_prefix_never_answers_present(workspaces: RemoteFactory) -> None:
+    workspace = workspaces("ws", push="manual")
+    remote = open_remote(workspace)
+    assert remote is not None
+    asked = _fake_ids(0, 100, prefix="ab")
+    misplaced = _fake_ids(7, 1, prefix="cd")[0]
+    _store(remote, asked[:10])
+    remote.backend.put_bytes(f"objects/ab/{misplaced}", b"{}")  # listed with "ab", not its own
+    run = RemoteSync(workspace, remote)
+    assert run.present(asked) == set(asked[:10])  # "ab" listed (a small remote)
+    assert run.present([misplaced]) == set()
