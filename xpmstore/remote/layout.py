@@ -38,6 +38,9 @@ from .presence import SAMPLE_LIMIT, PresenceMemo, prefix_of
 __all__ = ["Remote", "RemoteSettings", "open_backend", "open_remote", "remote_settings"]
 
 _THREADS = 16
+_PRESENCE_THREADS = 32
+"""Threads of a presence question (HEADs wait on the network; the S3 client pools 32
+connections)."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ class Remote:
 
     def present(self, identifiers: Iterable[str], memo: PresenceMemo | None = None) -> set[str]:
         """Which of ``identifiers`` the remote holds, never by N sequential requests: for each
-        2-hex prefix, a listing of the prefix or a HEAD for each identifier on a thread pool,
+        2-hex prefix, a listing of the prefix or a HEAD for each identifier on 32 threads,
         whichever is cheaper against the remote's size (one page of one prefix estimates it;
         :mod:`.presence` has the rule).  With ``memo`` (an experiment's, kept for its run),
         only what it has not learned yet is asked, and the answers are kept in it."""
@@ -180,7 +183,7 @@ class Remote:
         count = len(prefixes) + len(identifiers)
         if count == 0:
             return {}, {}
-        with ThreadPoolExecutor(min(_THREADS, count)) as pool:
+        with ThreadPoolExecutor(min(_PRESENCE_THREADS, count)) as pool:
             listings = pool.map(list_one, prefixes)
             heads = pool.map(head_one, identifiers)
             return (dict(zip(prefixes, listings, strict=True)),
