@@ -20,11 +20,21 @@ Run it with ``benchmarks/run remote`` (``--quick``: a 64 MiB artifact and 2 repe
   ``Remote.present`` is asked about 10,000 identifiers (the 5,000 and 5,000 absent ones): it
   lists the 2-hex prefixes that hold them on a thread pool.  For reference, the same question by
   one HEAD per identifier on 16 threads.  Target ≤ 3 s.
+* **Presence per experiment.**  What an experiment of 10,000 jobs asks: 20 questions of at most
+  512 identifiers (``BATCH_SIZE``, one per planning batch) through one ``RemoteSync``, half of
+  them present, against the 5,000-object bucket and against a *large* one (``--objects``,
+  300,000 tiny keys by default: more than 1,000 keys a prefix, so that the remote is judged large
+  as one of 10 million is — a HEAD each).  Each row gives the time and the requests sent
+  (counted by ``tests/remote/counting.py`` around the real backend), for this tree and for the
+  tree before the change (``--base``, a checkout run in a subprocess against the same bucket:
+  ``XPMSTORE_BENCH_BASE`` puts its ``xpmstore`` first).  Target: ≤ 20 s against the large
+  remote (docs/scale.md extrapolates to 10 million objects).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -36,13 +46,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+BASE = os.environ.get("XPMSTORE_BENCH_BASE")
+if BASE:  # the tree before a change: its xpmstore, this tree's tests helpers
+    sys.path.insert(0, BASE)
+    import xpmstore  # noqa: F401
+    sys.path.remove(BASE)
 sys.path.insert(0, str(ROOT))  # tests.s3server: the suite's own SeaweedFS launcher
 
+from tests.remote.counting import CountingBackend  # noqa: E402
 from tests.s3server import S3Server  # noqa: E402
 from xpmstore import Config, Param  # noqa: E402
 from xpmstore.core.identifier import cache_identifier  # noqa: E402
-from xpmstore.remote import Remote, open_backend, pull, push_one  # noqa: E402
+from xpmstore.remote import Remote, RemoteSync, open_backend, pull, push_one  # noqa: E402
 from xpmstore.scheduler.cache import cache  # noqa: E402
+from xpmstore.scheduler.submission import BATCH_SIZE  # noqa: E402
 from xpmstore.store.workspace import Workspace, set_active_workspace  # noqa: E402
 
 WORK = ROOT / "benchmarks" / ".work" / "remote"
@@ -50,6 +67,8 @@ GIB = 1 << 30
 PRESENCE = 10_000
 PULL_TARGET = 0.70
 PRESENCE_TARGET_S = 3.0
+RUN_TARGET_S = 20.0
+LARGE = 300_000
 
 
 class Artifact(Config):
@@ -149,7 +168,42 @@ def bench_pull(size: int, repeat: int) -> dict[str, float]:
             "ratio": statistics.median(c / p for c, p in zip(copies, pulls, strict=True))}
 
 
-def bench_presence(count: int, repeat: int) -> dict[str, float]:
+def measure_run(url: str, endpoint: str, identifiers: list[str]) -> dict[str, float]:
+    """An experiment's questions: ``identifiers`` in batches of BATCH_SIZE through one
+    RemoteSync; its time, the requests sent and how many were found present."""
+    backend = CountingBackend(open_backend(url, endpoint_url=endpoint))
+    run = RemoteSync(Workspace.at(WORK / "presence-ws"), Remote(backend))
+    found: set[str] = set()
+    started = time.perf_counter()
+    for start in range(0, len(identifiers), BATCH_SIZE):
+        found |= run.present(identifiers[start:start + BATCH_SIZE])
+    return {"seconds": time.perf_counter() - started, "requests": backend.total(),
+            "found": len(found)}
+
+
+def measure_run_before(base: str, url: str, endpoint: str,
+                       identifiers: list[str]) -> dict[str, float]:
+    """:func:`measure_run` with the xpmstore of the checkout ``base``, in a subprocess."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    asked = WORK / "presence-ids.txt"
+    asked.write_text("\n".join(identifiers))
+    done = subprocess.run(
+        [sys.executable, __file__, "--measure-run", url, endpoint, str(asked)],
+        env={**os.environ, "XPMSTORE_BENCH_BASE": base}, capture_output=True, text=True,
+        check=True)
+    result: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def fill(server: S3Server, bucket: str, identifiers: list[str]) -> None:
+    """Tiny remote objects under ``identifiers`` (straight PUTs: presence reads keys only)."""
+    client = server.client()
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda i: client.put_object(  # type: ignore[attr-defined]
+            Bucket=bucket, Key=f"team/{Remote.object_key(i)}", Body=b"{}"), identifiers))
+
+
+def bench_presence(count: int, repeat: int, large: int, base: str | None) -> dict[str, float]:
     server = S3Server()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "any")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "any")
@@ -157,27 +211,42 @@ def bench_presence(count: int, repeat: int) -> dict[str, float]:
         del os.environ[var]
     server.start()
     try:
-        bucket = f"bench-{os.getpid()}"
-        server.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
-        remote = Remote(open_backend(f"s3://{bucket}/team", endpoint_url=server.endpoint))
-        identifiers = [os.urandom(32).hex() for _ in range(count)]
-        stored = identifiers[: count // 2]
-        with ThreadPoolExecutor(32) as pool:
-            list(pool.map(lambda i: remote.backend.put_bytes(remote.object_key(i), b"{}"),
-                          stored))
-        listing, heads = [], []
-        for _ in range(repeat):
+        out: dict[str, float] = {}
+        for size in (count // 2, large):
+            bucket = f"bench-{os.getpid()}-{size}"
+            server.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+            url = f"s3://{bucket}/team"
+            stored = [os.urandom(32).hex() for _ in range(size)]
             started = time.perf_counter()
-            found = remote.present(identifiers)
-            listing.append(time.perf_counter() - started)
-            assert found == set(stored), len(found)
-        started = time.perf_counter()
-        with ThreadPoolExecutor(16) as pool:
-            flags = list(pool.map(lambda i: remote.backend.exists(remote.object_key(i)),
-                                  identifiers))
-        heads.append(time.perf_counter() - started)
-        assert sum(flags) == len(stored)
-        return {"present": statistics.median(listing), "head": statistics.median(heads)}
+            fill(server, bucket, stored)
+            out[f"fill-{size}"] = time.perf_counter() - started
+            identifiers = stored[: count // 2] + [os.urandom(32).hex()
+                                                  for _ in range(count - count // 2)]
+            after = measure_run(url, server.endpoint, identifiers)
+            assert after["found"] == count // 2, after
+            out |= {f"run-{size}": after["seconds"], f"run-{size}-requests": after["requests"]}
+            if base:
+                before = measure_run_before(base, url, server.endpoint, identifiers)
+                assert before["found"] == count // 2, before
+                out |= {f"before-{size}": before["seconds"],
+                        f"before-{size}-requests": before["requests"]}
+            if size != count // 2:
+                continue
+            remote = Remote(open_backend(url, endpoint_url=server.endpoint))
+            listing = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                found = remote.present(identifiers)
+                listing.append(time.perf_counter() - started)
+                assert found == set(stored), len(found)
+            started = time.perf_counter()
+            with ThreadPoolExecutor(16) as pool:
+                flags = list(pool.map(lambda i, r=remote: r.backend.exists(r.object_key(i)),
+                                      identifiers))
+            out["head"] = time.perf_counter() - started
+            assert sum(flags) == len(stored)
+            out["present"] = statistics.median(listing)
+        return out
     finally:
         server.stop()
 
@@ -185,28 +254,59 @@ def bench_presence(count: int, repeat: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="64 MiB artifact, 2 repetitions")
+    parser.add_argument("--presence-only", action="store_true", help="skip the pull")
+    parser.add_argument("--objects", type=int, default=LARGE,
+                        help=f"objects of the large remote (default {LARGE:,})")
+    parser.add_argument("--base", help="a checkout of the tree before the change: its"
+                        " requests and time per experiment are measured too")
+    parser.add_argument("--measure-run", nargs=3, metavar=("URL", "ENDPOINT", "IDS"),
+                        help=argparse.SUPPRESS)  # the subprocess of --base
     args = parser.parse_args()
+    if args.measure_run:
+        url, endpoint, asked = args.measure_run
+        for var in [k for k in os.environ if "proxy" in k.lower()]:
+            del os.environ[var]
+        print(json.dumps(measure_run(url, endpoint, Path(asked).read_text().split())))
+        return 0
     size = (64 << 20) if args.quick else GIB
     repeat = 2 if args.quick else 5
     print(f"python {platform.python_version()}, {os.cpu_count()} cores; artifact"
-          f" {size >> 20} MiB, median of {repeat}")
-    timings = bench_pull(size, repeat)
-    mib = size / (1 << 20)
-    pull_rate, cp_rate = mib / timings["pull"], mib / timings["cp"]
-    presence = bench_presence(PRESENCE, min(repeat, 3))
-    ratio = timings["ratio"]
-    rows = [
-        ("pull 1 artifact (verified)", f"{timings['pull']:.2f} s", f"{pull_rate:.0f} MiB/s",
-         f"{ratio:.0%} of cp (target ≥ {PULL_TARGET:.0%})", ratio >= PULL_TARGET),
-        ("cp of the same file", f"{timings['cp']:.2f} s", f"{cp_rate:.0f} MiB/s", "", True),
+          f" {size >> 20} MiB, median of {repeat}; load average"
+          f" {os.getloadavg()[0]:.1f}")
+    rows = []
+    if not args.presence_only:
+        timings = bench_pull(size, repeat)
+        mib = size / (1 << 20)
+        pull_rate, cp_rate = mib / timings["pull"], mib / timings["cp"]
+        ratio = timings["ratio"]
+        rows += [
+            ("pull 1 artifact (verified)", f"{timings['pull']:.2f} s", f"{pull_rate:.0f} MiB/s",
+             f"{ratio:.0%} of cp (target ≥ {PULL_TARGET:.0%})", ratio >= PULL_TARGET),
+            ("cp of the same file", f"{timings['cp']:.2f} s", f"{cp_rate:.0f} MiB/s", "", True),
+        ]
+    presence = bench_presence(PRESENCE, min(repeat, 3), args.objects, args.base)
+    small, large = PRESENCE // 2, args.objects
+    rows += [
         (f"presence of {PRESENCE:,} ids (S3)", f"{presence['present']:.2f} s", "",
          f"target ≤ {PRESENCE_TARGET_S:.0f} s", presence["present"] <= PRESENCE_TARGET_S),
         ("  (reference: HEAD each, 16 threads)", f"{presence['head']:.2f} s", "", "", True),
     ]
+    for objects in (small, large):
+        target = objects == large
+        seconds = presence[f"run-{objects}"]
+        rows.append((f"experiment of {PRESENCE:,} ids, {objects:,} objects",
+                     f"{seconds:.2f} s", f"{presence[f'run-{objects}-requests']:,.0f} req",
+                     f"target ≤ {RUN_TARGET_S:.0f} s" if target else "",
+                     seconds <= RUN_TARGET_S or not target))
+        if f"before-{objects}" in presence:
+            rows.append(("  (before: --base)", f"{presence[f'before-{objects}']:.2f} s",
+                         f"{presence[f'before-{objects}-requests']:,.0f} req", "", True))
+    rows.append((f"  (filling {large:,} objects, untimed above)",
+                 f"{presence[f'fill-{large}']:.0f} s", "", "", True))
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'time':>8}  {'rate':>11}  note")
-    for name, seconds, rate, note, ok in rows:
-        print(f"{name:<{width}}  {seconds:>8}  {rate:>11}  {note}{'' if ok else '  MISSED'}")
+    for name, seconds_text, rate, note, ok in rows:
+        print(f"{name:<{width}}  {seconds_text:>8}  {rate:>11}  {note}{'' if ok else '  MISSED'}")
     return 0 if all(r[4] for r in rows) else 1
 
 

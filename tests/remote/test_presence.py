@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xpmstore.remote.layout import SAMPLE_LIMIT, listing_pays, open_remote
+from xpmstore.remote.layout import open_remote
+from xpmstore.remote.presence import SAMPLE_LIMIT, PresenceMemo, listing_pays
 
 from .conftest import RemoteFactory
 
@@ -47,3 +48,35 @@ def test_presence_is_exact_whichever_way_it_is_decided(workspaces: RemoteFactory
     assert remote.present(asked) == set(_ids("ab", 50)) & set(stored)
     assert remote.backend.count_upto("objects/ab/", SAMPLE_LIMIT) == min(crowd, SAMPLE_LIMIT)
     assert remote.backend.count_upto("objects/ef/", SAMPLE_LIMIT) == 0
+
+
+def test_a_run_lists_a_prefix_once_its_questions_pay_for_it() -> None:
+    memo = PresenceMemo()
+    few = _ids("ab", 3)
+    assert memo.needs_estimate(few) is None  # a small run: a HEAD each, no estimate
+    assert memo.choose(few) == ([], few)
+    memo.learn({}, {few[0]: True, few[1]: False, few[2]: False})
+    assert memo.recall(few) == ({few[0]}, [])  # learned: not asked again
+    many = _ids("cd", 70)
+    assert memo.needs_estimate(many) == "cd"
+    memo.per_prefix = 100  # a listing of "cd" costs 100 keys: 5 HEADs' worth
+    assert memo.choose(many[:2]) == ([], many[:2])  # rent: 2 identifiers asked under "cd"
+    assert memo.choose(many[2:5]) == (["cd"], [])  # buy: 5 asked, the listing pays
+    memo.learn({"cd": {many[3]}}, {})
+    assert memo.recall(many) == ({many[3]}, [])  # the listing answers every later question
+    assert memo.needs_estimate(_ids("ef", 100)) is None  # estimated once per run
+
+
+def test_a_prefix_that_fills_a_page_is_never_listed() -> None:
+    memo = PresenceMemo()
+    memo.per_prefix = SAMPLE_LIMIT
+    asked = _ids("ab", 5000)
+    assert memo.choose(asked) == ([], asked)
+
+
+def test_an_answer_never_outgrows_what_the_remote_said() -> None:
+    memo = PresenceMemo()
+    asked = _ids("ab", 10) + _ids("cd", 10)
+    memo.learn({"ab": set(_ids("ab", 2))}, {_ids("cd", 1)[0]: False})
+    found, unknown = memo.recall(asked)
+    assert found == set(_ids("ab", 2)) and unknown == sorted(_ids("cd", 10)[1:])

@@ -4,8 +4,9 @@ Two kinds behind one interface (:mod:`.backends`): a directory of a shared file 
 (``file:///…``) and an S3-compatible bucket (``s3://bucket/prefix``, :mod:`.s3`).  :mod:`.layout`
 holds the layout and the settings and opens a remote, :mod:`.verify` the pure checks of what is
 pulled, :mod:`.transfer` push and pull (:mod:`.trailing` hashes a copy as it is made),
-:mod:`.sync` what the scheduler does with them, :mod:`.cachepull` and :mod:`.cachepush` what
-``@cache`` does, and :mod:`.reach` what one process knows of its remote (unreachable or not).
+:mod:`.presence` how presence is asked in bulk, :mod:`.sync` what the scheduler does with them,
+:mod:`.cachepull` and :mod:`.cachepush` what ``@cache`` does, and :mod:`.reach` what one
+process knows of its remote (unreachable or not).
 """
 
 from __future__ import annotations

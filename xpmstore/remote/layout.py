@@ -33,19 +33,14 @@ from ..core.identifier import check_identifier, unique_match
 from ..errors import InvalidIdentifierError, RemoteError
 from ..store.workspace import Workspace, user_settings
 from .backends import Backend, DirectoryBackend
+from .presence import SAMPLE_LIMIT, PresenceMemo, prefix_of
 
-__all__ = ["BULK_THRESHOLD", "LIST_KEYS_PER_ID", "SAMPLE_LIMIT", "Remote", "RemoteSettings",
-           "listing_pays", "open_backend", "open_remote", "remote_settings"]
+__all__ = ["Remote", "RemoteSettings", "open_backend", "open_remote", "remote_settings"]
 
-BULK_THRESHOLD = 64
-"""Below this many identifiers, presence is always a HEAD each (on a thread pool)."""
-SAMPLE_LIMIT = 1000
-"""Keys counted in one prefix to estimate how full the prefixes are (one S3 listing page)."""
-LIST_KEYS_PER_ID = 20
-"""Listing wins while it reads at most this many keys per identifier asked about (a listing page
-is parsed under the GIL, HEADs run on a thread pool: docs/scale.md has the arithmetic)."""
-"""From this many identifiers on, presence is decided by listing 2-hex prefixes."""
 _THREADS = 16
+_PRESENCE_THREADS = 32
+"""Threads of a presence question (HEADs wait on the network; the S3 client pools 32
+connections)."""
 
 
 @dataclass(frozen=True)
@@ -84,10 +79,6 @@ def remote_settings(workspace: Workspace) -> RemoteSettings | None:
                           bool(section.get("pull_cache", True)))
 
 
-def _two(identifier: str) -> str:
-    return identifier[:2]
-
-
 class Remote:
     """A remote store over a :class:`~xpmstore.remote.backends.Backend` (see the module doc).
 
@@ -103,12 +94,12 @@ class Remote:
     @staticmethod
     def blob_key(digest: str) -> str:
         """The key of the blob with blake3 ``digest``."""
-        return f"cas/{_two(digest)}/{digest}"
+        return f"cas/{prefix_of(digest)}/{digest}"
 
     @staticmethod
     def object_key(identifier: str) -> str:
         """The key of the remote object ``identifier``."""
-        return f"objects/{_two(identifier)}/{identifier}"
+        return f"objects/{prefix_of(identifier)}/{identifier}"
 
     def has_blob(self, digest: str) -> bool:
         """Whether the blob ``digest`` is in the remote."""
@@ -159,35 +150,44 @@ class Remote:
         return unique_match(text, (i for i in self.identifiers([text[:2]])
                                    if i.startswith(text)), where=where)
 
-    def present(self, identifiers: Iterable[str]) -> set[str]:
-        """Which of ``identifiers`` the remote holds, never by N sequential requests: a listing
-        of the 2-hex prefixes that hold them when they are many *against the remote's size*
-        (see :func:`listing_pays`: one page of one prefix tells how full the prefixes are),
-        else a HEAD each on a thread pool."""
-        wanted = set(identifiers)
-        if not wanted:
-            return set()
-        if len(wanted) >= BULK_THRESHOLD:
-            prefixes = {_two(i) for i in wanted}
-            fullest = max(prefixes, key=lambda p: sum(1 for i in wanted if i.startswith(p)))
-            per_prefix = self.backend.count_upto(f"objects/{fullest}/", SAMPLE_LIMIT)
-            if listing_pays(per_prefix, len(prefixes), len(wanted)):
-                return wanted & self.identifiers(prefixes)
-        ordered = sorted(wanted)
-        with ThreadPoolExecutor(min(_THREADS, len(ordered))) as pool:
-            found = pool.map(lambda i: self.backend.exists(self.object_key(i)), ordered)
-            return {i for i, here in zip(ordered, found, strict=True) if here}
+    def present(self, identifiers: Iterable[str], memo: PresenceMemo | None = None) -> set[str]:
+        """Which of ``identifiers`` the remote holds, never by N sequential requests: for each
+        2-hex prefix, a listing of the prefix or a HEAD for each identifier on 32 threads,
+        whichever is cheaper against the remote's size (one page of one prefix estimates it;
+        :mod:`.presence` has the rule).  With ``memo`` (an experiment's, kept for its run),
+        only what it has not learned yet is asked, and the answers are kept in it."""
+        memo = memo if memo is not None else PresenceMemo()
+        found, unknown = memo.recall(identifiers)
+        if not unknown:
+            return found
+        sample = memo.needs_estimate(unknown)
+        if sample is not None:
+            memo.per_prefix = self.backend.count_upto(f"objects/{sample}/", SAMPLE_LIMIT)
+        listings, heads = memo.choose(unknown)
+        listed, headed = self._ask(listings, heads)
+        memo.learn(listed, headed)
+        return found | {i for i in unknown
+                        if headed.get(i, False) or i in listed.get(prefix_of(i), ())}
 
+    def _ask(self, prefixes: list[str], identifiers: list[str]
+             ) -> tuple[dict[str, set[str]], dict[str, bool]]:
+        """(each prefix → the identifiers listed under it, each identifier → its HEAD's
+        answer), the requests sent on one thread pool."""
+        def list_one(prefix: str) -> set[str]:
+            names = (key.rsplit("/", 1)[1] for key in self.backend.list(f"objects/{prefix}/"))
+            return {name for name in names if prefix_of(name) == prefix}
 
-def listing_pays(per_prefix: int, prefixes: int, wanted: int) -> bool:
-    """Whether listing ``prefixes`` 2-hex prefixes of about ``per_prefix`` objects each is
-    cheaper than a HEAD for each of ``wanted`` identifiers: it is while the listing reads at
-    most LIST_KEYS_PER_ID keys per identifier, and never once a prefix fills a page
-    (``per_prefix`` = SAMPLE_LIMIT: more than 256,000 objects, say 10 million, where a HEAD
-    each is far cheaper than reading every key).  Pure."""
-    if per_prefix >= SAMPLE_LIMIT:
-        return False
-    return per_prefix * prefixes <= LIST_KEYS_PER_ID * wanted
+        def head_one(identifier: str) -> bool:
+            return self.backend.exists(self.object_key(identifier))
+
+        count = len(prefixes) + len(identifiers)
+        if count == 0:
+            return {}, {}
+        with ThreadPoolExecutor(min(_PRESENCE_THREADS, count)) as pool:
+            listings = pool.map(list_one, prefixes)
+            heads = pool.map(head_one, identifiers)
+            return (dict(zip(prefixes, listings, strict=True)),
+                    dict(zip(identifiers, heads, strict=True)))
 
 
 def open_backend(url: str, endpoint_url: str | None = None, region: str | None = None) -> Backend:

@@ -1,7 +1,10 @@
 """The scheduler's side of the remote: presence in bulk, pulls instead of runs, pushes in the
 background (docs/remote.md).
 
-An experiment holds one :class:`RemoteSync`.  It never fails the experiment: an unreachable
+An experiment holds one :class:`RemoteSync`, which keeps what the remote answered about presence
+for the whole run (:class:`~xpmstore.remote.presence.PresenceMemo`): each planning batch asks
+only about identifiers the run has not learned yet, the remote's size is estimated once and a
+2-hex prefix is listed at most once.  It never fails the experiment: an unreachable
 remote is noticed once (one warning line; :mod:`.reach` shares the verdict with this process's
 ``@cache`` misses), after which the experiment goes on locally and launches its jobs with
 ``XPMSTORE_REMOTE_DOWN=1`` (:attr:`RemoteSync.down`), so that they do not ask it either; a pull
@@ -28,6 +31,7 @@ from ..errors import (
 from ..store.workspace import Workspace
 from . import cachepush, reach
 from .layout import Remote, open_remote
+from .presence import PresenceMemo
 from .transfer import pull_instead, push_one
 
 __all__ = ["RemoteSync"]
@@ -49,6 +53,7 @@ class RemoteSync:
         self._pulls: ThreadPoolExecutor | None = None
         self._pushes: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
+        self._presence = PresenceMemo()  # what this run learned: asked once per run
 
     @classmethod
     def for_workspace(cls, workspace: Workspace) -> RemoteSync | None:
@@ -85,12 +90,14 @@ class RemoteSync:
 
     def present(self, identifiers: Iterable[str]) -> set[str]:
         """Which of ``identifiers`` the remote holds (empty when pulls are off or the remote is
-        down).  Never raises for the remote's sake."""
+        down), asking only about those this run has not learned yet (an object pushed after
+        the run asked about it is missed until the next run).  Never raises for the remote's
+        sake."""
         wanted = list(identifiers)
         if not wanted or not self.pulls:
             return set()
         try:
-            return self.remote.present(wanted)
+            return self.remote.present(wanted, self._presence)
         except RemoteUnavailableError as exc:
             self.unreachable(exc)
         except RemoteError as exc:
