@@ -98,18 +98,34 @@ RunLine = HeaderLine | JobLine | ReasonLine | RootLine | EndLine
 
 
 def _git_state() -> GitState:
+    """The commit and dirty flag of the working directory's repository, from one ``git``
+    command (empty outside a repository, or in one without a commit yet)."""
     import subprocess  # only when a run starts
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5, check=False)
-        if commit.returncode != 0:
-            return {}
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5, check=False)
-        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+        status = subprocess.run(["git", "status", "--porcelain=v2", "--branch",
+                                 "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return {}
+    if status.returncode != 0:
+        return {}
+    return _parse_git_status(status.stdout)
+
+
+def _parse_git_status(text: str) -> GitState:
+    """The git state told by ``git status --porcelain=v2 --branch --untracked-files=no``:
+    the commit of its ``# branch.oid`` line, dirty when any line names a changed file (pure)."""
+    commit = ""
+    dirty = False
+    for line in text.splitlines():
+        if line.startswith("# branch.oid "):
+            commit = line.removeprefix("# branch.oid ").strip()
+        elif line and not line.startswith("#"):
+            dirty = True
+    if not commit or commit == "(initial)":
+        return {}
+    return {"commit": commit, "dirty": dirty}
 
 
 def _packages_hash() -> str:
