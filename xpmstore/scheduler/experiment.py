@@ -116,7 +116,8 @@ class experiment:
         if not self.dry_run:
             try:
                 self.workspace.ensure()
-                self.record = RunRecord(self.workspace.experiments, self.name)
+                self.record = RunRecord(self.workspace.experiments, self.name,
+                                        environments=self.workspace.environments)
             except OSError as exc:  # a full disk, a read-only workspace: nothing ran
                 raise ExperimentFailed(f"experiment {self.name!r} cannot start: its run record"
                                        f" in {self.workspace.experiments} cannot be written"

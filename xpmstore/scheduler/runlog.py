@@ -19,10 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, TypedDict, cast
 
-from blake3 import blake3
-
 from ..store.taskstate import boot_id, process_start
 from ..system import jsonio
+from .envfacts import packages_hash
 
 __all__ = ["EndLine", "GitState", "HeaderLine", "JobLine", "ReasonLine", "RootLine", "RunLine",
            "RunRecord", "iter_run", "read_run"]
@@ -128,18 +127,13 @@ def _parse_git_status(text: str) -> GitState:
     return {"commit": commit, "dirty": dirty}
 
 
-def _packages_hash() -> str:
-    from importlib import metadata  # slow to import: only when a run starts
-
-    names = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
-    return blake3("\n".join(names).encode()).hexdigest()[:16]
-
-
 class RunRecord:
     """The record of one run of an experiment, opened for appending.  Raises OSError when it
-    cannot be written (a full disk: then no file is left)."""
+    cannot be written (a full disk: then no file is left).  ``environments``: the folder where
+    the header's hash of the installed packages is cached (:mod:`xpmstore.scheduler.envfacts`;
+    None: computed)."""
 
-    def __init__(self, experiments_dir: Path, name: str):
+    def __init__(self, experiments_dir: Path, name: str, environments: Path | None = None):
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.run = f"{stamp}-{socket.gethostname()}-{os.getpid()}"
         self.path = experiments_dir / name / f"{self.run}.jsonl"
@@ -152,7 +146,8 @@ class RunRecord:
         try:
             self.append({
                 "type": "header", "xpmstore": __version__, "python": platform.python_version(),
-                "git": _git_state(), "packages": _packages_hash(), "host": socket.gethostname(),
+                "git": _git_state(), "packages": packages_hash(environments),
+                "host": socket.gethostname(),
                 "boot_id": boot_id(), "pid": os.getpid(),
                 "pid_start": process_start(os.getpid()), "started": time.time(),
                 "experiment": name,
