@@ -124,8 +124,7 @@ class experiment:
                                        f" ({describe_error(exc)})") from exc
             self._scheduler = Scheduler(self.workspace, self.name, self.record, self._remote,
                                         self.progress, self.launcher)
-            self._scheduler.start()
-            self.launcher.warm()
+            self._scheduler.start()  # it warms a launcher (the zygote) once a job must run
         self._previous_workspace = set_active_workspace(self.workspace)
         activate(self)
         return self
