@@ -13,15 +13,19 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypedDict, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypedDict, cast
 
 from ..store.taskstate import boot_id, process_start
 from ..system import jsonio
 from .envfacts import packages_hash
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = ["EndLine", "GitState", "HeaderLine", "JobLine", "ReasonLine", "RootLine", "RunLine",
            "RunRecord", "iter_run", "read_run"]
@@ -96,20 +100,41 @@ RunLine = HeaderLine | JobLine | ReasonLine | RootLine | EndLine
 """A line of a run record, as written."""
 
 
-def _git_state() -> GitState:
-    """The commit and dirty flag of the working directory's repository, from one ``git``
-    command (empty outside a repository, or in one without a commit yet)."""
+def _start_git() -> subprocess.Popen[str] | None:
+    """Start the one ``git`` command that tells the working directory's git state (it runs
+    while the record is opened); None when git cannot be run."""
     import subprocess  # only when a run starts
 
     try:
-        status = subprocess.run(["git", "status", "--porcelain=v2", "--branch",
-                                 "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
+        return subprocess.Popen(["git", "status", "--porcelain=v2", "--branch",
+                                 "--untracked-files=no"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    except OSError:
+        return None
+
+
+def _git_state(git: subprocess.Popen[str] | None) -> GitState:
+    """The commit and dirty flag that ``git`` (:func:`_start_git`) tells: empty outside a
+    repository, in one without a commit yet, or when git fails or takes over 5 s."""
+    import subprocess
+
+    if git is None:
         return {}
-    if status.returncode != 0:
+    try:
+        output, _ = git.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        _end_git(git)
         return {}
-    return _parse_git_status(status.stdout)
+    if git.returncode != 0:
+        return {}
+    return _parse_git_status(output)
+
+
+def _end_git(git: subprocess.Popen[str] | None) -> None:
+    """Kill and reap ``git`` if it still runs."""
+    if git is not None and git.poll() is None:
+        git.kill()
+        git.communicate()
 
 
 def _parse_git_status(text: str) -> GitState:
@@ -127,6 +152,12 @@ def _parse_git_status(text: str) -> GitState:
     return {"commit": commit, "dirty": dirty}
 
 
+def _python_version() -> str:
+    """``platform.python_version()`` without importing ``platform`` (a millisecond or more of
+    regular expressions compiled at its import): the first word of ``sys.version``."""
+    return sys.version.split()[0]
+
+
 class RunRecord:
     """The record of one run of an experiment, opened for appending.  Raises OSError when it
     cannot be written (a full disk: then no file is left).  ``environments``: the folder where
@@ -134,25 +165,31 @@ class RunRecord:
     None: computed)."""
 
     def __init__(self, experiments_dir: Path, name: str, environments: Path | None = None):
+        git = _start_git()
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.run = f"{stamp}-{socket.gethostname()}-{os.getpid()}"
         self.path = experiments_dir / name / f"{self.run}.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
-        import platform
-
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL,
+                               0o644)
+        except BaseException:
+            _end_git(git)
+            raise
         from .. import __version__
 
         try:
+            started = time.time()
+            packages = packages_hash(environments)
             self.append({
-                "type": "header", "xpmstore": __version__, "python": platform.python_version(),
-                "git": _git_state(), "packages": packages_hash(environments),
-                "host": socket.gethostname(),
+                "type": "header", "xpmstore": __version__, "python": _python_version(),
+                "git": _git_state(git), "packages": packages, "host": socket.gethostname(),
                 "boot_id": boot_id(), "pid": os.getpid(),
-                "pid_start": process_start(os.getpid()), "started": time.time(),
+                "pid_start": process_start(os.getpid()), "started": started,
                 "experiment": name,
             })
         except BaseException:  # a full disk: no record rather than one without its header
+            _end_git(git)
             os.close(self._fd)
             self.path.unlink()
             raise
