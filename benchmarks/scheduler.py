@@ -10,19 +10,28 @@ and this process times the whole child process.  The task is the same for both s
 (``benchmarks/schedtasks.py``): one ``int`` param, ``execute()`` writes a few bytes to
 ``out.txt`` in the task directory.
 
-1. **Cold run.** 200 tasks in a fresh (deleted) workspace.  xpmstore with its default launcher,
+1. **Cold run.** 100 tasks in a fresh (deleted) workspace.  xpmstore with its default launcher,
    ``LocalLauncher()`` (workers = the number of cores); experimaestro with its default local
    launcher (every job a new process), carbon tracking off (``no_environmental_impact=True``:
-   otherwise it sleeps 3 s to show a warning when codecarbon is missing), no web server.
+   otherwise it sleeps 3 s to show a warning when codecarbon is missing), no web server.  And
+   the first launch: one task in a workspace run before (its ``jobs/`` deleted), 5 repetitions
+   at least: the zygote starts once a job must launch, and this says whether that launch waits.
 2. **Re-submitting done tasks.** A workspace where the tasks are already done, prepared once and
    reused between runs: xpmstore 10,000 tasks made by ``objects.run_here`` (the task directory
    and done manifest the scheduler would write, and the index record), experimaestro 1,000 tasks
    made by its own run (about 0.4 s a task: 10,000 would take over an hour).  A new process
    submits them all and finds them done.  experimaestro is measured on 1,000 and its time per
    task scaled to 10,000 (printed as an estimate); xpmstore is also measured on the first 1,000
-   of its 10,000, the same work as experimaestro's.
+   and the first 100 of its 10,000, and experimaestro on the first 100 of its 1,000.  And an
+   experiment with no task in a workspace run before: the fixed cost of an experiment.
 3. **Per-task overhead.** 200 tasks in a fresh workspace with ``LocalLauncher(workers=1)``:
-   block time / 200; and the same with ``workers=2``.
+   block time / 200; the same with ``workers=2``; and 1,000 tasks with ``workers=1``.
+
+``--baseline DIR`` measures the xpmstore of another checkout (DIR, e.g. a git worktree of an
+older commit, first on the child's PYTHONPATH) as one more system, ``xpmstore-baseline``, beside
+the others and alternating with them in every part: before and after in one run.  The children
+write their bytecode to ``benchmarks/.work/pycache`` (``PYTHONPYCACHEPREFIX``; a user's
+installation has its bytecode), never into a checkout.
 4. **The live display.** Part 3's run with ``workers=1`` and part 2's re-submission of 10,000
    done tasks (xpmstore only), each with the child's stdout and stderr a file (one line per state
    change) and a pseudo terminal (the live block, drawn by rich), whose bytes the parent copies
@@ -288,13 +297,25 @@ def bench_cold(count: int, repetitions: int, anchor_repetitions: int,
             anchor.outcomes.append(run_child(
                 "experimaestro", fresh(WORK / "scheduler-cold-experimaestro"), count,
                 f"cold-experimaestro-{repetition}"))
+    first = {system: Row(names[system], "1 trivial task, its first launch: a workspace run "
+                         "before, `jobs/` deleted", 1) for system in xpm_systems()}
+    for system in xpm_systems():  # untimed: the workspace's first run (the packages' hash)
+        run_child(system, fresh(WORK / f"scheduler-first-{system}"), 1, f"first-{system}-warm")
+    for repetition in range(max(repetitions, 5)):  # the zygote starts before this launch
+        for system, row in first.items():
+            space = WORK / f"scheduler-first-{system}"
+            shutil.rmtree(space / "jobs", ignore_errors=True)
+            row.outcomes.append(run_child(system, space, 1, f"first-{system}-{repetition}"))
+    if BASELINE is not None:
+        before = first["xpmstore-baseline"].block_s
+        first["xpmstore"].ratio = f"{before / first['xpmstore'].block_s:.2f}x baseline"
     for system, row in rows.items():
         speedup = anchor.block_s / row.block_s
         row.ratio = f"{speedup:.1f}x"
         if system == "xpmstore":
             row.target = (f"≥ {TARGET_COLD_SPEEDUP:.0f}x experimaestro: "
                           f"{met(speedup, TARGET_COLD_SPEEDUP, True)}")
-    return [*rows.values(), anchor]
+    return [*rows.values(), anchor, *first.values()]
 
 
 def prepared(system: str, count: int) -> Path:
@@ -325,7 +346,9 @@ def bench_resubmit(count: int, anchor_count: int, small: int, repetitions: int,
     cost of an experiment)."""
     xpm_space = prepared("xpmstore", count)
     anchor_space = prepared("experimaestro", anchor_count)
-    empty_space = WORK / "scheduler-empty"
+    empty_space = WORK / "scheduler-empty"  # kept: an experiment run again, as users do
+    for system in xpm_systems():  # untimed: the first run in a workspace caches the packages'
+        run_child(system, empty_space, 0, f"empty-{system}-warm-up", expect="reused")  # hash
     sizes = sorted({small, anchor_count, count})
     rows: dict[tuple[str, int], Row] = {}
     for system in xpm_systems():
@@ -338,7 +361,7 @@ def bench_resubmit(count: int, anchor_count: int, small: int, repetitions: int,
     for repetition in range(repetitions):
         for system in xpm_systems():
             rows[system, 0].outcomes.append(run_child(
-                system, fresh(empty_space), 0, f"empty-{system}-{repetition}", expect="reused"))
+                system, empty_space, 0, f"empty-{system}-{repetition}", expect="reused"))
             for size in sizes:
                 rows[system, size].outcomes.append(run_child(
                     system, xpm_space, size, f"resubmit-{system}-{size}-{repetition}",
@@ -453,8 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     missed."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 20 cold tasks, 1,000 (experimaestro 50) re-submitted, "
-                             "50 tasks for the overhead, one repetition")
+                        help="smoke run: 20 cold tasks, 1,000 (experimaestro 100) re-submitted, "
+                             "50 and 200 tasks for the overhead, one repetition")
     parser.add_argument("--repetitions", type=int, default=None,
                         help="repetitions of each xpmstore run and of each re-submission "
                              "(default 3, 1 with --quick)")
