@@ -258,18 +258,18 @@ def test_no_zygote_is_started_when_every_task_is_done(ws: Workspace, counters: s
         for task in _learn_and_evaluate(counters):
             task.submit()
     assert again.progress.counts["reused"] == 2
-    assert empty._zygotes == [] and done._zygotes == []  # noqa: SLF001 - every zygote started
+    assert empty._zygotes == [] and done._zygotes == []  # every zygote the launcher started
 
     later = LocalLauncher(workers=2)  # done tasks first, one to run in a later batch
     with xp(ws, launcher=later) as third:
         for task in _learn_and_evaluate(counters):
             task.submit()
         wait_for(lambda: third.progress.counts["reused"] == 2, "the first batch planned")
-        assert later._zygotes == []  # noqa: SLF001
+        assert later._zygotes == []
         ModelLearn(epochs=6, model=Model(hidden=8), counters=counters).submit()
     assert third.progress.counts["done"] == 1
     assert count_of(counters, "learn-6") == 1
-    assert len(later._zygotes) == 1  # noqa: SLF001
+    assert len(later._zygotes) == 1
 
 
 def test_submit_returns_task_outputs_and_submits_references(ws: Workspace,
