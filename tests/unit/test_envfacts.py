@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -95,6 +96,27 @@ def test_a_distribution_added_removed_or_upgraded_is_seen(
     (site / "xpmstore-test-dist-2.0.dist-info").rmdir()
     _touch_later(site)
     assert envfacts.packages_hash(folder) == before
+
+
+def test_scripts_in_two_folders_keep_their_own_cache(tmp_path: Path,
+                                                     computed: list[str]) -> None:
+    folder = tmp_path / "environments"
+    other = tmp_path / "scripts"  # another script's folder: first on sys.path, as Python puts it
+    other.mkdir()
+    first = envfacts.packages_hash(folder)
+    sys.path.insert(0, str(other))
+    try:
+        second = envfacts.packages_hash(folder)
+    finally:
+        sys.path.remove(str(other))
+    assert envfacts.packages_hash(folder) == first == second
+    assert len(computed) == 2  # once each, never again when they alternate
+    sys.path.insert(0, str(other))
+    try:
+        assert envfacts.packages_hash(folder) == second
+    finally:
+        sys.path.remove(str(other))
+    assert len(computed) == 2
 
 
 def test_metadata_rewritten_in_place_is_seen(tmp_path: Path,

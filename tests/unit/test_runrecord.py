@@ -115,6 +115,26 @@ def test_the_header_asks_git_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_outside_a_repository_git_is_not_run(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _counting_git(tmp_path, monkeypatch)
+    outside = tmp_path / "not-a-repository"
+    outside.mkdir()
+    monkeypatch.chdir(outside)
+    if any((parent / ".git").exists() for parent in (outside, *outside.parents)):
+        pytest.fail(f"{outside} is inside a git repository: this test needs a folder that is not")
+    record = RunRecord(tmp_path / "experiments", "exp")
+    record.end("ok")
+    assert read_run(record.path)[0]["git"] == {}
+    assert not calls.exists()
+    monkeypatch.setenv("GIT_DIR", str(outside))  # git told where: asked (and fails)
+    told = RunRecord(tmp_path / "experiments", "exp")
+    told.end("ok")
+    assert read_run(told.path)[0]["git"] == {}
+    assert len(calls.read_text().splitlines()) == 1
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_a_repository_without_commits_records_no_git_state(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = tmp_path / "repo"

@@ -4,7 +4,8 @@
 The hash names every installed distribution and its version; reading their metadata costs tens
 of milliseconds (the ``email`` parser, once per distribution), more than the rest of an
 experiment that finds its tasks done.  It is kept in a small file of the workspace,
-``.xpmstore/environments/<environment>.json`` (one per host and interpreter), under a *key*: a
+``.xpmstore/environments/<environment>.json`` (one per host, interpreter and ``sys.path``: a
+script's folder is on it), under a *key*: a
 digest of what ``importlib.metadata`` reads from — the interpreter, each entry of ``sys.path``
 (its inode and modification time) and, in each folder of it, each ``*.dist-info`` and
 ``*.egg-info`` with its metadata file.  Installing, removing, upgrading or reinstalling a package
@@ -78,8 +79,9 @@ def environment_key() -> str:
 
 
 def cache_path(folder: Path) -> Path:
-    """The cache file of this host and interpreter in ``folder``."""
-    who = f"{socket.gethostname()}\0{sys.executable}\0{sys.prefix}"
+    """The cache file of this host, interpreter and ``sys.path`` in ``folder`` (scripts in two
+    folders, whose ``sys.path`` differ, never overwrite each other's)."""
+    who = "\0".join([socket.gethostname(), sys.executable, sys.prefix, *sys.path])
     return folder / f"{blake3(who.encode()).hexdigest()[:16]}.json"
 
 

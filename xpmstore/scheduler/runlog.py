@@ -100,9 +100,30 @@ RunLine = HeaderLine | JobLine | ReasonLine | RootLine | EndLine
 """A line of a run record, as written."""
 
 
+def _in_git_work_tree() -> bool:
+    """Whether git may find a repository from the working directory: a ``.git`` in it or in
+    one of its parents, or git told where by the environment (a few ``stat`` s; outside any
+    repository, no git process is started for nothing)."""
+    if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
+        return True
+    try:
+        folder = os.getcwd()
+    except OSError:
+        return False
+    while True:
+        if os.path.lexists(os.path.join(folder, ".git")):
+            return True
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return False
+        folder = parent
+
+
 def _start_git() -> subprocess.Popen[str] | None:
     """Start the one ``git`` command that tells the working directory's git state (it runs
-    while the record is opened); None when git cannot be run."""
+    while the record is opened); None when git cannot be run, or no repository is there."""
+    if not _in_git_work_tree():
+        return None
     import subprocess  # only when a run starts
 
     try:
