@@ -161,8 +161,8 @@ class Workspace:
 
     @property
     def environments(self) -> Path:
-        """``.xpmstore/environments/``: per host and interpreter, the cached hash of the
-        installed packages that run records name (``xpmstore.scheduler.envfacts``)."""
+        """``.xpmstore/environments/``: per host, interpreter and ``sys.path``, the cached hash
+        of the installed packages that run records name (``xpmstore.scheduler.envfacts``)."""
         return self.private / "environments"
 
     @property
