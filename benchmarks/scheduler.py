@@ -10,19 +10,30 @@ and this process times the whole child process.  The task is the same for both s
 (``benchmarks/schedtasks.py``): one ``int`` param, ``execute()`` writes a few bytes to
 ``out.txt`` in the task directory.
 
-1. **Cold run.** 200 tasks in a fresh (deleted) workspace.  xpmstore with its default launcher,
+1. **Cold run.** 100 tasks in a fresh (deleted) workspace.  xpmstore with its default launcher,
    ``LocalLauncher()`` (workers = the number of cores); experimaestro with its default local
    launcher (every job a new process), carbon tracking off (``no_environmental_impact=True``:
-   otherwise it sleeps 3 s to show a warning when codecarbon is missing), no web server.
+   otherwise it sleeps 3 s to show a warning when codecarbon is missing), no web server.  And
+   the first launch: one task in a workspace run before (its ``jobs/`` deleted), 5 repetitions
+   at least: the zygote starts once a job must launch, and this says whether that launch waits.
 2. **Re-submitting done tasks.** A workspace where the tasks are already done, prepared once and
    reused between runs: xpmstore 10,000 tasks made by ``objects.run_here`` (the task directory
    and done manifest the scheduler would write, and the index record), experimaestro 1,000 tasks
    made by its own run (about 0.4 s a task: 10,000 would take over an hour).  A new process
    submits them all and finds them done.  experimaestro is measured on 1,000 and its time per
    task scaled to 10,000 (printed as an estimate); xpmstore is also measured on the first 1,000
-   of its 10,000, the same work as experimaestro's.
+   and the first 100 of its 10,000, and experimaestro on the first 100 of its 1,000.  And an
+   experiment with no task in a workspace run before: the fixed cost of an experiment, started
+   from this checkout (a git repository: the run record's header runs ``git status``) and from
+   outside any repository (the temporary folder).
 3. **Per-task overhead.** 200 tasks in a fresh workspace with ``LocalLauncher(workers=1)``:
-   block time / 200; and the same with ``workers=2``.
+   block time / 200; the same with ``workers=2``; and 1,000 tasks with ``workers=1``.
+
+``--baseline DIR`` measures the xpmstore of another checkout (DIR, e.g. a git worktree of an
+older commit, first on the child's PYTHONPATH) as one more system, ``xpmstore-baseline``, beside
+the others and alternating with them in every part: before and after in one run.  The children
+write their bytecode to ``benchmarks/.work/pycache`` (``PYTHONPYCACHEPREFIX``; a user's
+installation has its bytecode), never into a checkout.
 4. **The live display.** Part 3's run with ``workers=1`` and part 2's re-submission of 10,000
    done tasks (xpmstore only), each with the child's stdout and stderr a file (one line per state
    change) and a pseudo terminal (the live block, drawn by rich), whose bytes the parent copies
@@ -48,6 +59,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 from collections.abc import Sequence
@@ -65,8 +77,15 @@ DONE_MARKER = {"xpmstore": ".xpm/done", "experimaestro": "write.done"}
 
 TARGET_COLD_SPEEDUP = 40.0
 TARGET_RESUBMIT_S = 1.0
-TARGET_RESUBMIT_SPEEDUP = 50.0
-TARGET_OVERHEAD_MS = 10.0
+TARGET_RESUBMIT_SPEEDUP = 100.0  # re-submitting the large workspace
+TARGET_RESUBMIT_SMALL_SPEEDUP = 50.0  # re-submitting 100 done tasks
+TARGET_FIXED_MS = 5.0  # an experiment that runs nothing
+TARGET_OVERHEAD_MS = 10.0  # 200 tasks, workers=1
+TARGET_OVERHEAD_LARGE_MS = 6.0  # 1,000 tasks, workers=1
+
+BASELINE: Path | None = None
+"""``--baseline DIR``: a checkout of xpmstore (an older commit) measured as the extra system
+``xpmstore-baseline`` (DIR first on its PYTHONPATH), alternating with the others."""
 
 
 # --- the child: one system, one experiment, in a new process --------------------------------------
@@ -84,13 +103,15 @@ def child(system: str, workspace: Path, count: int, workers: int, result: Path) 
 
         task = schedtasks.XWrite
         launcher = LocalLauncher(workers=workers) if workers else None  # None: the default
+        xpm_experiment = xpmstore.experiment  # a lazy name: its import is an import
         imported = time.perf_counter()
-        with xpmstore.experiment(workspace, EXPERIMENT, launcher=launcher) as xp:
+        with xpm_experiment(workspace, EXPERIMENT, launcher=launcher) as xp:
             for index in range(count):
                 task(index=index).submit()
         ended = time.perf_counter()
         report["counts"] = dict(xp.progress.counts)
         report["workers"] = xp.launcher.workers  # type: ignore[attr-defined]
+        report["module"] = xpmstore.__file__
     elif system == "experimaestro":
         from experimaestro import experiment
 
@@ -149,18 +170,24 @@ def _on_terminal(command: list[str], env: dict[str, str], log: Any) -> int:
 
 
 def run_child(system: str, workspace: Path, count: int, label: str, workers: int = 0,
-              expect: str = "ran", terminal: bool = False) -> Outcome:
+              expect: str = "ran", terminal: bool = False, cwd: str | None = None) -> Outcome:
     """Run one child; check the workspace afterwards (``expect``: "ran" or "reused").
-    ``terminal``: its stdout and stderr are a pseudo terminal (the live display)."""
+    ``terminal``: its stdout and stderr are a pseudo terminal (the live display).  ``cwd``:
+    its working directory (default: this one, a git checkout: the run record's header asks
+    git for its state)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     result = LOGS / f"{label}.json"
     result.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items()
-           if k not in ("XPMSTORE_WORKSPACE", "XPMSTORE_INDEX_DIR")}
+           if k not in ("XPMSTORE_WORKSPACE", "XPMSTORE_INDEX_DIR", "PYTHONDONTWRITEBYTECODE")}
+    env["PYTHONPYCACHEPREFIX"] = str(WORK / "pycache")  # bytecode, as a user has it, kept
+    # out of the checkouts (the baseline's included)
+    first = [str(BASELINE)] if system == "xpmstore-baseline" and BASELINE is not None else []
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p
-    )  # the jobs' processes import schedtasks
-    command = [sys.executable, __file__, "--child", system, "--workspace", str(workspace),
+        p for p in (*first, str(HERE), os.environ.get("PYTHONPATH", "")) if p
+    )  # the jobs' processes import schedtasks (and the baseline's xpmstore)
+    child_system = "xpmstore" if system == "xpmstore-baseline" else system
+    command = [sys.executable, __file__, "--child", child_system, "--workspace", str(workspace),
                "--count", str(count), "--workers", str(workers), "--result", str(result)]
     os.sync()  # untimed: the previous run's writes (or deleted workspace) reach the disk before
     # this one starts, so that its fsyncs do not pay for them
@@ -171,7 +198,8 @@ def run_child(system: str, workspace: Path, count: int, label: str, workers: int
             returncode = _on_terminal(command, env, log)
         else:
             returncode = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, check=False).returncode
+                                        stderr=subprocess.STDOUT, check=False,
+                                        cwd=cwd).returncode
         whole = time.perf_counter() - start
     if returncode != 0 or not result.exists():
         tail = (LOGS / f"{label}.log").read_text(errors="replace").splitlines()[-20:]
@@ -179,7 +207,13 @@ def run_child(system: str, workspace: Path, count: int, label: str, workers: int
                            f"{LOGS / label}.log:\n" + "\n".join(tail))
     check(system, workspace, count, began, expect, label)
     report = json.loads(result.read_text())
-    if system == "xpmstore" and expect == "reused" and report["counts"]["reused"] != count:
+    if "module" in report:  # the checkout measured is the one meant
+        from_baseline = BASELINE is not None and Path(report["module"]).resolve().is_relative_to(
+            BASELINE.resolve())
+        if from_baseline != (system == "xpmstore-baseline"):
+            raise AssertionError(f"{label}: imported xpmstore from {report['module']}")
+    if system.startswith("xpmstore") and expect == "reused" \
+            and report["counts"]["reused"] != count:
         raise AssertionError(f"{label}: xpmstore reports {report['counts']}, expected "
                              f"{count} reused")
     return Outcome(report["block_s"], whole, report["import_s"], report)
@@ -231,7 +265,19 @@ class Row:
 
     @property
     def per_task_ms(self) -> float:
+        if not self.count:
+            return float("nan")
         return self.block_s / (self.count * self.scale) * 1e3
+
+
+def xpm_systems() -> list[str]:
+    """The xpmstore systems measured: this checkout, and the baseline when one is given."""
+    return ["xpmstore"] + (["xpmstore-baseline"] if BASELINE is not None else [])
+
+
+def met(value: float, goal: float, at_least: bool) -> str:
+    """"met" or "NOT met"."""
+    return "met" if (value >= goal if at_least else value <= goal) else "NOT met"
 
 
 def fresh(path: Path) -> Path:
@@ -242,24 +288,40 @@ def fresh(path: Path) -> Path:
 
 def bench_cold(count: int, repetitions: int, anchor_repetitions: int,
                names: dict[str, str]) -> list[Row]:
-    """Part 1: ``count`` tasks in a fresh workspace, both systems with their default launcher."""
-    xpm = Row(names["xpmstore"], f"{count} trivial tasks, fresh workspace, "
-              f"`LocalLauncher()` ({os.cpu_count()} workers)", count)
+    """Part 1: ``count`` tasks in a fresh workspace, each system with its default launcher."""
+    rows = {system: Row(names[system], f"{count} trivial tasks, fresh workspace, "
+                        f"`LocalLauncher()` ({os.cpu_count()} workers)", count)
+            for system in xpm_systems()}
     anchor = Row(names["experimaestro"],
                  f"{count} trivial tasks, fresh workspace, default local launcher", count)
     for repetition in range(max(repetitions, anchor_repetitions)):
         if repetition < repetitions:
-            xpm.outcomes.append(run_child("xpmstore", fresh(WORK / "scheduler-cold-xpmstore"),
-                                          count, f"cold-xpmstore-{repetition}"))
+            for system, row in rows.items():
+                row.outcomes.append(run_child(system, fresh(WORK / f"scheduler-cold-{system}"),
+                                              count, f"cold-{system}-{repetition}"))
         if repetition < anchor_repetitions:
             anchor.outcomes.append(run_child(
                 "experimaestro", fresh(WORK / "scheduler-cold-experimaestro"), count,
                 f"cold-experimaestro-{repetition}"))
-    speedup = anchor.block_s / xpm.block_s
-    anchor.ratio = f"{speedup:.1f}x"
-    anchor.target = (f"xpmstore ≥ {TARGET_COLD_SPEEDUP:.0f}x faster: "
-                     f"{'met' if speedup >= TARGET_COLD_SPEEDUP else 'NOT met'}")
-    return [xpm, anchor]
+    first = {system: Row(names[system], "1 trivial task, its first launch: a workspace run "
+                         "before, `jobs/` deleted", 1) for system in xpm_systems()}
+    for system in xpm_systems():  # untimed: the workspace's first run (the packages' hash)
+        run_child(system, fresh(WORK / f"scheduler-first-{system}"), 1, f"first-{system}-warm")
+    for repetition in range(max(repetitions, 5)):  # the zygote starts before this launch
+        for system, row in first.items():
+            space = WORK / f"scheduler-first-{system}"
+            shutil.rmtree(space / "jobs", ignore_errors=True)
+            row.outcomes.append(run_child(system, space, 1, f"first-{system}-{repetition}"))
+    if BASELINE is not None:
+        before = first["xpmstore-baseline"].block_s
+        first["xpmstore"].ratio = f"{before / first['xpmstore'].block_s:.2f}x baseline"
+    for system, row in rows.items():
+        speedup = anchor.block_s / row.block_s
+        row.ratio = f"{speedup:.1f}x"
+        if system == "xpmstore":
+            row.target = (f"≥ {TARGET_COLD_SPEEDUP:.0f}x experimaestro: "
+                          f"{met(speedup, TARGET_COLD_SPEEDUP, True)}")
+    return [*rows.values(), anchor, *first.values()]
 
 
 def prepared(system: str, count: int) -> Path:
@@ -283,55 +345,103 @@ def prepared(system: str, count: int) -> Path:
     return workspace
 
 
-def bench_resubmit(count: int, anchor_count: int, repetitions: int,
+def bench_resubmit(count: int, anchor_count: int, small: int, repetitions: int,
                    names: dict[str, str]) -> list[Row]:
-    """Part 2: submit ``count`` (experimaestro: ``anchor_count``) done tasks in a new process."""
+    """Part 2: submit ``count``, ``anchor_count`` and ``small`` done tasks (experimaestro:
+    ``anchor_count`` and ``small``) in a new process; and an experiment with no task (the fixed
+    cost of an experiment)."""
     xpm_space = prepared("xpmstore", count)
     anchor_space = prepared("experimaestro", anchor_count)
-    xpm = Row(names["xpmstore"], f"re-submit {count:,} done tasks", count)
-    xpm_small = Row(names["xpmstore"], f"re-submit {anchor_count:,} done tasks "
-                    f"(the first {anchor_count:,} of the {count:,})", anchor_count)
-    anchor = Row(names["experimaestro"], f"re-submit {anchor_count:,} done tasks",
-                 anchor_count)
+    empty_space = WORK / "scheduler-empty"  # kept: an experiment run again, as users do
+    for system in xpm_systems():  # untimed: the first run in a workspace caches the packages'
+        run_child(system, empty_space, 0, f"empty-{system}-warm-up", expect="reused")  # hash
+    sizes = sorted({small, anchor_count, count})
+    rows: dict[tuple[str, int], Row] = {}
+    outside = tempfile.gettempdir()  # not in a git repository: no `git status` in the header
+    for system in xpm_systems():
+        rows[system, 0] = Row(names[system], "an experiment with no task (its fixed cost), "
+                              "in a git checkout", 0)
+        rows[system, -1] = Row(names[system], "an experiment with no task (its fixed cost), "
+                               f"outside a git repository (in {outside})", 0)
+        for size in sizes:
+            of = f" (the first {size:,} of the {count:,})" if size < count else ""
+            rows[system, size] = Row(names[system], f"re-submit {size:,} done tasks{of}", size)
+    anchors = {size: Row(names["experimaestro"], f"re-submit {size:,} done tasks", size)
+               for size in sorted({small, anchor_count})}
     for repetition in range(repetitions):
-        xpm.outcomes.append(run_child("xpmstore", xpm_space, count,
-                                      f"resubmit-xpmstore-{count}-{repetition}",
-                                      expect="reused"))
-        xpm_small.outcomes.append(run_child("xpmstore", xpm_space, anchor_count,
-                                            f"resubmit-xpmstore-{anchor_count}-{repetition}",
-                                            expect="reused"))
-        anchor.outcomes.append(run_child("experimaestro", anchor_space, anchor_count,
-                                         f"resubmit-experimaestro-{repetition}",
-                                         expect="reused"))
+        for system in xpm_systems():
+            rows[system, 0].outcomes.append(run_child(
+                system, empty_space, 0, f"empty-{system}-{repetition}", expect="reused"))
+            rows[system, -1].outcomes.append(run_child(
+                system, empty_space, 0, f"empty-outside-{system}-{repetition}",
+                expect="reused", cwd=outside))
+            for size in sizes:
+                rows[system, size].outcomes.append(run_child(
+                    system, xpm_space, size, f"resubmit-{system}-{size}-{repetition}",
+                    expect="reused"))
+            for size, anchor in anchors.items():
+                if system == xpm_systems()[0]:  # the anchor alternates with the others
+                    anchor.outcomes.append(run_child(
+                        "experimaestro", anchor_space, size,
+                        f"resubmit-experimaestro-{size}-{repetition}", expect="reused"))
     scale = max(count // anchor_count, 1)
     estimate = Row(names["experimaestro"],
                    f"re-submit {anchor_count * scale:,} done tasks: **estimate**, "
-                   f"{anchor_count:,} measured x {scale}", anchor_count, anchor.outcomes,
-                   scale=scale)
-    small_speedup = anchor.per_task_ms / xpm_small.per_task_ms
-    anchor.ratio = f"{small_speedup:.1f}x"
-    speedup = estimate.block_s / xpm.block_s
-    estimate.ratio = f"{speedup:.1f}x"
-    estimate.target = (f"xpmstore ≥ {TARGET_RESUBMIT_SPEEDUP:.0f}x faster: "
-                       f"{'met' if speedup >= TARGET_RESUBMIT_SPEEDUP else 'NOT met'}")
-    xpm.target = (f"≤ {TARGET_RESUBMIT_S:.0f} s: "
-                  f"{'met' if xpm.block_s <= TARGET_RESUBMIT_S else 'NOT met'}")
-    return [xpm, xpm_small, anchor, estimate]
+                   f"{anchor_count:,} measured x {scale}", anchor_count,
+                   anchors[anchor_count].outcomes, scale=scale)
+    for system in xpm_systems():
+        mine = system == "xpmstore"
+        for where in (0, -1):
+            fixed = rows[system, where]
+            if mine:
+                fixed.target = (f"≤ {TARGET_FIXED_MS:.0f} ms: "
+                                f"{met(fixed.block_s * 1e3, TARGET_FIXED_MS, False)}")
+            if BASELINE is not None and mine:
+                before = rows["xpmstore-baseline", where].block_s
+                fixed.ratio = f"{before / fixed.block_s:.1f}x baseline"
+        for size, anchor in anchors.items():
+            speedup = anchor.per_task_ms / rows[system, size].per_task_ms
+            rows[system, size].ratio = f"{speedup:.1f}x"
+            if mine and size == small:
+                rows[system, size].target = (
+                    f"≥ {TARGET_RESUBMIT_SMALL_SPEEDUP:.0f}x experimaestro: "
+                    f"{met(speedup, TARGET_RESUBMIT_SMALL_SPEEDUP, True)}")
+        large = rows[system, count]
+        speedup = estimate.block_s / large.block_s
+        large.ratio = f"{speedup:.1f}x (estimate)"
+        if mine:
+            large.target = (f"≤ {TARGET_RESUBMIT_S:.0f} s: "
+                            f"{met(large.block_s, TARGET_RESUBMIT_S, False)}; "
+                            f"≥ {TARGET_RESUBMIT_SPEEDUP:.0f}x experimaestro: "
+                            f"{met(speedup, TARGET_RESUBMIT_SPEEDUP, True)}")
+    return [*rows.values(), *anchors.values(), estimate]
 
 
-def bench_overhead(count: int, repetitions: int, names: dict[str, str]) -> list[Row]:
-    """Part 3: ``count`` tasks in a fresh workspace with 1 and 2 workers: time per task."""
-    rows = [Row(names["xpmstore"], f"{count} trivial tasks, fresh workspace, "
-                f"`LocalLauncher(workers={workers})`", count) for workers in (1, 2)]
+def bench_overhead(count: int, large: int, repetitions: int,
+                   names: dict[str, str]) -> list[Row]:
+    """Part 3: ``count`` tasks in a fresh workspace with 1 and 2 workers, and ``large`` tasks
+    with 1 worker: time per task."""
+    runs = [(count, 1), (count, 2), (large, 1)]
+    rows = {(system, n, workers): Row(names[system], f"{n} trivial tasks, fresh workspace, "
+                                      f"`LocalLauncher(workers={workers})`", n)
+            for n, workers in runs for system in xpm_systems()}
     for repetition in range(repetitions):
-        for workers, row in zip((1, 2), rows, strict=True):
-            row.outcomes.append(run_child(
-                "xpmstore", fresh(WORK / f"scheduler-overhead-{workers}"), count,
-                f"overhead-{workers}-{repetition}", workers=workers))
-    per_task = rows[0].per_task_ms
-    rows[0].target = (f"≤ {TARGET_OVERHEAD_MS:.0f} ms a task: "
-                      f"{'met' if per_task <= TARGET_OVERHEAD_MS else 'NOT met'}")
-    return rows
+        for n, workers in runs:
+            for system in xpm_systems():
+                rows[system, n, workers].outcomes.append(run_child(
+                    system, fresh(WORK / f"scheduler-overhead-{system}"), n,
+                    f"overhead-{system}-{n}-{workers}-{repetition}", workers=workers))
+    small, big = rows["xpmstore", count, 1], rows["xpmstore", large, 1]
+    small.target = (f"≤ {TARGET_OVERHEAD_MS:.0f} ms a task: "
+                    f"{met(small.per_task_ms, TARGET_OVERHEAD_MS, False)}")
+    big.target = (f"≤ {TARGET_OVERHEAD_LARGE_MS:.0f} ms a task: "
+                  f"{met(big.per_task_ms, TARGET_OVERHEAD_LARGE_MS, False)}")
+    if BASELINE is not None:
+        for key, row in rows.items():
+            if key[0] == "xpmstore":
+                before = rows["xpmstore-baseline", key[1], key[2]]
+                row.ratio = f"{before.per_task_ms / row.per_task_ms:.2f}x baseline"
+    return list(rows.values())
 
 
 def bench_display(count: int, resubmit: int, repetitions: int,
@@ -369,8 +479,10 @@ def print_table(rows: list[Row]) -> None:
     print("|---|---|---:|---:|---:|---:|---|")
     for row in rows:
         whole = f"{row.whole_s:.2f}" if row.scale == 1 else ""  # no estimate of it
-        print(f"| {row.system} | {row.work} | {row.block_s:.2f} | {whole} "
-              f"| {row.per_task_ms:.2f} | {row.ratio} | {row.target} |")
+        block = f"{row.block_s:.2f}" if row.block_s >= 0.1 else f"{row.block_s:.4f}"
+        per_task = f"{row.per_task_ms:.2f}" if row.count else ""
+        print(f"| {row.system} | {row.work} | {block} | {whole} "
+              f"| {per_task} | {row.ratio} | {row.target} |")
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -381,8 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     missed."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 20 cold tasks, 1,000 (experimaestro 50) re-submitted, "
-                             "50 tasks for the overhead, one repetition")
+                        help="smoke run: 20 cold tasks, 1,000 (experimaestro 100) re-submitted, "
+                             "50 and 200 tasks for the overhead, one repetition")
     parser.add_argument("--repetitions", type=int, default=None,
                         help="repetitions of each xpmstore run and of each re-submission "
                              "(default 3, 1 with --quick)")
@@ -390,6 +502,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the parts to run, comma-separated (default: all four)")
     parser.add_argument("--anchor-repetitions", type=int, default=1,
                         help="repetitions of experimaestro's cold run (default 1: ~90 s each)")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                        help="also measure the xpmstore of the checkout DIR (a git worktree of "
+                             "an older commit) as the system xpmstore-baseline, alternating "
+                             "with the others: before and after in one run")
     parser.add_argument("--child", choices=[*SYSTEMS, "xpmstore-prepare"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--workspace", type=Path, help=argparse.SUPPRESS)
@@ -401,23 +517,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         child(args.child, args.workspace, args.count, args.workers, args.result)
         return 0
     quick = args.quick
-    cold = 20 if quick else 200
-    resubmit, anchor_resubmit = (1_000, 50) if quick else (10_000, 1_000)
-    overhead = 50 if quick else 200
+    cold = 20 if quick else 100
+    resubmit, anchor_resubmit, small = (1_000, 100, 100) if quick else (10_000, 1_000, 100)
+    overhead, overhead_large = (50, 200) if quick else (200, 1_000)
     repetitions = args.repetitions or (1 if quick else 3)
     names = {s: f"{s} {version(s)}" for s in SYSTEMS}
+    if args.baseline is not None:
+        global BASELINE
+        BASELINE = args.baseline.resolve()
+        if not (BASELINE / "xpmstore" / "__init__.py").is_file():
+            parser.error(f"--baseline {args.baseline}: not a checkout of xpmstore "
+                         "(no xpmstore/__init__.py in it)")
+        commit = subprocess.run(["git", "-C", str(BASELINE), "log", "-1", "--format=%h %cs"],
+                                capture_output=True, text=True, check=False).stdout.strip()
+        names["xpmstore-baseline"] = f"xpmstore-baseline ({commit or BASELINE})"
     WORK.mkdir(exist_ok=True)
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f} before the run, {names['xpmstore']}, "
+          f"load average {os.getloadavg()[0]:.1f} before the run, "
+          f"{', '.join(names[x] for x in xpm_systems())}, "
           f"{names['experimaestro']}, lmdb {version('lmdb')}", flush=True)
     parts = set(args.parts.split(","))
     rows = []
     if "cold" in parts:
         rows += bench_cold(cold, repetitions, args.anchor_repetitions, names)
     if "resubmit" in parts:
-        rows += bench_resubmit(resubmit, anchor_resubmit, repetitions, names)
+        rows += bench_resubmit(resubmit, anchor_resubmit, small, repetitions, names)
     if "overhead" in parts:
-        rows += bench_overhead(overhead, repetitions, names)
+        rows += bench_overhead(overhead, overhead_large, repetitions, names)
     if "display" in parts:
         rows += bench_display(overhead, resubmit, repetitions, names)
     print(f"\nScheduler: block = the `with experiment(...)` block in the child process "

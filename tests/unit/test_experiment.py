@@ -246,6 +246,32 @@ def test_second_experiment_reuses_everything(ws: Workspace, counters: str) -> No
     assert Path(learn.parameters).read_text() == "8 5\n"
 
 
+def test_no_zygote_is_started_when_every_task_is_done(ws: Workspace, counters: str) -> None:
+    with xp(ws):
+        for task in _learn_and_evaluate(counters):
+            task.submit()
+    empty = LocalLauncher(workers=2)
+    with xp(ws, launcher=empty):
+        pass
+    done = LocalLauncher(workers=2)
+    with xp(ws, launcher=done) as again:
+        for task in _learn_and_evaluate(counters):
+            task.submit()
+    assert again.progress.counts["reused"] == 2
+    assert empty._zygotes == [] and done._zygotes == []  # every zygote the launcher started
+
+    later = LocalLauncher(workers=2)  # done tasks first, one to run in a later batch
+    with xp(ws, launcher=later) as third:
+        for task in _learn_and_evaluate(counters):
+            task.submit()
+        wait_for(lambda: third.progress.counts["reused"] == 2, "the first batch planned")
+        assert later._zygotes == []
+        ModelLearn(epochs=6, model=Model(hidden=8), counters=counters).submit()
+    assert third.progress.counts["done"] == 1
+    assert count_of(counters, "learn-6") == 1
+    assert len(later._zygotes) == 1
+
+
 def test_submit_returns_task_outputs_and_submits_references(ws: Workspace,
                                                             counters: str) -> None:
     learn, evaluate = _learn_and_evaluate(counters)

@@ -80,6 +80,74 @@ def test_header_records_the_git_commit_and_dirty_flag(tmp_path: Path,
     assert read_run(dirty.path)[0]["git"] == {"commit": commit, "dirty": True}
 
 
+def _counting_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A ``git`` first on PATH that appends a line to the returned file per call, then runs
+    the real git."""
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "git-calls"
+    fake = bin_dir / "git"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real} "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_header_asks_git_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "script.py").write_text("print(1)\n")
+    git(repo, "add", "script.py")
+    git(repo, "commit", "-q", "-m", "first")
+    commit = git(repo, "rev-parse", "HEAD")
+    monkeypatch.chdir(repo)
+    calls = _counting_git(tmp_path, monkeypatch)
+
+    (repo / "script.py").write_text("print(2)\n")
+    record = RunRecord(tmp_path / "experiments", "exp")
+    record.end("ok")
+    assert read_run(record.path)[0]["git"] == {"commit": commit, "dirty": True}
+    assert len(calls.read_text().splitlines()) == 1, calls.read_text()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_outside_a_repository_git_is_not_run(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _counting_git(tmp_path, monkeypatch)
+    outside = tmp_path / "not-a-repository"
+    outside.mkdir()
+    monkeypatch.chdir(outside)
+    if any((parent / ".git").exists() for parent in (outside, *outside.parents)):
+        pytest.fail(f"{outside} is inside a git repository: this test needs a folder that is not")
+    record = RunRecord(tmp_path / "experiments", "exp")
+    record.end("ok")
+    assert read_run(record.path)[0]["git"] == {}
+    assert not calls.exists()
+    monkeypatch.setenv("GIT_DIR", str(outside))  # git told where: asked (and fails)
+    told = RunRecord(tmp_path / "experiments", "exp")
+    told.end("ok")
+    assert read_run(told.path)[0]["git"] == {}
+    assert len(calls.read_text().splitlines()) == 1
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_repository_without_commits_records_no_git_state(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "script.py").write_text("print(1)\n")
+    git(repo, "add", "script.py")  # staged, never committed
+    monkeypatch.chdir(repo)
+    record = RunRecord(tmp_path / "experiments", "exp")
+    record.end("ok")
+    assert read_run(record.path)[0]["git"] == {}
+
+
 def test_lines_are_appended_in_order_and_the_end_closes(tmp_path: Path) -> None:
     record = RunRecord(tmp_path, "exp")
     record.append_many([{"type": "job", "id": "a", "reason": "ran:new"},

@@ -75,6 +75,7 @@ class Scheduler:
         self._finished = IndexQueue(workspace)
         self._record_warned = False
         self._warned_defaults: set[str] = set()
+        self._warmed: set[Launcher] = set()  # launchers told a job of theirs must launch
 
     def start(self) -> None:
         """Start the scheduler thread."""
@@ -88,6 +89,9 @@ class Scheduler:
         """Take submitted jobs: planned within a batch's delay, or at once when the batch is
         full (then in this thread)."""
         first, full = self._batches.add(jobs)
+        if first and jobs and jobs[-1].launcher not in self._warmed \
+                and not taskdirs.is_done(jobs[-1].taskdir):  # one stat a batch
+            self._warm(jobs[-1].launcher)  # it will run: its helpers start while jobs come
         if full:
             self._flush_batch()
         elif first:
@@ -114,11 +118,25 @@ class Scheduler:
                         else:
                             job.pull = decision.action == "pull"
                             self._live.append(job)
+                            if decision.action == "run":
+                                self._warm(job.launcher)
                 self._events.put(None)
                 warn_changed_defaults([j for j in batch if j.status is _DONE],
                                       self._warned_defaults)
             except Exception as exc:
                 self._not_planned(batch, exc)
+
+    def _warm(self, launcher: Launcher) -> None:
+        """Tell ``launcher`` that a job of its must launch (:meth:`Launcher.warm`: the local
+        launcher starts its zygote), once: never when every job is done.  Never raises: a
+        helper that cannot start fails the jobs it launches, with that error."""
+        if launcher in self._warmed:
+            return
+        self._warmed.add(launcher)
+        try:
+            launcher.warm()
+        except Exception as exc:
+            _say(f"xpmstore: warning: the {launcher.describe()} launcher: {describe_error(exc)}")
 
     def _register(self, job: ScheduledJob) -> None:
         self.jobs[job.identifier] = job

@@ -116,15 +116,15 @@ class experiment:
         if not self.dry_run:
             try:
                 self.workspace.ensure()
-                self.record = RunRecord(self.workspace.experiments, self.name)
+                self.record = RunRecord(self.workspace.experiments, self.name,
+                                        environments=self.workspace.environments)
             except OSError as exc:  # a full disk, a read-only workspace: nothing ran
                 raise ExperimentFailed(f"experiment {self.name!r} cannot start: its run record"
                                        f" in {self.workspace.experiments} cannot be written"
                                        f" ({describe_error(exc)})") from exc
             self._scheduler = Scheduler(self.workspace, self.name, self.record, self._remote,
                                         self.progress, self.launcher)
-            self._scheduler.start()
-            self.launcher.warm()
+            self._scheduler.start()  # it warms a launcher (the zygote) once a job must run
         self._previous_workspace = set_active_workspace(self.workspace)
         activate(self)
         return self

@@ -13,16 +13,19 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypedDict, cast
-
-from blake3 import blake3
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypedDict, cast
 
 from ..store.taskstate import boot_id, process_start
 from ..system import jsonio
+from .envfacts import packages_hash
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = ["EndLine", "GitState", "HeaderLine", "JobLine", "ReasonLine", "RootLine", "RunLine",
            "RunRecord", "iter_run", "read_run"]
@@ -97,51 +100,117 @@ RunLine = HeaderLine | JobLine | ReasonLine | RootLine | EndLine
 """A line of a run record, as written."""
 
 
-def _git_state() -> GitState:
+def _in_git_work_tree() -> bool:
+    """Whether git may find a repository from the working directory: a ``.git`` in it or in
+    one of its parents, or git told where by the environment (a few ``stat`` s; outside any
+    repository, no git process is started for nothing)."""
+    if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
+        return True
+    try:
+        folder = os.getcwd()
+    except OSError:
+        return False
+    while True:
+        if os.path.lexists(os.path.join(folder, ".git")):
+            return True
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return False
+        folder = parent
+
+
+def _start_git() -> subprocess.Popen[str] | None:
+    """Start the one ``git`` command that tells the working directory's git state (it runs
+    while the record is opened); None when git cannot be run, or no repository is there."""
+    if not _in_git_work_tree():
+        return None
     import subprocess  # only when a run starts
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5, check=False)
-        if commit.returncode != 0:
-            return {}
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5, check=False)
-        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
+        return subprocess.Popen(["git", "status", "--porcelain=v2", "--branch",
+                                 "--untracked-files=no"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    except OSError:
+        return None
+
+
+def _git_state(git: subprocess.Popen[str] | None) -> GitState:
+    """The commit and dirty flag that ``git`` (:func:`_start_git`) tells: empty outside a
+    repository, in one without a commit yet, or when git fails or takes over 5 s."""
+    import subprocess
+
+    if git is None:
         return {}
+    try:
+        output, _ = git.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        _end_git(git)
+        return {}
+    if git.returncode != 0:
+        return {}
+    return _parse_git_status(output)
 
 
-def _packages_hash() -> str:
-    from importlib import metadata  # slow to import: only when a run starts
+def _end_git(git: subprocess.Popen[str] | None) -> None:
+    """Kill and reap ``git`` if it still runs."""
+    if git is not None and git.poll() is None:
+        git.kill()
+        git.communicate()
 
-    names = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
-    return blake3("\n".join(names).encode()).hexdigest()[:16]
+
+def _parse_git_status(text: str) -> GitState:
+    """The git state told by ``git status --porcelain=v2 --branch --untracked-files=no``:
+    the commit of its ``# branch.oid`` line, dirty when any line names a changed file (pure)."""
+    commit = ""
+    dirty = False
+    for line in text.splitlines():
+        if line.startswith("# branch.oid "):
+            commit = line.removeprefix("# branch.oid ").strip()
+        elif line and not line.startswith("#"):
+            dirty = True
+    if not commit or commit == "(initial)":
+        return {}
+    return {"commit": commit, "dirty": dirty}
+
+
+def _python_version() -> str:
+    """``platform.python_version()`` without importing ``platform`` (a millisecond or more of
+    regular expressions compiled at its import): the first word of ``sys.version``."""
+    return sys.version.split()[0]
 
 
 class RunRecord:
     """The record of one run of an experiment, opened for appending.  Raises OSError when it
-    cannot be written (a full disk: then no file is left)."""
+    cannot be written (a full disk: then no file is left).  ``environments``: the folder where
+    the header's hash of the installed packages is cached (:mod:`xpmstore.scheduler.envfacts`;
+    None: computed)."""
 
-    def __init__(self, experiments_dir: Path, name: str):
+    def __init__(self, experiments_dir: Path, name: str, environments: Path | None = None):
+        git = _start_git()
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.run = f"{stamp}-{socket.gethostname()}-{os.getpid()}"
         self.path = experiments_dir / name / f"{self.run}.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
-        import platform
-
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL,
+                               0o644)
+        except BaseException:
+            _end_git(git)
+            raise
         from .. import __version__
 
         try:
+            started = time.time()
+            packages = packages_hash(environments)
             self.append({
-                "type": "header", "xpmstore": __version__, "python": platform.python_version(),
-                "git": _git_state(), "packages": _packages_hash(), "host": socket.gethostname(),
+                "type": "header", "xpmstore": __version__, "python": _python_version(),
+                "git": _git_state(git), "packages": packages, "host": socket.gethostname(),
                 "boot_id": boot_id(), "pid": os.getpid(),
-                "pid_start": process_start(os.getpid()), "started": time.time(),
+                "pid_start": process_start(os.getpid()), "started": started,
                 "experiment": name,
             })
         except BaseException:  # a full disk: no record rather than one without its header
+            _end_git(git)
             os.close(self._fd)
             self.path.unlink()
             raise

@@ -6,7 +6,7 @@ WORKSPACE/
   jobs/<name>/<id>/               a task directory: params.json, stdout, stderr, outputs, .xpm/
   cache/<name>/<entry-id>/        a @cache entry: its file(s), .xpm/
   experiments/<name>/<run>.jsonl  one run of an experiment
-  .xpmstore/                      index (when local), gc.lock, locks/, trash/
+  .xpmstore/                      index (when local), gc.lock, locks/, trash/, environments/
 ```
 
 Pure path arithmetic apart from :func:`default_workspace` (environment and settings) and
@@ -158,6 +158,12 @@ class Workspace:
     def run_lock_path(self, identifier: str) -> Path:
         """The run lock of a job, held by its process while it runs (beside the job's lock)."""
         return self.lock_path(identifier).with_suffix(".run")
+
+    @property
+    def environments(self) -> Path:
+        """``.xpmstore/environments/``: per host, interpreter and ``sys.path``, the cached hash
+        of the installed packages that run records name (``xpmstore.scheduler.envfacts``)."""
+        return self.private / "environments"
 
     @property
     def gc_lock_path(self) -> Path:

@@ -86,7 +86,9 @@ class Launcher:
         return None
 
     def warm(self) -> None:
-        """Get ready to launch (start helpers) while the experiment's tasks are submitted."""
+        """Get ready to launch (start helpers): called once, as soon as the scheduler knows a
+        job of this launcher must launch (never when every job is done), while the rest of the
+        experiment's tasks are submitted.  Safe to call from any thread."""
 
     def close(self) -> None:
         """Release the launcher's helpers (running jobs are left to finish)."""

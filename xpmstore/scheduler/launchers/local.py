@@ -400,6 +400,7 @@ class LocalLauncher(Launcher):
         self._gpu_of: dict[str, str] = {}
         self._lock = threading.Lock()
         self._zygote: _Zygote | None = None
+        self._zygote_lock = threading.Lock()  # one zygote started, whichever thread asks
         self._zygotes: list[_Zygote] = []  # every zygote started (a killed one still has jobs)
         # identifier -> pid of a `python -m xpmstore.scheduler.runner`
         self._spawned: dict[str, int] = {}
@@ -440,16 +441,15 @@ class LocalLauncher(Launcher):
         try:
             if request.fresh_process or self.fresh_process or _needs_fresh(environ):
                 return self._spawn(identifier, taskdir, environ, finished)
-            if self._zygote is not None and not self._zygote.alive():
-                self._zygote.close()  # killed: its jobs are still watched; start another
-                self._zygote = None
-            if self._zygote is None:
-                self._zygote = _Zygote()
-                self._zygotes.append(self._zygote)
+            with self._zygote_lock:
+                if self._zygote is not None and not self._zygote.alive():
+                    self._zygote.close()  # killed: its jobs are still watched; start another
+                    self._zygote = None
+                zygote = self._start_zygote()
             # A job reports its own end, just before its process exits (xpmstore.scheduler.zygote),
             # unless it holds a GPU: the next job waits until the device is really let go.
-            return self._zygote.run(replace(request, environ=environ, on_exit=finished),
-                                    report=self.gpus is None)
+            return zygote.run(replace(request, environ=environ, on_exit=finished),
+                              report=self.gpus is None)
         except BaseException:
             with self._lock:  # not launched: free its worker and its GPU
                 self._running.discard(identifier)
@@ -489,14 +489,23 @@ class LocalLauncher(Launcher):
             if zygote.kill(identifier, force):
                 return
 
-    def warm(self) -> None:
-        """Start the zygote now (it imports xpmstore while tasks are being submitted)."""
-        if not self.fresh_process and self._zygote is None:
+    def _start_zygote(self) -> _Zygote:
+        """The zygote, started when there is none (under ``_zygote_lock``)."""
+        if self._zygote is None:
             self._zygote = _Zygote()
             self._zygotes.append(self._zygote)
+        return self._zygote
+
+    def warm(self) -> None:
+        """Start the zygote now (it imports xpmstore while tasks are being submitted); called
+        by the scheduler once a job must launch, never when every task is done."""
+        if not self.fresh_process:
+            with self._zygote_lock:
+                self._start_zygote()
 
     def close(self) -> None:
         """Stop the zygote from taking work; running jobs finish in their own sessions."""
-        if self._zygote is not None:
-            self._zygote.close()
-            self._zygote = None
+        with self._zygote_lock:
+            zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            zygote.close()

@@ -1,0 +1,135 @@
+"""The run record header's hash of the installed packages, computed once per environment
+(docs/scheduler.md, "Run records").
+
+The hash names every installed distribution and its version; reading their metadata costs tens
+of milliseconds (the ``email`` parser, once per distribution), more than the rest of an
+experiment that finds its tasks done.  It is kept in a small file of the workspace,
+``.xpmstore/environments/<environment>.json`` (one per host, interpreter and ``sys.path``: a
+script's folder is on it), under a *key*: a
+digest of what ``importlib.metadata`` reads from — the interpreter, each entry of ``sys.path``
+(its inode and modification time) and, in each folder of it, each ``*.dist-info`` and
+``*.egg-info`` with its metadata file.  Installing, removing, upgrading or reinstalling a package
+changes the key (the folder's entries and their times change), and the hash is computed again.
+Computing the key costs a listing of each ``sys.path`` folder and a ``stat`` per distribution.
+
+The file is input: one that is not what this module writes (damaged, truncated, another key, a
+hash of the wrong shape, a symlink, a fifo, too large) is ignored and written anew; a workspace
+that refuses the write (read-only, full) costs nothing but the next run's computing again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import stat
+import sys
+from pathlib import Path
+
+from blake3 import blake3
+
+from ..system import jsonio
+from ..system.atomic import write_atomic
+
+__all__ = ["cache_path", "compute_packages_hash", "environment_key", "packages_hash"]
+
+_MAX_BYTES = 4096
+"""A cache file this module writes is about 150 bytes; a larger one is not one of them."""
+_HASH = re.compile(r"[0-9a-f]{16}")
+_METADATA_SUFFIXES = (".dist-info", ".egg-info")
+
+
+def compute_packages_hash() -> str:
+    """The hash of the installed distributions' names and versions, read from their metadata
+    (the slow way: what the cache saves)."""
+    from importlib import metadata  # slow to import: only when it must be computed
+
+    names = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
+    return blake3("\n".join(names).encode()).hexdigest()[:16]
+
+
+def _stamp(path: str) -> str:
+    """``path``'s device, inode, size and modification time ("-" when it cannot be read)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return "-"
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def environment_key() -> str:
+    """The digest of what the packages' metadata is read from (see the module doc): it changes
+    when a distribution is installed, removed or upgraded in a folder of ``sys.path``."""
+    parts = [sys.executable, sys.version]
+    for entry in sys.path:
+        folder = entry or "."
+        parts.append(f"{entry}\0{_stamp(folder)}")
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:  # not a folder (a zip, a path hook's name) or gone
+            continue
+        for name in names:
+            if name.endswith(_METADATA_SUFFIXES):
+                inner = "METADATA" if name.endswith(".dist-info") else "PKG-INFO"
+                distribution = os.path.join(folder, name)
+                parts.append(f"{name}\0{_stamp(distribution)}\0"
+                             f"{_stamp(os.path.join(distribution, inner))}")
+    return blake3("\n".join(parts).encode()).hexdigest()
+
+
+def cache_path(folder: Path) -> Path:
+    """The cache file of this host, interpreter and ``sys.path`` in ``folder`` (scripts in two
+    folders, whose ``sys.path`` differ, never overwrite each other's)."""
+    who = "\0".join([socket.gethostname(), sys.executable, sys.prefix, *sys.path])
+    return folder / f"{blake3(who.encode()).hexdigest()[:16]}.json"
+
+
+def packages_hash(folder: Path | None) -> str:
+    """The installed packages' hash: from the cache file in ``folder`` when its key is the
+    environment's, else computed and written there (None: computed, no cache)."""
+    if folder is None:
+        return compute_packages_hash()
+    key = environment_key()
+    path = cache_path(folder)
+    cached = _read(path, key)
+    if cached is not None:
+        return cached
+    value = compute_packages_hash()
+    _write(folder, path, key, value)
+    return value
+
+
+def _read(path: Path, key: str) -> str | None:
+    """The hash cached at ``path`` under ``key``; None when there is none, or the file is not a
+    cache file of this module (never raises)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_BYTES:
+            return None
+        data = os.read(fd, _MAX_BYTES + 1)
+        document = jsonio.loads(data, os.fspath(path))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    if not isinstance(document, dict) or document.get("key") != key:
+        return None
+    value = document.get("packages")
+    return value if isinstance(value, str) and _HASH.fullmatch(value) else None
+
+
+def _write(folder: Path, path: Path, key: str, value: str) -> None:
+    """Cache ``value`` under ``key`` at ``path`` (atomically, without fsync: it can be computed
+    again); nothing when ``folder`` cannot hold it (not a real folder, read-only, full)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):  # a symlink: never written through
+            return
+        write_atomic(path, json.dumps({"key": key, "packages": value}).encode(), durable=False)
+    except OSError:
+        pass
