@@ -103,20 +103,11 @@ def packages_hash(folder: Path | None) -> str:
 def _read(path: Path, key: str) -> str | None:
     """The hash cached at ``path`` under ``key``; None when there is none, or the file is not a
     cache file of this module (never raises)."""
+    data = jsonio.read_small(path, _MAX_BYTES)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+        document = jsonio.loads(data, os.fspath(path)) if data is not None else None
+    except ValueError:
         return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_BYTES:
-            return None
-        data = os.read(fd, _MAX_BYTES + 1)
-        document = jsonio.loads(data, os.fspath(path))
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
     if not isinstance(document, dict) or document.get("key") != key:
         return None
     value = document.get("packages")

@@ -25,13 +25,13 @@ import json
 import math
 import operator
 import os
-import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypedDict, TypeVar
 
 from ..errors import ProgressArgumentError
+from ..system import jsonio
 from ..system.atomic import write_atomic
 from .workspace import XPM
 
@@ -325,20 +325,7 @@ def _integer(value: Any, low: int) -> int | None:
 
 def _read_bounded(path: str) -> bytes | None:
     """The bytes of a regular file of at most _MAX_BYTES, not through a symlink; else None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_BYTES:
-            return None
-        data = os.read(fd, _MAX_BYTES + 1)
-        return data if len(data) <= _MAX_BYTES else None
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    return jsonio.read_small(path, _MAX_BYTES)
 
 
 def parse_progress(data: bytes) -> list[ProgressLevel] | None:

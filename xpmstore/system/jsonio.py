@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import MalformedFileError
 
-__all__ = ["MAX_DEPTH", "loads", "read", "read_regular"]
+__all__ = ["MAX_DEPTH", "loads", "read", "read_regular", "read_small"]
 
 MAX_DEPTH = 200
 """The deepest nesting of arrays and objects accepted.  xpmstore writes nothing deeper than a
@@ -78,6 +78,26 @@ def read_regular(path: str | os.PathLike[str]) -> bytes:
         raise MalformedFileError(f"{where}: not a regular file", where)
     with open(fd, "rb") as handle:
         return handle.read()
+
+
+def read_small(path: str | os.PathLike[str], limit: int) -> bytes | None:
+    """The bytes of the regular file ``path`` when it holds at most ``limit`` bytes; None when it
+    is absent, unreadable, larger, not a regular file or a symbolic link (never followed, a fifo
+    never waited on).  Never raises OSError: for files that are a cache or a hint."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        data = os.read(fd, limit + 1)
+        return data if len(data) <= limit else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def read(path: str | os.PathLike[str]) -> Any:
