@@ -6,9 +6,18 @@ rename a discovered package, hence this file.
 
 Folders count as packages (namespace discovery), so that data folders such as ``static/`` are
 shipped by the ``package-data`` globs of pyproject.toml without warnings.
+
+The packages are built into emptied folders: setuptools keeps in ``build/lib`` what an earlier
+build left there, so a wheel built in a used tree would ship modules moved or deleted since.
 """
 
+import os
+import shutil
+
 from setuptools import find_namespace_packages, setup
+from setuptools.command.build_py import build_py
+
+_INSTALLED = ("xpmstore", "xpmstore_cli")
 
 _SKIP = ["*.__pycache__", "*.__pycache__.*"]
 
@@ -19,4 +28,14 @@ def _packages(folder: str, installed_as: str) -> list[str]:
     return [installed_as + name[len(folder):] for name in found]
 
 
-setup(packages=[*_packages("xpmstore", "xpmstore"), *_packages("cli", "xpmstore_cli")])
+class FreshBuildPy(build_py):
+    """``build_py`` into emptied package folders (see the module doc)."""
+
+    def run(self) -> None:
+        for name in _INSTALLED:
+            shutil.rmtree(os.path.join(self.build_lib, name), ignore_errors=True)
+        super().run()
+
+
+setup(packages=[*_packages("xpmstore", "xpmstore"), *_packages("cli", "xpmstore_cli")],
+      cmdclass={"build_py": FreshBuildPy})

@@ -170,3 +170,33 @@ def test_the_web_service_serves_its_shipped_files(installation: Installation, ra
     finally:
         process.send_signal(2)  # Ctrl-C
         assert process.wait(60) == 0
+
+
+def test_a_wheel_built_in_a_used_tree_holds_no_module_of_an_earlier_build(
+        tmp_path: Path) -> None:
+    # setuptools builds into build/lib and keeps what an earlier build left there: a module
+    # moved or deleted since (the flat modules before the layered tree) would be shipped.
+    import shutil
+
+    from ..helpers import PYTHON
+    from .conftest import SOURCES
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in SOURCES:
+        if (REPO_ROOT / name).is_dir():
+            shutil.copytree(REPO_ROOT / name, source / name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(REPO_ROOT / name, source / name)
+    for package in ("xpmstore", "xpmstore_cli"):
+        stale = source / "build" / "lib" / package / "moved_away.py"
+        stale.parent.mkdir(parents=True)
+        stale.write_text("raise ImportError('a module of an earlier build')\n")
+    built = run([PYTHON, "-m", "build", "--wheel", "--no-isolation", "--outdir",
+                 tmp_path / "dist", source], cwd=tmp_path)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("xpmstore-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "xpmstore/scheduler/engine.py" in names
+    assert not [n for n in names if n.endswith("moved_away.py")]
