@@ -339,6 +339,9 @@ def test_the_header_and_the_jobs_do_not_wait_for_git(tmp_path: Path,
         assert lines[0]["type"] == "header" and "git" not in lines[0], lines[0]
         assert "git" not in [x["type"] for x in lines]  # git has not answered yet
         release.write_text("")
+        wait_for(lambda: "git" in [x["type"] for x in read_run(path)],
+                 "the git line, appended while the run goes on")
+        assert "end" not in [x["type"] for x in read_run(path)]
     lines = read_run(path)
     [git_line] = [x for x in lines if x["type"] == "git"]
     assert git_line == {"type": "git", "commit": commit, "dirty": False}

@@ -155,12 +155,11 @@ def _start_git() -> subprocess.Popen[str] | None:
 
 
 def _end_git(git: subprocess.Popen[str] | None) -> None:
-    """Kill ``git`` if it still runs (its reader reaps it)."""
+    """Kill and reap ``git`` if it still runs (a child of git that keeps its pipe open is not
+    waited for)."""
     if git is not None and git.poll() is None:
-        try:
-            git.kill()
-        except OSError:
-            pass
+        git.kill()
+        git.wait()
 
 
 def _parse_git_status(text: str) -> GitState:
@@ -236,30 +235,41 @@ class RunRecord:
             os.close(self._fd)
             self.path.unlink()
             raise
-        self._git = git
-        self._git_reader: threading.Thread | None = None
-        if git is not None:
-            self._git_reader = threading.Thread(target=self._record_git, args=(git,),
-                                                daemon=True, name="xpmstore-git")
-            self._git_reader.start()
+        self._git = git  # until its line is written, or it is given up at the end
+        self._git_lock = threading.Lock()
 
-    def _record_git(self, git: subprocess.Popen[str]) -> None:
-        """Wait for ``git`` (in its own thread) and append the :class:`GitLine` it tells; nothing
-        when it fails to answer before :meth:`end` kills it.  Never raises: a full disk
-        loses the line (the scheduler warns of the lines it cannot write)."""
-        try:
-            output, _ = git.communicate()
-        except (OSError, ValueError):
-            return
-        if git.returncode < 0:
-            return  # killed: no answer
-        if git.returncode != 0:
-            output = ""  # a failing git (no repository after all): no state, as with no commit
-        line: GitLine = {"type": "git", **_parse_git_status(output)}
-        try:
-            self.append(line)
-        except OSError:
-            pass
+    @property
+    def git_pending(self) -> bool:
+        """Whether ``git`` has not been heard from yet (:meth:`record_git` to call again)."""
+        return self._git is not None
+
+    def record_git(self, wait: float = 0.0) -> None:
+        """Append the :class:`GitLine` once ``git`` has answered: at once when it has exited
+        (the scheduler's thread asks after each of its steps), else after waiting ``wait``
+        seconds at most, then killing it (no line: the git state is unknown).  Never raises: a
+        full disk loses the line (the scheduler warns of the lines it cannot write)."""
+        import subprocess
+
+        with self._git_lock:
+            git = self._git
+            if git is None or (not wait and git.poll() is None):
+                return
+            self._git = None
+            try:
+                output, _ = git.communicate(timeout=wait or GIT_WAIT_AT_END)  # exited: at once
+            except subprocess.TimeoutExpired:
+                _end_git(git)
+                return
+            except (OSError, ValueError):
+                return
+            if git.returncode < 0:
+                return  # killed: no answer
+            if git.returncode != 0:
+                output = ""  # git failed (no repository after all): no state, as with no commit
+            try:
+                self.append({"type": "git", **_parse_git_status(output)})
+            except OSError:
+                pass
 
     def append(self, line: RunLine) -> None:
         """Append one JSON line (one write).  OSError once the record has ended."""
@@ -283,18 +293,13 @@ class RunRecord:
         line left out), write the end line with the jobs' ``counts`` and close the record
         (closed even when the write fails: a full disk raises OSError, and the run counts as
         ended by its process's death)."""
-        reader = self._git_reader
-        if reader is not None:
-            reader.join(GIT_WAIT_AT_END)
-            if reader.is_alive():
-                _end_git(self._git)
-                reader.join(1.0)  # reaped; a pipe a child of git holds is left to the daemon
+        self.record_git(wait=GIT_WAIT_AT_END)
         try:
             self.append(cast(EndLine, {"type": "end", "outcome": outcome, "ended": time.time(),
                                        **counts}))
             os.fsync(self._fd)
         finally:
-            with self._lock:  # git's reader, if still stuck, never writes after this
+            with self._lock:  # no line from another thread after this one
                 self._closed = True
                 os.close(self._fd)
 
