@@ -45,9 +45,6 @@ from .submission import Batches, ScheduledJob, plan_batch, warn_changed_defaults
 __all__ = ["Scheduler"]
 
 _INTERRUPT_GRACE = 10.0
-GIT_POLL = 0.005
-"""Seconds between the scheduler thread's looks at the run record's ``git`` until it answers
-(its line is then appended: :meth:`RunRecord.record_git`)."""
 _PENDING, _RUNNING, _WAITING = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.WAITING
 _DONE, _FAILED, _BLOCKED = JobStatus.DONE, JobStatus.FAILED, JobStatus.BLOCKED
 
@@ -196,7 +193,7 @@ class Scheduler:
                 if self._finished.due():
                     self._finished.flush()
                 self._cond.notify_all()
-            if self.record.git_pending:
+            if self.record.git_poll_in() is not None:
                 self.record.record_git()  # its line as soon as git has answered
 
     def _abandon(self, exc: BaseException) -> None:
@@ -223,8 +220,7 @@ class Scheduler:
             waits = [j.poll_at - now for j in self._live if j.status is _WAITING]
             flush = self._finished.due_in()
         batch = self._batches.due_in()
-        git = GIT_POLL if self.record.git_pending else None
-        waits += [due for due in (flush, batch, git) if due is not None]
+        waits += [due for due in (flush, batch, self.record.git_poll_in()) if due is not None]
         return max(0.001, min(waits, default=1.0))
 
     # --- a step ---------------------------------------------------------------------------------

@@ -30,13 +30,17 @@ from .envfacts import packages_hash
 if TYPE_CHECKING:
     import subprocess
 
-__all__ = ["GIT_WAIT_AT_END", "EndLine", "GitLine", "GitState", "HeaderLine", "JobLine",
+__all__ = ["GIT_POLL", "GIT_WAIT_AT_END", "EndLine", "GitLine", "GitState", "HeaderLine", "JobLine",
            "ReasonLine", "RootLine", "RunLine", "RunRecord", "git_state_of", "iter_run",
            "read_run"]
 
 GIT_WAIT_AT_END = 5.0
 """Seconds the end of a run waits for a ``git`` that has not answered yet; then it is killed and
 the record holds no git state."""
+
+GIT_POLL = 0.005
+"""Seconds between the scheduler thread's looks at ``git`` during its first second
+(:meth:`RunRecord.git_poll_in`)."""
 
 
 class GitState(TypedDict, total=False):
@@ -236,12 +240,17 @@ class RunRecord:
             self.path.unlink()
             raise
         self._git = git  # until its line is written, or it is given up at the end
+        self._git_started = time.monotonic()
         self._git_lock = threading.Lock()
 
-    @property
-    def git_pending(self) -> bool:
-        """Whether ``git`` has not been heard from yet (:meth:`record_git` to call again)."""
-        return self._git is not None
+    def git_poll_in(self) -> float | None:
+        """Seconds until :meth:`record_git` should look at ``git`` again: often during its
+        first second (it usually answers within milliseconds), then seldom (a git that is slow,
+        or blocked on a long list of changed files, is read at the end); None once it is
+        heard from."""
+        if self._git is None:
+            return None
+        return GIT_POLL if time.monotonic() - self._git_started < 1.0 else 0.25
 
     def record_git(self, wait: float = 0.0) -> None:
         """Append the :class:`GitLine` once ``git`` has answered: at once when it has exited
@@ -262,6 +271,9 @@ class RunRecord:
                 return
             except (OSError, ValueError):
                 return
+            except BaseException:  # Ctrl-C while waiting: git goes too
+                _end_git(git)
+                raise
             if git.returncode < 0:
                 return  # killed: no answer
             if git.returncode != 0:
@@ -293,15 +305,17 @@ class RunRecord:
         line left out), write the end line with the jobs' ``counts`` and close the record
         (closed even when the write fails: a full disk raises OSError, and the run counts as
         ended by its process's death)."""
-        self.record_git(wait=GIT_WAIT_AT_END)
         try:
-            self.append(cast(EndLine, {"type": "end", "outcome": outcome, "ended": time.time(),
-                                       **counts}))
-            os.fsync(self._fd)
-        finally:
-            with self._lock:  # no line from another thread after this one
-                self._closed = True
-                os.close(self._fd)
+            self.record_git(wait=GIT_WAIT_AT_END)
+        finally:  # a Ctrl-C while waiting for git still ends the record
+            try:
+                self.append(cast(EndLine, {"type": "end", "outcome": outcome,
+                                           "ended": time.time(), **counts}))
+                os.fsync(self._fd)
+            finally:
+                with self._lock:  # no line from another thread after this one
+                    self._closed = True
+                    os.close(self._fd)
 
 
 def read_run(path: Path) -> list[Any]:
