@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from xpmstore.scheduler.runlog import read_run
+from xpmstore.scheduler.runs import read_one
 from xpmstore.store import taskdirs
 from xpmstore.store.workspace import Workspace
 
@@ -112,15 +113,31 @@ def _command(environ: dict[str, str], *args: str) -> subprocess.CompletedProcess
                           env=environ, stdin=subprocess.DEVNULL, check=False)
 
 
+def _git(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+                          cwd=folder, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_a_full_disk_fails_the_experiment_clearly(full_disk: Path, tmp_path: Path) -> None:
-    script = tmp_path / "experiment.py"  # outside the full disk, as a user's script would be
+    # Outside the full disk and in a git repository, as a user's script would be: git's line
+    # is written in the background, which must cost no traceback on the full disk.
+    project = tmp_path / "project"
+    project.mkdir()
+    script = project / "experiment.py"
     script.write_text(SCRIPT)
+    _git(project, "init", "-q")
+    _git(project, "add", "experiment.py")
+    _git(project, "commit", "-q", "-m", "the experiment")
+    commit = _git(project, "rev-parse", "HEAD")
     home = tmp_path / "home"
     home.mkdir()
     environ = _environment(home)
     root = full_disk / "ws"
     warm = _run(script, root, "warm", environ)  # a workspace in use: its index exists
     assert warm.returncode == 0, warm.stderr
+    [warm_record] = (root / "experiments" / "warm").glob("*.jsonl")
+    warm_run = read_one("warm", warm_record)
+    assert warm_run is not None and warm_run.header["git"] == {"commit": commit, "dirty": False}
     # A result this index does not know yet (made with another index, as on another host):
     # the commands below must record it in the index on the full disk.
     other = _run(script, root, "elsewhere",

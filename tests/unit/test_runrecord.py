@@ -4,6 +4,7 @@ rewritten; read back by ``read_run``, which skips a torn last line."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -15,7 +16,11 @@ from pathlib import Path
 import pytest
 
 import xpmstore
+from xpmstore.scheduler import runlog
 from xpmstore.scheduler.runlog import RunRecord, read_run
+from xpmstore.scheduler.runs import read_one
+from xpmstore.serve.runcache import RunCache
+from xpmstore.serve.runsview import run_view
 from xpmstore.store.taskstate import process_start
 
 from ..helpers import PYTHON, REPO_ROOT
@@ -35,6 +40,13 @@ def git(repo: Path, *args: str) -> str:
     done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org",
                            *args], cwd=repo, capture_output=True, text=True, check=True)
     return done.stdout.strip()
+
+
+def _git_of(record: RunRecord) -> object:
+    """The git state a run record tells, as its readers see it."""
+    run = read_one("exp", record.path)
+    assert run is not None
+    return run.header["git"]
 
 
 def test_header_names_versions_host_and_process(tmp_path: Path,
@@ -72,12 +84,12 @@ def test_header_records_the_git_commit_and_dirty_flag(tmp_path: Path,
 
     clean = RunRecord(tmp_path / "experiments", "clean")
     clean.end("ok")
-    assert read_run(clean.path)[0]["git"] == {"commit": commit, "dirty": False}
+    assert _git_of(clean) == {"commit": commit, "dirty": False}
 
     (repo / "script.py").write_text("print(2)\n")
     dirty = RunRecord(tmp_path / "experiments", "dirty")
     dirty.end("ok")
-    assert read_run(dirty.path)[0]["git"] == {"commit": commit, "dirty": True}
+    assert _git_of(dirty) == {"commit": commit, "dirty": True}
 
 
 def _counting_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -110,7 +122,7 @@ def test_the_header_asks_git_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (repo / "script.py").write_text("print(2)\n")
     record = RunRecord(tmp_path / "experiments", "exp")
     record.end("ok")
-    assert read_run(record.path)[0]["git"] == {"commit": commit, "dirty": True}
+    assert _git_of(record) == {"commit": commit, "dirty": True}
     assert len(calls.read_text().splitlines()) == 1, calls.read_text()
 
 
@@ -125,12 +137,12 @@ def test_outside_a_repository_git_is_not_run(tmp_path: Path,
         pytest.fail(f"{outside} is inside a git repository: this test needs a folder that is not")
     record = RunRecord(tmp_path / "experiments", "exp")
     record.end("ok")
-    assert read_run(record.path)[0]["git"] == {}
+    assert _git_of(record) == {}
     assert not calls.exists()
     monkeypatch.setenv("GIT_DIR", str(outside))  # git told where: asked (and fails)
     told = RunRecord(tmp_path / "experiments", "exp")
     told.end("ok")
-    assert read_run(told.path)[0]["git"] == {}
+    assert _git_of(told) == {}
     assert len(calls.read_text().splitlines()) == 1
 
 
@@ -145,10 +157,12 @@ def test_a_repository_without_commits_records_no_git_state(
     monkeypatch.chdir(repo)
     record = RunRecord(tmp_path / "experiments", "exp")
     record.end("ok")
-    assert read_run(record.path)[0]["git"] == {}
+    assert _git_of(record) == {}
 
 
-def test_lines_are_appended_in_order_and_the_end_closes(tmp_path: Path) -> None:
+def test_lines_are_appended_in_order_and_the_end_closes(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # not a git repository: no git line
     record = RunRecord(tmp_path, "exp")
     record.append_many([{"type": "job", "id": "a", "reason": "ran:new"},
                         {"type": "job", "id": "b", "reason": "reused:local"}])
@@ -165,7 +179,9 @@ def test_lines_are_appended_in_order_and_the_end_closes(tmp_path: Path) -> None:
     assert len(read_run(record.path)) == 5
 
 
-def test_read_run_skips_a_torn_last_line(tmp_path: Path) -> None:
+def test_read_run_skips_a_torn_last_line(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # not a git repository: no git line
     record = RunRecord(tmp_path, "exp")
     record.append({"type": "job", "id": "a", "reason": "ran:new"})
     with open(record.path, "ab") as handle:
@@ -204,6 +220,9 @@ def test_an_experiment_records_header_jobs_and_end(tmp_path: Path,
     header = record[0]
     assert (header["type"], header["pid"], header["experiment"]) == ("header", os.getpid(),
                                                                     "recorded")
+    read = read_one("recorded", path)
+    assert read is not None
+    header = read.header
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             check=False, cwd=REPO_ROOT).stdout.strip()
     if commit:
@@ -256,3 +275,151 @@ def test_a_job_another_process_runs_is_waited_for(tmp_path: Path) -> None:
     end = record[-1]
     assert (end["outcome"], end["done"], end["reused"], end["waited"]) == ("ok", 0, 0, 1)
     assert "waiter: 0 done, 0 reused, 1 waited, 0 failed" in output_of(run)
+
+
+# --- git answers in the background: the header does not wait for it --------------------------
+
+
+def _repository(tmp_path: Path) -> tuple[Path, str]:
+    """A git repository with one commit under ``tmp_path``, and that commit."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "script.py").write_text("print(1)\n")
+    git(repo, "add", "script.py")
+    git(repo, "commit", "-q", "-m", "first")
+    return repo, git(repo, "rev-parse", "HEAD")
+
+
+def _fake_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> Path:
+    """A ``git`` first on PATH running the shell ``body`` (``$REAL``: the real git;
+    ``$PIDFILE``: a file to write its pid to); returns that pid file."""
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pidfile = tmp_path / "git-pid"
+    fake = bin_dir / "git"
+    fake.write_text(f"#!/bin/sh\nREAL={real}\nPIDFILE={pidfile}\n{body}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return pidfile
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_header_and_the_jobs_do_not_wait_for_git(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, commit = _repository(tmp_path)
+    monkeypatch.chdir(repo)
+    release = tmp_path / "release-git"
+    # A git that answers only once `release` exists (bounded: it gives up after about 60 s).
+    _fake_git(tmp_path, monkeypatch, f'echo $$ > "$PIDFILE"\nfor _ in $(seq 6000); do\n'
+                                     f'  [ -e {release} ] && exec "$REAL" "$@"\n'
+                                     f'  sleep 0.01\ndone\nexit 1')
+    ws = make_workspace(tmp_path / "ws")
+    counters = tmp_path / "counters"
+    counters.mkdir()
+    learn = ModelLearn(epochs=1, model=Model(hidden=1), counters=str(counters))
+    with hang_guard(), xp(ws, "waits") as run:
+        assert run.record is not None
+        path = run.record.path
+        learn.submit()
+        wait_for(lambda: count_of(counters, "learn-1") == 1, "the job to run while git waits")
+        wait_for(lambda: learn.__identifier__ in {x.get("id") for x in read_run(path)},
+                 "the job line")
+        lines = read_run(path)
+        assert lines[0]["type"] == "header" and "git" not in lines[0], lines[0]
+        assert "git" not in [x["type"] for x in lines]  # git has not answered yet
+        release.write_text("")
+        wait_for(lambda: "git" in [x["type"] for x in read_run(path)],
+                 "the git line, appended while the run goes on")
+        assert "end" not in [x["type"] for x in read_run(path)]
+    lines = read_run(path)
+    [git_line] = [x for x in lines if x["type"] == "git"]
+    assert git_line == {"type": "git", "commit": commit, "dirty": False}
+    assert lines[-1]["type"] == "end" and lines[-1]["outcome"] == "ok"
+    assert read_one("waits", path).header["git"] == {"commit": commit, "dirty": False}
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_git_that_hangs_is_killed_and_the_run_ends(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, _ = _repository(tmp_path)
+    monkeypatch.chdir(repo)
+    pidfile = _fake_git(tmp_path, monkeypatch, 'echo $$ > "$PIDFILE"\nexec sleep 120')
+    monkeypatch.setattr(runlog, "GIT_WAIT_AT_END", 0.2)
+    record = RunRecord(tmp_path / "experiments", "exp")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip().isdigit(), "git to start")
+    pid = int(pidfile.read_text())
+    assert _alive(pid)  # the record was opened without waiting for git
+    assert [x["type"] for x in read_run(record.path)] == ["header"]
+    record.end("ok")
+    wait_for(lambda: not _alive(pid), "the hanging git to be killed")
+    lines = read_run(record.path)
+    assert [x["type"] for x in lines] == ["header", "end"]  # nothing recorded of git
+    assert "git" not in read_one("exp", record.path).header
+
+
+def _write_lines(path: Path, lines: list[dict[str, object]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+HEADER = {"type": "header", "xpmstore": "0.1", "python": "3.11.7", "packages": "0" * 16,
+          "host": "elsewhere", "boot_id": "b", "pid": 1, "pid_start": 1, "started": 1.0,
+          "experiment": "exp"}
+COMMIT = "a" * 40
+END = {"type": "end", "outcome": "ok", "ended": 2.0}
+
+
+@pytest.mark.parametrize("state", [{"commit": COMMIT, "dirty": True},
+                                   {"commit": COMMIT, "dirty": False}, {}])
+def test_old_and_new_records_read_the_same_git_state(tmp_path: Path,
+                                                     state: dict[str, object]) -> None:
+    folder = tmp_path / "exp"
+    old = _write_lines(folder / "old.jsonl", [{**HEADER, "git": state}, END])
+    new = _write_lines(folder / "new.jsonl", [
+        HEADER, {"type": "job", "id": "1" * 64, "name": "t", "reason": "ran:new"},
+        {"type": "git", **state}, END])
+    assert read_one("exp", old).header["git"] == state
+    assert read_one("exp", new).header["git"] == state
+    workspace = make_workspace(tmp_path / "ws")
+    for path in (old, new):
+        target = workspace.experiments / "exp" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+        view = run_view(RunCache(workspace), "exp", path.stem)
+        assert view is not None and view["header"]["git"] == state
+
+
+@pytest.mark.parametrize("lines", [
+    [{"type": "git", "commit": 12, "dirty": False}],  # not a commit
+    [{"type": "git", "commit": "../../x", "dirty": False}],
+    [{"type": "git", "commit": COMMIT, "dirty": "yes"}],  # not a flag
+    [{"type": "git", "commit": COMMIT}],  # half a state
+], ids=["a number", "a path", "a string flag", "no flag"])
+def test_a_damaged_git_line_counts_as_no_state(tmp_path: Path,
+                                               lines: list[dict[str, object]]) -> None:
+    path = _write_lines(tmp_path / "exp" / "run.jsonl", [HEADER, *lines, END])
+    assert read_one("exp", path).header["git"] == {}
+
+
+def test_the_header_git_state_wins_and_so_does_the_first_git_line(tmp_path: Path) -> None:
+    old = _write_lines(tmp_path / "exp" / "old.jsonl", [
+        {**HEADER, "git": {"commit": COMMIT, "dirty": False}},
+        {"type": "git", "commit": "b" * 40, "dirty": True}, END])
+    assert read_one("exp", old).header["git"] == {"commit": COMMIT, "dirty": False}
+    new = _write_lines(tmp_path / "exp" / "new.jsonl", [
+        {"type": "git", "commit": "c" * 40, "dirty": True},  # before any header: ignored
+        HEADER, {"type": "git", "commit": COMMIT, "dirty": False},
+        {"type": "git", "commit": "b" * 40, "dirty": True}, END])
+    assert read_one("exp", new).header["git"] == {"commit": COMMIT, "dirty": False}

@@ -7,7 +7,8 @@ a pull's, a batch planned), carries out what the step rules decide
 (:func:`xpmstore.scheduler.steps.next_step`): it claims jobs (:mod:`xpmstore.scheduler.claim`),
 launches them, waits on jobs another process holds, and blocks the dependents of a failed job
 while the rest go on.  The launchers call back from their own threads; every job state changes
-on the scheduler thread, or under the scheduler's lock.
+on the scheduler thread, or under the scheduler's lock.  The scheduler thread also appends the
+run record's ``git`` line as soon as ``git`` has answered.
 """
 
 from __future__ import annotations
@@ -192,6 +193,8 @@ class Scheduler:
                 if self._finished.due():
                     self._finished.flush()
                 self._cond.notify_all()
+            if self.record.git_poll_in() is not None:
+                self.record.record_git()  # its line as soon as git has answered
 
     def _abandon(self, exc: BaseException) -> None:
         """The scheduler thread met an error it cannot pin on one job: every job not finished
@@ -217,7 +220,7 @@ class Scheduler:
             waits = [j.poll_at - now for j in self._live if j.status is _WAITING]
             flush = self._finished.due_in()
         batch = self._batches.due_in()
-        waits += [due for due in (flush, batch) if due is not None]
+        waits += [due for due in (flush, batch, self.record.git_poll_in()) if due is not None]
         return max(0.001, min(waits, default=1.0))
 
     # --- a step ---------------------------------------------------------------------------------

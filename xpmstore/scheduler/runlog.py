@@ -1,24 +1,27 @@
 """Run records: ``experiments/<name>/<run>.jsonl``, appended, never rewritten (docs/scheduler.md).
 
-A header line (versions, git state, a hash of the installed packages, host and pid), one line
-per job with its reason, an end line with the outcome.  A run without an end line whose process
-is alive is a *live* run; live runs, the latest run and the last successful runs of each
-experiment are the gc roots (:mod:`xpmstore.admin.gc`).  Lines are written with one ``write`` each
-on an ``O_APPEND`` descriptor, so a crash never leaves a half line (readers skip a torn last
-line anyway).
+A header line (versions, a hash of the installed packages, host and pid), one line per job with
+its reason, a ``git`` line with the git state of the working directory (written when ``git``
+answers: the header never waits for it), an end line with the outcome.  A run without an end
+line whose process is alive is a *live* run; live runs, the latest run and the last successful
+runs of each experiment are the gc roots (:mod:`xpmstore.admin.gc`).  Lines are written with one
+``write`` each on an ``O_APPEND`` descriptor, one thread at a time, so a crash never leaves a
+half line (readers skip a torn last line anyway).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypedDict, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NotRequired, Required, TypedDict, cast
 
 from ..store.taskstate import boot_id, process_start
 from ..system import jsonio
@@ -27,8 +30,17 @@ from .envfacts import packages_hash
 if TYPE_CHECKING:
     import subprocess
 
-__all__ = ["EndLine", "GitState", "HeaderLine", "JobLine", "ReasonLine", "RootLine", "RunLine",
-           "RunRecord", "iter_run", "read_run"]
+__all__ = ["GIT_POLL", "GIT_WAIT_AT_END", "EndLine", "GitLine", "GitState", "HeaderLine", "JobLine",
+           "ReasonLine", "RootLine", "RunLine", "RunRecord", "git_state_of", "iter_run",
+           "read_run"]
+
+GIT_WAIT_AT_END = 5.0
+"""Seconds the end of a run waits for a ``git`` that has not answered yet; then it is killed and
+the record holds no git state."""
+
+GIT_POLL = 0.005
+"""Seconds between the scheduler thread's looks at ``git`` during its first second
+(:meth:`RunRecord.git_poll_in`)."""
 
 
 class GitState(TypedDict, total=False):
@@ -40,13 +52,15 @@ class GitState(TypedDict, total=False):
 
 
 class HeaderLine(TypedDict):
-    """The first line: versions, git state, a hash of the installed packages, and the process
-    (host, boot id, pid and its start time: whether the run is live)."""
+    """The first line: versions, a hash of the installed packages, and the process (host, boot
+    id, pid and its start time: whether the run is live).  ``git``: ``{}`` when no git ran (not
+    in a repository); else absent, the :class:`GitLine` tells it (older records hold the git
+    state here)."""
 
     type: Literal["header"]
     xpmstore: str
     python: str
-    git: GitState
+    git: NotRequired[GitState]
     packages: str
     host: str
     boot_id: str
@@ -82,6 +96,16 @@ class RootLine(TypedDict):
     id: str
 
 
+class GitLine(TypedDict, total=False):
+    """The git state of the working directory when the run started, appended once ``git``
+    answers (anywhere after the header, before the end line): ``commit`` and ``dirty``, or
+    neither when git found no commit or failed.  Absent when git did not answer by the end."""
+
+    type: Required[Literal["git"]]
+    commit: str
+    dirty: bool
+
+
 class EndLine(TypedDict, total=False):
     """The last line: the outcome (``ok``, ``failed``, ``interrupted``), the time, and how many
     jobs ended each way (``done``, ``failed``, ``blocked``, ``reused``, ``waited``)."""
@@ -96,7 +120,7 @@ class EndLine(TypedDict, total=False):
     waited: int
 
 
-RunLine = HeaderLine | JobLine | ReasonLine | RootLine | EndLine
+RunLine = HeaderLine | JobLine | ReasonLine | RootLine | GitLine | EndLine
 """A line of a run record, as written."""
 
 
@@ -134,28 +158,12 @@ def _start_git() -> subprocess.Popen[str] | None:
         return None
 
 
-def _git_state(git: subprocess.Popen[str] | None) -> GitState:
-    """The commit and dirty flag that ``git`` (:func:`_start_git`) tells: empty outside a
-    repository, in one without a commit yet, or when git fails or takes over 5 s."""
-    import subprocess
-
-    if git is None:
-        return {}
-    try:
-        output, _ = git.communicate(timeout=5)
-    except subprocess.TimeoutExpired:
-        _end_git(git)
-        return {}
-    if git.returncode != 0:
-        return {}
-    return _parse_git_status(output)
-
-
 def _end_git(git: subprocess.Popen[str] | None) -> None:
-    """Kill and reap ``git`` if it still runs."""
+    """Kill and reap ``git`` if it still runs (a child of git that keeps its pipe open is not
+    waited for)."""
     if git is not None and git.poll() is None:
         git.kill()
-        git.communicate()
+        git.wait()
 
 
 def _parse_git_status(text: str) -> GitState:
@@ -173,6 +181,18 @@ def _parse_git_status(text: str) -> GitState:
     return {"commit": commit, "dirty": dirty}
 
 
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def git_state_of(line: dict[str, Any]) -> GitState:
+    """The git state a :class:`GitLine` read back tells: its commit (40 or 64 lowercase hex)
+    and dirty flag (a bool), or ``{}`` when either is missing or of another shape (pure)."""
+    commit, dirty = line.get("commit"), line.get("dirty")
+    if isinstance(commit, str) and _COMMIT.fullmatch(commit) and isinstance(dirty, bool):
+        return {"commit": commit, "dirty": dirty}
+    return {}
+
+
 def _python_version() -> str:
     """``platform.python_version()`` without importing ``platform`` (a millisecond or more of
     regular expressions compiled at its import): the first word of ``sys.version``."""
@@ -186,6 +206,8 @@ class RunRecord:
     None: computed)."""
 
     def __init__(self, experiments_dir: Path, name: str, environments: Path | None = None):
+        self._lock = threading.Lock()  # one line written at a time; none after the end
+        self._closed = False
         git = _start_git()
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.run = f"{stamp}-{socket.gethostname()}-{os.getpid()}"
@@ -202,39 +224,98 @@ class RunRecord:
         try:
             started = time.time()
             packages = packages_hash(environments)
-            self.append({
+            header: HeaderLine = {
                 "type": "header", "xpmstore": __version__, "python": _python_version(),
-                "git": _git_state(git), "packages": packages, "host": socket.gethostname(),
+                "packages": packages, "host": socket.gethostname(),
                 "boot_id": boot_id(), "pid": os.getpid(),
                 "pid_start": process_start(os.getpid()), "started": started,
                 "experiment": name,
-            })
+            }
+            if git is None:
+                header["git"] = {}  # no repository: nothing to wait for
+            self.append(header)
         except BaseException:  # a full disk: no record rather than one without its header
             _end_git(git)
             os.close(self._fd)
             self.path.unlink()
             raise
+        self._git = git  # until its line is written, or it is given up at the end
+        self._git_started = time.monotonic()
+        self._git_lock = threading.Lock()
+
+    def git_poll_in(self) -> float | None:
+        """Seconds until :meth:`record_git` should look at ``git`` again: often during its
+        first second (it usually answers within milliseconds), then seldom (a git that is slow,
+        or blocked on a long list of changed files, is read at the end); None once it is
+        heard from."""
+        if self._git is None:
+            return None
+        return GIT_POLL if time.monotonic() - self._git_started < 1.0 else 0.25
+
+    def record_git(self, wait: float = 0.0) -> None:
+        """Append the :class:`GitLine` once ``git`` has answered: at once when it has exited
+        (the scheduler's thread asks after each of its steps), else after waiting ``wait``
+        seconds at most, then killing it (no line: the git state is unknown).  Never raises: a
+        full disk loses the line (the scheduler warns of the lines it cannot write)."""
+        import subprocess
+
+        with self._git_lock:
+            git = self._git
+            if git is None or (not wait and git.poll() is None):
+                return
+            self._git = None
+            try:
+                output, _ = git.communicate(timeout=wait or GIT_WAIT_AT_END)  # exited: at once
+            except subprocess.TimeoutExpired:
+                _end_git(git)
+                return
+            except (OSError, ValueError):
+                return
+            except BaseException:  # Ctrl-C while waiting: git goes too
+                _end_git(git)
+                raise
+            if git.returncode < 0:
+                return  # killed: no answer
+            if git.returncode != 0:
+                output = ""  # git failed (no repository after all): no state, as with no commit
+            try:
+                self.append({"type": "git", **_parse_git_status(output)})
+            except OSError:
+                pass
 
     def append(self, line: RunLine) -> None:
-        """Append one JSON line (one write)."""
-        os.write(self._fd, (json.dumps(line, separators=(",", ":")) + "\n").encode())
+        """Append one JSON line (one write).  OSError once the record has ended."""
+        self._write((json.dumps(line, separators=(",", ":")) + "\n").encode())
 
     def append_many(self, lines: Sequence[RunLine]) -> None:
         """Append several lines in one write."""
         if lines:
             data = "".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines)
-            os.write(self._fd, data.encode())
+            self._write(data.encode())
+
+    def _write(self, data: bytes) -> None:
+        """One ``write`` of whole lines, never beside another thread's (git's reader)."""
+        with self._lock:
+            if self._closed:
+                raise OSError(f"the run record {self.path} has ended")
+            os.write(self._fd, data)
 
     def end(self, outcome: str, **counts: int) -> None:
-        """Write the end line with the jobs' ``counts`` and close the record (closed even when
-        the write fails: a full disk raises OSError, and the run counts as ended by its
-        process's death)."""
+        """Wait for git's line (:data:`GIT_WAIT_AT_END` at most, then git is killed and its
+        line left out), write the end line with the jobs' ``counts`` and close the record
+        (closed even when the write fails: a full disk raises OSError, and the run counts as
+        ended by its process's death)."""
         try:
-            self.append(cast(EndLine, {"type": "end", "outcome": outcome, "ended": time.time(),
-                                       **counts}))
-            os.fsync(self._fd)
-        finally:
-            os.close(self._fd)
+            self.record_git(wait=GIT_WAIT_AT_END)
+        finally:  # a Ctrl-C while waiting for git still ends the record
+            try:
+                self.append(cast(EndLine, {"type": "end", "outcome": outcome,
+                                           "ended": time.time(), **counts}))
+                os.fsync(self._fd)
+            finally:
+                with self._lock:  # no line from another thread after this one
+                    self._closed = True
+                    os.close(self._fd)
 
 
 def read_run(path: Path) -> list[Any]:

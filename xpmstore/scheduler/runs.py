@@ -2,7 +2,8 @@
 docs/cli.md).
 
 A run record (:mod:`xpmstore.scheduler.runlog`) holds a header (host, boot id, pid and its start
-time), one line per job (identifier, name, reason, dependencies), reason lines decided at launch,
+time; the first ``git`` line's state is read as the header's ``git``, where older records held
+it), one line per job (identifier, name, reason, dependencies), reason lines decided at launch,
 root lines (Store lookups inside the run) and, once the run is over, an end line with its outcome.
 
 * A run is **live** when it has no end line and its process is alive: on this host (same boot),
@@ -31,7 +32,7 @@ from ..core.identifier import is_full_identifier
 from ..errors import TextValueError
 from ..store.taskstate import boot_id, process_start
 from ..store.workspace import Workspace
-from .runlog import iter_run
+from .runlog import git_state_of, iter_run
 
 __all__ = ["REMOTE_RUN_GRACE", "Run", "RunJob", "check_experiment_name", "is_experiment_name",
            "read_runs", "run_is_live"]
@@ -155,6 +156,8 @@ def read_one(experiment: str, path: Path, now: float | None = None) -> Run | Non
         valid = bool(ident)
         if kind == "header" and not header:
             header = line
+        elif kind == "git" and header and "git" not in header:
+            header = {**header, "git": git_state_of(line)}  # as older headers held it
         elif kind == "end":
             end = line
         elif kind == "job" and valid:
