@@ -142,3 +142,27 @@ def test_a_job_whose_launch_record_is_a_fifo_runs(ws: Workspace, counters: str) 
     assert read_state(directory)["state"] == "done"
     record = read_launch(directory)
     assert record is not None and record["pid"] != os.getpid()  # a file again, the job's
+
+
+def test_a_job_forked_from_the_zygote_imports_nothing_of_xpmstore(ws: Workspace,
+                                                                  tmp_path: Path) -> None:
+    # Every module a job imports after the fork is imported again by every job: the zygote's
+    # preload must hold all of them (store.leases and store.taskprogress were missing).
+    directory = launch(ws, ModelLearn(model=Model(hidden=3), epochs=1))
+    report = tmp_path / "imported-after-the-fork.txt"
+    code = (
+        "import sys\n"
+        "from xpmstore.scheduler import zygote\n"
+        "zygote.preload()\n"
+        "import tests.schedtasks\n"  # the task's module, as the zygote imports it
+        "before = {m for m in sys.modules if m.startswith('xpmstore')}\n"
+        "from xpmstore.scheduler import runner\n"
+        f"code = runner.run_job({str(directory)!r}, heartbeat=False)\n"
+        "after = {m for m in sys.modules if m.startswith('xpmstore')}\n"
+        f"open({str(report)!r}, 'w').write(repr(sorted(after - before)))\n"
+        "sys.exit(code)\n"
+    )
+    done = run_python(["-c", code], cwd=REPO_ROOT, env={"PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == EXIT_OK, done.stderr[-2000:]
+    assert report.read_text() == "[]"
+    assert read_state(directory)["state"] == "done"

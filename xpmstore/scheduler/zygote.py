@@ -46,7 +46,7 @@ from typing import Any
 
 from . import runner
 
-__all__ = ["main"]
+__all__ = ["main", "preload"]
 
 
 def _import(message: dict[str, Any], imported: set[str]) -> None:
@@ -298,6 +298,17 @@ def _lines(fd: int, buffer: bytearray) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line]
 
 
+def preload() -> None:
+    """Import, once, every module a job's process needs (what :func:`runner.run_task` imports):
+    a module imported after the fork is imported again by every job.  Nothing more: each
+    module makes the zygote larger, and forking it and ending each job cost more (twice as
+    much with filelock's imports)."""
+    import xpmstore  # noqa: F401
+    from xpmstore.core import params  # noqa: F401
+    from xpmstore.scheduler import claim, runner  # noqa: F401
+    from xpmstore.store import leases, manifest, taskdirs, taskprogress  # noqa: F401
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve requests until REQUESTS_FD closes (see module doc)."""
     global _exits_fd, _jobs_fd, _taken_fd
@@ -327,12 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     os.close(null)
     os.dup2(2, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler handles interrupts
-    # What jobs need, imported once.  Nothing more: each module makes the zygote larger, and
-    # forking it and ending each job cost more (twice as much with filelock's imports).
-    import xpmstore  # noqa: F401
-    from xpmstore.core import params  # noqa: F401
-    from xpmstore.scheduler import claim, runner  # noqa: F401
-    from xpmstore.store import manifest, taskdirs  # noqa: F401
+    preload()
     from xpmstore.store.taskstate import boot_id, heartbeat_path, mark_job_process
 
     boot_id()  # read once here, inherited by every job
