@@ -30,6 +30,18 @@ PACKAGES = {"xpmstore": "xpmstore", "cli": "xpmstore_cli"}
 _TIMEOUT = 300.0
 
 
+def copy_sources(target: Path) -> Path:
+    """A copy of what the build reads (:data:`SOURCES`) in the new folder ``target``."""
+    target.mkdir()
+    for name in SOURCES:
+        if (REPO_ROOT / name).is_dir():
+            shutil.copytree(REPO_ROOT / name, target / name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(REPO_ROOT / name, target / name)
+    return target
+
+
 def run(command: list[str | Path], *, cwd: Path, env: Mapping[str, str] | None = None,
         stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``command`` (a real process) with an environment cleared of Python and xpmstore
@@ -111,14 +123,7 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
     """Build the sdist, then the wheel from the sdist (``python -m build``), and install the
     wheel with its ``s3`` and ``serve`` extras in a fresh virtual environment."""
     work = tmp_path_factory.mktemp("installed")
-    source = work / "src"
-    source.mkdir()
-    for name in SOURCES:
-        if (REPO_ROOT / name).is_dir():
-            shutil.copytree(REPO_ROOT / name, source / name,
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(REPO_ROOT / name, source / name)
+    source = copy_sources(work / "src")
     for extra in REPO_ROOT.glob("LICEN[CS]E*"):
         shutil.copy2(extra, source / extra.name)
     for probe in DATA_PROBES:

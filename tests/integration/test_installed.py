@@ -176,19 +176,10 @@ def test_a_wheel_built_in_a_used_tree_holds_no_module_of_an_earlier_build(
         tmp_path: Path) -> None:
     # setuptools builds into build/lib and keeps what an earlier build left there: a module
     # moved or deleted since (the flat modules before the layered tree) would be shipped.
-    import shutil
-
     from ..helpers import PYTHON
-    from .conftest import SOURCES
+    from .conftest import copy_sources
 
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in SOURCES:
-        if (REPO_ROOT / name).is_dir():
-            shutil.copytree(REPO_ROOT / name, source / name,
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(REPO_ROOT / name, source / name)
+    source = copy_sources(tmp_path / "src")
     for package in ("xpmstore", "xpmstore_cli"):
         stale = source / "build" / "lib" / package / "moved_away.py"
         stale.parent.mkdir(parents=True)

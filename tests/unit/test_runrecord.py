@@ -73,13 +73,7 @@ def test_header_names_versions_host_and_process(tmp_path: Path,
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_header_records_the_git_commit_and_dirty_flag(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    (repo / "script.py").write_text("print(1)\n")
-    git(repo, "add", "script.py")
-    git(repo, "commit", "-q", "-m", "first")
-    commit = git(repo, "rev-parse", "HEAD")
+    repo, commit = _repository(tmp_path)
     monkeypatch.chdir(repo)
 
     clean = RunRecord(tmp_path / "experiments", "clean")
@@ -109,13 +103,7 @@ def _counting_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_the_header_asks_git_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    (repo / "script.py").write_text("print(1)\n")
-    git(repo, "add", "script.py")
-    git(repo, "commit", "-q", "-m", "first")
-    commit = git(repo, "rev-parse", "HEAD")
+    repo, commit = _repository(tmp_path)
     monkeypatch.chdir(repo)
     calls = _counting_git(tmp_path, monkeypatch)
 
