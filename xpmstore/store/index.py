@@ -333,20 +333,25 @@ class Index(IndexEnvironment):
 
         self.write(body)
 
-    def items(self) -> Iterator[tuple[str, IndexRecord]]:
-        """Every (identifier, record), in identifier order (one read transaction; damaged
-        records are recomputed first)."""
-        def body(txn: Any, damaged: list[bytes]) -> list[tuple[str, IndexRecord]]:
+    def _every_record(self, decode: Callable[[bytes, bytes], T | None]) -> list[tuple[str, T]]:
+        """(identifier, ``decode(key, value)``) of every record, in identifier order, in one
+        read transaction; a record ``decode`` refuses (None) is damaged: recomputed first."""
+        def body(txn: Any, damaged: list[bytes]) -> list[tuple[str, T]]:
             found = []
             for key, value in txn.cursor(db=self.dbs[b"objects"]):
-                record = decode_record(key, value)
+                record = decode(key, value)
                 if record is None:
                     damaged.append(key)
                 else:
                     found.append((key.hex(), record))
             return found
 
-        return iter(self._read_records(body))
+        return self._read_records(body)
+
+    def items(self) -> Iterator[tuple[str, IndexRecord]]:
+        """Every (identifier, record), in identifier order (one read transaction; damaged
+        records are recomputed first)."""
+        return iter(self._every_record(decode_record))
 
     def summaries(self) -> list[tuple[str, RecordSummary]]:
         """Every (identifier, record without its ``identity`` section), in identifier order, in
@@ -355,17 +360,7 @@ class Index(IndexEnvironment):
         :func:`~xpmstore.store.indexrecords.decode_summary`).  Damaged records are recomputed
         first.
         """
-        def body(txn: Any, damaged: list[bytes]) -> list[tuple[str, RecordSummary]]:
-            found = []
-            for key, value in txn.cursor(db=self.dbs[b"objects"]):
-                record = decode_record(key, value, identity=False)
-                if record is None:
-                    damaged.append(key)
-                else:
-                    found.append((key.hex(), record))
-            return found
-
-        return self._read_records(body)
+        return self._every_record(_decode_summary)
 
     def summaries_from(self, start: bytes, limit: int) -> list[tuple[bytes, RecordSummary]]:
         """Up to ``limit`` (raw identifier, record without its identity section) from the raw
@@ -423,17 +418,7 @@ class Index(IndexEnvironment):
         :func:`~xpmstore.store.indexrecords.task_listing_members`.  Every record passed its
         check (:func:`~xpmstore.store.indexrecords.checked_body`; damaged ones are recomputed
         first)."""
-        def body(txn: Any, damaged: list[bytes]) -> list[tuple[str, bytes]]:
-            found = []
-            for key, value in txn.cursor(db=self.dbs[b"objects"]):
-                record = checked_body(key, value)
-                if record is None:
-                    damaged.append(key)
-                else:
-                    found.append((key.hex(), record))
-            return found
-
-        return self._read_records(body)
+        return self._every_record(checked_body)
 
     def identifiers(self) -> set[str]:
         """Every known identifier."""
@@ -636,3 +621,6 @@ class Index(IndexEnvironment):
 
         return self.write(body)
 
+
+def _decode_summary(key: bytes, value: bytes) -> RecordSummary | None:
+    return decode_record(key, value, identity=False)
