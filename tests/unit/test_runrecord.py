@@ -89,15 +89,8 @@ def test_header_records_the_git_commit_and_dirty_flag(tmp_path: Path,
 def _counting_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A ``git`` first on PATH that appends a line to the returned file per call, then runs
     the real git."""
-    real = shutil.which("git")
-    assert real is not None
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     calls = tmp_path / "git-calls"
-    fake = bin_dir / "git"
-    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real} "$@"\n')
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    _fake_git(tmp_path, monkeypatch, f'echo "$*" >> {calls}\nexec "$REAL" "$@"')
     return calls
 
 

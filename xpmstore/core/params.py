@@ -42,8 +42,8 @@ from .config import Config, FieldSpec, Task, TaskPath, class_spec
 from .fields import FieldKind
 from .typecheck import freeze_any
 
-__all__ = ["PARAMS_VERSION", "from_params_file", "identity_json", "load", "params_json",
-           "params_of", "read_params", "refresh_values", "to_json_bytes"]
+__all__ = ["PARAMS_VERSION", "changed_defaults", "from_params_file", "identity_json", "load",
+           "params_json", "params_of", "read_params", "refresh_values", "to_json_bytes"]
 
 PARAMS_VERSION = 1
 _FORMAT = "xpmstore.params"
@@ -333,6 +333,24 @@ def from_params_file(path: str | os.PathLike[str]) -> str:
     return identifier.from_params(read_params(path).get("identity"))  # type: ignore[arg-type]
 
 
+def changed_defaults(cls: type, recorded: Any) -> list[tuple[str, Any, Any]]:
+    """(field, recorded default, today's default) of each default of ``cls`` that differs from
+    the one ``recorded`` (a params.json's ``defaults`` section: field → value as written) —
+    a result reused as is was made with the old one.  Pure."""
+    if not isinstance(recorded, dict):
+        return []
+    spec = class_spec(cls)
+    changed = []
+    for name, was in recorded.items():
+        field_spec = spec.fields.get(name)
+        if field_spec is None or not field_spec.has_default:
+            continue
+        current = _Writer().value(field_spec.make_default())
+        if current != was:
+            changed.append((name, was, current))
+    return changed
+
+
 # --- load ----------------------------------------------------------------------------------------
 
 
@@ -431,19 +449,13 @@ class _Reader:
         return config
 
     def _check_defaults(self, cls: type, entry: dict[str, Any]) -> None:
-        spec = class_spec(cls)
-        for name, recorded in entry.get("defaults", {}).items():
-            field_spec = spec.fields.get(name)
-            if field_spec is None or not field_spec.has_default:
-                continue
-            current = _Writer().value(field_spec.make_default())
-            if current != recorded:
-                warnings.warn(
-                    f"{entry['class']}.{name}: the default changed since this result was made"
-                    f" (was {recorded!r}, now {current!r}); the result is reused as is — bump a"
-                    " Constant to invalidate",
-                    stacklevel=3,
-                )
+        for name, recorded, current in changed_defaults(cls, entry.get("defaults", {})):
+            warnings.warn(
+                f"{entry['class']}.{name}: the default changed since this result was made"
+                f" (was {recorded!r}, now {current!r}); the result is reused as is — bump a"
+                " Constant to invalidate",
+                stacklevel=3,
+            )
 
     def value(self, value: Any) -> Any:
         if isinstance(value, list):

@@ -196,23 +196,17 @@ def warn_changed_defaults(reused: Iterable[ScheduledJob], warned: set[str]) -> N
 
 def _changed_defaults(task: Task, taskdir: Path) -> list[str]:
     """One line per default of ``task`` that changed since its reused result was made."""
-    from ..core.params import _Writer, read_params
+    from ..core.params import changed_defaults, read_params
 
     try:
         document = read_params(taskdir)
         root = document["values"]["objects"][document["values"]["root"]]
     except (XpmstoreError, KeyError, OSError):
         return []
-    spec = class_spec(type(task))
     lines = []
-    for name, recorded in root.get("defaults", {}).items():
-        field_spec = spec.fields.get(name)
-        if field_spec is None or not field_spec.has_default:
-            continue
-        current = _Writer().value(field_spec.make_default())
-        if current != recorded:
-            lines.append(
-                f"{type(task).__qualname__}.{name}: reused a result made when its default was"
-                f" {recorded!r}; it is now {current!r} (bump a Constant to invalidate)"
-            )
+    for name, recorded, current in changed_defaults(type(task), root.get("defaults", {})):
+        lines.append(
+            f"{type(task).__qualname__}.{name}: reused a result made when its default was"
+            f" {recorded!r}; it is now {current!r} (bump a Constant to invalidate)"
+        )
     return lines
