@@ -10,7 +10,9 @@ and this process times the whole child process.  The task is the same for both s
 (``benchmarks/schedtasks.py``): one ``int`` param, ``execute()`` writes a few bytes to
 ``out.txt`` in the task directory.
 
-1. **Cold run.** 100 tasks in a fresh (deleted) workspace.  xpmstore with its default launcher,
+1. **Cold run.** 100 tasks in a fresh workspace (a new path each run: a workspace deleted
+   just before slows file creation for minutes, see ``sweep_runs``; ``--delete-before`` runs
+   in the deleted previous one).  xpmstore with its default launcher,
    ``LocalLauncher()`` (workers = the number of cores); experimaestro with its default local
    launcher (every job a new process), carbon tracking off (``no_environmental_impact=True``:
    otherwise it sleeps 3 s to show a warning when codecarbon is missing), no web server.  And
@@ -50,6 +52,7 @@ logs/``.  Medians over the repetitions; the systems alternate inside each repeti
 
 import argparse
 import fcntl
+import itertools
 import json
 import os
 import platform
@@ -71,6 +74,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
 LOGS = WORK / "scheduler-logs"
+RUNS = WORK / "scheduler-runs"  # one new workspace per timed run (``new_space``)
+SETTLE_S = 900.0  # a workspace of an earlier invocation is deleted once this old
+DELETE_BEFORE = False  # ``--delete-before``: each timed run in the deleted previous workspace
 EXPERIMENT = "bench"
 SYSTEMS = ("xpmstore", "experimaestro")
 DONE_MARKER = {"xpmstore": ".xpm/done", "experimaestro": "write.done"}
@@ -281,9 +287,38 @@ def met(value: float, goal: float, at_least: bool) -> str:
 
 
 def fresh(path: Path) -> Path:
-    """``path``, deleted first."""
+    """``path``, deleted first (an untimed preparation, or ``--delete-before``)."""
     shutil.rmtree(path, ignore_errors=True)
     return path
+
+
+_runs = itertools.count()
+
+
+def new_space(label: str) -> Path:
+    """An empty workspace for one timed run: a new path under RUNS, in place of nothing just
+    deleted (see ``sweep_runs``); with ``--delete-before``, ``WORK/label`` deleted first, as
+    the benchmark did before 2026-12-07."""
+    if DELETE_BEFORE:
+        return fresh(WORK / label)
+    return RUNS / f"{label}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(_runs)}"
+
+
+def sweep_runs() -> None:
+    """Delete the workspaces of earlier invocations that have settled (older than
+    SETTLE_S), before anything is timed.  A deleted workspace's inodes slow the creation of
+    files near them for minutes: ext4 skips a freed inode whose deletion is recent (its
+    ``recently_deleted()``: 60 s, 360 s while the inode table is not written back), and each
+    skip reads the inode table; deleting the previous run's workspace just before a run doubled
+    the time a task takes on this VM (4.4 → 8.8 ms, the figures in benchmarks/README.md)."""
+    if not RUNS.is_dir():
+        return
+    for entry in RUNS.iterdir():
+        try:
+            if time.time() - entry.stat().st_mtime > SETTLE_S:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def bench_cold(count: int, repetitions: int, anchor_repetitions: int,
@@ -297,11 +332,11 @@ def bench_cold(count: int, repetitions: int, anchor_repetitions: int,
     for repetition in range(max(repetitions, anchor_repetitions)):
         if repetition < repetitions:
             for system, row in rows.items():
-                row.outcomes.append(run_child(system, fresh(WORK / f"scheduler-cold-{system}"),
+                row.outcomes.append(run_child(system, new_space(f"scheduler-cold-{system}"),
                                               count, f"cold-{system}-{repetition}"))
         if repetition < anchor_repetitions:
             anchor.outcomes.append(run_child(
-                "experimaestro", fresh(WORK / "scheduler-cold-experimaestro"), count,
+                "experimaestro", new_space("scheduler-cold-experimaestro"), count,
                 f"cold-experimaestro-{repetition}"))
     first = {system: Row(names[system], "1 trivial task, its first launch: a workspace run "
                          "before, `jobs/` deleted", 1) for system in xpm_systems()}
@@ -429,7 +464,7 @@ def bench_overhead(count: int, large: int, repetitions: int,
         for n, workers in runs:
             for system in xpm_systems():
                 rows[system, n, workers].outcomes.append(run_child(
-                    system, fresh(WORK / f"scheduler-overhead-{system}"), n,
+                    system, new_space(f"scheduler-overhead-{system}"), n,
                     f"overhead-{system}-{n}-{workers}-{repetition}", workers=workers))
     small, big = rows["xpmstore", count, 1], rows["xpmstore", large, 1]
     small.target = (f"≤ {TARGET_OVERHEAD_MS:.0f} ms a task: "
@@ -461,7 +496,7 @@ def bench_display(count: int, resubmit: int, repetitions: int,
         for terminal, (cold, again) in ((False, rows[0:2]), (True, rows[2:4])):
             tag = "tty" if terminal else "file"
             cold.outcomes.append(run_child(
-                "xpmstore", fresh(WORK / "scheduler-display"), count,
+                "xpmstore", new_space("scheduler-display"), count,
                 f"display-{tag}-{repetition}", workers=1, terminal=terminal))
             again.outcomes.append(run_child(
                 "xpmstore", done_space, resubmit, f"display-resubmit-{tag}-{repetition}",
@@ -506,6 +541,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also measure the xpmstore of the checkout DIR (a git worktree of "
                              "an older commit) as the system xpmstore-baseline, alternating "
                              "with the others: before and after in one run")
+    parser.add_argument("--delete-before", action="store_true",
+                        help="run each timed experiment in the workspace of the previous one, "
+                             "deleted just before (the benchmark's way until 2026-12-07: it "
+                             "measures ext4's cost of creating files beside many just deleted)")
     parser.add_argument("--child", choices=[*SYSTEMS, "xpmstore-prepare"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--workspace", type=Path, help=argparse.SUPPRESS)
@@ -532,6 +571,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 capture_output=True, text=True, check=False).stdout.strip()
         names["xpmstore-baseline"] = f"xpmstore-baseline ({commit or BASELINE})"
     WORK.mkdir(exist_ok=True)
+    global DELETE_BEFORE
+    DELETE_BEFORE = args.delete_before
+    sweep_runs()
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f} before the run, "
           f"{', '.join(names[x] for x in xpm_systems())}, "
