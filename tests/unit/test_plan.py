@@ -71,3 +71,22 @@ def test_plan_is_complete_ordered_and_never_runs_what_is_done(jobs: dict[str, Jo
         assert all(position[dep] < position[job.identifier] for dep in job.dependencies)
     for decision in plan:
         assert (decision.action == "reuse") == (decision.identifier in done)
+
+
+def _reference_order(jobs: dict[str, Job]) -> list[str]:
+    """The documented order, computed the plain way: repeatedly the smallest identifier whose
+    dependencies (those in the graph) are all placed."""
+    placed: list[str] = []
+    while len(placed) < len(jobs):
+        ready = [i for i, job in jobs.items() if i not in placed
+                 and all(d in placed or d not in jobs for d in job.dependencies)]
+        placed.append(min(ready))
+    return placed
+
+
+@given(_dags())
+def test_ties_are_broken_by_identifier(jobs: dict[str, Job]) -> None:
+    """The order (a heap of the ready jobs) is the smallest ready identifier first, as
+    documented: the same order as the plain computation."""
+    shuffled = dict(sorted(jobs.items(), key=lambda item: item[0][::-1]))  # another dict order
+    assert topological_order(shuffled) == _reference_order(jobs)

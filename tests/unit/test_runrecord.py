@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import xpmstore
 from xpmstore.scheduler import runlog
@@ -404,3 +406,25 @@ def test_the_header_git_state_wins_and_so_does_the_first_git_line(tmp_path: Path
         HEADER, {"type": "git", "commit": COMMIT, "dirty": False},
         {"type": "git", "commit": "b" * 40, "dirty": True}, END])
     assert read_one("exp", new).header["git"] == {"commit": COMMIT, "dirty": False}
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(identifier=st.text(), name=st.text(), reason=st.text(),
+       tags=st.dictionaries(st.text(), _json_values, max_size=4),
+       dependencies=st.lists(st.text(), max_size=4))
+def test_a_job_line_is_the_encoders_text(identifier: str, name: str, reason: str,
+                                         tags: dict[str, object],
+                                         dependencies: list[str]) -> None:
+    """The job line spelled out field by field is, byte for byte, what the JSON encoder writes
+    for the same line (any text in any field: quotes, control characters, non-ASCII)."""
+    line: runlog.JobLine = {"type": "job", "id": identifier, "name": name, "reason": reason,
+                            "tags": tags, "dependencies": dependencies}
+    text = runlog._line_json(line)
+    assert text == json.dumps(line, separators=(",", ":"))
+    assert json.loads(text) == line

@@ -117,6 +117,25 @@ def test_layout(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path / "ws")) == [".xpmstore", "cache", "experiments", "jobs"]
 
 
+def test_object_path_is_object_dir_as_text_and_follows_the_root(tmp_path: Path) -> None:
+    """The str form of an object's directory (the scheduler's planning) names the same
+    directory as the Path; a workspace whose root is changed names directories under its new
+    root (the class folders it remembers are its old root's)."""
+    workspace = Workspace.at(tmp_path / "ws")
+    for kind in ("task", "cache"):
+        path = workspace.object_dir(kind, "pkg.T", ID)
+        assert workspace.object_path(kind, "pkg.T", ID) == str(path)
+    workspace.root = tmp_path / "other"
+    assert workspace.task_dir("pkg.T", ID) == tmp_path / "other" / "jobs" / "pkg.T" / ID
+    moved = tmp_path / "other" / "jobs" / "pkg.T" / ID
+    assert workspace.object_path("task", "pkg.T", ID) == str(moved)
+    for bad in ("", "a/b", ".hidden"):
+        with pytest.raises(XpmstoreError):
+            workspace.object_path("task", bad, ID)
+    with pytest.raises(InvalidIdentifierError):
+        workspace.object_path("task", "pkg.T", ID[:12])
+
+
 def test_at_is_absolute_and_reads_the_workspace_settings(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "ws").mkdir()

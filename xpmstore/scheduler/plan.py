@@ -9,6 +9,7 @@ so every rule is tested without one.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -44,16 +45,15 @@ def topological_order(jobs: Mapping[str, Job]) -> list[str]:
     for identifier, deps in remaining.items():
         for dependency in deps:
             dependents[dependency].append(identifier)
-    ready = sorted(i for i, deps in remaining.items() if not deps)
+    ready = sorted(i for i, deps in remaining.items() if not deps)  # a sorted list is a heap
     order: list[str] = []
     while ready:
-        current = ready.pop(0)
+        current = heapq.heappop(ready)  # the smallest ready identifier: O(log n), not a sort
         order.append(current)
-        for dependent in sorted(dependents[current]):
+        for dependent in dependents[current]:
             remaining[dependent].discard(current)
             if not remaining[dependent]:
-                ready.append(dependent)
-        ready.sort()
+                heapq.heappush(ready, dependent)
     if len(order) != len(jobs):
         raise ValueError("the job graph has a cycle")
     return order

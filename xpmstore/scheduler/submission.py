@@ -10,6 +10,7 @@ for a real run, records each job with its reason in the run record, all under th
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -49,13 +50,19 @@ class ScheduledJob(JobState):
     launcher: Launcher
 
     def __init__(self, task: Task, workspace: Workspace, launcher: Launcher,
-                 hooks: list[SubmitHook], tags: dict[str, Any]):
+                 hooks: list[SubmitHook], tags: dict[str, Any],
+                 depends_on: list[Task] | None = None):
         identifier = task.__identifier__
-        super().__init__(identifier, sorted({d.__identifier__ for d in dependencies(task)}),
-                         launcher, chains=launcher.chains)
+        if depends_on is None:
+            depends_on = dependencies(task)
+        super().__init__(identifier, sorted({d.__identifier__ for d in depends_on}) if depends_on
+                         else [], launcher, chains=launcher.chains)
         self.task = task
         self.name = class_spec(type(task)).identity_name
-        self.taskdir = workspace.task_dir(self.name, identifier)
+        self.folder = workspace.object_path("task", self.name, identifier)  # the planning of
+        # a done job needs no more than this str (``taskdir``, the Path, is made when asked)
+        if "_xpm_taskdir" not in task.__dict__:  # bound now: submit's bind() finds it bound
+            task._xpm_bind(self.folder)
         self.hooks = hooks
         self.tags = tags
         self.outcome = ""  # once done: "done" (ran here), "reused" or "waited" (ran elsewhere)
@@ -66,6 +73,11 @@ class ScheduledJob(JobState):
         self.poll_every = 0.02
         self.fresh = bool(getattr(type(task), "fresh_process", False))
         self.interrupted = False  # killed by the interrupt of the run
+
+    @functools.cached_property
+    def taskdir(self) -> Path:
+        """The task directory (made when first asked: a reused job seldom is)."""
+        return Path(self.folder)
 
     def modules_and_scripts(self) -> tuple[list[str], list[str]]:
         """The modules that define the task's configs, and the scripts (``__main__``) that do:
@@ -107,9 +119,11 @@ def _gather(task: Task, launcher: Launcher, hooks: list[SubmitHook], workspace: 
     if identifier in seen or identifier in visiting:
         return
     visiting.add(identifier)
-    for dependency in dependencies(task):
+    depends_on = dependencies(task)
+    for dependency in depends_on:
         _gather(dependency, launcher, [], workspace, seen, new, visiting)
-    new.append(ScheduledJob(task, workspace, launcher, gather_hooks(task, hooks), tags_of(task)))
+    new.append(ScheduledJob(task, workspace, launcher, gather_hooks(task, hooks), tags_of(task),
+                            depends_on))
     seen.add(identifier)
 
 
@@ -158,7 +172,7 @@ def plan_batch(workspace: Workspace, batch: list[ScheduledJob], remote: RemoteSy
     with locked:
         launches = {}
         for job in batch:
-            if taskdirs.is_done(job.taskdir):
+            if taskdirs.is_done(job.folder):
                 done.add(job.identifier)
             else:
                 launches[job.identifier] = read_launch(job.taskdir)

@@ -104,6 +104,11 @@ class Workspace:
 
     root: Path
     settings: dict[str, Any] = field(default_factory=dict)
+    _folders: dict[tuple[str, str], tuple[Path, Path, str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+    """(kind, identity name) → (the root it was made for, its class folder, as a Path and as a
+    str): an object's directory is its folder joined with one checked part (a re-submission of
+    10,000 done tasks names 10,000 of them)."""
 
     @classmethod
     def at(cls, where: str | os.PathLike[str] | Workspace | None = None) -> Workspace:
@@ -141,10 +146,23 @@ class Workspace:
 
     def object_dir(self, kind: str, name: str, identifier: str) -> Path:
         """The directory of an object (``kind`` is "task" or "cache")."""
+        return self._class_folder(kind, name, identifier)[0].joinpath(identifier)
+
+    def object_path(self, kind: str, name: str, identifier: str) -> str:
+        """:meth:`object_dir` as a str, no Path built (what the scheduler's planning uses)."""
+        return f"{self._class_folder(kind, name, identifier)[1]}/{identifier}"
+
+    def _class_folder(self, kind: str, name: str, identifier: str) -> tuple[Path, str]:
+        """The folder of ``name``'s objects of ``kind`` (as a Path and a str), once
+        ``identifier`` is checked: 64 hex digits, one part joined as it is."""
         check_full_identifier(identifier)
-        if not name or "/" in name or name.startswith("."):
-            raise ArgumentValueError(f"{name!r} is not an identity name")
-        return Path(f"{self.root}/{KINDS[kind]}/{name}/{identifier}")  # one parse, not three
+        cached = self._folders.get((kind, name))
+        if cached is None or cached[0] is not self.root:
+            if not name or "/" in name or name.startswith("."):
+                raise ArgumentValueError(f"{name!r} is not an identity name")
+            folder = f"{self.root}/{KINDS[kind]}/{name}"
+            cached = self._folders[kind, name] = (self.root, Path(folder), folder)
+        return cached[1], cached[2]
 
     def task_dir(self, name: str, identifier: str) -> Path:
         """The task directory ``jobs/<name>/<id>``."""
