@@ -148,11 +148,13 @@ class Terms(Config):
 
 def isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Point HOME at an empty folder under ``tmp_path`` and unset every xpmstore variable, so no
-    test reads or writes the user's settings, workspace or index; returns the new HOME."""
+    test reads or writes the user's settings, workspace or index (nor shows the tracebacks a
+    script hides); returns the new HOME."""
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
-    for var in ("XPMSTORE_WORKSPACE", "XPMSTORE_INDEX_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
+    for var in ("XPMSTORE_WORKSPACE", "XPMSTORE_INDEX_DIR", "XPMSTORE_TRACEBACK",
+                "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(workspace_module, "_active", None)
     monkeypatch.setattr(workspace_module, "_default_cache", None)

@@ -357,8 +357,9 @@ def test_kill9_of_the_experiment_alone_leaves_its_job_running(
 
 def test_ctrl_c_kills_the_jobs_and_marks_them_interrupted(
         setting: tuple[Workspace, Path], tmp_path: Path) -> None:
-    """SIGINT to the experiment: KeyboardInterrupt, its job's process group is gone, the job is
-    failed ``interrupted``; the next experiment runs it again."""
+    """SIGINT to the experiment: its job's process group is gone, the job is failed
+    ``interrupted``, and the script ends with one line and the status of an uncaught
+    KeyboardInterrupt (killed by SIGINT); the next experiment runs it again."""
     workspace, counters = setting
     release = tmp_path / "release"
     taskdir = workspace.task_dir("tests.sched.Blocker", Blocker(key="i").__identifier__)
@@ -376,8 +377,11 @@ def test_ctrl_c_kills_the_jobs_and_marks_them_interrupted(
     finally:
         interrupted.abort()
     stderr = interrupted.stderr()
-    assert code != 0, stderr
-    assert "KeyboardInterrupt" in stderr, stderr
+    assert code == -signal.SIGINT, stderr  # CPython's end of an uncaught KeyboardInterrupt
+    assert "Traceback" not in stderr, stderr
+    assert stderr.splitlines()[-1] == (
+        f"xpmstore: experiment 'interrupt' interrupted: 1 job(s) stopped: tests.sched.Blocker"
+        f" {taskdir.name[:12]} (log {taskdir / 'stderr'})"), stderr
     wait_for(lambda: group_gone(job), "the job's process group to end")
     assert not launch_is_live(taskdir, record)
     state = read_state(taskdir)

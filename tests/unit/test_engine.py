@@ -18,7 +18,7 @@ import pytest
 
 from xpmstore import ExperimentFailed, experiment
 from xpmstore.core.config import Task, class_spec
-from xpmstore.scheduler import engine
+from xpmstore.scheduler import engine, exithook
 from xpmstore.scheduler.claim import read_state
 from xpmstore.scheduler.experiment import active_experiment
 from xpmstore.scheduler.hooks import Job, SubmitHook
@@ -257,6 +257,46 @@ def test_an_exception_in_the_block_kills_the_running_jobs(ws: Workspace) -> None
             in output_of(xp)
     assert not (taskdir(ws, tasks[2]) / ".xpm" / "launch.json").exists()  # claim given up
     assert end_line(ws)["outcome"] == "interrupted"
+
+
+class KeptLauncher(FakeLauncher):
+    """A fake launcher whose jobs outlive an interrupt, as Slurm's do."""
+
+    name = "kept"
+    keeps_running = True
+
+
+def test_ctrl_c_names_the_jobs_it_stopped_and_those_left_running(ws: Workspace) -> None:
+    stopped, kept = Counted(n=1), Counted(n=2)
+    local, slurm_like = FakeLauncher(workers=1), KeptLauncher(workers=1)
+    with pytest.raises(KeyboardInterrupt) as info, run(ws, local):
+        stopped.submit()
+        kept.submit(launcher=slurm_like)
+        local.wait_running(1)
+        slurm_like.wait_running(1)
+        raise KeyboardInterrupt
+    assert local.killed == [(stopped.__identifier__, False)] and slurm_like.killed == []
+    assert exithook.line_of(info.value) == (
+        f"experiment 'exp' interrupted: 1 job(s) stopped: tests.sched.Counted"
+        f" {stopped.__identifier__[:12]} (log {taskdir(ws, stopped) / 'stderr'}); 1 job(s) left"
+        f" running (kept): the next run follows them")
+
+
+def test_the_experiment_marks_its_failure_and_a_ctrl_c_never_the_user_s_errors(
+        ws: Workspace) -> None:
+    launcher = FakeLauncher(workers=1)
+    with pytest.raises(KeyError) as mine, run(ws, launcher):
+        Counted(n=1).submit()
+        launcher.wait_running(1)
+        raise KeyError("in the block")
+    assert exithook.line_of(mine.value) is None  # the user's error: its traceback shows
+    with pytest.raises(ExperimentFailed) as failed, run(ws, launcher):
+        Counted(n=2).submit()
+        launcher.complete(launcher.wait_running(1)[0], code=1)
+    assert exithook.line_of(failed.value) == str(failed.value)
+    with pytest.raises(KeyboardInterrupt) as interrupt, run(ws, launcher):
+        raise KeyboardInterrupt
+    assert exithook.line_of(interrupt.value) == "experiment 'exp' interrupted: 0 job(s) stopped"
 
 
 def test_a_job_found_done_by_its_claim_is_reused_not_launched(ws: Workspace) -> None:

@@ -149,3 +149,125 @@ def test_an_unguarded_script_stops_with_the_one_line_error(tmp_path: Path, launc
     workspace = tmp_path / "ws"
     script = unguarded_script(tmp_path, workspace, launcher)
     check_refused(run_python([str(script)], cwd=tmp_path, timeout=120), workspace)
+
+
+ENDINGS = '''
+import sys
+from pathlib import Path
+from xpmstore import ExperimentFailed, Param, Task, experiment
+from xpmstore.launchers import LocalLauncher
+
+class Step(Task):
+    __xpmid__ = "endings.Step"
+    fail: Param[bool] = False
+
+    def execute(self):
+        if self.fail:
+            raise ValueError("the step failed")
+        Path("out.txt").write_text("ok")
+
+def run(fail, raise_inside=False):
+    with experiment(sys.argv[1], "endings", launcher=LocalLauncher(workers=1)):
+        Step(fail=fail).submit()
+        if raise_inside:
+            raise LookupError("raised in the block")
+
+if __name__ == "__main__":
+    how = sys.argv[2]
+    if how == "uncaught":
+        run(fail=True)
+    elif how == "caught":
+        try:
+            run(fail=True)
+        except ExperimentFailed as exc:
+            assert exc.failed and str(exc).startswith("experiment 'endings': 1 job(s) failed")
+            print("caught")
+    elif how == "another-hook":  # a library that took sys.excepthook first is left in charge
+        sys.excepthook = lambda kind, error, trace: print(f"their hook: {kind.__name__}",
+                                                          file=sys.stderr)
+        run(fail=True)
+    elif how == "after":
+        run(fail=False)
+        raise LookupError("raised after the experiment")
+    elif how == "inside":
+        run(fail=False, raise_inside=True)
+'''
+
+
+def run_endings(folder: Path, how: str, *python_options: str,
+                traceback: str = "") -> subprocess.CompletedProcess[str]:
+    """Run the script ``ENDINGS`` in ``folder`` (a real process) the way ``how`` says, with
+    ``XPMSTORE_TRACEBACK=traceback`` (empty: off)."""
+    script = folder / "endings.py"
+    script.write_text(ENDINGS)
+    return run_python([*python_options, str(script), str(folder / "ws"), how], cwd=folder,
+                      env={"XPMSTORE_TRACEBACK": traceback}, stdin="", timeout=120)
+
+
+def step_log(folder: Path) -> Path:
+    """The log of the one failed Step job."""
+    [log] = (folder / "ws" / "jobs" / "endings.Step").glob("*/stderr")
+    return log
+
+
+def test_a_failed_job_ends_the_script_with_one_line(tmp_path: Path) -> None:
+    done = run_endings(tmp_path, "uncaught")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last == (f"xpmstore: experiment 'endings': 1 job(s) failed: endings.Step"
+                    f" {step_log(tmp_path).parent.name[:12]} (ValueError: the step failed, log"
+                    f" {step_log(tmp_path)})"), done.stderr
+    assert "ValueError: the step failed" in step_log(tmp_path).read_text()
+
+
+def test_an_experiment_that_cannot_start_ends_the_script_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "experiments").write_text("")  # a file: no run record can be made there
+    done = run_endings(tmp_path, "uncaught")
+    assert done.returncode == 1, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"xpmstore: experiment 'endings' cannot start: its run record in"
+                           f" {tmp_path / 'ws' / 'experiments'} cannot be written"
+                           f" (FileExistsError: "), done.stderr
+
+
+def test_xpmstore_traceback_1_shows_the_traceback(tmp_path: Path) -> None:
+    done = run_endings(tmp_path, "uncaught", traceback="1")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback (most recent call last):" in done.stderr, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("xpmstore.errors.ExperimentFailed: experiment 'endings': 1 job(s)"
+                           " failed: endings.Step"), done.stderr
+
+
+def test_an_interactive_session_keeps_the_traceback(tmp_path: Path) -> None:
+    done = run_endings(tmp_path, "uncaught", "-i")  # its prompt then reads the end of stdin
+    assert "Traceback (most recent call last):" in done.stderr, done.stderr
+    assert "ExperimentFailed: experiment 'endings': 1 job(s) failed" in done.stderr
+    assert "\nxpmstore: experiment" not in done.stderr, done.stderr
+
+
+def test_a_failure_the_script_catches_prints_nothing_more(tmp_path: Path) -> None:
+    done = run_endings(tmp_path, "caught")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "caught\n"
+    assert "xpmstore: experiment" not in done.stderr and "Traceback" not in done.stderr, \
+        done.stderr
+
+
+def test_a_hook_installed_before_the_experiment_stays_in_charge(tmp_path: Path) -> None:
+    done = run_endings(tmp_path, "another-hook")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1] == "their hook: ExperimentFailed", done.stderr
+    assert "xpmstore: experiment" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("where", ["after", "inside"])
+def test_the_script_s_own_errors_keep_their_traceback(tmp_path: Path, where: str) -> None:
+    done = run_endings(tmp_path, where)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback (most recent call last):" in done.stderr, done.stderr
+    expected = {"after": "raised after the experiment", "inside": "raised in the block"}[where]
+    assert done.stderr.splitlines()[-1] == f"LookupError: {expected}", done.stderr
+    assert "xpmstore: experiment" not in done.stderr, done.stderr

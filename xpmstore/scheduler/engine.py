@@ -541,13 +541,15 @@ class Scheduler:
         """The jobs that failed, in submission order."""
         return [j for j in self.order if j.status is _FAILED]
 
-    def interrupt(self) -> None:
+    def interrupt(self) -> tuple[list[ScheduledJob], list[ScheduledJob]]:
         """Stop launching; SIGTERM this run's running jobs (SIGKILL after a grace, or at once
-        on a second Ctrl-C) and mark them failed ``interrupted``."""
+        on a second Ctrl-C) and mark them failed ``interrupted``.  Returns the jobs stopped,
+        and those left running because their launcher keeps them (Slurm's)."""
         with self._cond:
             self._no_launch = True
-            running = [j for j in self.order if j.status is _RUNNING and not j.pulling
-                       and not j.launcher.keeps_running]
+            live = [j for j in self.order if j.status is _RUNNING and not j.pulling]
+            running = [j for j in live if not j.launcher.keeps_running]
+            kept = [j for j in live if j.launcher.keeps_running]
             for job in running:
                 job.interrupted = True  # its exit, as it comes, says "interrupted"
                 job.launcher.kill(job.identifier)
@@ -575,6 +577,7 @@ class Scheduler:
                                 ended=time.time(), reason="interrupted")
                 except OSError:
                     pass  # a full disk: the interrupt goes on
+        return running, kept
 
     def close(self, outcome: str) -> None:
         """End the run: stop the thread, release unlaunched claims, flush the index, close the

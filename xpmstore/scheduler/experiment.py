@@ -16,8 +16,10 @@ run plans and prints, and starts no engine.
 
 Interrupts: an exception in the block (Ctrl-C included) stops new launches, sends SIGTERM to the
 process groups of this experiment's running jobs (SIGKILL after 10 s, or at once on a second
-Ctrl-C), marks them failed ``interrupted`` and re-raises.  After ``kill -9`` of the scheduler, its
-jobs finish in their own sessions and the next scheduler waits for them.
+Ctrl-C), marks them failed ``interrupted`` and re-raises.  Left uncaught, that Ctrl-C and an
+ExperimentFailed end a script with one line, not a traceback (:mod:`.exithook`).  After
+``kill -9`` of the scheduler, its jobs finish in their own sessions and the next scheduler waits
+for them.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from ..remote.sync import RemoteSync
 from ..store import taskdirs
 from ..store.taskstate import inside_job
 from ..store.workspace import Workspace, set_active_workspace
-from . import runner
+from . import exithook, runner
 from .engine import Scheduler
 from .hooks import SubmitHook
 from .launchers.base import Launcher
@@ -114,14 +116,17 @@ class experiment:
             raise XpmstoreError(f"experiment {self.name!r}: experiment {current.name!r} is"
                                 " already active in this process; experiments do not nest")
         if not self.dry_run:
+            exithook.install()  # a failed or interrupted run ends the script with one line
             try:
                 self.workspace.ensure()
                 self.record = RunRecord(self.workspace.experiments, self.name,
                                         environments=self.workspace.environments)
             except OSError as exc:  # a full disk, a read-only workspace: nothing ran
-                raise ExperimentFailed(f"experiment {self.name!r} cannot start: its run record"
-                                       f" in {self.workspace.experiments} cannot be written"
-                                       f" ({describe_error(exc)})") from exc
+                failed = ExperimentFailed(f"experiment {self.name!r} cannot start: its run"
+                                          f" record in {self.workspace.experiments} cannot be"
+                                          f" written ({describe_error(exc)})")
+                exithook.mark(failed, str(failed))
+                raise failed from exc
             self._scheduler = Scheduler(self.workspace, self.name, self.record, self._remote,
                                         self.progress, self.launcher)
             self._scheduler.start()  # it warms a launcher (the zygote) once a job must run
@@ -135,14 +140,12 @@ class experiment:
             if scheduler is None:  # a dry run
                 return False
             if kind is not None:
-                scheduler.interrupt()
-                scheduler.close("interrupted")
+                self._interrupt(scheduler, error)
                 return False
             try:
                 scheduler.wait()
-            except KeyboardInterrupt:
-                scheduler.interrupt()
-                scheduler.close("interrupted")
+            except KeyboardInterrupt as interrupt:
+                self._interrupt(scheduler, interrupt)
                 raise
             failed = scheduler.failed()
             scheduler.close("failed" if failed else "ok")
@@ -153,23 +156,36 @@ class experiment:
             activate(None)
             set_active_workspace(self._previous_workspace)
 
+    def _interrupt(self, scheduler: Scheduler, error: BaseException | None) -> None:
+        """Stop the run's jobs and end its record, after ``error`` in the block or in the
+        wait; a Ctrl-C (KeyboardInterrupt) then ends the script with one line."""
+        stopped, kept = scheduler.interrupt()
+        scheduler.close("interrupted")
+        if not isinstance(error, KeyboardInterrupt):  # the user's error: its traceback shows
+            return
+        line = f"experiment {self.name!r} interrupted: {len(stopped)} job(s) stopped"
+        if stopped:
+            line += f": {_listed(stopped)}"
+        if kept:
+            launchers = ", ".join(sorted({job.launcher.name for job in kept}))
+            line += f"; {len(kept)} job(s) left running ({launchers}): the next run follows them"
+        exithook.mark(error, line)
+
     def _raise_failed(self, failed: list[ScheduledJob]) -> None:
         refused = next((j for j in failed if j.exit_code == runner.EXIT_REFUSED), None)
         if refused is not None:  # an unguarded script: its error, once, is the whole story
-            raise ExperimentFailed(
+            message = (
                 f"experiment {self.name!r}:"
                 f" {refused.detail.removeprefix(ExperimentInJobError.__name__ + ': ')}"
                 f" ({len(failed)} job(s) failed;"
-                f" {refused.name} {refused.identifier[:12]}, log {refused.taskdir / 'stderr'})",
-                failed=[(j.identifier, j.name, str(j.taskdir / "stderr")) for j in failed],
-            )
-        shown = "; ".join(f"{j.name} {j.identifier[:12]} ({j.detail or 'failed'}, log"
-                          f" {j.taskdir / 'stderr'})" for j in failed[:5])
-        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
-        raise ExperimentFailed(
-            f"experiment {self.name!r}: {len(failed)} job(s) failed: {shown}{more}",
-            failed=[(j.identifier, j.name, str(j.taskdir / "stderr")) for j in failed],
-        )
+                f" {refused.name} {refused.identifier[:12]}, log {refused.taskdir / 'stderr'})")
+        else:
+            message = (f"experiment {self.name!r}: {len(failed)} job(s) failed:"
+                       f" {_listed(failed, with_detail=True)}")
+        error = ExperimentFailed(
+            message, failed=[(j.identifier, j.name, str(j.taskdir / "stderr")) for j in failed])
+        exithook.mark(error, message)
+        raise error
 
     # --- submit ---------------------------------------------------------------------------------
 
@@ -215,3 +231,15 @@ class experiment:
         if self._scheduler is not None and identifier not in self._roots:
             self._roots.add(identifier)
             self._scheduler.append({"type": "root", "id": identifier})
+
+
+def _listed(jobs: Sequence[ScheduledJob], with_detail: bool = False) -> str:
+    """The first five of ``jobs``, each with its log (and why it failed, ``with_detail``), and
+    how many more: part of one line."""
+
+    def one(job: ScheduledJob) -> str:
+        why = f"{job.detail or 'failed'}, " if with_detail else ""
+        return f"{job.name} {job.identifier[:12]} ({why}log {job.taskdir / 'stderr'})"
+
+    more = f" and {len(jobs) - 5} more" if len(jobs) > 5 else ""
+    return "; ".join(one(job) for job in jobs[:5]) + more
