@@ -17,6 +17,7 @@ import lmdb
 import pytest
 
 from xpmstore.store.indexfiles import (
+    KEPT_DAMAGED,
     IndexDamaged,
     allocate_lock_file,
     data_file_problem,
@@ -143,6 +144,25 @@ def test_move_aside_never_overwrites(tmp_path: Path) -> None:
     assert (second / "data.mdb").read_bytes() == b"two"
     assert index.is_dir() and list(index.iterdir()) == []
     assert file_identity(index) is None and before == file_identity(first)
+
+
+def test_move_aside_keeps_the_newest_damaged_copies_only(tmp_path: Path) -> None:
+    """Damaged copies do not accumulate: the newest KEPT_DAMAGED stay (the one just made among
+    them), older ones go; other folders beside the index are never touched."""
+    index = tmp_path / "index"
+    index.mkdir()
+    for stamp in ("20260101T000000", "20260102T000000", "20260102T000000-2",
+                  "20260102T000000-10", "20260103T000000"):
+        (tmp_path / f"index.damaged-{stamp}").mkdir()
+    (tmp_path / "index.damaged-note.txt").write_text("a file, not a copy")
+    (tmp_path / "other").mkdir()
+    newest = move_aside(index)
+    kept = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("index.damaged-"))
+    assert len([k for k in kept if k != "index.damaged-note.txt"]) == KEPT_DAMAGED == 3
+    assert newest.name in kept
+    assert "index.damaged-20260103T000000" in kept and "index.damaged-20260102T000000-10" in kept
+    assert "index.damaged-note.txt" in kept and (tmp_path / "other").is_dir()
+    assert index.is_dir()
 
 
 def test_a_record_check_sees_every_flipped_bit() -> None:

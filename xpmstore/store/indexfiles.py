@@ -30,6 +30,7 @@ from ..errors import IndexDamaged, IndexOutdated
 
 __all__ = [
     "DATA_FILE",
+    "KEPT_DAMAGED",
     "LOCK_FILE",
     "IndexDamaged",
     "IndexOutdated",
@@ -216,4 +217,33 @@ def move_aside(path: Path) -> Path:
         aside = path.with_name(f"{path.name}.damaged-{stamp}-{number}")
     os.rename(path, aside)
     path.mkdir()
+    _prune_damaged(path)
     return aside
+
+
+KEPT_DAMAGED = 3
+"""How many damaged indexes :func:`move_aside` keeps beside the index (the newest): each is
+evidence of what happened, none is needed (the index is never the only copy), and a disk that
+keeps damaging them must not fill with copies."""
+
+
+def _damaged_order(name: str, prefix: str) -> tuple[str, int]:
+    """(stamp, number) of a ``<prefix><stamp>[-<number>]`` name: the order they were made in."""
+    stamp, _, number = name.removeprefix(prefix).partition("-")
+    return stamp, int(number) if number.isdigit() else 1
+
+
+def _prune_damaged(path: Path) -> None:
+    """Delete the damaged copies of the index ``path`` beyond the newest :data:`KEPT_DAMAGED`
+    (quietly: one that cannot be deleted stays)."""
+    import shutil
+
+    prefix = f"{path.name}.damaged-"
+    try:
+        copies = [entry for entry in os.scandir(path.parent)
+                  if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False)]
+    except OSError:
+        return
+    copies.sort(key=lambda entry: _damaged_order(entry.name, prefix), reverse=True)
+    for entry in copies[KEPT_DAMAGED:]:
+        shutil.rmtree(entry.path, ignore_errors=True)
