@@ -147,8 +147,12 @@ def show(identifier: str, as_json: bool) -> None:
         pairs.append(("config", details.config))
     pairs += [("dependency", d) for d in details.dependencies]
     pairs += [("dependent", d) for d in details.dependents]
-    pairs += [(f"attempt {a['attempt']}", f"{a['state']} {a['reason'] or ''} {a['stderr']}")
-              for a in details.attempts]
+    for a in details.attempts:
+        ran_with = a.get("values")
+        differs = ran_with is not None and ran_with != details.values
+        pairs.append((f"attempt {a['attempt']}",
+                      f"{a['state']} {a['reason'] or ''} {a['stderr']}"
+                      + (f" values {json.dumps(ran_with, sort_keys=True)}" if differs else "")))
     pairs += [(name, path) for name, path in details.logs.items()]
     if details.params is not None:
         pairs.append(("params", json.dumps(details.params.get("fields", {}), sort_keys=True)))

@@ -438,6 +438,13 @@ def test_a_rerun_sees_todays_meta_values(ws: Workspace, counters: str, fresh: bo
     assert (directory / "batch.txt").read_text() == "16"
     loaded = load(directory)
     assert isinstance(loaded, Batched) and loaded.batch == 16
+    # The failed attempt keeps the values it ran with; show tells them apart from today's.
+    from xpmstore.admin.show import describe
+
+    details = describe(ws, directory.name)
+    assert details.values is not None and details.values["batch"] == 16
+    assert [(a["attempt"], a["state"], (a["values"] or {}).get("batch"))
+            for a in details.attempts] == [(1, "failed", 64)]
     before = (directory / "params.json").read_bytes()
     with run() as third:  # reused: the done task keeps the values it was made with
         Batched(batch=8, counters=counters).submit()

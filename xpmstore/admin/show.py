@@ -71,12 +71,20 @@ class Details:
 
 
 def _attempts(directory: Path) -> list[dict[str, Any]]:
+    """The earlier attempts of a task: state, reason, log, and the values it ran with (None
+    when its params.json copy is absent, as for attempts made before it was kept, or
+    unreadable)."""
     found = []
     for number in attempt_numbers(directory):
         state = read_attempt_state(directory, number)
+        folder = attempt_dir(directory, number)
+        try:
+            document = jsonio.read(folder / "params.json")
+        except (OSError, ValueError):
+            document = None
         found.append({"attempt": number, "state": state.get("state"),
-                      "reason": state.get("reason"),
-                      "stderr": str(attempt_dir(directory, number) / "stderr")})
+                      "reason": state.get("reason"), "stderr": str(folder / "stderr"),
+                      "values": _meta_values(document)})
     return found
 
 

@@ -261,7 +261,8 @@ def read_attempt_state(directory: str | os.PathLike[str], number: int) -> StateD
 
 
 def move_attempt(directory: Path) -> int | None:
-    """Move stdout, stderr, state and progress of a previous attempt to ``.xpm/attempts/<n>/``;
+    """Move stdout, stderr, state and progress of a previous attempt to ``.xpm/attempts/<n>/``,
+    with a copy of the ``params.json`` it ran with (its values: a re-run may be given others);
     other files stay (tasks may resume).  Returns n, or None when there was nothing to move.
     Raises OSError."""
     import shutil
@@ -279,6 +280,9 @@ def move_attempt(directory: Path) -> int | None:
     target.mkdir()
     for path in moved:
         shutil.move(str(path), target / path.name)
+    params = directory / "params.json"
+    if os.path.isfile(params) and not os.path.islink(params):  # a regular file, never a link
+        shutil.copyfile(params, target / "params.json")
     return number
 
 
