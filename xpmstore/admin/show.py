@@ -9,12 +9,12 @@ Reads only (and reconciles the index, for dependents); safe across processes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..scheduler.runs import read_runs
+from ..scheduler.runs import Run, read_runs
 from ..store.locate import locate, object_kind
 from ..store.lookup import Store
 from ..store.pins import pinned
@@ -127,8 +127,10 @@ def _meta_values(document: Any) -> dict[str, Any] | None:
         return None
 
 
-def describe(workspace: Workspace, text: str) -> Details:
-    """The details of the object named by ``text`` (identifier or unique prefix).
+def describe(workspace: Workspace, text: str, runs: Sequence[Run] | None = None) -> Details:
+    """The details of the object named by ``text`` (identifier or unique prefix).  ``runs``:
+    the workspace's runs as :func:`xpmstore.scheduler.runs.read_runs` gives them, when the
+    caller keeps them parsed (the web service); None: read here.
 
     Raises InvalidIdentifierError, NotFound, AmbiguousPrefixError.
     """
@@ -143,7 +145,8 @@ def describe(workspace: Workspace, text: str) -> Details:
     params = document.get("identity") if isinstance(document, dict) else None
     if not isinstance(params, dict):
         params = None
-    submitted = [run for run in read_runs(workspace) if identifier in run.jobs]
+    submitted = [run for run in (read_runs(workspace) if runs is None else runs)
+                 if identifier in run.jobs]
     reasons = [{"experiment": run.experiment, "run": run.name,
                 "reason": run.jobs[identifier].reason} for run in submitted]
     tags = record.get("tags") or {}

@@ -23,7 +23,8 @@ __all__ = ["object_live", "object_view"]
 def object_view(workspace: Workspace, text: str, runs: RunCache) -> dict[str, Any]:
     """Everything the object page shows of the object ``text`` names (identifier or unique
     prefix).  Raises InvalidIdentifierError, NotFound, AmbiguousPrefixError."""
-    details = describe(workspace, text)
+    everyone = runs.runs()  # parsed once per changed record, not at each page
+    details = describe(workspace, text, everyone)
     data = details.to_json()
     directory = details.path
     try:
@@ -36,7 +37,7 @@ def object_view(workspace: Workspace, text: str, runs: RunCache) -> dict[str, An
     data.pop("logs", None)  # absolute paths: the page names logs by log_names
     data["progress"] = job_progress(directory) if details.status == "running" else None
     if not data["dependencies"] and details.status != "done":  # not indexed: its runs say
-        for run in reversed(runs.runs()):
+        for run in reversed(everyone):
             job = run.jobs.get(details.identifier)
             if job is not None and job.dependencies:
                 data["dependencies"] = job.dependencies
