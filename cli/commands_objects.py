@@ -156,6 +156,8 @@ def show(identifier: str, as_json: bool) -> None:
     pairs += [(name, path) for name, path in details.logs.items()]
     if details.params is not None:
         pairs.append(("params", json.dumps(details.params.get("fields", {}), sort_keys=True)))
+    if details.damaged is not None:
+        pairs.append(("damaged", details.damaged))
     if details.values is not None:
         pairs.append(("values", json.dumps(details.values, sort_keys=True)))
     fields(pairs)

@@ -249,6 +249,49 @@ def test_remote_init_creates_a_bucket(s3_server: Any, tmp_path: Path) -> None:
     assert console(workspace, "push", step.__identifier__).returncode == 0
 
 
+def missing_bucket_workspace(s3_server: Any, tmp_path: Path,
+                             push: str = "auto") -> tuple[Workspace, str]:
+    """A workspace whose remote names a bucket nobody created (a typo in the settings)."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    bucket = f"xpm-typo-{os.getpid()}-{os.urandom(3).hex()}"
+    (root / "xpmstore.toml").write_text(f'[remote]\nurl = "s3://{bucket}/team"\n'
+                                        f'endpoint_url = "{s3_server.endpoint}"\n'
+                                        f'push = "{push}"\n')
+    return make_workspace(root), bucket
+
+
+def buckets(s3_server: Any) -> set[str]:
+    client: Any = s3_server.client()
+    return {b["Name"] for b in client.list_buckets()["Buckets"]}
+
+
+def test_a_push_never_creates_a_missing_bucket(s3_server: Any, tmp_path: Path) -> None:
+    # SeaweedFS creates a bucket on the first PUT into it: a typo in the bucket's name used to
+    # push every result into a new bucket nobody else reads, and say "pushed"
+    workspace, bucket = missing_bucket_workspace(s3_server, tmp_path, push="manual")
+    step = done_steps(workspace, 1)[0]
+    result = console(workspace, "push", step.__identifier__)
+    no_traceback(result)
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"bucket {bucket} does not exist" in result.stderr
+    assert "remote init" in result.stderr
+    assert bucket not in buckets(s3_server)
+    pulled = console(workspace, "pull", step.__identifier__)
+    assert pulled.returncode == 1 and "does not exist" in pulled.stderr, pulled.stderr
+
+
+def test_an_experiment_finds_a_missing_bucket_unreachable_once(
+        s3_server: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    workspace, bucket = missing_bucket_workspace(s3_server, tmp_path)
+    steps = [Step(i=i, variant=22) for i in range(6)]
+    run_experiment(workspace, "exp", steps)
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "does not exist" in warnings[0], warnings
+    assert all(taskdirs.is_done(task_dir(workspace, s)) for s in steps)
+    assert bucket not in buckets(s3_server)
+
+
 # --- 9d: an unwritable remote -----------------------------------------------------------------
 
 

@@ -97,6 +97,18 @@ def test_an_object_has_its_params_tree_with_defaults_files_logs_and_dependents(
     assert {n["name"]: n["kind"] for n in source["children"]}["epochs"] == "default"
 
 
+def test_an_object_whose_params_json_is_damaged_says_so(copied: Path) -> None:
+    directory = gated(copied, "a")
+    (directory / "params.json").write_bytes(b"\x00\xff{{{")
+    damaged = client(copied)
+    answer = damaged.get(f"/api/objects/{directory.name}")
+    assert answer.status_code == 200
+    data = answer.json()
+    assert data["damaged"].startswith(f"{directory / 'params.json'}: not valid JSON"), data
+    assert data["params"] is None and data["tree"] is None
+    assert damaged.get("/api/health").status_code == 200  # and the server goes on
+
+
 @pytest.mark.parametrize(("text", "status"), [("x..", 400), ("XYZ", 400), ("f" * 64, 404),
                                               ("", 404), ("0" * 65, 400)])
 def test_bad_identifiers_are_refused(api: TestClient, text: str, status: int) -> None:

@@ -220,6 +220,26 @@ def test_show_prints_values_and_the_tags_a_failed_task_was_submitted_with(
     assert details["values"]["batch"] == 16 and details["tags"] == {"a": 1}
 
 
+@pytest.mark.parametrize("damage", ["garbage", "not an object", "missing"])
+def test_show_says_when_params_json_is_damaged(ws: Workspace, damage: str) -> None:
+    # a damaged params.json used to leave the params line out without a word
+    steps = run_chain(ws, "exp", 2, variant=6)
+    params = task_dir(ws, steps[0]) / "params.json"
+    if damage == "missing":
+        params.unlink()
+    else:
+        params.write_text('{"broken' if damage == "garbage" else "[1, 2]")
+    result = console(ws, "show", steps[0].__identifier__)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    lines = dict(line.split("\t", 1) for line in result.stdout.splitlines())
+    assert "params" not in lines
+    assert lines["damaged"].startswith(f"{params}: "), lines
+    details = json.loads(console(ws, "show", steps[0].__identifier__, "--json").stdout)
+    assert details["damaged"] == lines["damaged"] and details["params"] is None
+    intact = json.loads(console(ws, "show", steps[1].__identifier__, "--json").stdout)
+    assert intact["damaged"] is None and intact["params"] is not None
+
+
 def test_show_after_fsck_repair_gives_one_status(ws: Workspace) -> None:
     steps = run_chain(ws, "exp", 2, variant=5)
     directory = task_dir(ws, steps[0])

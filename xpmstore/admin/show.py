@@ -62,6 +62,10 @@ class Details:
     config: str | None = None
     progress: list[ProgressLevel] | None = None
     """What its task last reported (:mod:`xpmstore.store.taskprogress`), or None."""
+    damaged: str | None = None
+    """Why a task's params.json gives no params (missing, not JSON, not a params document),
+    one line naming the file; None when it is readable, and for ``@cache`` entries (which have
+    none)."""
 
     def to_json(self) -> dict[str, Any]:
         """Every field, JSON-ready."""
@@ -127,6 +131,18 @@ def _meta_values(document: Any) -> dict[str, Any] | None:
         return None
 
 
+def _params_document(path: Path) -> tuple[Any, str | None]:
+    """(the document in params.json or None, why it could not be read or None)."""
+    try:
+        return jsonio.read(path), None
+    except FileNotFoundError:
+        return None, f"{path}: missing"
+    except OSError as exc:
+        return None, f"{path}: {exc.strerror or exc}"
+    except ValueError as exc:  # MalformedFileError: names the file already
+        return None, str(exc)
+
+
 def describe(workspace: Workspace, text: str, runs: Sequence[Run] | None = None) -> Details:
     """The details of the object named by ``text`` (identifier or unique prefix).  ``runs``:
     the workspace's runs as :func:`xpmstore.scheduler.runs.read_runs` gives them, when the
@@ -138,13 +154,15 @@ def describe(workspace: Workspace, text: str, runs: Sequence[Run] | None = None)
     store = Store(workspace)
     record: Mapping[str, Any] = (store.index.get(identifier)
                                  or record_from_disk(workspace, directory) or {})
-    try:
-        document = jsonio.read(directory / "params.json")
-    except (OSError, ValueError):
-        document = None
+    kind = object_kind(directory)
+    document, damaged = _params_document(directory / "params.json")
     params = document.get("identity") if isinstance(document, dict) else None
     if not isinstance(params, dict):
         params = None
+        if damaged is None:
+            damaged = f"{directory / 'params.json'}: not a params.json document (no identity)"
+    if kind != "task":
+        damaged = None
     submitted = [run for run in (read_runs(workspace) if runs is None else runs)
                  if identifier in run.jobs]
     reasons = [{"experiment": run.experiment, "run": run.name,
@@ -154,7 +172,7 @@ def describe(workspace: Workspace, text: str, runs: Sequence[Run] | None = None)
         tags = max(submitted, key=lambda run: run.started).jobs[identifier].tags
     stdout, stderr = directory / "stdout", directory / "stderr"
     return Details(
-        identifier=identifier, kind=object_kind(directory), name=directory.parent.name,
+        identifier=identifier, kind=kind, name=directory.parent.name,
         path=directory, status=object_status(directory), size=int(record.get("size") or 0),
         created=record.get("created"), params=params, values=_meta_values(document), tags=tags,
         dependencies=list(record.get("dependencies") or []),
@@ -163,5 +181,5 @@ def describe(workspace: Workspace, text: str, runs: Sequence[Run] | None = None)
         attempts=_attempts(directory), reasons=reasons,
         pinned=identifier in pinned(workspace, store.index),
         logs={k: str(p) for k, p in (("stdout", stdout), ("stderr", stderr)) if p.exists()},
-        config=record.get("config"), progress=read_progress(directory),
+        config=record.get("config"), progress=read_progress(directory), damaged=damaged,
     )

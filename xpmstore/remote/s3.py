@@ -56,6 +56,7 @@ _WRITES = frozenset({"PUT", "DELETE", "CREATE"})
 _log = logging.getLogger("xpmstore.remote")
 _probe_lock = threading.Lock()
 _probed: dict[tuple[str, str, str], str] = {}  # (endpoint, bucket, prefix) → verdict
+_buckets_seen: set[tuple[str, str]] = set()  # (endpoint, bucket) found to exist
 
 
 def _s3_errors() -> tuple[type[BaseException], ...]:
@@ -117,9 +118,7 @@ class S3Backend(Backend):
             if code in missing or status in missing:
                 return None
             if code == "NoSuchBucket":
-                raise RemoteUnavailableError(
-                    f"{self.url}: the bucket {self.bucket} does not exist; create it on purpose"
-                    " with `xpmstore remote init`") from None
+                raise self._no_bucket() from None
             if code in _DENIED or status == "403":
                 denied = RemoteUnwritableError if what in _WRITES else RemoteUnavailableError
                 raise denied(f"{self.url}: {what} {key}: access denied ({code or status})")\
@@ -131,13 +130,35 @@ class S3Backend(Backend):
         except BotoCoreError as exc:
             raise RemoteError(f"{self.url}: {what} {key}: {exc}") from None
 
+    def _no_bucket(self) -> RemoteUnavailableError:
+        return RemoteUnavailableError(
+            f"{self.url}: the bucket {self.bucket} does not exist; create it on purpose"
+            " with `xpmstore remote init`")
+
+    def _check_bucket(self) -> None:
+        """Raise RemoteUnavailableError unless the bucket exists (called when a HEAD finds no
+        key: its 404 has no body, so it cannot say whether the bucket is missing).  A missing
+        bucket — a typo in the settings — must never read as an empty remote, nor be created
+        by the PUT that follows (SeaweedFS creates a bucket on the first PUT into it).  Once
+        found, a bucket is not asked about again by this process."""
+        if (self._where[0], self.bucket) in _buckets_seen:
+            return
+        found = self._call("HEAD", "(the bucket)", lambda: self._meta.head_bucket(
+            Bucket=self.bucket), "404", "NoSuchBucket", "NotFound")
+        if found is None:
+            raise self._no_bucket()
+        _buckets_seen.add((self._where[0], self.bucket))
+
     def exists(self, key: str) -> bool:
         return self.mtime(key) is not None
 
     def mtime(self, key: str) -> float | None:
         head = self._call("HEAD", key, lambda: self._meta.head_object(
             Bucket=self.bucket, Key=self._key(key)), "404", "NoSuchKey", "NotFound")
-        return None if head is None else head["LastModified"].timestamp()
+        if head is None:
+            self._check_bucket()
+            return None
+        return head["LastModified"].timestamp()
 
     def conditional_writes(self) -> str:
         """How the server treats ``If-None-Match: *`` on a PUT: ``honoured``, ``ignored`` or
