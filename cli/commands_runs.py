@@ -100,7 +100,8 @@ def experiments(name: str | None, as_json: bool) -> None:
     """Experiments and their runs, oldest first.
 
     A run's status is live (running now), ok, failed, interrupted, or dead (it ended without
-    an end line: killed). Columns: experiment, run, status, started, jobs.
+    an end line: killed); a record with lines that cannot be read says "(N damaged lines)"
+    after it. Columns: experiment, run, status, started, jobs.
     """
     from xpmstore.admin.experiments import experiment_runs
     from xpmstore.scheduler.runs import check_experiment_name
@@ -112,4 +113,6 @@ def experiments(name: str | None, as_json: bool) -> None:
         emit_json([run.to_json() for run in runs])
         return
     table(["experiment", "run", "status", "started", "jobs"],
-          [[r.experiment, r.name, r.status, when(r.started), len(r.jobs)] for r in runs])
+          [[r.experiment, r.name,
+            r.status + (f" ({r.damaged} damaged lines)" if r.damaged else ""),
+            when(r.started), len(r.jobs)] for r in runs])

@@ -21,6 +21,7 @@ __all__ = [
     "ConfigValueError",
     "ConstantFieldError",
     "CorruptObjectError",
+    "DamagedRunRecordError",
     "ExperimentFailed",
     "ExperimentInJobError",
     "FormatVersionError",
@@ -195,6 +196,11 @@ class ObjectInUseError(XpmstoreError, RuntimeError):
     def __init__(self, message: str, identifier: str = ""):
         super().__init__(message)
         self.identifier = identifier
+
+
+class DamagedRunRecordError(XpmstoreError, RuntimeError):
+    """A run record that gc takes roots from has damaged lines: what the run used is not known
+    in full, so gc deletes nothing until the record is repaired or removed."""
 
 
 class HasDependentsError(XpmstoreError, RuntimeError):

@@ -106,6 +106,40 @@ def test_gc_keeps_roots_pins_and_their_dependencies_and_deletes_the_rest(
     assert again.exit_code == 0 and present(ws) == kept
 
 
+def _latest_record(ws: Workspace, experiment: str) -> Path:
+    return sorted((ws.experiments / experiment).glob("*.jsonl"))[-1]
+
+
+def test_a_damaged_run_record_stops_gc_before_anything_goes(
+        ws: Workspace, garden: dict[str, set[str]]) -> None:
+    """A job line of the latest run of `a`, damaged by hand: its job would lose its root and go.
+    gc deletes nothing, and says which record and why in one line (exit 1); `experiments`
+    shows the damage.  A torn last line (a writer that died in its write) is no damage."""
+    everything = present(ws)
+    record = _latest_record(ws, "a")
+    lines = record.read_bytes().splitlines(keepends=True)
+    job = next(i for i, line in enumerate(lines) if b'"type":"job"' in line)
+    lines[job] = b'{"type":"job","id":"zz' + lines[job][22:]  # an identifier that is not one
+    record.write_bytes(b"".join(lines))
+    for args in (("gc", "-y"), ("gc", "--dry-run")):
+        refused = console(ws, *args)
+        assert refused.returncode == 1, refused.stderr
+        line = one_error_line(refused.stderr)
+        assert str(record) in line and "1 damaged line" in line and "deletes nothing" in line
+        assert present(ws) == everything
+    listed = console(ws, "experiments", "a")
+    assert listed.returncode == 0 and "(1 damaged lines)" in listed.stdout
+    assert json.loads(console(ws, "experiments", "a", "--json").stdout)[-1]["damaged"] == 1
+    lines[job] = b"{not json at all}\n"
+    record.write_bytes(b"".join(lines))
+    assert console(ws, "gc", "-y").returncode == 1 and present(ws) == everything
+    del lines[job]  # repaired (the job line lost) ...
+    record.write_bytes(b"".join(lines) + b'{"type":"job","id":"')  # ... and a torn last line
+    result = console(ws, "gc", "-y")
+    assert result.returncode == 0, result.stderr
+    assert garden["other"] <= present(ws)
+
+
 def test_gc_keep_runs(ws: Workspace, garden: dict[str, set[str]]) -> None:
     assert invoke(ws, "gc", "-y", "--keep-runs", "2").exit_code == 0
     assert garden["old"] <= present(ws)

@@ -9,6 +9,8 @@
   ``ok`` (default 1; ``keep_runs`` 0 makes no ended run a root, the latest included);
 * (in both, a run that recorded no job and no lookup does not count: a script that failed before
   its first submit hides no earlier run);
+* a run record that roots (one of the above) with damaged lines stops gc before anything is
+  deleted (``DamagedRunRecordError``): the jobs of its lost lines could otherwise go;
 * the jobs and lookups of every **live** run (:mod:`xpmstore.scheduler.runs`: no end line, process
   alive);
 * the pins (:mod:`xpmstore.store.pins`);
@@ -50,7 +52,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import TextValueError
+from ..errors import DamagedRunRecordError, TextValueError
 from ..scheduler.runs import Run, read_runs
 from ..store import leases
 from ..store.edges import dependencies_on_disk
@@ -275,15 +277,19 @@ def find_roots(runs: list[Run], pins: Iterable[str], live_jobs: Iterable[str],
                keep_runs: int, in_use: Iterable[str] = ()) -> list[RootSource]:
     """The sources of roots (see the module doc), from the runs (oldest first within an
     experiment), the pins, the not-done jobs whose launch record is live and the ``@cache``
-    entries live processes hold.  ``keep_runs`` 0 makes no ended run a root.  Pure."""
+    entries live processes hold.  ``keep_runs`` 0 makes no ended run a root.  Pure.
+
+    Raises DamagedRunRecordError when a run it roots from has damaged lines."""
     sources: list[RootSource] = []
     by_experiment: dict[str, list[Run]] = {}
     for run in runs:
         by_experiment.setdefault(run.experiment, []).append(run)
     for name, its_runs in by_experiment.items():
         # A live run roots its own jobs; a run that used nothing (its script failed before
-        # any submit) roots nothing, and must not hide the run before it.
-        ended = [run for run in its_runs if not run.live and (run.jobs or run.roots)]
+        # any submit) roots nothing, and must not hide the run before it.  A damaged record
+        # may have lost its jobs: it counts (and stops gc, below).
+        ended = [run for run in its_runs
+                 if not run.live and (run.jobs or run.roots or run.damaged)]
         successful = [run for run in ended if run.outcome == "ok"]
         kept = {run.name for run in successful[len(successful) - keep_runs:]} if keep_runs \
             else set()
@@ -297,6 +303,11 @@ def find_roots(runs: list[Run], pins: Iterable[str], live_jobs: Iterable[str],
                 role = "successful run"
             else:
                 continue
+            if run.damaged:
+                raise DamagedRunRecordError(
+                    f"{run.path}: {run.damaged} damaged line(s) in the {role} of experiment"
+                    f" {name!r}: what it uses is not known in full, so gc deletes nothing;"
+                    " repair the record, or delete it if that run's results may go")
             sources.append(RootSource(role, frozenset(run.used), name, run.name, run.status))
     for role, identifiers in (("pins", pins), ("live jobs", live_jobs), ("in use", in_use)):
         found = frozenset(identifiers)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import subprocess
 
 __all__ = ["GIT_POLL", "GIT_WAIT_AT_END", "EndLine", "GitLine", "GitState", "HeaderLine", "JobLine",
-           "ReasonLine", "RootLine", "RunLine", "RunRecord", "git_state_of", "iter_run",
+           "ReasonLine", "RootLine", "RunLine", "RunLines", "RunRecord", "git_state_of", "iter_run",
            "read_run"]
 
 GIT_WAIT_AT_END = 5.0
@@ -344,17 +344,30 @@ def read_run(path: Path) -> list[Any]:
     return list(iter_run(path))
 
 
-def iter_run(path: Path) -> Iterator[Any]:
+def iter_run(path: Path) -> RunLines:
     """:func:`read_run` a line at a time (a run of 100,000 jobs is never held whole).  Raises
     FileNotFoundError at once when the record is gone."""
-    handle = open(path, "rb")  # noqa: SIM115 - closed by the generator
-    return _lines(handle, str(path))
+    return RunLines(open(path, "rb"), str(path))  # closed by the iterator at its end
 
 
-def _lines(handle: BinaryIO, where: str) -> Iterator[Any]:
-    with handle:
-        for raw in handle:
-            try:
-                yield jsonio.loads(raw, where)
-            except ValueError:
-                continue
+class RunLines(Iterator[Any]):
+    """The lines of a run record as read, a line at a time: JSON values to check.  A line that
+    is not a readable document is skipped; once read, ``damaged`` counts those that end with a
+    newline (a torn last line, without one, is what a writer that died in its write leaves:
+    not damage)."""
+
+    def __init__(self, handle: BinaryIO, where: str):
+        self.damaged = 0
+        self._lines = self._read(handle, where)
+
+    def __next__(self) -> Any:
+        return next(self._lines)
+
+    def _read(self, handle: BinaryIO, where: str) -> Iterator[Any]:
+        with handle:
+            for raw in handle:
+                try:
+                    yield jsonio.loads(raw, where)
+                except ValueError:
+                    if raw.endswith(b"\n"):
+                        self.damaged += 1

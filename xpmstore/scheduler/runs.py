@@ -83,6 +83,9 @@ class Run:
     live: bool
     jobs: dict[str, RunJob] = field(default_factory=dict)
     roots: list[str] = field(default_factory=list)
+    damaged: int = 0
+    """Lines of the record that could not be read (not a document, or a job, reason or root
+    line without a valid identifier): what the run submitted is then not known in full."""
 
     @property
     def status(self) -> str:
@@ -105,7 +108,7 @@ class Run:
             "host": self.header.get("host"), "pid": self.header.get("pid"),
             "jobs": [{"id": j.identifier, "name": j.name, "reason": j.reason,
                       "dependencies": j.dependencies} for j in self.jobs.values()],
-            "roots": self.roots,
+            "roots": self.roots, "damaged": self.damaged,
         }
 
 
@@ -147,14 +150,18 @@ def read_one(experiment: str, path: Path, now: float | None = None) -> Run | Non
     end: dict[str, Any] | None = None
     jobs: dict[str, RunJob] = {}
     roots: list[str] = []
+    invalid = 0
     for line in lines:
         if not isinstance(line, dict):
+            invalid += 1
             continue
         kind = line.get("type")
         raw = line.get("id")  # identifiers and names recur across runs: one copy each
         ident = intern(raw) if is_full_identifier(raw) else ""
         valid = bool(ident)
-        if kind == "header" and not header:
+        if kind in ("job", "reason", "root") and not valid:
+            invalid += 1
+        elif kind == "header" and not header:
             header = line
         elif kind == "git" and header and "git" not in header:
             header = {**header, "git": git_state_of(line)}  # as older headers held it
@@ -176,7 +183,7 @@ def read_one(experiment: str, path: Path, now: float | None = None) -> Run | Non
         ended=float(ended) if isinstance(ended, (int, float)) else None,
         outcome=str(end.get("outcome")) if end is not None else None,
         live=end is None and run_is_live(header, modified, now),
-        jobs=jobs, roots=roots,
+        jobs=jobs, roots=roots, damaged=invalid + lines.damaged,
     )
 
 
