@@ -122,8 +122,18 @@ def show(identifier: str, as_json: bool) -> None:
     import json
 
     from xpmstore.admin.show import describe
+    from xpmstore.errors import NotFound
 
-    details = describe(open_workspace(), identifier)
+    workspace = open_workspace()
+    try:
+        details = describe(workspace, identifier)
+    except NotFound as exc:  # show never reaches the remote: say who does
+        from xpmstore.remote.layout import remote_settings
+
+        if remote_settings(workspace) is None:
+            raise
+        raise NotFound(f"{exc} (show looks here only: `xpmstore get {identifier}` pulls it"
+                       " from the remote when it is there)") from None
     if as_json:
         emit_json(details.to_json())
         return

@@ -194,6 +194,18 @@ def test_show(ws: Workspace) -> None:
     assert invoke(ws, "show", "e" * 64).exit_code == 1
 
 
+def test_show_of_an_unknown_object_points_to_get_when_a_remote_is_set(
+        ws: Workspace, tmp_path: Path) -> None:
+    """show looks in the workspace only; with a remote configured, its not-found line says
+    that `get` pulls (without one, it does not mention it)."""
+    alone = console(ws, "show", "abcdef12")
+    assert alone.returncode == 1 and "get" not in one_error_line(alone.stderr)
+    hinted = console(ws, "show", "abcdef12",
+                     env={"XPMSTORE_REMOTE": f"file://{tmp_path / 'remote'}"})
+    line = one_error_line(hinted.stderr)
+    assert hinted.returncode == 1 and "xpmstore get abcdef12" in line and "remote" in line
+
+
 def test_show_prints_values_and_the_tags_a_failed_task_was_submitted_with(
         ws: Workspace, tmp_path: Path) -> None:
     from xpmstore import ExperimentFailed
