@@ -8,13 +8,17 @@ mock of S3 or of the file system.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
 
 import pytest
 
+from xpmstore import experiment
+from xpmstore.launchers import LocalLauncher
 from xpmstore.remote import Remote, open_remote
+from xpmstore.scheduler.progress import Progress
 from xpmstore.scheduler.runlog import read_run
 from xpmstore.store import manifest, taskdirs
 from xpmstore.store.index import Index
@@ -66,9 +70,15 @@ def test_a_task_run_in_one_workspace_is_pulled_not_run_in_another(
     assert remote_of(first).present([learn.__identifier__, evaluate.__identifier__]) == {
         learn.__identifier__, evaluate.__identifier__}  # pushed (push = "auto") by the end
 
-    run_experiment(second, "exp", [evaluate])
+    stream = io.StringIO()  # what the user sees: pulled, not run
+    with experiment(second, "exp", launcher=LocalLauncher(workers=2),
+                    progress=Progress("exp", stream=stream)):
+        evaluate.submit()
     assert count_of(counters, "learn-3") == 1 and count_of(counters, "evaluate") == 1
     assert set(reasons(second, "exp").values()) == {"reused:remote"}
+    shown = stream.getvalue()
+    assert f"pulling  {type(evaluate).__xpmid__} {evaluate.__identifier__[:12]}" in shown, shown
+    assert "running " not in shown, shown
     assert intact(second, learn) and intact(second, evaluate)
     assert (taskdir(second, evaluate) / "score.txt").read_text() == "4 3\n"
     assert Index.for_workspace(second).get(evaluate.__identifier__) is not None

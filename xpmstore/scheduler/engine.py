@@ -260,7 +260,7 @@ class Scheduler:
             if action is Action.PULL:
                 assert self._remote is not None  # a pull is planned only with a remote
                 job.pull, job.pulling, job.status = False, True, _RUNNING
-                self.progress.started_job(job.identifier, job.name)
+                self.progress.started_job(job.identifier, job.name, "pulling")
                 self._remote.start_pull(job.identifier, self._on_pulled)
             elif action is Action.BLOCK:
                 job.status = _BLOCKED

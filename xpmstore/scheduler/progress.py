@@ -96,13 +96,14 @@ class Progress:
                 self._line(f"queued   {name} {identifier[:12]}")
             self._draw()
 
-    def started_job(self, identifier: str, name: str) -> None:
-        """A job's process started."""
+    def started_job(self, identifier: str, name: str, doing: str = "running") -> None:
+        """A job's process started (``doing``: "running"), or its pull from the remote
+        ("pulling")."""
         with self._lock:
             self.queued.discard(identifier)
             self.running[identifier] = name
             if not self.live:
-                self._line(f"running  {name} {identifier[:12]}")
+                self._line(f"{doing:<8} {name} {identifier[:12]}")
             self._draw()
 
     def finished_job(self, identifier: str, name: str, outcome: str, detail: str = "") -> None:
