@@ -349,6 +349,25 @@ def test_a_git_that_hangs_is_killed_and_the_run_ends(tmp_path: Path,
     assert "git" not in read_one("exp", record.path).header
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_git_never_rewrites_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``git status`` refreshes the index's stat data and rewrites it under ``index.lock``
+    unless told not to (GIT_OPTIONAL_LOCKS=0): a user's ``git commit`` at that moment would
+    find the lock taken."""
+    repo, commit = _repository(tmp_path)
+    monkeypatch.chdir(repo)
+    script = repo / "script.py"
+    os.utime(script, ns=(10**18, 10**18))  # the index's stat data of it is stale now
+    index = repo / ".git" / "index"
+    before = index.stat()
+    record = RunRecord(tmp_path / "experiments", "exp")
+    record.end("ok")
+    assert _git_of(record) == {"commit": commit, "dirty": False}
+    after = index.stat()
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (
+        before.st_ino, before.st_mtime_ns, before.st_size)
+
+
 def _write_lines(path: Path, lines: list[dict[str, object]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))

@@ -150,10 +150,13 @@ def _start_git() -> subprocess.Popen[str] | None:
         return None
     import subprocess  # only when a run starts
 
+    # GIT_OPTIONAL_LOCKS=0: git status would otherwise refresh the index and rewrite it under
+    # index.lock, and a user's `git commit` at that moment would fail on the lock.
     try:
         return subprocess.Popen(["git", "status", "--porcelain=v2", "--branch",
                                  "--untracked-files=no"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
     except OSError:
         return None
 
