@@ -4,7 +4,6 @@ GitIndexError (a split or sparse index, damage, hostile paths)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,15 +12,8 @@ import pytest
 from xpmstore.errors import GitIndexError
 from xpmstore.system.gitindex import parse_header, parse_index
 
+from ..githelpers import git, needs_git
 from ..gitindexfiles import Entry, index_bytes, varint
-
-needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org",
-                           *args], cwd=repo, capture_output=True, text=True, check=True)
-    return done.stdout
 
 
 def listed(repo: Path) -> list[bytes]:
@@ -50,7 +42,7 @@ def repo(tmp_path: Path) -> Path:
     (repo / "run.sh").chmod(0o755)
     (repo / "link").symlink_to("a.py")
     git(repo, "add", ".")
-    blob = git(repo, "hash-object", "-w", "a.py").strip()
+    blob = git(repo, "hash-object", "-w", "a.py")
     long_path = "/".join(["x" * 200] * 21)  # longer than 0xFFF bytes (no file: too long for one)
     git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{long_path}")
     git(repo, "commit", "-q", "-m", "first")
@@ -101,7 +93,7 @@ def test_a_conflict_lists_a_path_per_stage(tmp_path: Path) -> None:
 
 @needs_git
 def test_a_gitlink_is_told(repo: Path) -> None:
-    commit = git(repo, "rev-parse", "HEAD").strip()
+    commit = git(repo, "rev-parse", "HEAD")
     git(repo, "update-index", "--add", "--cacheinfo", f"160000,{commit},sub")
     found = parse_index(index_of(repo))
     assert found.gitlinks == [b"sub"] and b"sub" in found.paths
