@@ -117,7 +117,8 @@ class experiment:
             try:
                 self.workspace.ensure()
                 self.record = RunRecord(self.workspace.experiments, self.name,
-                                        environments=self.workspace.environments)
+                                        environments=self.workspace.environments,
+                                        gitstates=self.workspace.gitstate)
             except OSError as exc:  # a full disk, a read-only workspace: nothing ran
                 raise ExperimentFailed(f"experiment {self.name!r} cannot start: its run record"
                                        f" in {self.workspace.experiments} cannot be written"
