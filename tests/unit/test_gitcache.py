@@ -253,6 +253,19 @@ def test_a_git_worktree_has_its_own_state(tmp_path: Path, monkeypatch: pytest.Mo
     assert len(runs.cache_files()) == 2
 
 
+def test_a_sha256_repository_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       runs: Runs, no_racy_window: None) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "--object-format=sha256")
+    (repo / "f.py").write_text("f = 1\n")
+    git(repo, "add", "f.py")
+    git(repo, "commit", "-q", "-m", "first")
+    monkeypatch.chdir(repo)
+    assert runs.record()[0] == runs.record()[0] == truth(repo)
+    assert len(str(truth(repo)["commit"])) == 64 and runs.statuses() == 1
+
+
 def test_index_version_4_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: Runs,
                                    no_racy_window: None) -> None:
     repo, commit = repository(tmp_path)
@@ -296,8 +309,9 @@ def test_a_submodule_is_never_cached(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert runs.cache_files() == []
 
 
-@pytest.mark.parametrize("setup", ["split index", "include", "GIT_DIR", "too many files",
-                                   "slow", "network", "replace refs", "inside .git"])
+@pytest.mark.parametrize("setup", ["split index", "include", "includeIf", "core.worktree",
+                                   "GIT_DIR", "too many files", "slow", "network",
+                                   "replace refs", "inside .git"])
 def test_what_the_snapshot_cannot_watch_is_never_cached(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: Runs, no_racy_window: None,
         setup: str) -> None:
@@ -308,6 +322,12 @@ def test_what_the_snapshot_cannot_watch_is_never_cached(
     elif setup == "include":
         (tmp_path / "more.gitconfig").write_text("[core]\n\tfileMode = false\n")
         git(repo, "config", "include.path", str(tmp_path / "more.gitconfig"))
+    elif setup == "includeIf":
+        with open(repo / ".git" / "config", "a") as config:
+            config.write(f'[includeIf "gitdir:{repo}/"]\n\tpath = {tmp_path}/more.gitconfig\n')
+    elif setup == "core.worktree":  # (on one line with its section, as git reads it too)
+        with open(repo / ".git" / "config", "a") as config:
+            config.write(f"[core] worktree = {repo}\n")
     elif setup == "GIT_DIR":
         monkeypatch.setenv("GIT_DIR", str(repo / ".git"))
     elif setup == "too many files":

@@ -1,41 +1,32 @@
-"""The run record's git state, cached: a checkout that has not changed since git last told its
-state starts no ``git`` (docs/scheduler.md, "Run records").
+"""The run record's git state, cached: a checkout unchanged since git last told its state
+starts no ``git`` (docs/scheduler.md, "Run records").
 
-Before ``git status`` is started, a *snapshot* of what its answer depends on is taken and
-reduced to a key (a blake3 digest): the work tree's path; the ``GIT_*`` variables; the bytes of
-``.git`` (a worktree's file), ``HEAD``, the ref it names (or the ``stat`` of ``packed-refs``
-when that ref is packed), the configuration and attributes files git reads (the repository's,
-the user's, the system's), and the index; the ``lstat`` of every tracked file and of the
-``.gitattributes`` of every folder holding one.  When the key is the one cached for this work
-tree, the cached answer is the record's; else git is asked, and its answer cached under the key.
+Before git would start, a *key* is computed: a blake3 digest of what git's answer depends on —
+the work tree's path, the ``GIT_*`` variables, ``.git`` and ``commondir``, ``HEAD`` and its
+branch's ref file (else the ``stat`` of ``packed-refs``), the configuration and attributes
+files git reads, the index's bytes, the ``lstat`` of every tracked file and of each folder's
+``.gitattributes``.  The same key as the one cached: the cached state is the record's; else git
+is asked and its answer cached under the key, computed before git started.
 
-No cache (git is asked, as without this module) where the snapshot could miss a change: a
-submodule (a gitlink, a ``.gitmodules``), an index this reader does not understand entirely
-(:mod:`xpmstore.system.gitindex`: a split or sparse index, damage), more than
-:data:`MAX_TRACKED` tracked files, a work tree on a network file system or a snapshot slower
-than :data:`BUDGET` (git, which runs beside the experiment, costs it less then), a variable that moves git elsewhere (``GIT_DIR``, ``GIT_CONFIG``…),
-an ``include`` or ``core.worktree`` in a configuration file, replace refs, grafts, a reftable,
-a symbolic ref other than ``HEAD``.  *Racy files*: a file's times are the kernel's clock ticks,
-so a file written twice within a tick, keeping its size, looks unchanged; a snapshot in which a
-tracked file, an attributes file or ``packed-refs`` changed (its ``mtime`` or ``ctime``) less
-than :data:`RACY_WINDOW` ago, or in the future, is not cached (git's own "racily clean" rule is
-alike); the clocks of a network file system's server and client are assumed within that window.
+No cache (git is asked, as without this module) where the key could miss a change or costs more
+than git: a racy file (changed within :data:`RACY_WINDOW`: a file's times advance by clock
+ticks), a submodule, an index :mod:`xpmstore.system.gitindex` does not understand entirely,
+more than :data:`MAX_TRACKED` tracked files, a network file system, a key slower than
+:data:`BUDGET`, a variable or configuration that sends git to other files (``GIT_DIR``,
+``include``…), replace refs, grafts, a reftable.
 
-Every file read is input: a damaged or hostile cache, index or ref file costs only the cache
-(never a crash, a hang, or another answer than git's): every read is bounded and never follows
-a symlink where git would not.  Safe across threads and processes (the last writer wins).
+Every file read is input: damaged or hostile, it costs only the cache (reads bounded, never
+through a symlink).  Safe across threads and processes (the last writer wins).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import socket
 import stat
+import struct
 import time
-from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +64,7 @@ _ELSEWHERE = frozenset((
     "GIT_ATTR_SOURCE", "GIT_SHALLOW_FILE",
 ))
 """Variables that make git read files the snapshot does not look at: no cache."""
-_HEAD_REF = re.compile(rb"ref: (refs/heads/[^\0\s]+)\n?")
-_CONFIG_REFUSED = re.compile(rb"^\s*\[\s*include|^\s*(?:attributesfile|worktree)\s*=",
-                             re.IGNORECASE | re.MULTILINE)
-"""Configuration that makes git read files the snapshot does not look at."""
-_OBJECT_FORMAT = re.compile(rb"^\s*objectformat\s*=\s*(\S*)", re.IGNORECASE | re.MULTILINE)
+_HEAD_REF = b"ref: refs/heads/"
 _HASH_SIZES = {b"sha1": 20, b"sha256": 32}
 _STAT_FIELDS = 6
 _MISSING = (0,) * _STAT_FIELDS
@@ -87,14 +74,18 @@ class _Uncacheable(Exception):
     """Raised inside a snapshot: this checkout's state is not cached (git is asked)."""
 
 
-@dataclass
 class GitLookup:
     """A run's look at the cache: ``answer``, the git state cached for the checkout as it is
-    now (None on a miss: git is asked), and where git's answer is to be cached."""
+    now (None on a miss: git is asked), and where git's answer is to be cached (``path``: None
+    when it must not be).  (A plain class: a dataclass costs every experiment, in a repository
+    or not, half a millisecond of import.)"""
 
-    answer: dict[str, Any] | None
-    path: Path | None
-    key: str
+    __slots__ = ("answer", "key", "path")
+
+    def __init__(self, answer: dict[str, Any] | None, path: Path | None, key: str):
+        self.answer = answer
+        self.path = path
+        self.key = key
 
     def remember(self, answer: Mapping[str, object]) -> None:
         """Cache git's ``answer`` under this lookup's key (nothing when the snapshot was not
@@ -128,7 +119,7 @@ def look(folder: Path, work_tree: str) -> GitLookup:
         return GitLookup(None, None, "")
     try:
         key = _snapshot(work_tree, time.time_ns(), time.monotonic() + BUDGET)
-    except (_Uncacheable, GitIndexError, OSError, ValueError, OverflowError):
+    except (_Uncacheable, GitIndexError, OSError, ValueError, struct.error):
         return GitLookup(None, None, "")
     document = read_keyed(path, key, _CACHE_BYTES)
     answer = document.get("git") if document is not None else None
@@ -257,19 +248,36 @@ def _configuration(git_dir: str, common: str, key: _Key) -> int:
     for path in repository + others:
         content = _read(path, _SMALL_BYTES)
         key.add(os.fsencode(path), content if content is not None else b"\xff")
-        if content is None:
-            continue
-        if _CONFIG_REFUSED.search(content):
-            raise _Uncacheable(f"{path} includes files")
-        if path in repository:
-            for found in _OBJECT_FORMAT.finditer(content):
-                if found.group(1).lower() not in _HASH_SIZES:
-                    raise _Uncacheable(f"object format {found.group(1)!r}")
-                hash_size = _HASH_SIZES[found.group(1).lower()]
+        size = _read_configuration(content) if content is not None else None
+        if size is not None and path in repository:  # (the user's cannot set it)
+            hash_size = size
     for path in (os.path.join(common, "info", "attributes"),
                  os.path.join(xdg, "git", "attributes"), "/etc/gitattributes"):
         content = _read(path, _SMALL_BYTES)
         key.add(os.fsencode(path), content if content is not None else b"\xff")
+    return hash_size
+
+
+def _read_configuration(content: bytes) -> int | None:
+    """The object names' size a configuration file sets (``extensions.objectFormat``), or
+    None.  Raises _Uncacheable when it makes git read files the key does not hold
+    (``include``, ``core.worktree``, ``core.attributesFile``) or names an unknown object
+    format (pure)."""
+    hash_size = None
+    for line in content.lower().splitlines():
+        text = line.strip()
+        if text.startswith(b"["):
+            if text.startswith(b"[include"):  # [include] and [includeIf "..."]
+                raise _Uncacheable("a configuration file includes another")
+            text = text.partition(b"]")[2].strip()  # ([section] key = value on one line)
+        name, _, value = text.partition(b"=")
+        name = name.strip()
+        if name in (b"worktree", b"attributesfile"):
+            raise _Uncacheable(f"a configuration file sets {name.decode()}")
+        if name == b"objectformat":
+            hash_size = _HASH_SIZES.get(value.strip().strip(b'"'))
+            if hash_size is None:
+                raise _Uncacheable(f"object format {value.strip()!r}")
     return hash_size
 
 
@@ -281,14 +289,12 @@ def _head(git_dir: str, common: str, key: _Key, racy_after: int) -> None:
     if head is None:
         raise _Uncacheable("no HEAD")
     key.add(head)
-    found = _HEAD_REF.fullmatch(head)
-    if found is None:
-        if head.startswith(b"ref:"):
-            raise _Uncacheable("HEAD names another kind of ref")
+    if not head.startswith(b"ref:"):
         return  # detached: HEAD holds the commit
-    name = found.group(1)
-    if any(part in (b"", b".", b"..") for part in name.split(b"/")):
-        raise _Uncacheable("HEAD names a strange ref")
+    name = head.removeprefix(b"ref: ").removesuffix(b"\n")
+    if not head.startswith(_HEAD_REF) or len(name.split()) != 1 or b"\0" in name \
+            or any(part in (b"", b".", b"..") for part in name.split(b"/")):
+        raise _Uncacheable("HEAD names another kind of ref")
     ref = _read(os.path.join(common, os.fsdecode(name)), _SMALL_BYTES)
     if ref is not None and ref.startswith(b"ref:"):
         raise _Uncacheable("a symbolic ref")
@@ -296,7 +302,7 @@ def _head(git_dir: str, common: str, key: _Key, racy_after: int) -> None:
     packed = _lstat(os.path.join(common, "packed-refs"))
     if max(packed[4:]) >= racy_after:
         raise _Uncacheable("packed-refs changed just now")
-    key.add(array("q", packed).tobytes())
+    key.add(repr(packed).encode())
 
 
 def _lstat(path: str) -> tuple[int, ...]:
@@ -320,7 +326,7 @@ def _stats(work_tree: str, paths: list[bytes], racy_after: int, deadline: float)
             folders.add(folder)
             folder = folder.rpartition(b"/")[0]
     names = paths + sorted(f + b"/.gitattributes" if f else b".gitattributes" for f in folders)
-    fields = array("q")
+    fields: list[int] = []
     extend = fields.extend
     lstat = os.lstat
     root = os.open(work_tree, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -341,4 +347,4 @@ def _stats(work_tree: str, paths: list[bytes], racy_after: int, deadline: float)
     if max(fields[4::_STAT_FIELDS], default=0) >= racy_after \
             or max(fields[5::_STAT_FIELDS], default=0) >= racy_after:
         raise _Uncacheable("a file changed just now")
-    return fields.tobytes()
+    return struct.pack(f"<{len(fields)}q", *fields)  # (struct.error past 64 bits)

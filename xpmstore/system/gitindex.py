@@ -18,7 +18,6 @@ Thread-safe.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from ..errors import GitIndexError
 
@@ -40,16 +39,20 @@ _U32 = struct.Struct(">I")
 _HEADER = struct.Struct(">4sII")
 
 
-@dataclass(frozen=True)
 class GitIndex:
     """What :func:`parse_index` read: the format ``version``, every entry's ``paths`` in the
     file's order (relative to the work tree, ``/``-separated bytes; a path in conflict appears
-    once per stage), the ``gitlinks`` among them, and the ``extensions``' signatures."""
+    once per stage), the ``gitlinks`` among them, and the ``extensions``' signatures.  (A
+    plain class: a dataclass costs every experiment half a millisecond of import.)"""
 
-    version: int
-    paths: list[bytes]
-    gitlinks: list[bytes]
-    extensions: list[bytes]
+    __slots__ = ("extensions", "gitlinks", "paths", "version")
+
+    def __init__(self, version: int, paths: list[bytes], gitlinks: list[bytes],
+                 extensions: list[bytes]):
+        self.version = version
+        self.paths = paths
+        self.gitlinks = gitlinks
+        self.extensions = extensions
 
 
 def parse_header(data: bytes) -> tuple[int, int]:
