@@ -40,7 +40,8 @@ __all__ = ["BUDGET", "MAX_TRACKED", "RACY_WINDOW", "GitLookup", "find_work_tree"
 
 MAX_TRACKED = 1000
 """Above this many tracked files no cache is kept: ``lstat`` ing them from Python, before the
-run starts, costs as much as git's whole answer by 2,000 (docs/scale.md)."""
+run starts, costs as much as git's answer (its start, and the end's wait for it) somewhere
+between 1,000 and 2,000 on this project's test machine (docs/scale.md)."""
 
 BUDGET = 0.02
 """Seconds a snapshot may take (that of MAX_TRACKED files takes about 5 ms): a slower one (a
