@@ -54,7 +54,9 @@ _CACHE_BYTES = 4096
 """A cache file holds a key and a commit: about 150 bytes."""
 _SMALL_BYTES = 65536
 """``HEAD``, a ref, ``.git``, a configuration or attributes file: larger is not cached."""
-_INDEX_BYTES = 64 << 20
+_INDEX_BYTES = 8 << 20
+"""An index of MAX_TRACKED entries holds well under a megabyte (4 KiB paths and extensions
+included: a few); a larger one is not read."""
 _CHECK_EVERY = 16
 """Files ``lstat`` ed between two looks at the clock."""
 
