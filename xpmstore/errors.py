@@ -26,6 +26,7 @@ __all__ = [
     "ExperimentInJobError",
     "FormatVersionError",
     "FrozenValueError",
+    "GitIndexError",
     "HasDependentsError",
     "IndexDamaged",
     "IndexOutdated",
@@ -305,3 +306,9 @@ class UnreadableMetrics(XpmstoreError, ValueError):
 class ChainRefused(XpmstoreError):
     """sbatch refused a job's afterok dependencies and some are not done: the scheduler
     releases the job and submits it without afterok once they are."""
+
+
+class GitIndexError(XpmstoreError, ValueError):
+    """A git index file (``.git/index``) that :mod:`xpmstore.system.gitindex` does not read
+    entirely: damaged, truncated, or using a part of the format it does not know (a split or
+    sparse index, another version): the run record asks git instead."""

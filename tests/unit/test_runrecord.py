@@ -25,6 +25,7 @@ from xpmstore.serve.runcache import RunCache
 from xpmstore.serve.runsview import run_view
 from xpmstore.store.taskstate import process_start
 
+from ..githelpers import counting_git, fake_git, git, repository
 from ..helpers import PYTHON, REPO_ROOT
 from ..schedtasks import Blocker, Evaluate, Model, ModelLearn
 from ..storehelpers import count_of, isolate, make_workspace, wait_for
@@ -36,12 +37,6 @@ RUN_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-(?P<host>.+)-(?P<pid>\d+)$")
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     isolate(monkeypatch, tmp_path)
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org",
-                           *args], cwd=repo, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
 
 
 def _git_of(record: RunRecord) -> object:
@@ -75,7 +70,7 @@ def test_header_names_versions_host_and_process(tmp_path: Path,
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_header_records_the_git_commit_and_dirty_flag(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    repo, commit = _repository(tmp_path)
+    repo, commit = repository(tmp_path)
     monkeypatch.chdir(repo)
 
     clean = RunRecord(tmp_path / "experiments", "clean")
@@ -88,19 +83,11 @@ def test_header_records_the_git_commit_and_dirty_flag(tmp_path: Path,
     assert _git_of(dirty) == {"commit": commit, "dirty": True}
 
 
-def _counting_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A ``git`` first on PATH that appends a line to the returned file per call, then runs
-    the real git."""
-    calls = tmp_path / "git-calls"
-    _fake_git(tmp_path, monkeypatch, f'echo "$*" >> {calls}\nexec "$REAL" "$@"')
-    return calls
-
-
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_the_header_asks_git_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo, commit = _repository(tmp_path)
+    repo, commit = repository(tmp_path)
     monkeypatch.chdir(repo)
-    calls = _counting_git(tmp_path, monkeypatch)
+    calls = counting_git(tmp_path, monkeypatch)
 
     (repo / "script.py").write_text("print(2)\n")
     record = RunRecord(tmp_path / "experiments", "exp")
@@ -112,7 +99,7 @@ def test_the_header_asks_git_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_outside_a_repository_git_is_not_run(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = _counting_git(tmp_path, monkeypatch)
+    calls = counting_git(tmp_path, monkeypatch)
     outside = tmp_path / "not-a-repository"
     outside.mkdir()
     monkeypatch.chdir(outside)
@@ -263,32 +250,6 @@ def test_a_job_another_process_runs_is_waited_for(tmp_path: Path) -> None:
 # --- git answers in the background: the header does not wait for it --------------------------
 
 
-def _repository(tmp_path: Path) -> tuple[Path, str]:
-    """A git repository with one commit under ``tmp_path``, and that commit."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    (repo / "script.py").write_text("print(1)\n")
-    git(repo, "add", "script.py")
-    git(repo, "commit", "-q", "-m", "first")
-    return repo, git(repo, "rev-parse", "HEAD")
-
-
-def _fake_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> Path:
-    """A ``git`` first on PATH running the shell ``body`` (``$REAL``: the real git;
-    ``$PIDFILE``: a file to write its pid to); returns that pid file."""
-    real = shutil.which("git")
-    assert real is not None
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    pidfile = tmp_path / "git-pid"
-    fake = bin_dir / "git"
-    fake.write_text(f"#!/bin/sh\nREAL={real}\nPIDFILE={pidfile}\n{body}\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return pidfile
-
-
 def _alive(pid: int) -> bool:
     """Whether process ``pid`` exists and is not a zombie."""
     try:
@@ -300,11 +261,11 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_the_header_and_the_jobs_do_not_wait_for_git(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    repo, commit = _repository(tmp_path)
+    repo, commit = repository(tmp_path)
     monkeypatch.chdir(repo)
     release = tmp_path / "release-git"
     # A git that answers only once `release` exists (bounded: it gives up after about 60 s).
-    _fake_git(tmp_path, monkeypatch, f'echo $$ > "$PIDFILE"\nfor _ in $(seq 6000); do\n'
+    fake_git(tmp_path, monkeypatch, f'echo $$ > "$PIDFILE"\nfor _ in $(seq 6000); do\n'
                                      f'  [ -e {release} ] && exec "$REAL" "$@"\n'
                                      f'  sleep 0.01\ndone\nexit 1')
     ws = make_workspace(tmp_path / "ws")
@@ -335,9 +296,9 @@ def test_the_header_and_the_jobs_do_not_wait_for_git(tmp_path: Path,
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_a_git_that_hangs_is_killed_and_the_run_ends(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    repo, _ = _repository(tmp_path)
+    repo, _ = repository(tmp_path)
     monkeypatch.chdir(repo)
-    pidfile = _fake_git(tmp_path, monkeypatch, 'echo $$ > "$PIDFILE"\nexec sleep 120')
+    pidfile = fake_git(tmp_path, monkeypatch, 'echo $$ > "$PIDFILE"\nexec sleep 120')
     monkeypatch.setattr(runlog, "GIT_WAIT_AT_END", 0.2)
     record = RunRecord(tmp_path / "experiments", "exp")
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip().isdigit(), "git to start")
@@ -349,6 +310,25 @@ def test_a_git_that_hangs_is_killed_and_the_run_ends(tmp_path: Path,
     lines = read_run(record.path)
     assert [x["type"] for x in lines] == ["header", "end"]  # nothing recorded of git
     assert "git" not in read_one("exp", record.path).header
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_git_never_rewrites_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``git status`` refreshes the index's stat data and rewrites it under ``index.lock``
+    unless told not to (GIT_OPTIONAL_LOCKS=0): a user's ``git commit`` at that moment would
+    find the lock taken."""
+    repo, commit = repository(tmp_path)
+    monkeypatch.chdir(repo)
+    script = repo / "script.py"
+    os.utime(script, ns=(10**18, 10**18))  # the index's stat data of it is stale now
+    index = repo / ".git" / "index"
+    before = index.stat()
+    record = RunRecord(tmp_path / "experiments", "exp")
+    record.end("ok")
+    assert _git_of(record) == {"commit": commit, "dirty": False}
+    after = index.stat()
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (
+        before.st_ino, before.st_mtime_ns, before.st_size)
 
 
 def _write_lines(path: Path, lines: list[dict[str, object]]) -> Path:

@@ -19,18 +19,15 @@ that refuses the write (read-only, full) costs nothing but the next run's comput
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
-import stat
 import sys
 from pathlib import Path
 
 from blake3 import blake3
 
-from ..system import jsonio
-from ..system.atomic import write_atomic
+from ..system.keyedcache import read_keyed, write_keyed
 
 __all__ = ["cache_path", "compute_packages_hash", "environment_key", "packages_hash"]
 
@@ -96,31 +93,14 @@ def packages_hash(folder: Path | None) -> str:
     if cached is not None:
         return cached
     value = compute_packages_hash()
-    _write(folder, path, key, value)
+    write_keyed(path, key, {"packages": value})  # atomically, without fsync
     return value
 
 
 def _read(path: Path, key: str) -> str | None:
     """The hash cached at ``path`` under ``key``; None when there is none, or the file is not a
     cache file of this module (never raises)."""
-    data = jsonio.read_small(path, _MAX_BYTES)
-    try:
-        document = jsonio.loads(data, os.fspath(path)) if data is not None else None
-    except ValueError:
-        return None
-    if not isinstance(document, dict) or document.get("key") != key:
-        return None
-    value = document.get("packages")
+    document = read_keyed(path, key, _MAX_BYTES)
+    value = document.get("packages") if document is not None else None
     return value if isinstance(value, str) and _HASH.fullmatch(value) else None
 
-
-def _write(folder: Path, path: Path, key: str, value: str) -> None:
-    """Cache ``value`` under ``key`` at ``path`` (atomically, without fsync: it can be computed
-    again); nothing when ``folder`` cannot hold it (not a real folder, read-only, full)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not stat.S_ISDIR(os.lstat(folder).st_mode):  # a symlink: never written through
-            return
-        write_atomic(path, json.dumps({"key": key, "packages": value}).encode(), durable=False)
-    except OSError:
-        pass

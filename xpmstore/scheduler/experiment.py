@@ -120,7 +120,8 @@ class experiment:
             try:
                 self.workspace.ensure()
                 self.record = RunRecord(self.workspace.experiments, self.name,
-                                        environments=self.workspace.environments)
+                                        environments=self.workspace.environments,
+                                        gitstates=self.workspace.gitstate)
             except OSError as exc:  # a full disk, a read-only workspace: nothing ran
                 failed = ExperimentFailed(f"experiment {self.name!r} cannot start: its run"
                                           f" record in {self.workspace.experiments} cannot be"

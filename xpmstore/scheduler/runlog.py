@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NotRequired, Required,
 from ..store.taskstate import boot_id, process_start
 from ..system import jsonio
 from .envfacts import packages_hash
+from .gitcache import GitLookup, find_work_tree, look
 
 if TYPE_CHECKING:
     import subprocess
@@ -124,36 +125,22 @@ RunLine = HeaderLine | JobLine | ReasonLine | RootLine | GitLine | EndLine
 """A line of a run record, as written."""
 
 
-def _in_git_work_tree() -> bool:
-    """Whether git may find a repository from the working directory: a ``.git`` in it or in
-    one of its parents, or git told where by the environment (a few ``stat`` s; outside any
-    repository, no git process is started for nothing)."""
-    if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
-        return True
-    try:
-        folder = os.getcwd()
-    except OSError:
-        return False
-    while True:
-        if os.path.lexists(os.path.join(folder, ".git")):
-            return True
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return False
-        folder = parent
-
-
-def _start_git() -> subprocess.Popen[str] | None:
+def _start_git(work_tree: str | None) -> subprocess.Popen[str] | None:
     """Start the one ``git`` command that tells the working directory's git state (it runs
-    while the record is opened); None when git cannot be run, or no repository is there."""
-    if not _in_git_work_tree():
+    while the record is opened); None when git cannot be run, or no repository is there: no
+    ``work_tree`` (:func:`~xpmstore.scheduler.gitcache.find_work_tree`) and git not told where
+    by the environment (outside any repository, no git process is started for nothing)."""
+    if work_tree is None and not (os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE")):
         return None
     import subprocess  # only when a run starts
 
+    # GIT_OPTIONAL_LOCKS=0: git status would otherwise refresh the index and rewrite it under
+    # index.lock, and a user's `git commit` at that moment would fail on the lock.
     try:
         return subprocess.Popen(["git", "status", "--porcelain=v2", "--branch",
                                  "--untracked-files=no"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
     except OSError:
         return None
 
@@ -223,12 +210,17 @@ class RunRecord:
     """The record of one run of an experiment, opened for appending.  Raises OSError when it
     cannot be written (a full disk: then no file is left).  ``environments``: the folder where
     the header's hash of the installed packages is cached (:mod:`xpmstore.scheduler.envfacts`;
-    None: computed)."""
+    None: computed); ``gitstates``: the folder where the git state is cached
+    (:mod:`xpmstore.scheduler.gitcache`; None: git is asked each time)."""
 
-    def __init__(self, experiments_dir: Path, name: str, environments: Path | None = None):
+    def __init__(self, experiments_dir: Path, name: str, environments: Path | None = None,
+                 gitstates: Path | None = None):
         self._lock = threading.Lock()  # one line written at a time; none after the end
         self._closed = False
-        git = _start_git()
+        work_tree = find_work_tree()
+        lookup = look(gitstates, work_tree) if gitstates and work_tree else None
+        cached = git_state_of(lookup.answer) if lookup and lookup.answer else {}
+        git = None if cached else _start_git(work_tree)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.run = f"{stamp}-{socket.gethostname()}-{os.getpid()}"
         self.path = experiments_dir / name / f"{self.run}.jsonl"
@@ -251,15 +243,16 @@ class RunRecord:
                 "pid_start": process_start(os.getpid()), "started": started,
                 "experiment": name,
             }
-            if git is None:
+            if git is None and not cached:
                 header["git"] = {}  # no repository: nothing to wait for
-            self.append(header)
+            self.append_many([header, {"type": "git", **cached}] if cached else [header])
         except BaseException:  # a full disk: no record rather than one without its header
             _end_git(git)
             os.close(self._fd)
             self.path.unlink()
             raise
         self._git = git  # until its line is written, or it is given up at the end
+        self._git_cache: GitLookup | None = lookup if git is not None else None
         self._git_started = time.monotonic()
         self._git_lock = threading.Lock()
 
@@ -298,10 +291,13 @@ class RunRecord:
                 return  # killed: no answer
             if git.returncode != 0:
                 output = ""  # git failed (no repository after all): no state, as with no commit
+            state = _parse_git_status(output)
             try:
-                self.append({"type": "git", **_parse_git_status(output)})
+                self.append({"type": "git", **state})
             except OSError:
                 pass
+            if state and self._git_cache is not None:
+                self._git_cache.remember(state)  # the next run of this checkout asks no git
 
     def append(self, line: RunLine) -> None:
         """Append one JSON line (one write).  OSError once the record has ended."""

@@ -6,7 +6,8 @@ WORKSPACE/
   jobs/<name>/<id>/               a task directory: params.json, stdout, stderr, outputs, .xpm/
   cache/<name>/<entry-id>/        a @cache entry: its file(s), .xpm/
   experiments/<name>/<run>.jsonl  one run of an experiment
-  .xpmstore/                      index (when local), gc.lock, locks/, trash/, environments/
+  .xpmstore/                      index (when local), gc.lock, locks/, trash/, environments/,
+                                  gitstate/
 ```
 
 Pure path arithmetic apart from :func:`default_workspace` (environment and settings) and
@@ -182,6 +183,12 @@ class Workspace:
         """``.xpmstore/environments/``: per host, interpreter and ``sys.path``, the cached hash
         of the installed packages that run records name (``xpmstore.scheduler.envfacts``)."""
         return self.private / "environments"
+
+    @property
+    def gitstate(self) -> Path:
+        """``.xpmstore/gitstate/``: per host and git work tree, the git state a run record last
+        asked git for, under a digest of what it depends on (xpmstore.scheduler.gitcache)."""
+        return self.private / "gitstate"
 
     @property
     def gc_lock_path(self) -> Path:
