@@ -173,11 +173,13 @@ def test_the_block_names_every_count_and_each_running_job(tmp_path: Path) -> Non
     display.queued_job("d" * 64, "pkg.Learn")
     display.started_job("a" * 64, "pkg.Learn")
     display.started_job("b" * 64, "pkg.Learn")
+    display.started_job("e" * 64, "pkg.Pulled", "pulling")  # pulled from the remote
     console = Console(file=io.StringIO(), width=140, color_system=None)
     console.print(display._render())
     lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
-    assert re.search(r"^exp .* 4/12 +1 done · 1 reused · 1 waited · 2 running · 1 queued"
+    assert re.search(r"^exp .* 4/12 +1 done · 1 reused · 1 waited · 3 running · 1 queued"
                      r" · 0 failed · 1 blocked +\d+s$", lines[0]), lines[0]
+    assert re.match(r"^  Pulled eeeeeeeeeeee +0s +pulling *$", lines[3]), lines[3]
     # the bar: (2 epochs + half of the third) / 5 = 50%, 8 of its 16 cells
     assert re.match(r"^  Learn aaaaaaaaaaaa +0s lr=0.1 seed=2 ━{8} {9}epoch 2/5 · train 50%"
                     r" \(50/100\)$", lines[1]), lines[1]

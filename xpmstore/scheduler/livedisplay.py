@@ -83,6 +83,7 @@ class LiveDisplay(Progress):
         self._jobs = jobs
         self._total = total
         self._since: dict[str, float] = {}  # identifier -> when it started (monotonic)
+        self._doing: dict[str, str] = {}  # identifier -> what a running job does, not a run
         self._read: dict[str, tuple[float, list[ProgressLevel] | None]] = {}
         self._begun = time.monotonic()
         self._console = Console(file=stream, highlight=False, markup=False, emoji=False)
@@ -100,12 +101,15 @@ class LiveDisplay(Progress):
             self.queued.add(identifier)
         self._start()
 
-    def started_job(self, identifier: str, name: str) -> None:
-        """A job's process started."""
+    def started_job(self, identifier: str, name: str, doing: str = "running") -> None:
+        """A job's process started (``doing``: "running"), or its pull ("pulling", shown in
+        its row)."""
         with self._lock:
             self.queued.discard(identifier)
             self.running[identifier] = name
             self._since[identifier] = time.monotonic()
+            if doing != "running":
+                self._doing[identifier] = doing
         self._start()
 
     def finished_job(self, identifier: str, name: str, outcome: str, detail: str = "") -> None:
@@ -114,6 +118,7 @@ class LiveDisplay(Progress):
             self.running.pop(identifier, None)
             self.queued.discard(identifier)
             self._since.pop(identifier, None)
+            self._doing.pop(identifier, None)
             self._read.pop(identifier, None)
             self.counts[outcome] = self.counts.get(outcome, 0) + 1
         self._start()
@@ -233,7 +238,7 @@ class LiveDisplay(Progress):
                          Text(elapsed_text(now - since.get(identifier, now))),
                          Text(" ".join(f"{k}={v}" for k, v in sorted(tags.items())),
                               style="cyan"),
-                         bar, Text(progress_text(levels)))
+                         bar, Text(self._doing.get(identifier) or progress_text(levels)))
         rows: list[Any] = [head, grid]
         if len(running) > SHOWN:
             rows.append(Text(f"  … and {len(running) - SHOWN} more running", style="dim"))
