@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .context import CliError, one_line, open_workspace, user_errors, workspace_option
+
+if TYPE_CHECKING:
+    from xpmstore.remote.upload import PushReport
 
 __all__ = ["pull", "push", "remote"]
 
@@ -40,27 +44,42 @@ def push(identifiers: tuple[str, ...], every: bool) -> None:
 
     Files the remote already holds (same blake3) are not sent again. Prints one line per
     object as it finishes: pushed, present (already there) or failed with why; on a terminal,
-    a live line counts objects and bytes. Exit code 1 when one failed.
+    a live line counts objects and bytes. Ctrl-C stops the uploads in flight within a chunk
+    (nothing half-pushed is left in the remote) and says how many objects were not pushed.
+    Exit code 1 when one failed or on Ctrl-C.
     """
     from xpmstore.admin.push import push as push_objects
     from xpmstore.remote.transferprogress import TransferProgress
+    from xpmstore.remote.upload import PushReport
 
     if bool(identifiers) == every:
         raise click.UsageError("give identifiers or --all (not both)")
     _check_identifiers(identifiers)
     workspace = open_workspace()
     progress = TransferProgress("push")
+    report = PushReport()
 
     def show(outcome: str, name: str, why: str) -> None:
         progress.echo("\t".join([outcome, name] + ([why] if why else [])))
 
     try:
-        report = push_objects(workspace, None if every else identifiers, progress=progress,
-                              on_result=show)
+        push_objects(workspace, None if every else identifiers, progress=progress,
+                     on_result=show, report=report)
+    except KeyboardInterrupt:
+        raise CliError(_push_interrupted(report)) from None
     finally:
         progress.close()
     if report.failed:
         raise CliError(f"{len(report.failed)} object(s) not pushed")
+
+
+def _push_interrupted(report: PushReport) -> str:
+    """The line of a push stopped by Ctrl-C: what was done, what was not."""
+    undone = report.expected - report.in_remote() - len(report.failed)
+    failed = f", {len(report.failed)} failed" if report.failed else ""
+    return (f"interrupted: {undone} of {report.expected} object(s) not pushed,"
+            f" {report.in_remote()} in the remote{failed};"
+            " run the push again for the rest (no object is left half-pushed)")
 
 
 @click.command(short_help="Pull objects from the remote, verified.")
@@ -74,8 +93,11 @@ def pull(identifiers: tuple[str, ...]) -> None:
     the identifier recomputed from the object's identity before anything is published; a
     corrupt object is refused and nothing of it is kept. Each object is pulled even when one
     before it failed: a failure is one line on stderr, and the exit code is 1 when one failed.
-    On a terminal, a live line counts objects and bytes.
+    On a terminal, a live line counts objects and bytes. Ctrl-C stops the downloads
+    in flight within a chunk, keeps nothing of the object being pulled, and says how many
+    objects were not pulled (exit code 1).
     """
+    from xpmstore.admin.pull import PullReport
     from xpmstore.admin.pull import pull as pull_objects
     from xpmstore.remote.transferprogress import TransferProgress
 
@@ -89,8 +111,13 @@ def pull(identifiers: tuple[str, ...]) -> None:
         else:
             progress.echo(str(directory))
 
+    report = PullReport()
     try:
-        report = pull_objects(workspace, identifiers, progress=progress, on_result=show)
+        pull_objects(workspace, identifiers, progress=progress, on_result=show, report=report)
+    except KeyboardInterrupt:
+        undone = len(identifiers) - len(report.pulled) - len(report.failed)
+        raise CliError(f"interrupted: {undone} of {len(identifiers)} object(s) not pulled"
+                       f" (nothing of them is kept); {len(report.pulled)} pulled") from None
     finally:
         progress.close()
     if report.failed:

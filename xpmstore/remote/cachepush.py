@@ -153,7 +153,7 @@ def _submit(workspace: Workspace, remote: Remote | None, identifier: str, direct
 
 
 def _push(workspace: Workspace, remote: Remote | None, directory: Path, note: Path) -> None:
-    from .transfer import push_one
+    from .upload import push_one
 
     if remote is None:
         remote = reach.remote_for(workspace)
