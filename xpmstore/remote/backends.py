@@ -3,8 +3,8 @@
 A :class:`Backend` stores opaque bytes under ``/``-separated keys.  Writes are *create only*: a
 key that exists is never overwritten (two writers of one key write equal or equally valid bytes,
 so correctness never relies on the condition being honoured) — except by a write asked to
-``replace``, which swaps the bytes atomically: a reader sees the old bytes or the new ones,
-never a mix.  A file's upload checks
+``replace`` (``xpmstore push --verify`` repairing a damaged key), which swaps the bytes
+atomically: a reader sees the old bytes or the new ones, never a mix.  A file's upload checks
 its :class:`~xpmstore.remote.interrupt.Interrupt` between chunks: interrupted, it publishes
 nothing.
 

@@ -108,8 +108,8 @@ class Remote:
 
     def put_blob(self, digest: str, path: Any, *, replace: bool = False,
                  interrupt: Interrupt | None = None) -> bool:
-        """Upload the file ``path`` as blob ``digest`` unless present (``replace``: over what
-        is there, atomically); True when written.  Raises TransferInterrupted (nothing
+        """Upload the file ``path`` as blob ``digest`` unless present (``replace``: over a
+        damaged one, atomically); True when written.  Raises TransferInterrupted (nothing
         published) once ``interrupt`` is set."""
         return self.backend.put_file(self.blob_key(digest), path, replace=replace,
                                      interrupt=interrupt)
@@ -120,7 +120,7 @@ class Remote:
 
     def put_object(self, identifier: str, data: bytes, *, replace: bool = False) -> bool:
         """Publish a remote object document (after its blobs) unless present (``replace``: over
-        what is there, atomically); True when written."""
+        a damaged one, atomically); True when written."""
         return self.backend.put_bytes(self.object_key(identifier), data, replace=replace)
 
     def get_object(self, identifier: str) -> bytes | None:

@@ -21,7 +21,7 @@ the verdict is logged at INFO on the ``xpmstore.remote`` logger and kept in
 
 Correctness never depends on it: keys are content-addressed (``cas/``) or name an identifier
 whose two manifests are both valid (``objects/``), so a lost race overwrites equal or equally
-valid bytes.  A write asked to ``replace`` is a plain PUT: S3 swaps an object's bytes
+valid bytes.  A write asked to ``replace`` (a repair) is a plain PUT: S3 swaps an object's bytes
 atomically.  A file's body is read through an
 :class:`~xpmstore.remote.interrupt.InterruptibleReader`: an interrupted upload stops within a
 chunk, and the server stores nothing of a PUT whose body never ended.

@@ -8,9 +8,10 @@ only about identifiers the run has not learned yet, the remote's size is estimat
 remote is noticed once (one warning line; :mod:`.reach` shares the verdict with this process's
 ``@cache`` misses), after which the experiment goes on locally and launches its jobs with
 ``XPMSTORE_REMOTE_DOWN=1`` (:attr:`RemoteSync.down`), so that they do not ask it either; a pull
-that fails verification prints one warning line naming the object and the job runs locally.
-Pulls and pushes run on their own thread pools.  With ``push = "auto"``, a job that finishes is
-pushed, then the ``@cache`` entries its process created and did not push itself
+that fails verification prints one warning line naming the object and the job runs locally
+(its push then repairs the remote's copy: :func:`xpmstore.remote.upload.push_auto`).  Pulls and
+pushes run on their own thread pools.  With ``push = "auto"``, a job that finishes is pushed,
+then the ``@cache`` entries its process created and did not push itself
 (:func:`xpmstore.remote.cachepush.drain`); :meth:`RemoteSync.close` waits for every pending push
 (the experiment's end), those of ``@cache`` entries created in this process included — unless
 the run was interrupted, or a Ctrl-C comes while it waits: the transfers in flight then stop
@@ -36,7 +37,7 @@ from .interrupt import Interrupt
 from .layout import Remote, open_remote
 from .presence import PresenceMemo
 from .transfer import pull_instead
-from .upload import push_one
+from .upload import push_auto
 
 __all__ = ["RemoteSync"]
 
@@ -132,7 +133,8 @@ class RemoteSync:
 
     def push_later(self, directory: Path) -> None:
         """Push the done object at ``directory`` in the background (``push = "auto"``), then
-        the ``@cache`` entries left in the outbox (those its job created, among others)."""
+        the ``@cache`` entries left in the outbox (those its job created, among others).  An
+        object whose remote copy this run's pull refused is verified and repaired instead."""
         if not self.pushes:
             return
         with self._lock:
@@ -144,7 +146,7 @@ class RemoteSync:
         if self.down:
             return
         try:
-            push_one(self.remote, directory, interrupt=self._interrupt)
+            push_auto(self.remote, directory, interrupt=self._interrupt)
         except RemoteUnavailableError as exc:
             self.unreachable(exc)
             return

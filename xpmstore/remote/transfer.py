@@ -6,7 +6,8 @@ and blake3 (for a directory remote, the kernel copies while a thread hashes the 
 behind it: :mod:`.trailing`), creates the links, and only then publishes: under the object's
 claim lock, one ``rename`` of the directory to ``jobs/<name>/<id>`` (or ``cache/<name>/<id>``)
 and, last, the done manifest, written atomically; then the index records it.  Anything wrong raises
-CorruptObjectError naming the object, and nothing of it is published.  The downloads
+CorruptObjectError naming the object and saying how to repair the remote (``xpmstore push
+--verify``, from a machine that has a good copy), and nothing of it is published.  The downloads
 check an :class:`~xpmstore.remote.interrupt.Interrupt` between chunks: a Ctrl-C stops them
 within a chunk, and the temporary directory goes.
 """
@@ -42,15 +43,17 @@ from ..system.atomic import fsync_dir, write_atomic
 from ..system.locks import object_lock, try_object_lock
 from .interrupt import Interrupt, check, run_all
 from .layout import Remote
-from .reach import warn
+from .reach import note_damaged, warn
 from .trailing import TrailingHash
 from .transferprogress import TransferProgress
 from .verify import RemoteObject, check_object
 
-__all__ = ["fetch", "pull", "pull_instead", "remote_entries", "stream_blob"]
+__all__ = ["REPAIR", "fetch", "pull", "pull_instead", "remote_entries", "stream_blob"]
 
 _CHUNK = 1 << 20
 _THREADS = 8
+REPAIR = "to repair the remote, run `xpmstore push --verify {}` on a machine that has a good copy"
+"""What a refused pull says to do (formatted with the object's short identifier)."""
 
 
 def _download(remote: Remote, identifier: str, digest: str, size: int, target: Path,
@@ -169,13 +172,19 @@ def _publish(workspace: Workspace, checked: RemoteObject, temp: Path, final: Pat
     return True
 
 
+def _repair_hint(exc: CorruptObjectError, identifier: str) -> CorruptObjectError:
+    """``exc`` saying how to repair the remote (:data:`REPAIR`)."""
+    return CorruptObjectError(f"{exc}; {REPAIR.format(identifier[:12])}", exc.identifier,
+                              exc.expected, exc.got)
+
+
 def pull(workspace: Workspace, identifier: str, remote: Remote, locked: bool = False,
          progress: TransferProgress | None = None, interrupt: Interrupt | None = None) -> Path:
     """Pull the object ``identifier`` (a full identifier) from ``remote``, verified (see the
     module doc), and index it; returns its local directory (at once when done locally).
 
     Raises NotFound when the remote lacks it, CorruptObjectError when it fails verification
-    (nothing published), ObjectInUseError when it
+    (nothing published; the message says how to repair the remote), ObjectInUseError when it
     is being computed here, RemoteError, TransferInterrupted once ``interrupt`` is set (nothing
     published).  Safe across threads and processes.  ``locked``: the caller already holds the
     object's claim lock (``@cache`` on a miss).  ``progress`` counts the bytes downloaded.
@@ -183,7 +192,10 @@ def pull(workspace: Workspace, identifier: str, remote: Remote, locked: bool = F
     data = remote.get_object(identifier)
     if data is None:
         raise NotFound(f"{identifier}: not in the remote {remote.url}")
-    checked = check_object(identifier, data)
+    try:
+        checked = check_object(identifier, data)
+    except CorruptObjectError as exc:
+        raise _repair_hint(exc, identifier) from None
     manifest = checked.manifest
     final = workspace.object_dir(manifest.kind, manifest.name, identifier)
     if taskdirs.is_done(final):
@@ -194,7 +206,10 @@ def pull(workspace: Workspace, identifier: str, remote: Remote, locked: bool = F
     if progress is not None:
         progress.expect(nbytes=manifest.size)
     try:
-        _fill(remote, checked, temp, progress, interrupt)
+        try:
+            _fill(remote, checked, temp, progress, interrupt)
+        except CorruptObjectError as exc:
+            raise _repair_hint(exc, identifier) from None
         if _publish(workspace, checked, temp, final, locked):
             Index.for_workspace(workspace).put(
                 identifier, taskdirs.index_record(workspace, final, manifest, checked.identity,
@@ -211,8 +226,10 @@ def pull_instead(workspace: Workspace, identifier: str, remote: Remote, what: st
     """:func:`pull` for a caller that otherwise makes the object itself (``verb``: "running",
     "computing"); True when it is now here.  Never raises for the remote's sake: an absent
     object is False, an unreachable remote goes to ``on_unreachable``, a rejected or failed
-    pull is one warning line naming ``what`` was pulled.  Interrupted (``interrupt`` set), it
-    is False without a word."""
+    pull is one warning line naming ``what`` was pulled.  A copy rejected as damaged is noted
+    (:func:`.reach.note_damaged`): pushed from this process once made here, the object
+    repairs the remote's copy (:func:`.upload.push_auto`).  Interrupted (``interrupt`` set),
+    it is False without a word."""
     try:
         pull(workspace, identifier, remote, locked=locked, interrupt=interrupt)
         return True
@@ -220,7 +237,10 @@ def pull_instead(workspace: Workspace, identifier: str, remote: Remote, what: st
         return False
     except RemoteUnavailableError as exc:
         on_unreachable(exc)
-    except (CorruptObjectError, FormatVersionError) as exc:
+    except CorruptObjectError as exc:
+        note_damaged(identifier)  # this process's push of it repairs the remote's copy
+        warn(f"{exc}; rejected, {verb} {identifier[:12]} locally")
+    except FormatVersionError as exc:
         warn(f"{exc}; rejected, {verb} {identifier[:12]} locally")
     except (RemoteError, OSError) as exc:
         warn(f"pull of {what}{identifier[:12]} failed ({exc}); {verb} it locally")

@@ -1,4 +1,4 @@
-"""Push done objects to a remote (docs/remote.md).
+"""Push done objects to a remote, and repair the remote's damaged copies (docs/remote.md).
 
 **Push** uploads the blobs an object's done manifest lists that the remote lacks (each file's
 blake3 checked against the manifest first, each reached through real folders of the object and
@@ -8,6 +8,14 @@ object whose manifest fails its checks (:func:`xpmstore.store.manifest.parse`), 
 dependencies than its params.json, or holds a link leaving it is refused.  A blob already in
 the remote but older than half remote gc's grace period is refreshed (made new) rather than
 trusted to stay.  A push killed at any moment leaves at most unlisted blobs.
+
+**Verify** (``xpmstore push --verify``) is the repair: a push deduplicates by key, so a remote
+blob damaged after its upload is never replaced by pushing again.  :func:`verify_one` reads the
+remote copy of an object back — its manifest checked as a pull checks it, every blob it lists
+hashed — and replaces what is damaged from the local copy, itself checked against its manifest
+first (a damaged local copy is refused, never uploaded).  Replacing is atomic for readers (a
+rename over the old file, a PUT over the old key): a concurrent pull reads the old bytes or the
+new ones.
 
 An upload checks an :class:`~xpmstore.remote.interrupt.Interrupt` between chunks (:func:`push`
 sets it on Ctrl-C): an interrupted object publishes nothing more, its manifest least of all.
@@ -27,6 +35,7 @@ from ..core.digests import hash_file
 from ..errors import (
     CorruptObjectError,
     NotFound,
+    RemoteError,
     RemoteUnavailableError,
     TransferInterrupted,
     XpmstoreError,
@@ -38,12 +47,15 @@ from ..store.locate import locate
 from ..store.manifest import FileEntry, Manifest
 from ..store.workspace import Workspace
 from ..system import jsonio
+from . import reach
 from .interrupt import Interrupt, run_all
 from .layout import Remote
+from .transfer import stream_blob
 from .transferprogress import TransferProgress
-from .verify import encode_object, sharing_problem
+from .verify import check_object, encode_object, sharing_problem
 
-__all__ = ["GRACE", "REFRESH_AGE", "PushReport", "push", "push_one"]
+__all__ = ["GRACE", "REFRESH_AGE", "PushReport", "blob_intact", "push", "push_auto", "push_one",
+           "verify_one"]
 
 _THREADS = 8
 _OBJECT_THREADS = 4
@@ -56,18 +68,22 @@ REFRESH_AGE = GRACE / 2
 @dataclass
 class PushReport:
     """What a push did, filled as each object ends (so that a caller interrupted by Ctrl-C
-    still knows): the identifiers pushed, already present, stopped by the interrupt, and
-    failed (with why); ``expected``: how many objects it was asked to push."""
+    still knows): the identifiers pushed, already present, verified intact and repaired
+    (``--verify``), stopped by the interrupt, and failed (with why); ``expected``: how many
+    objects it was asked to push."""
 
     pushed: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
+    verified: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     expected: int = 0
 
     def in_remote(self) -> int:
-        """How many of the objects are now in the remote, whole (pushed or present)."""
-        return len(self.pushed) + len(self.present)
+        """How many of the objects are now in the remote, whole (pushed, present, verified or
+        repaired)."""
+        return len(self.pushed) + len(self.present) + len(self.verified) + len(self.repaired)
 
 
 def _refused(directory: Path, why: str, identifier: str = "",
@@ -192,13 +208,108 @@ def push_one(remote: Remote, directory: Path, progress: TransferProgress | None 
     return remote.put_object(identifier, local.document())
 
 
+def blob_intact(remote: Remote, digest: str, size: int,
+                interrupt: Interrupt | None = None) -> bool:
+    """Whether the remote holds the blob ``digest`` with ``size`` bytes whose blake3 is
+    ``digest`` (read back in full).  A blob missing or unreadable is not intact.  Raises
+    RemoteUnavailableError, TransferInterrupted."""
+    try:
+        got, actual = stream_blob(remote, digest, size, None, None, interrupt)
+    except RemoteUnavailableError:
+        raise
+    except RemoteError:
+        return False
+    return got == size and actual == digest
+
+
+def _damaged_blobs(remote: Remote, sizes: dict[str, int], interrupt: Interrupt) -> set[str]:
+    """Which of the blobs ``sizes`` (digest → size) the remote lacks or holds damaged."""
+    damaged: set[str] = set()
+    lock = threading.Lock()
+
+    def one(digest: str) -> None:
+        if not blob_intact(remote, digest, sizes[digest], interrupt):
+            with lock:
+                damaged.add(digest)
+
+    _each(one, sorted(sizes), interrupt)
+    return damaged
+
+
+def _replace_blobs(remote: Remote, local: _Local, digests: set[str],
+                   progress: TransferProgress | None, interrupt: Interrupt) -> None:
+    """Upload the blobs ``digests`` from ``local`` (each file checked against the manifest
+    first), over whatever the remote holds under their keys."""
+    entries = {entry.blake3: entry for entry in local.manifest.files}
+
+    def upload(digest: str) -> None:
+        entry = entries[digest]
+        remote.put_blob(digest, local.file(entry), replace=True, interrupt=interrupt)
+        if progress is not None:
+            progress.advance(entry.size)
+
+    _each(upload, sorted(digests), interrupt)
+
+
+def verify_one(remote: Remote, directory: Path, progress: TransferProgress | None = None,
+               interrupt: Interrupt | None = None) -> str:
+    """Check the remote's copy of the done object at ``directory`` and repair it from this one
+    (see the module doc); returns ``"verified"`` (intact), ``"repaired"`` (blobs, or the
+    manifest, replaced) or ``"pushed"`` (the remote lacked it).
+
+    The remote's manifest is kept when every blob it lists is intact, or can be replaced from
+    this copy; it is replaced by this copy's — after this copy's blobs are in, intact — when it
+    is damaged, unsealed (pushed before manifests had a checksum), or lists a damaged blob this
+    copy does not hold (a task whose outputs differ from run to run).
+
+    Raises what :func:`push_one` raises (CorruptObjectError for a damaged local copy: nothing
+    is uploaded from it), and FormatVersionError when the remote's copy was written by a newer
+    xpmstore (left as it is).
+    """
+    local = _local(directory)
+    identifier = local.manifest.identifier
+    interrupt = Interrupt(interrupt)  # a file that fails stops its siblings, not the caller's
+    ours = {entry.blake3: entry.size for entry in local.manifest.files}
+    data = remote.get_object(identifier)
+    theirs = None
+    if data is not None:
+        try:
+            theirs = check_object(identifier, data).manifest
+        except CorruptObjectError:
+            theirs = None  # damaged: replaced by this copy's below
+    if theirs is not None and theirs.sealed:
+        damaged = _damaged_blobs(remote, {e.blake3: e.size for e in theirs.files}, interrupt)
+        if not damaged:
+            return "verified"
+        if damaged <= ours.keys():
+            _replace_blobs(remote, local, damaged, progress, interrupt)
+            return "repaired"
+    _replace_blobs(remote, local, _damaged_blobs(remote, ours, interrupt), progress, interrupt)
+    interrupt.check()  # every blob is in, intact, but the user asked to stop: no manifest
+    remote.put_object(identifier, local.document(), replace=data is not None)
+    return "pushed" if data is None else "repaired"
+
+
+def push_auto(remote: Remote, directory: Path, verify: bool = False,
+              interrupt: Interrupt | None = None) -> str:
+    """What ``push = "auto"`` does with the done object at ``directory``: :func:`push_one`, or
+    :func:`verify_one` when ``verify`` or when a pull of this process refused the remote's
+    copy as damaged (:func:`.reach.is_damaged`) — so that the object computed instead repairs
+    the remote's copy rather than finding it present.  Returns the outcome (``"pushed"``,
+    ``"present"``, ``"verified"``, ``"repaired"``); raises as they do."""
+    if verify or reach.is_damaged(directory.name):
+        return verify_one(remote, directory, interrupt=interrupt)
+    return "pushed" if push_one(remote, directory, interrupt=interrupt) else "present"
+
+
 def push(workspace: Workspace, identifiers: list[str], remote: Remote,
          progress: TransferProgress | None = None,
-         on_result: Callable[[str, str, str], None] | None = None, *,
+         on_result: Callable[[str, str, str], None] | None = None, *, verify: bool = False,
          report: PushReport | None = None) -> PushReport:
     """Push the done objects named by ``identifiers`` (full identifiers or unique prefixes), a
-    few at a time.  ``on_result(outcome, identifier, why)`` is called (from a worker thread)
-    as each one ends: ``"pushed"``, ``"present"``, ``"interrupted"`` or ``"failed"``.
+    few at a time (``verify``: :func:`verify_one` each instead).  ``on_result(outcome,
+    identifier, why)`` is called (from a worker thread) as each one ends: ``"pushed"``,
+    ``"present"``, ``"verified"``, ``"repaired"``, ``"interrupted"`` or ``"failed"``.
 
     Failures of single objects are collected in the report (``report``, when given, is the one
     filled: as objects end); RemoteUnavailableError propagates.  On Ctrl-C (KeyboardInterrupt in
@@ -216,8 +327,11 @@ def push(workspace: Workspace, identifiers: list[str], remote: Remote,
         name, why = text, ""
         try:
             name, directory = locate(workspace, text)
-            outcome = "pushed" if push_one(remote, directory, progress, interrupt) \
-                else "present"
+            if verify:
+                outcome = verify_one(remote, directory, progress, interrupt)
+            else:
+                outcome = "pushed" if push_one(remote, directory, progress, interrupt) \
+                    else "present"
         except RemoteUnavailableError:
             raise
         except TransferInterrupted:
