@@ -56,6 +56,13 @@ class Relay:
             self._next[direction] = time.monotonic()
             self._changed.notify_all()
 
+    def cut(self) -> None:
+        """Cut every connection open now (a network that drops them); new ones are relayed."""
+        with self._changed:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _cut(sock)
+
     def close(self) -> None:
         """Stop listening and cut every connection."""
         with self._changed:

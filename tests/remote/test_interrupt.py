@@ -254,3 +254,36 @@ def test_an_interrupted_experiment_stops_its_pushes_within_a_chunk(
     client: Any = s3_server.client()
     keys = [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert not [key for key in keys if key.startswith("team/objects/")], keys
+
+
+def test_a_connection_cut_during_a_pull_is_a_failed_transfer_not_a_damaged_blob(
+        s3_server: Any, relay: Relay, tmp_path: Path) -> None:
+    bucket = new_bucket(s3_server)
+    section = f'url = "s3://{bucket}/team"\nendpoint_url = "{relay.endpoint}"\n'
+    first = workspace_with(tmp_path / "first", section)
+    second = workspace_with(tmp_path / "second", section)
+    identifier, digest = big_entry(first)
+    assert console(first, "push", identifier).returncode == 0
+
+    before = relay.count("down")
+    relay.hold("down", after=before + HELD_AFTER)
+    process = start(second, "pull", identifier)
+    try:
+        wait_for(lambda: relay.count("down") >= before + HELD_AFTER,
+                 "the download to reach the relay's hold")
+        relay.cut()  # the network drops the download in its middle
+        relay.release("down")
+        code, out, err, _ = ended(process)
+    finally:
+        stop(process)
+
+    assert code == 1 and out == "", err
+    assert "Traceback" not in err and len(err.splitlines()) == 2, err  # the failure, the count
+    failure, count = err.splitlines()
+    assert f"GET cas/{digest[:2]}/{digest}" in failure, failure  # a transfer that failed...
+    assert "corrupt" not in failure and "push --verify" not in failure, failure  # ...not damage
+    assert count == "xpmstore: 1 of 1 object(s) not pulled"
+    assert os.listdir(second.cache / "tests.remote.BigBlob") == []
+    pulled = console(second, "pull", identifier)
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled_digest(second, identifier) == digest

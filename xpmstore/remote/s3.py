@@ -34,7 +34,8 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from types import TracebackType
+from typing import IO, Any, cast
 
 from ..errors import RemoteError, RemoteUnavailableError, RemoteUnwritableError
 from .backends import Backend
@@ -233,7 +234,7 @@ class S3Backend(Backend):
             Bucket=self.bucket, Key=self._key(key)), "404", "NoSuchKey", "NotFound")
         if got is None:
             raise RemoteError(f"{self.url}: {key} is missing")
-        return got["Body"]
+        return cast(IO[bytes], _Download(self, key, got))
 
     def _pages(self, prefix: str) -> Iterator[dict[str, Any]]:
         token: str | None = None
@@ -281,3 +282,39 @@ class S3Backend(Backend):
         self._call("CREATE", f"bucket {self.bucket}",
                    lambda: self._meta.create_bucket(**kwargs), "BucketAlreadyOwnedByYou")
         return f"{self.url}: created the bucket {self.bucket}"
+
+
+class _Download:
+    """The body of a GET, read as a file: botocore's errors become RemoteError
+    (RemoteUnavailableError for a timeout), and a body that ends before the length the server
+    announced — a connection dropped in the middle — is a RemoteError too, never a short blob
+    that a pull would call damaged."""
+
+    def __init__(self, backend: S3Backend, key: str, got: dict[str, Any]):
+        self._backend = backend
+        self._key = key
+        self._body = got["Body"]
+        length = got.get("ContentLength")
+        self._length = int(length) if length is not None else None
+        self._read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        """At most ``size`` bytes (all that is left when negative); b"" at the end."""
+        amount = None if size < 0 else size
+        chunk: bytes = self._backend._call("GET", self._key, lambda: self._body.read(amount))
+        self._read += len(chunk)
+        if not chunk and size != 0 and self._length is not None and self._read < self._length:
+            raise RemoteError(f"{self._backend.url}: GET {self._key}: the connection closed"
+                              f" after {self._read} of {self._length} bytes")
+        return chunk
+
+    def close(self) -> None:
+        """Release the connection."""
+        self._body.close()
+
+    def __enter__(self) -> _Download:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()

@@ -35,7 +35,6 @@ from ..core.digests import hash_file
 from ..errors import (
     CorruptObjectError,
     NotFound,
-    RemoteError,
     RemoteUnavailableError,
     TransferInterrupted,
     XpmstoreError,
@@ -211,14 +210,11 @@ def push_one(remote: Remote, directory: Path, progress: TransferProgress | None 
 def blob_intact(remote: Remote, digest: str, size: int,
                 interrupt: Interrupt | None = None) -> bool:
     """Whether the remote holds the blob ``digest`` with ``size`` bytes whose blake3 is
-    ``digest`` (read back in full).  A blob missing or unreadable is not intact.  Raises
-    RemoteUnavailableError, TransferInterrupted."""
-    try:
-        got, actual = stream_blob(remote, digest, size, None, None, interrupt)
-    except RemoteUnavailableError:
-        raise
-    except RemoteError:
+    ``digest`` (read back in full); a missing blob is not.  Raises RemoteError when it cannot
+    be read (a connection dropped is not a damaged blob), TransferInterrupted."""
+    if not remote.has_blob(digest):
         return False
+    got, actual = stream_blob(remote, digest, size, None, None, interrupt)
     return got == size and actual == digest
 
 
