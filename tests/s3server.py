@@ -72,8 +72,12 @@ class S3Server:
         ports = dict(zip(names, _free_ports(len(names)), strict=True))
         data = self.directory / "data"
         data.mkdir()
+        # volumes of 64 MB, at most 2000 of them: left to itself, `weed mini` allows as many
+        # volumes as there are free GB on the disk, and every bucket (a test each) takes its
+        # own, so that a fuller disk answered InternalError ("no free volumes left") mid-suite
         args = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                "-admin.ui=false", "-webdav=false", "-master.telemetry=false"]
+                "-admin.ui=false", "-webdav=false", "-master.telemetry=false",
+                "-volume.max=2000", "-master.volumeSizeLimitMB=64"]
         args += [f"-{name}={port}" for name, port in ports.items()]
         env = dict(os.environ, AWS_ACCESS_KEY_ID="any", AWS_SECRET_ACCESS_KEY="any")
         with open(self.log, "wb") as log:

@@ -51,6 +51,7 @@ __all__ = [
     "SlurmError",
     "TagConflictError",
     "TextValueError",
+    "TransferInterrupted",
     "UnboundPathError",
     "UnknownFieldError",
     "UnreadableMetrics",
@@ -301,6 +302,12 @@ class IndexOutdated(IndexDamaged):
 class UnreadableMetrics(XpmstoreError, ValueError):
     """A metrics file that exists but cannot be taken (the message says why; a table warns and
     leaves the row's metrics empty)."""
+
+
+class TransferInterrupted(XpmstoreError):
+    """A transfer to or from the remote stopped between two chunks because its caller was
+    interrupted (Ctrl-C); nothing of the unfinished write was published
+    (:mod:`xpmstore.remote.interrupt` raises it, the push and the pull catch it)."""
 
 
 class ChainRefused(XpmstoreError):

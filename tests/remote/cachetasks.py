@@ -1,5 +1,6 @@
-"""A task and a script of the remote's tests that create ``@cache`` entries in processes of
-their own: a job's process (forked by the zygote) and a plain script.
+"""Tasks and scripts of the remote's tests that run in processes of their own: ``@cache``
+entries created in a job's process (forked by the zygote) and in a plain script, and an
+experiment interrupted while it pushes a big result.
 
 Every class lives at module level with an explicit ``__xpmid__`` so that job processes import it
 by name.  Computations are counted in counter files (:func:`tests.storehelpers.count_line`).
@@ -16,7 +17,7 @@ from xpmstore import Config, Meta, Param, Task, cache
 
 from ..storehelpers import Terms, active, make_workspace
 
-__all__ = ["BigBlob", "UsesTerms", "create_entries"]
+__all__ = ["BigBlob", "BigOutput", "UsesTerms", "create_entries", "interrupted_run"]
 
 
 class BigBlob(Config):
@@ -30,6 +31,16 @@ class BigBlob(Config):
         if not path.exists():
             path.write_bytes(os.urandom(self.size))
         return path
+
+
+class BigOutput(Task):
+    """A task whose one output is ``size`` random bytes."""
+
+    __xpmid__ = "tests.remote.BigOutput"
+    size: Param[int]
+
+    def execute(self) -> None:
+        (self.__taskdir__ / "out.bin").write_bytes(os.urandom(self.size))
 
 
 class UsesTerms(Task):
@@ -56,3 +67,19 @@ def create_entries() -> None:
         for n in numbers:
             Terms(n=int(n)).load(counters)
     print(json.dumps(sorted(m for m in sys.modules if m.startswith("xpmstore.remote"))))
+
+
+def interrupted_run() -> None:
+    """``python -c "from tests.remote.cachetasks import interrupted_run; interrupted_run()"
+    WORKSPACE SIZE RELEASE``: an experiment of two jobs, ``BigOutput(SIZE)`` (pushed as it
+    ends, with ``push = "auto"``) and a Step that waits for the file RELEASE: the run goes on
+    until it is interrupted."""
+    from xpmstore import experiment
+    from xpmstore.launchers import LocalLauncher
+
+    from ..gctasks import Step
+
+    root, size, release = sys.argv[1:]
+    with experiment(make_workspace(Path(root)), "big", launcher=LocalLauncher(workers=2)):
+        BigOutput(size=int(size)).submit()
+        Step(i=1, variant=30, release=release).submit()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO
 
 from xpmstore.remote import Backend
+from xpmstore.remote.interrupt import Interrupt
 
 __all__ = ["CountingBackend"]
 
@@ -48,13 +49,14 @@ class CountingBackend(Backend):
         self.requests["LIST"] += max(1, -(-len(found) // 1000))
         return found
 
-    def put_file(self, key: str, path: Path) -> bool:
+    def put_file(self, key: str, path: Path, *, replace: bool = False,
+                 interrupt: Interrupt | None = None) -> bool:
         self.requests["PUT"] += 1
-        return self.real.put_file(key, path)
+        return self.real.put_file(key, path, replace=replace, interrupt=interrupt)
 
-    def put_bytes(self, key: str, data: bytes) -> bool:
+    def put_bytes(self, key: str, data: bytes, *, replace: bool = False) -> bool:
         self.requests["PUT"] += 1
-        return self.real.put_bytes(key, data)
+        return self.real.put_bytes(key, data, replace=replace)
 
     def get_bytes(self, key: str) -> bytes | None:
         self.requests["GET"] += 1
@@ -72,9 +74,9 @@ class CountingBackend(Backend):
         self.requests["DELETE"] += 1
         self.real.delete(key)
 
-    def refresh(self, key: str, path: Path) -> None:
+    def refresh(self, key: str, path: Path, interrupt: Interrupt | None = None) -> None:
         self.requests["PUT"] += 1
-        self.real.refresh(key, path)
+        self.real.refresh(key, path, interrupt)
 
     def init(self) -> str:
         return self.real.init()

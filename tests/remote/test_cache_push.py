@@ -14,7 +14,7 @@ from pathlib import Path
 from xpmstore import experiment
 from xpmstore.core.identifier import cache_identifier
 from xpmstore.launchers import LocalLauncher
-from xpmstore.remote import cachepush, open_remote
+from xpmstore.remote import cachepush, open_remote, push_one
 from xpmstore.scheduler.progress import Progress
 from xpmstore.store.workspace import Workspace
 
@@ -123,3 +123,26 @@ def test_entries_created_in_jobs_are_pushed_by_their_experiment(
             job.submit()
     assert set(reasons(second, "exp").values()) == {"reused:remote"}
     pulled_not_computed(workspaces, counters, [1, 2, 3, 9], name="third")
+
+
+def test_an_entry_a_job_computed_after_a_refused_pull_repairs_the_remote(
+        workspaces: RemoteFactory, counters: Path) -> None:
+    first = workspaces("first", push="manual")
+    with active(first):
+        Terms(n=4).load(str(counters))
+    remote = open_remote(first)
+    assert remote is not None
+    assert push_one(remote, first.cache / "tests.store.Terms" / entry_of(4))
+    (key,) = remote.backend.list("cas/")
+    data = remote.backend.get_bytes(key) or b"?"
+    remote.backend.delete(key)
+    remote.backend.put_bytes(key, data[:-1] + bytes([data[-1] ^ 1]))  # damaged in the remote
+
+    second = workspaces("second")  # its job refuses the entry, computes it, notes it
+    with experiment(second, "exp", launcher=LocalLauncher(workers=1),
+                    progress=Progress("exp", stream=io.StringIO())):
+        UsesTerms(n=4, counters=str(counters)).submit()
+    assert count_of(counters, "terms-4") == 2 and notes(second) == []
+    with active(workspaces("third", push="manual")):
+        assert Terms(n=4).load(str(counters)) == "terms of 4\n" * 3
+    assert count_of(counters, "terms-4") == 2  # pulled: the experiment's push repaired it

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from xpmstore.core.identifier import cache_identifier
-from xpmstore.remote import cachepull, open_remote, push_one
+from xpmstore.remote import cachepull, cachepush, open_remote, push_one
 from xpmstore.store.index import Index
 from xpmstore.store.workspace import Workspace
 
@@ -89,6 +89,31 @@ def test_a_tampered_cache_entry_is_rejected_and_computed(
     lines = [line for line in err.splitlines() if "rejected" in line]
     assert len(lines) == 1 and entry_dir(second).name in lines[0], err
     assert not [p for p in entry_dir(second).parent.iterdir() if p.name.startswith(".")]
+
+
+def test_an_entry_computed_after_a_refused_pull_repairs_the_remote(
+        workspaces: RemoteFactory, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    counters = tmp_path / "counters"
+    counters.mkdir()
+    first = workspaces("first", push="manual")
+    assert compute(first, counters) == "terms of 5\n" * 3
+    remote = open_remote(first)
+    assert remote is not None and push_one(remote, entry_dir(first))
+    digest = next(iter(remote.backend.list("cas/"))).rsplit("/", 1)[1]
+    key = remote.blob_key(digest)
+    data = remote.backend.get_bytes(key)
+    assert data
+    remote.backend.delete(key)
+    remote.backend.put_bytes(key, data[:-1] + bytes([data[-1] ^ 1]))
+
+    second = workspaces("second", push="auto")
+    assert compute(second, counters) == "terms of 5\n" * 3  # refused, computed, pushed
+    cachepush.wait()
+    assert count_of(counters, "terms-5") == 2
+    assert "push --verify" in capfd.readouterr().err
+    third = workspaces("third", push="manual")
+    assert compute(third, counters) == "terms of 5\n" * 3
+    assert count_of(counters, "terms-5") == 2  # pulled: the push repaired the remote's copy
 
 
 def test_an_unreachable_remote_is_noticed_once_per_process(

@@ -32,18 +32,21 @@ class PullReport:
 
 def pull(workspace: Workspace, identifiers: Sequence[str], *,
          progress: TransferProgress | None = None,
-         on_result: Callable[[str, Path | None, str], None] | None = None) -> PullReport:
+         on_result: Callable[[str, Path | None, str], None] | None = None,
+         report: PullReport | None = None) -> PullReport:
     """Pull the objects named by ``identifiers`` (full identifiers or unique prefixes) from the
     workspace's remote into the workspace, one after the other.
 
     ``on_result(text, directory, why)`` is called as each one ends: its local directory, or
-    None and why it failed; ``progress`` counts objects and bytes.  Failures of single objects
-    (not found, corrupt, in use here...) are collected in the report; raises RemoteError when no
-    remote is configured, RemoteUnavailableError when it cannot be reached (the others would
-    fail the same way).
+    None and why it failed; ``progress`` counts objects and bytes; ``report``, when given, is
+    filled as objects end (what a caller interrupted by Ctrl-C reads).  Failures of single
+    objects (not found, corrupt, in use here...) are collected in the report; raises RemoteError
+    when no remote is configured, RemoteUnavailableError when it cannot be reached (the others
+    would fail the same way), KeyboardInterrupt once the downloads in flight stopped after a
+    Ctrl-C (nothing of the object being pulled is kept).
     """
     remote = need_remote(workspace)
-    report = PullReport()
+    report = report if report is not None else PullReport()
     if progress is not None:
         progress.expect(objects=len(identifiers))
     for text in identifiers:

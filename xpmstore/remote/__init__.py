@@ -3,10 +3,11 @@
 Two kinds behind one interface (:mod:`.backends`): a directory of a shared file system
 (``file:///…``) and an S3-compatible bucket (``s3://bucket/prefix``, :mod:`.s3`).  :mod:`.layout`
 holds the layout and the settings and opens a remote, :mod:`.verify` the pure checks of what is
-pulled, :mod:`.transfer` push and pull (:mod:`.trailing` hashes a copy as it is made),
-:mod:`.presence` how presence is asked in bulk, :mod:`.sync` what the scheduler does with them,
-:mod:`.cachepull` and :mod:`.cachepush` what ``@cache`` does, and :mod:`.reach` what one
-process knows of its remote (unreachable or not).
+pulled, :mod:`.transfer` the pull (:mod:`.trailing` hashes a copy as it is made),
+:mod:`.upload` the push and its repair of damaged remote copies, :mod:`.interrupt` how a Ctrl-C
+stops the transfers in flight, :mod:`.presence` how presence is asked in bulk, :mod:`.sync`
+what the scheduler does with them, :mod:`.cachepull` and :mod:`.cachepush` what ``@cache``
+does, and :mod:`.reach` what one process knows of its remote (unreachable or not).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from .backends import Backend, DirectoryBackend
 from .layout import Remote, RemoteSettings, open_backend, open_remote, remote_settings
 from .s3 import S3Backend
 from .sync import RemoteSync
-from .transfer import PushReport, fetch, pull, push, push_one, remote_entries
+from .transfer import fetch, pull, remote_entries
+from .upload import PushReport, push, push_one, verify_one
 from .verify import check_object
 
 __all__ = [
@@ -35,4 +37,5 @@ __all__ = [
     "push_one",
     "remote_entries",
     "remote_settings",
+    "verify_one",
 ]

@@ -2,15 +2,19 @@
 
 A :class:`Backend` stores opaque bytes under ``/``-separated keys.  Writes are *create only*: a
 key that exists is never overwritten (two writers of one key write equal or equally valid bytes,
-so correctness never relies on the condition being honoured).
+so correctness never relies on the condition being honoured) — except by a write asked to
+``replace`` (``xpmstore push --verify`` repairing a damaged key), which swaps the bytes
+atomically: a reader sees the old bytes or the new ones, never a mix.  A file's upload checks
+its :class:`~xpmstore.remote.interrupt.Interrupt` between chunks: interrupted, it publishes
+nothing.
 
 * :class:`DirectoryBackend` (``file:///shared/xpmstore``): a write goes to a temporary file in the
-  key's folder, is fsynced, then ``os.link``-ed to its final name (``EEXIST`` is fine) — a reader
-  never sees a partial file.  Its root directory is never created by a write: a missing root (a
-  share that is not mounted) or one that is not a directory makes the remote unreachable
-  (RemoteUnavailableError), and a root that refuses writes (read-only, no permission, full)
-  unwritable (RemoteUnwritableError); :meth:`Backend.init` (``xpmstore remote init``) creates it
-  on purpose.
+  key's folder, is fsynced, then ``os.link``-ed to its final name (``EEXIST`` is fine; a
+  replacing write renames it over the old one) — a reader never sees a partial file.  Its root
+  directory is never created by a write: a missing root (a share that is not mounted) or one
+  that is not a directory makes the remote unreachable (RemoteUnavailableError), and a root
+  that refuses writes (read-only, no permission, full) unwritable (RemoteUnwritableError);
+  :meth:`Backend.init` (``xpmstore remote init``) creates it on purpose.
 * :class:`~xpmstore.remote.s3.S3Backend` (``s3://bucket/prefix``, any S3-compatible server
   through ``endpoint_url``; :mod:`.s3`): HEAD, then PUT, with ``If-None-Match: *`` when the
   server honours it (412 is fine).
@@ -23,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -32,6 +35,7 @@ from typing import IO, Any
 
 from ..errors import RemoteError, RemoteUnavailableError, RemoteUnwritableError
 from ..system.atomic import TEMP_MARK, fsync_dir
+from .interrupt import Interrupt, check
 
 __all__ = ["Backend", "DirectoryBackend"]
 
@@ -55,12 +59,16 @@ class Backend(ABC):
         """Whether ``key`` exists."""
 
     @abstractmethod
-    def put_file(self, key: str, path: Path) -> bool:
-        """Store the file at ``path`` under ``key`` unless it exists; True when written."""
+    def put_file(self, key: str, path: Path, *, replace: bool = False,
+                 interrupt: Interrupt | None = None) -> bool:
+        """Store the file at ``path`` under ``key`` unless it exists (``replace``: whatever is
+        there, swapped atomically); True when written.  Raises TransferInterrupted, having
+        published nothing, when ``interrupt`` is set before the last chunk is stored."""
 
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes) -> bool:
-        """Store ``data`` under ``key`` unless it exists; True when written."""
+    def put_bytes(self, key: str, data: bytes, *, replace: bool = False) -> bool:
+        """Store ``data`` under ``key`` unless it exists (``replace``: whatever is there,
+        swapped atomically); True when written."""
 
     @abstractmethod
     def get_bytes(self, key: str) -> bytes | None:
@@ -102,9 +110,10 @@ class Backend(ABC):
         """Every key under ``prefix`` (a folder ending in ``/``) → (mtime, size): one listing."""
 
     @abstractmethod
-    def refresh(self, key: str, path: Path) -> None:
+    def refresh(self, key: str, path: Path, interrupt: Interrupt | None = None) -> None:
         """Make ``key`` new again (its mtime now), ``path`` holding the very same bytes: what a
-        push that deduplicates against an old blob does, so that remote gc spares it."""
+        push that deduplicates against an old blob does, so that remote gc spares it.  An
+        upload it makes checks ``interrupt`` as :meth:`put_file` does."""
 
     @abstractmethod
     def init(self) -> str:
@@ -168,9 +177,10 @@ class DirectoryBackend(Backend):
                 self._check_root()  # a root gone missing is unreachable, not unwritable
                 raise self._unwritable(exc, folder) from None
 
-    def _publish(self, key: str, write: Any) -> bool:
+    def _publish(self, key: str, write: Any, replace: bool = False,
+                 interrupt: Interrupt | None = None) -> bool:
         final = self._path(key)
-        if self.exists(key):  # (and the root is a directory)
+        if self.exists(key) and not replace:  # (and the root is a directory)
             return False
         self._folders(key)
         temp = final.parent / f".{final.name}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}"
@@ -188,10 +198,14 @@ class DirectoryBackend(Backend):
                 if exc.errno in _UNWRITABLE:  # a full disk: every later write would fail too
                     raise self._unwritable(exc, final) from None
                 raise
-            try:
-                os.link(temp, final)  # atomic and create-only: a reader sees all or nothing
-            except FileExistsError:
-                return False  # another writer published the same key first: fine
+            check(interrupt)  # interrupted during the last chunk or the fsync: not published
+            if replace:  # atomic: a reader has the old file open, or opens the new one
+                os.replace(temp, final)
+            else:
+                try:
+                    os.link(temp, final)  # atomic and create-only: a reader sees all or nothing
+                except FileExistsError:
+                    return False  # another writer published the same key first: fine
             fsync_dir(final.parent)
             return True
         finally:
@@ -200,15 +214,18 @@ class DirectoryBackend(Backend):
             except FileNotFoundError:
                 pass
 
-    def put_file(self, key: str, path: Path) -> bool:
+    def put_file(self, key: str, path: Path, *, replace: bool = False,
+                 interrupt: Interrupt | None = None) -> bool:
         def copy(handle: IO[bytes]) -> None:
             with open(path, "rb") as source:
-                shutil.copyfileobj(source, handle, _CHUNK)
+                while chunk := source.read(_CHUNK):
+                    check(interrupt)  # a Ctrl-C stops the copy here: the temp file goes
+                    handle.write(chunk)
 
-        return self._publish(key, copy)
+        return self._publish(key, copy, replace, interrupt)
 
-    def put_bytes(self, key: str, data: bytes) -> bool:
-        return self._publish(key, lambda handle: handle.write(data))
+    def put_bytes(self, key: str, data: bytes, *, replace: bool = False) -> bool:
+        return self._publish(key, lambda handle: handle.write(data), replace)
 
     def get_bytes(self, key: str) -> bytes | None:
         try:
@@ -265,11 +282,11 @@ class DirectoryBackend(Backend):
             out[key] = (info.st_mtime, info.st_size)
         return out
 
-    def refresh(self, key: str, path: Path) -> None:
+    def refresh(self, key: str, path: Path, interrupt: Interrupt | None = None) -> None:
         try:
             os.utime(self._path(key))
         except FileNotFoundError:  # deleted meanwhile: write it again
-            self.put_file(key, path)
+            self.put_file(key, path, interrupt=interrupt)
         except OSError as exc:
             raise self._unwritable(exc, self._path(key)) from None
 

@@ -16,9 +16,12 @@ Then:
   forked by the zygote leaves through ``os._exit``, which runs no exit hook.
 
 A push that succeeds removes the note (so does one that finds the entry gone or damaged: one
-warning line).  Notes left behind — a killed script, an unreachable remote (then nothing is
-asked of it: :mod:`.reach`), a job whose experiment was killed — are pushed by the next
-experiment with ``push = "auto"``, or by ``xpmstore push --all``.  Thread-safe.
+warning line).  An entry computed because a pull of this process refused the remote's copy as
+damaged is noted ``"verify": true``: its push verifies and repairs the remote's copy
+(:func:`xpmstore.remote.upload.push_auto`) instead of finding it present.  Notes left behind —
+a killed script, an unreachable remote (then nothing is asked of it: :mod:`.reach`), a job
+whose experiment was killed — are pushed by the next experiment with ``push = "auto"``, or by
+``xpmstore push --all``.  Thread-safe.
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ def entry_created(workspace: Workspace, directory: Path) -> None:
     name, identifier = directory.parent.name, directory.name
     note = outbox(workspace) / f"{name}.{identifier}"
     owner = _owner()
+    if reach.is_damaged(identifier):  # (the pull that refused it ran in this process)
+        owner["verify"] = True
     try:
         note.parent.mkdir(parents=True, exist_ok=True)
         note.write_text(json.dumps(owner))
@@ -152,15 +157,24 @@ def _submit(workspace: Workspace, remote: Remote | None, identifier: str, direct
     return True
 
 
+def _wants_verify(note: Path) -> bool:
+    """Whether the note asks for a verifying push (see the module doc)."""
+    try:
+        owner = jsonio.read(note)
+    except (OSError, ValueError):
+        return False
+    return isinstance(owner, dict) and owner.get("verify") is True
+
+
 def _push(workspace: Workspace, remote: Remote | None, directory: Path, note: Path) -> None:
-    from .transfer import push_one
+    from .upload import push_auto
 
     if remote is None:
         remote = reach.remote_for(workspace)
     if remote is None or remote.settings.push != "auto" or reach.is_down(remote):
         return  # left in the outbox
     try:
-        push_one(remote, directory)
+        push_auto(remote, directory, verify=_wants_verify(note))
     except NotFound:
         pass  # removed (gc, rm) since: nothing to push
     except CorruptObjectError as exc:

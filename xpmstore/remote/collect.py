@@ -12,7 +12,7 @@ Two steps, each safe while colleagues push and pull:
    (``cas/<ab>/<blake3>``) that none of them lists is deleted when it is older than the grace
    period (24 h).  A push writes its blobs before its manifest, and refreshes a blob it
    deduplicates against when that blob is older than half the grace
-   (:data:`xpmstore.remote.transfer.REFRESH_AGE`), so a push in progress has at least 12 h to
+   (:data:`xpmstore.remote.upload.REFRESH_AGE`), so a push in progress has at least 12 h to
    publish its manifest before its blobs could be taken.  Each blob's age is read again just
    before it is deleted.
 
@@ -33,7 +33,7 @@ from ..store import manifest as manifest_module
 from ..store.edges import params_dependencies
 from ..system import jsonio
 from .layout import Remote
-from .transfer import GRACE
+from .upload import GRACE
 
 __all__ = ["GRACE", "RemoteGcPlan", "collect_remote", "pin_remote", "plan_remote",
            "remote_pins", "unpin_remote"]

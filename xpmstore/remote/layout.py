@@ -33,6 +33,7 @@ from ..core.identifier import check_identifier, unique_match
 from ..errors import InvalidIdentifierError, RemoteError
 from ..store.workspace import Workspace, user_settings
 from .backends import Backend, DirectoryBackend
+from .interrupt import Interrupt
 from .presence import SAMPLE_LIMIT, PresenceMemo, prefix_of
 
 __all__ = ["Remote", "RemoteSettings", "open_backend", "open_remote", "remote_settings"]
@@ -105,17 +106,22 @@ class Remote:
         """Whether the blob ``digest`` is in the remote."""
         return self.backend.exists(self.blob_key(digest))
 
-    def put_blob(self, digest: str, path: Any) -> bool:
-        """Upload the file ``path`` as blob ``digest`` unless present; True when written."""
-        return self.backend.put_file(self.blob_key(digest), path)
+    def put_blob(self, digest: str, path: Any, *, replace: bool = False,
+                 interrupt: Interrupt | None = None) -> bool:
+        """Upload the file ``path`` as blob ``digest`` unless present (``replace``: over a
+        damaged one, atomically); True when written.  Raises TransferInterrupted (nothing
+        published) once ``interrupt`` is set."""
+        return self.backend.put_file(self.blob_key(digest), path, replace=replace,
+                                     interrupt=interrupt)
 
     def open_blob(self, digest: str) -> IO[bytes]:
         """A stream of the blob ``digest``; raises RemoteError when missing."""
         return self.backend.open_read(self.blob_key(digest))
 
-    def put_object(self, identifier: str, data: bytes) -> bool:
-        """Publish a remote object document (after its blobs); True when written."""
-        return self.backend.put_bytes(self.object_key(identifier), data)
+    def put_object(self, identifier: str, data: bytes, *, replace: bool = False) -> bool:
+        """Publish a remote object document (after its blobs) unless present (``replace``: over
+        a damaged one, atomically); True when written."""
+        return self.backend.put_bytes(self.object_key(identifier), data, replace=replace)
 
     def get_object(self, identifier: str) -> bytes | None:
         """The remote object document of ``identifier``, or None when absent (unchecked: see

@@ -6,7 +6,10 @@ An unreachable remote costs its timeout once per process: :func:`mark_down` reco
 A process started with ``XPMSTORE_REMOTE_DOWN=1`` in its environment treats every remote as
 unreachable from the start: an experiment that found its remote unreachable passes that to the
 jobs it launches, so that they do not each pay the timeout again (it is also a way to work
-offline).  An experiment looks afresh when it starts (:func:`forget`).  Thread-safe.
+offline).  An experiment looks afresh when it starts (:func:`forget`).  It also remembers which
+remote objects a pull of this process refused as damaged (:func:`note_damaged`): the push of
+the object computed instead verifies and repairs the remote's copy rather than finding it
+present.  Thread-safe.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from ..errors import RemoteUnwritableError, XpmstoreError
 from ..store.workspace import Workspace
 from .layout import Remote, open_remote
 
-__all__ = ["DOWN_VARIABLE", "down_reason", "forget", "is_down", "mark_down", "remote_for",
-           "reset", "warn"]
+__all__ = ["DOWN_VARIABLE", "down_reason", "forget", "is_damaged", "is_down", "mark_down",
+           "note_damaged", "remote_for", "reset", "warn"]
 
 DOWN_VARIABLE = "XPMSTORE_REMOTE_DOWN"
 """Set to ``1``: this process treats its remote as unreachable (what an experiment passes its
@@ -30,6 +33,7 @@ jobs once it found the remote unreachable)."""
 _lock = threading.Lock()
 _remotes: dict[tuple[Path, str], Remote | None] = {}
 _down: set[tuple[str, str]] = set()
+_damaged: set[str] = set()  # identifiers whose remote copy a pull of this process refused
 
 
 def warn(message: str) -> None:
@@ -72,6 +76,20 @@ def forget(remote: Remote) -> None:
         _down.discard(_key(remote))
 
 
+def note_damaged(identifier: str) -> None:
+    """Remember that a pull of this process refused the remote's copy of ``identifier`` as
+    damaged."""
+    with _lock:
+        _damaged.add(identifier)
+
+
+def is_damaged(identifier: str) -> bool:
+    """Whether a pull of this process refused the remote's copy of ``identifier``: its push
+    must verify and repair it (a plain push would find it present)."""
+    with _lock:
+        return identifier in _damaged
+
+
 def remote_for(workspace: Workspace) -> Remote | None:
     """The remote configured for ``workspace``, opened once per process (None when none is,
     or when its settings are wrong: one warning line)."""
@@ -93,3 +111,4 @@ def reset() -> None:
     with _lock:
         _remotes.clear()
         _down.clear()
+        _damaged.clear()

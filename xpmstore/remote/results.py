@@ -32,7 +32,7 @@ from ..store.table import (
     warn,
 )
 from .layout import Remote
-from .transfer import _stream
+from .transfer import stream_blob
 from .verify import RemoteObject, check_object
 
 __all__ = ["remote_table"]
@@ -69,7 +69,7 @@ def _metrics_of(remote: Remote, item: RemoteObject, relative: str) -> dict[str, 
         raise UnreadableMetrics(f"larger than {MAX_METRICS_BYTES // (1024 * 1024)} MiB")
     buffer = io.BytesIO()
     try:
-        got, digest = _stream(remote, entry.blake3, entry.size, buffer, None)
+        got, digest = stream_blob(remote, entry.blake3, entry.size, buffer, None)
     except RemoteUnavailableError:
         raise
     except XpmstoreError as exc:

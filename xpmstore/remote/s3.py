@@ -21,7 +21,10 @@ the verdict is logged at INFO on the ``xpmstore.remote`` logger and kept in
 
 Correctness never depends on it: keys are content-addressed (``cas/``) or name an identifier
 whose two manifests are both valid (``objects/``), so a lost race overwrites equal or equally
-valid bytes.
+valid bytes.  A write asked to ``replace`` (a repair) is a plain PUT: S3 swaps an object's bytes
+atomically.  A file's body is read through an
+:class:`~xpmstore.remote.interrupt.InterruptibleReader`: an interrupted upload stops within a
+chunk, and the server stores nothing of a PUT whose body never ended.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from types import TracebackType
+from typing import IO, Any, cast
 
 from ..errors import RemoteError, RemoteUnavailableError, RemoteUnwritableError
 from .backends import Backend
+from .interrupt import Interrupt, InterruptibleReader
 
 __all__ = [
     "CONDITIONAL_VERDICTS",
@@ -198,21 +203,24 @@ class S3Backend(Backend):
                 raise RemoteError(f"{self.url}: PUT {PROBE_KEY}: {exc}") from None
         return "ignored", " (a second conditional PUT of one key succeeded)"
 
-    def _put(self, key: str, body: Any, client: Any) -> bool:
-        if self.exists(key):
-            return False
+    def _put(self, key: str, body: Any, client: Any, replace: bool = False) -> bool:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": body}
-        if self.conditional_writes() == "honoured":
-            kwargs["IfNoneMatch"] = "*"
+        if not replace:
+            if self.exists(key):
+                return False
+            if self.conditional_writes() == "honoured":
+                kwargs["IfNoneMatch"] = "*"
         return self._call("PUT", key, lambda: client.put_object(**kwargs), "412",
                           "PreconditionFailed") is not None
 
-    def put_file(self, key: str, path: Path) -> bool:
-        with open(path, "rb") as body:
-            return self._put(key, body, self._data)
+    def put_file(self, key: str, path: Path, *, replace: bool = False,
+                 interrupt: Interrupt | None = None) -> bool:
+        with open(path, "rb") as raw:
+            body = raw if interrupt is None else InterruptibleReader(raw, interrupt)
+            return self._put(key, body, self._data, replace)
 
-    def put_bytes(self, key: str, data: bytes) -> bool:
-        return self._put(key, data, self._meta)
+    def put_bytes(self, key: str, data: bytes, *, replace: bool = False) -> bool:
+        return self._put(key, data, self._meta, replace)
 
     def get_bytes(self, key: str) -> bytes | None:
         got = self._call("GET", key, lambda: self._meta.get_object(
@@ -226,7 +234,7 @@ class S3Backend(Backend):
             Bucket=self.bucket, Key=self._key(key)), "404", "NoSuchKey", "NotFound")
         if got is None:
             raise RemoteError(f"{self.url}: {key} is missing")
-        return got["Body"]
+        return cast(IO[bytes], _Download(self, key, got))
 
     def _pages(self, prefix: str) -> Iterator[dict[str, Any]]:
         token: str | None = None
@@ -255,10 +263,8 @@ class S3Backend(Backend):
         return {item["Key"][skip:]: (item["LastModified"].timestamp(), int(item["Size"]))
                 for page in self._pages(prefix) for item in page.get("Contents", ())}
 
-    def refresh(self, key: str, path: Path) -> None:
-        with open(path, "rb") as body:  # same bytes (content-addressed): an overwrite is safe
-            self._call("PUT", key, lambda: self._data.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=body))
+    def refresh(self, key: str, path: Path, interrupt: Interrupt | None = None) -> None:
+        self.put_file(key, path, replace=True, interrupt=interrupt)  # same bytes: a safe overwrite
 
     def delete(self, key: str) -> None:
         self._call("DELETE", key, lambda: self._meta.delete_object(
@@ -278,3 +284,37 @@ class S3Backend(Backend):
         return f"{self.url}: created the bucket {self.bucket}"
 
 
+class _Download:
+    """The body of a GET, read as a file: botocore's errors become RemoteError
+    (RemoteUnavailableError for a timeout), and a body that ends before the length the server
+    announced — a connection dropped in the middle — is a RemoteError too, never a short blob
+    that a pull would call damaged."""
+
+    def __init__(self, backend: S3Backend, key: str, got: dict[str, Any]):
+        self._backend = backend
+        self._key = key
+        self._body = got["Body"]
+        length = got.get("ContentLength")
+        self._length = int(length) if length is not None else None
+        self._read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        """At most ``size`` bytes (all that is left when negative); b"" at the end."""
+        amount = None if size < 0 else size
+        chunk: bytes = self._backend._call("GET", self._key, lambda: self._body.read(amount))
+        self._read += len(chunk)
+        if not chunk and size != 0 and self._length is not None and self._read < self._length:
+            raise RemoteError(f"{self._backend.url}: GET {self._key}: the connection closed"
+                              f" after {self._read} of {self._length} bytes")
+        return chunk
+
+    def close(self) -> None:
+        """Release the connection."""
+        self._body.close()
+
+    def __enter__(self) -> _Download:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()

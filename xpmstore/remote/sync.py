@@ -8,12 +8,14 @@ only about identifiers the run has not learned yet, the remote's size is estimat
 remote is noticed once (one warning line; :mod:`.reach` shares the verdict with this process's
 ``@cache`` misses), after which the experiment goes on locally and launches its jobs with
 ``XPMSTORE_REMOTE_DOWN=1`` (:attr:`RemoteSync.down`), so that they do not ask it either; a pull
-that fails verification prints one warning line naming the object and the job runs locally.
-Pulls and pushes run on their own thread pools.  With ``push = "auto"``, a job that finishes is
-pushed, then the ``@cache`` entries its process created and did not push itself
+that fails verification prints one warning line naming the object and the job runs locally
+(its push then repairs the remote's copy: :func:`xpmstore.remote.upload.push_auto`).  Pulls and
+pushes run on their own thread pools.  With ``push = "auto"``, a job that finishes is pushed,
+then the ``@cache`` entries its process created and did not push itself
 (:func:`xpmstore.remote.cachepush.drain`); :meth:`RemoteSync.close` waits for every pending push
-(the experiment's end), those of ``@cache`` entries created in this process included.
-Thread-safe.
+(the experiment's end), those of ``@cache`` entries created in this process included — unless
+the run was interrupted, or a Ctrl-C comes while it waits: the transfers in flight then stop
+within a chunk (:mod:`.interrupt`).  Thread-safe.
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ from pathlib import Path
 from ..errors import (
     RemoteError,
     RemoteUnavailableError,
+    TransferInterrupted,
     XpmstoreError,
 )
 from ..store.workspace import Workspace
 from . import cachepush, reach
+from .interrupt import Interrupt
 from .layout import Remote, open_remote
 from .presence import PresenceMemo
-from .transfer import pull_instead, push_one
+from .transfer import pull_instead
+from .upload import push_auto
 
 __all__ = ["RemoteSync"]
 
@@ -54,6 +59,8 @@ class RemoteSync:
         self._pushes: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
         self._presence = PresenceMemo()  # what this run learned: asked once per run
+        self._interrupt = Interrupt()  # set when the run is interrupted: transfers stop
+        self._stopped = 0  # pushes stopped in flight by the interrupt
 
     @classmethod
     def for_workspace(cls, workspace: Workspace) -> RemoteSync | None:
@@ -117,7 +124,8 @@ class RemoteSync:
         ok = False
         try:  # absent (gone since the plan), rejected or failed: run it here
             ok = not self.down and pull_instead(self.workspace, identifier, self.remote, "",
-                                                "running", self.unreachable)
+                                                "running", self.unreachable,
+                                                interrupt=self._interrupt)
         except Exception as exc:
             _warn(f"pull of {identifier[:12]} failed ({exc}); running it locally")
         finally:
@@ -125,7 +133,8 @@ class RemoteSync:
 
     def push_later(self, directory: Path) -> None:
         """Push the done object at ``directory`` in the background (``push = "auto"``), then
-        the ``@cache`` entries left in the outbox (those its job created, among others)."""
+        the ``@cache`` entries left in the outbox (those its job created, among others).  An
+        object whose remote copy this run's pull refused is verified and repaired instead."""
         if not self.pushes:
             return
         with self._lock:
@@ -137,21 +146,52 @@ class RemoteSync:
         if self.down:
             return
         try:
-            push_one(self.remote, directory)
+            push_auto(self.remote, directory, interrupt=self._interrupt)
         except RemoteUnavailableError as exc:
             self.unreachable(exc)
+            return
+        except TransferInterrupted:
+            with self._lock:
+                self._stopped += 1
             return
         except Exception as exc:
             _warn(f"push of {directory} failed: {exc}")
         cachepush.drain(self.workspace, self.remote)
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
         """Wait for the pending pulls and pushes (``@cache`` entries of this process and of
-        its jobs included), then release the threads."""
-        for pool in (self._pulls, self._pushes):
-            if pool is not None:
-                pool.shutdown(wait=True)
+        its jobs included), then release the threads.
+
+        ``interrupted`` (the run was), or a Ctrl-C while it waits (KeyboardInterrupt, raised
+        again once they stopped): the transfers in flight stop within a chunk, publishing
+        nothing, those not started are dropped, and one warning line says how many pushes were
+        not done (``xpmstore push --all`` sends them)."""
+        if interrupted:
+            self._interrupt.set()
+        try:
+            self._shutdown()
+        except KeyboardInterrupt:
+            self._interrupt.set()
+            self._shutdown()
+            self._say_stopped()
+            raise
         self._pulls = self._pushes = None
-        if self.pushes:
+        if self._interrupt.is_set():
+            self._say_stopped()
+        elif self.pushes:
             cachepush.drain(self.workspace, self.remote)
         cachepush.wait()
+
+    def _shutdown(self) -> None:
+        """Wait for the pools' calls (interrupted: only for those in flight)."""
+        for pool in (self._pulls, self._pushes):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=self._interrupt.is_set())
+
+    def _say_stopped(self) -> None:
+        """One warning line when the interrupt left pushes undone."""
+        with self._lock:
+            undone = self._stopped + sum(1 for f in self._pending if f.cancelled())
+        if undone:
+            _warn(f"{undone} push(es) not done (the run was interrupted); `xpmstore push"
+                  " --all` sends them")

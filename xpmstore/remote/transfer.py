@@ -1,13 +1,4 @@
-"""Push done objects to a remote and pull them back, verified (docs/remote.md).
-
-**Push** uploads the blobs an object's done manifest lists that the remote lacks (each file's
-blake3 checked against the manifest first, each reached through real folders of the object and
-itself a regular file, never a link: a locally damaged or hostile object is never pushed, nor a
-file outside it), then — only then — the remote object, its manifest sealed by its checksum.  An
-object whose manifest fails its checks (:func:`xpmstore.store.manifest.parse`), lists other
-dependencies than its params.json, or holds a link leaving it is refused.  A blob already in
-the remote but older than half remote gc's grace period is refreshed (made new) rather than
-trusted to stay.  A push killed at any moment leaves at most unlisted blobs.
+"""Pull done objects from a remote, verified (docs/remote.md); :mod:`.upload` pushes them.
 
 **Pull** fetches and checks the remote object (:func:`xpmstore.remote.verify.check_object`),
 downloads every blob into a temporary directory beside the final one while checking its size
@@ -15,7 +6,10 @@ and blake3 (for a directory remote, the kernel copies while a thread hashes the 
 behind it: :mod:`.trailing`), creates the links, and only then publishes: under the object's
 claim lock, one ``rename`` of the directory to ``jobs/<name>/<id>`` (or ``cache/<name>/<id>``)
 and, last, the done manifest, written atomically; then the index records it.  Anything wrong raises
-CorruptObjectError naming the object, and nothing of it is published.
+CorruptObjectError naming the object and saying how to repair the remote (``xpmstore push
+--verify``, from a machine that has a good copy), and nothing of it is published.  The downloads
+check an :class:`~xpmstore.remote.interrupt.Interrupt` between chunks: a Ctrl-C stops them
+within a chunk, and the temporary directory goes.
 """
 
 from __future__ import annotations
@@ -23,18 +17,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import stat
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from blake3 import blake3
 
-from ..core.digests import hash_file
 from ..errors import (
     CorruptObjectError,
     FormatVersionError,
@@ -42,172 +32,33 @@ from ..errors import (
     ObjectInUseError,
     RemoteError,
     RemoteUnavailableError,
+    TransferInterrupted,
     XpmstoreError,
 )
-from ..store import manifest as manifest_module
 from ..store import taskdirs
-from ..store.edges import dependencies_problem, params_dependencies
 from ..store.index import Index
-from ..store.locate import locate
 from ..store.taskstate import launch_is_live, read_launch
 from ..store.workspace import DONE, XPM, Workspace
-from ..system import jsonio
 from ..system.atomic import fsync_dir, write_atomic
 from ..system.locks import object_lock, try_object_lock
+from .interrupt import Interrupt, check, run_all
 from .layout import Remote
-from .reach import warn
+from .reach import note_damaged, warn
 from .trailing import TrailingHash
 from .transferprogress import TransferProgress
-from .verify import RemoteObject, check_object, encode_object, sharing_problem
+from .verify import RemoteObject, check_object
 
-__all__ = ["PushReport", "fetch", "pull", "pull_instead", "push", "push_one", "remote_entries"]
+__all__ = ["REPAIR", "fetch", "pull", "pull_instead", "remote_entries", "stream_blob"]
 
 _CHUNK = 1 << 20
 _THREADS = 8
-_OBJECT_THREADS = 4
-GRACE = 24 * 3600.0
-"""Remote gc deletes an unreferenced blob only when it is older than this (:mod:`.collect`)."""
-REFRESH_AGE = GRACE / 2
-"""A push that deduplicates against a blob older than this refreshes it first."""
-
-
-@dataclass
-class PushReport:
-    """What a push did: identifiers pushed, already present, and failed (with why)."""
-
-    pushed: list[str] = field(default_factory=list)
-    present: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _refused(directory: Path, why: str, identifier: str = "",
-             digest: str = "") -> CorruptObjectError:
-    return CorruptObjectError(f"{directory}: {why}; not pushed (xpmstore fsck)",
-                              identifier or directory.name, digest)
-
-
-def _listed_file(directory: Path, entry: manifest_module.FileEntry, folders: set[str]) -> Path:
-    """The path of the file ``entry`` of the object at ``directory``, checked: reached through
-    real folders of the object, itself a regular file (not a link), of the size and blake3 its
-    manifest lists.  Raises CorruptObjectError otherwise."""
-    path = directory / entry.path
-    try:
-        st = None if manifest_module.beneath_links(directory, entry.path, folders) \
-            else os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != entry.size \
-            or hash_file(path, st.st_size).hex() != entry.blake3:
-        raise _refused(directory, f"{entry.path} differs from its done manifest",
-                       digest=entry.blake3)
-    return path
-
-
-def push_one(remote: Remote, directory: Path, progress: TransferProgress | None = None) -> bool:
-    """Push the done object at ``directory``; True when its remote object was written, False
-    when the remote already held it.
-
-    Raises NotFound when the object is not done, CorruptObjectError when its manifest fails its
-    checks or a file no longer matches it (see the module doc), RemoteError
-    (RemoteUnavailableError) from the remote.  ``progress`` counts the bytes uploaded.
-    """
-    manifest = taskdirs.read_manifest(directory)
-    if manifest is None:
-        raise NotFound(f"{directory}: not done; only done objects are pushed")
-    identifier = manifest.identifier
-    if identifier != directory.name:
-        raise _refused(directory, f"its done manifest names another object ({identifier[:16]})")
-    problem = sharing_problem(manifest)
-    if problem:
-        raise _refused(directory, problem)
-    folders: set[str] = set()
-    params = None
-    if manifest.kind == "task":
-        listed = next((f for f in manifest.files if f.path == "params.json"), None)
-        if listed is None:
-            raise _refused(directory, "its done manifest lists no params.json")
-        params = _listed_file(directory, listed, folders).read_bytes()
-        try:
-            document = jsonio.loads(params, str(directory / "params.json"))
-        except XpmstoreError as exc:
-            raise _refused(directory, str(exc)) from None
-        differs = dependencies_problem(manifest.dependencies, params_dependencies(document))
-        if differs:
-            raise _refused(directory, differs)
-    if remote.backend.exists(remote.object_key(identifier)):
-        return False
-    unique = {entry.blake3: entry for entry in manifest.files}
-    lock = threading.Lock()
-
-    def upload(digest: str) -> None:
-        written = remote.backend.mtime(remote.blob_key(digest))
-        if written is not None and time.time() - written < REFRESH_AGE:
-            return  # deduplicated against a recent blob
-        entry = unique[digest]
-        with lock:  # (the folders found real, shared by the threads)
-            path = _listed_file(directory, entry, folders)
-        if written is None:
-            remote.put_blob(digest, path)
-            if progress is not None:
-                progress.advance(entry.size)
-        else:  # an old blob remote gc might be about to take: made new before it is listed
-            remote.backend.refresh(remote.blob_key(digest), path)
-
-    if len(unique) <= 1:  # one file (a typical @cache entry): no pool to start
-        for digest in unique:
-            upload(digest)
-    else:
-        with ThreadPoolExecutor(min(_THREADS, len(unique))) as pool:
-            for _ in pool.map(upload, sorted(unique)):  # re-raises the first error
-                pass
-    # every blob is in: only now may the manifest that lists them appear
-    done = manifest_module.build(manifest)  # sealed by its checksum, whatever its age
-    return remote.put_object(identifier, encode_object(done, manifest, params))
-
-
-def push(workspace: Workspace, identifiers: list[str], remote: Remote,
-         progress: TransferProgress | None = None,
-         on_result: Callable[[str, str, str], None] | None = None) -> PushReport:
-    """Push the done objects named by ``identifiers`` (full identifiers or unique prefixes), a
-    few at a time.  ``on_result(outcome, identifier, why)`` is called (from a worker thread) as
-    each one finishes: ``"pushed"``, ``"present"`` or ``"failed"``.
-
-    Failures of single objects are collected in the report; RemoteUnavailableError propagates.
-    """
-    from ..errors import RemoteUnavailableError
-
-    report = PushReport()
-    lock = threading.Lock()
-    if progress is not None:
-        progress.expect(objects=len(identifiers))
-
-    def one(text: str) -> None:
-        try:
-            identifier, directory = locate(workspace, text)
-            outcome, name, why = ("pushed" if push_one(remote, directory, progress)
-                                  else "present"), identifier, ""
-        except RemoteUnavailableError:
-            raise
-        except (XpmstoreError, OSError) as exc:
-            outcome, name, why = "failed", text, str(exc)
-        with lock:
-            if outcome == "failed":
-                report.failed.append((name, why))
-            else:
-                getattr(report, outcome).append(name)
-        if progress is not None:
-            progress.finished()
-        if on_result is not None:
-            on_result(outcome, name, why)
-
-    with ThreadPoolExecutor(min(_OBJECT_THREADS, max(1, len(identifiers)))) as pool:
-        for _ in pool.map(one, identifiers):  # re-raises RemoteUnavailableError
-            pass
-    return report
+REPAIR = "to repair the remote, run `xpmstore push --verify {}` on a machine that has a good copy"
+"""What a refused pull says to do (formatted with the object's short identifier)."""
 
 
 def _download(remote: Remote, identifier: str, digest: str, size: int, target: Path,
-              executable: bool, progress: TransferProgress | None = None) -> None:
+              executable: bool, progress: TransferProgress | None = None,
+              interrupt: Interrupt | None = None) -> None:
     """Copy blob ``digest`` to ``target`` and check the copy's size and blake3: by the
     backend's fast path, the copy hashed by a thread that trails it (what is published is what
     was checked: :mod:`.trailing`), else streamed and hashed as it comes."""
@@ -215,8 +66,11 @@ def _download(remote: Remote, identifier: str, digest: str, size: int, target: P
     with os.fdopen(fd, "wb") as out:
         got, actual = 0, ""
         with TrailingHash(target) as trailing:
-            copied = remote.backend.copy_into(remote.blob_key(digest), out, size + 1,
-                                              trailing.written)
+            def written(offset: int, nbytes: int) -> None:
+                check(interrupt)  # a Ctrl-C stops the copy after this piece
+                trailing.written(offset, nbytes)
+
+            copied = remote.backend.copy_into(remote.blob_key(digest), out, size + 1, written)
             if copied:
                 got = os.fstat(out.fileno()).st_size
                 actual = trailing.hexdigest(got) if got == size else ""
@@ -224,9 +78,10 @@ def _download(remote: Remote, identifier: str, digest: str, size: int, target: P
             if progress is not None:
                 progress.advance(got)
         else:
-            out.seek(0)
-            out.truncate()
-            got, actual = _stream(remote, digest, size, out, progress)
+            if os.fstat(out.fileno()).st_size:  # (not when empty: ext4 then flushes the file
+                out.seek(0)                     # it rewrites at its close, a stall of seconds)
+                out.truncate()
+            got, actual = stream_blob(remote, digest, size, out, progress, interrupt)
         os.fchmod(out.fileno(), 0o755 if executable else 0o644)
     if got != size or actual != digest:
         raise CorruptObjectError(
@@ -235,14 +90,17 @@ def _download(remote: Remote, identifier: str, digest: str, size: int, target: P
             identifier, digest, actual)
 
 
-def _stream(remote: Remote, digest: str, size: int, out: IO[bytes],
-            progress: TransferProgress | None) -> tuple[int, str]:
-    """Stream blob ``digest`` into ``out`` (at most ``size`` + 1 bytes), hashing it; returns
-    (bytes read, hex blake3)."""
+def stream_blob(remote: Remote, digest: str, size: int, out: IO[bytes] | None,
+                progress: TransferProgress | None,
+                interrupt: Interrupt | None = None) -> tuple[int, str]:
+    """Stream blob ``digest`` into ``out`` (None: nowhere, only hashed), reading at most
+    ``size`` + 1 bytes; returns (bytes read, hex blake3).  Raises RemoteError when the blob is
+    missing, TransferInterrupted once ``interrupt`` is set (checked between chunks)."""
     hasher = blake3()
     got = 0
     with remote.open_blob(digest) as stream:
         while True:
+            check(interrupt)
             chunk = stream.read(_CHUNK)
             if not chunk:
                 break
@@ -250,17 +108,20 @@ def _stream(remote: Remote, digest: str, size: int, out: IO[bytes],
             if got > size:
                 break
             hasher.update(chunk)
-            out.write(chunk)
+            if out is not None:
+                out.write(chunk)
             if progress is not None:
                 progress.advance(len(chunk))
     return got, hasher.hexdigest()
 
 
 def _fill(remote: Remote, checked: RemoteObject, temp: Path,
-          progress: TransferProgress | None = None) -> None:
-    """Download every file of the object into ``temp`` (verified), then create its links."""
+          progress: TransferProgress | None = None, interrupt: Interrupt | None = None) -> None:
+    """Download every file of the object into ``temp`` (verified), then create its links.  A
+    Ctrl-C, or a blob found corrupt, stops the other downloads within a chunk."""
     manifest = checked.manifest
     identifier = manifest.identifier
+    interrupt = Interrupt(interrupt)  # a file that fails stops its siblings, not the caller's
     for entry in manifest.files:
         (temp / entry.path).parent.mkdir(parents=True, exist_ok=True)
 
@@ -270,11 +131,10 @@ def _fill(remote: Remote, checked: RemoteObject, temp: Path,
             (temp / entry.path).write_bytes(checked.params)
             return
         _download(remote, identifier, entry.blake3, entry.size, temp / entry.path,
-                  entry.executable, progress)
+                  entry.executable, progress, interrupt)
 
-    with ThreadPoolExecutor(min(_THREADS, max(1, len(manifest.files)))) as pool:
-        for _ in pool.map(fetch, range(len(manifest.files))):
-            pass
+    run_all(fetch, range(len(manifest.files)), min(_THREADS, max(1, len(manifest.files))),
+            interrupt)
     for link in manifest.links:
         where = temp / link.path
         try:
@@ -312,20 +172,30 @@ def _publish(workspace: Workspace, checked: RemoteObject, temp: Path, final: Pat
     return True
 
 
+def _repair_hint(exc: CorruptObjectError, identifier: str) -> CorruptObjectError:
+    """``exc`` saying how to repair the remote (:data:`REPAIR`)."""
+    return CorruptObjectError(f"{exc}; {REPAIR.format(identifier[:12])}", exc.identifier,
+                              exc.expected, exc.got)
+
+
 def pull(workspace: Workspace, identifier: str, remote: Remote, locked: bool = False,
-         progress: TransferProgress | None = None) -> Path:
+         progress: TransferProgress | None = None, interrupt: Interrupt | None = None) -> Path:
     """Pull the object ``identifier`` (a full identifier) from ``remote``, verified (see the
     module doc), and index it; returns its local directory (at once when done locally).
 
     Raises NotFound when the remote lacks it, CorruptObjectError when it fails verification
-    (nothing published), ObjectInUseError when it is being computed here, RemoteError.
-    Safe across threads and processes.  ``locked``: the caller already holds the object's
-    claim lock (``@cache`` on a miss).  ``progress`` counts the bytes downloaded.
+    (nothing published; the message says how to repair the remote), ObjectInUseError when it
+    is being computed here, RemoteError, TransferInterrupted once ``interrupt`` is set (nothing
+    published).  Safe across threads and processes.  ``locked``: the caller already holds the
+    object's claim lock (``@cache`` on a miss).  ``progress`` counts the bytes downloaded.
     """
     data = remote.get_object(identifier)
     if data is None:
         raise NotFound(f"{identifier}: not in the remote {remote.url}")
-    checked = check_object(identifier, data)
+    try:
+        checked = check_object(identifier, data)
+    except CorruptObjectError as exc:
+        raise _repair_hint(exc, identifier) from None
     manifest = checked.manifest
     final = workspace.object_dir(manifest.kind, manifest.name, identifier)
     if taskdirs.is_done(final):
@@ -336,7 +206,10 @@ def pull(workspace: Workspace, identifier: str, remote: Remote, locked: bool = F
     if progress is not None:
         progress.expect(nbytes=manifest.size)
     try:
-        _fill(remote, checked, temp, progress)
+        try:
+            _fill(remote, checked, temp, progress, interrupt)
+        except CorruptObjectError as exc:
+            raise _repair_hint(exc, identifier) from None
         if _publish(workspace, checked, temp, final, locked):
             Index.for_workspace(workspace).put(
                 identifier, taskdirs.index_record(workspace, final, manifest, checked.identity,
@@ -348,19 +221,26 @@ def pull(workspace: Workspace, identifier: str, remote: Remote, locked: bool = F
 
 
 def pull_instead(workspace: Workspace, identifier: str, remote: Remote, what: str, verb: str,
-                 on_unreachable: Callable[[Exception], None], locked: bool = False) -> bool:
+                 on_unreachable: Callable[[Exception], None], locked: bool = False,
+                 interrupt: Interrupt | None = None) -> bool:
     """:func:`pull` for a caller that otherwise makes the object itself (``verb``: "running",
     "computing"); True when it is now here.  Never raises for the remote's sake: an absent
     object is False, an unreachable remote goes to ``on_unreachable``, a rejected or failed
-    pull is one warning line naming ``what`` was pulled."""
+    pull is one warning line naming ``what`` was pulled.  A copy rejected as damaged is noted
+    (:func:`.reach.note_damaged`): pushed from this process once made here, the object
+    repairs the remote's copy (:func:`.upload.push_auto`).  Interrupted (``interrupt`` set),
+    it is False without a word."""
     try:
-        pull(workspace, identifier, remote, locked=locked)
+        pull(workspace, identifier, remote, locked=locked, interrupt=interrupt)
         return True
-    except NotFound:
+    except (NotFound, TransferInterrupted):
         return False
     except RemoteUnavailableError as exc:
         on_unreachable(exc)
-    except (CorruptObjectError, FormatVersionError) as exc:
+    except CorruptObjectError as exc:
+        note_damaged(identifier)  # this process's push of it repairs the remote's copy
+        warn(f"{exc}; rejected, {verb} {identifier[:12]} locally")
+    except FormatVersionError as exc:
         warn(f"{exc}; rejected, {verb} {identifier[:12]} locally")
     except (RemoteError, OSError) as exc:
         warn(f"pull of {what}{identifier[:12]} failed ({exc}); {verb} it locally")

@@ -593,7 +593,8 @@ class Scheduler:
         for launcher in self._launchers:
             _quietly(launcher.close, f"closing the {launcher.describe()} launcher")
         if self._remote is not None:
-            _quietly(self._remote.close, "the remote")  # waits for the pending pushes
+            remote = self._remote  # waits for the pending pushes (interrupted: stops them)
+            _quietly(lambda: remote.close(interrupted=outcome == "interrupted"), "the remote")
         counts = {s.value: sum(1 for j in self.order if j.status is s)
                   for s in (_DONE, _FAILED, _BLOCKED)}
         for kind in ("reused", "waited"):
