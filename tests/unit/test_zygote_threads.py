@@ -28,7 +28,22 @@ import numpy  # OpenBLAS starts its threads when loaded, and stops them before a
 numpy.ones((64, 64)) @ numpy.ones((64, 64))
 '''
 
+LARGE_INPUT = '''
+from pathlib import Path
+from xpmstore import Config
+
+class Data(Config):
+    __xpmid__ = "zygotethreads.Data"
+    path: Param[Path]
+
+LARGE = Path(__file__).with_name("large.bin")
+LARGE.write_bytes(bytes(3 << 20))
+print("data", Data(path=LARGE).__identifier__)  # hashes 3 MiB on all cores, in the zygote too
+'''
+
 TASKS = '''
+from pathlib import Path
+
 from xpmstore import Param, Task
 
 {prelude}
@@ -38,7 +53,7 @@ class Hello(Task):
     n: Param[int] = 0
 
     def execute(self):
-        pass
+        Path("out.bin").write_bytes(bytes(2 << 20))  # the done manifest hashes it on all cores
 '''
 
 RUN = '''
@@ -83,7 +98,7 @@ def test_a_thread_started_by_a_task_module_is_named_once_in_one_line(
     assert "DeprecationWarning" not in stderr and "os.fork" not in stderr, stderr
 
 
-@pytest.mark.parametrize("prelude", ["", NATIVE], ids=["plain", "numpy"])
+@pytest.mark.parametrize("prelude", ["", NATIVE, LARGE_INPUT], ids=["plain", "numpy", "hash"])
 def test_a_zygote_without_threads_at_the_fork_says_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prelude: str) -> None:
     stderr = run(tmp_path, monkeypatch, prelude)

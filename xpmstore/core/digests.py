@@ -36,6 +36,7 @@ __all__ = [
     "PersistentMemo",
     "digest_input",
     "hash_file",
+    "keep_pool_out",
     "object_path_parts",
     "set_persistent_memo",
 ]
@@ -87,14 +88,23 @@ _pool_pid = 0
 """The process that started blake3's global pool of threads (rayon's, started by its first hash
 on all cores; 0: none).  A process forked from it inherits the pool's state but not its threads: a
 hash there on that pool would wait for them forever, so it hashes without it."""
+_pool_kept_out = 0
+"""The process that keeps the global pool out (:func:`keep_pool_out`; 0: none)."""
+
+
+def keep_pool_out() -> None:
+    """Hash without blake3's global pool in this process (not in those it forks): no hash then
+    starts a thread here.  For a process that forks others, such as the zygote."""
+    global _pool_kept_out
+    _pool_kept_out = os.getpid()
 
 
 def _threads(size: int) -> int:
     """The ``max_threads`` of a blake3 hash of ``size`` bytes: all cores, on the global pool
-    unless this process was forked after it started (see ``_pool_pid``)."""
+    unless this process keeps it out or was forked after it started (see ``_pool_pid``)."""
     global _pool_pid
     pid = os.getpid()
-    if _pool_pid == 0:
+    if _pool_pid == 0 and _pool_kept_out != pid:
         _pool_pid = pid
     if _pool_pid == pid:
         return int(blake3.AUTO)

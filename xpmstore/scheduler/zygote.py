@@ -385,7 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler handles interrupts
     preload()
+    from xpmstore.core.digests import keep_pool_out
     from xpmstore.store.taskstate import boot_id, heartbeat_path, mark_job_process
+
+    keep_pool_out()  # a task module that hashes a large input at import starts no thread here
 
     boot_id()  # read once here, inherited by every job
 
