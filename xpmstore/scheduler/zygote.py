@@ -102,6 +102,14 @@ _FORK_WARNING = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\)"
 """The DeprecationWarning of Python 3.12+ when a multi-threaded process forks."""
 
 
+def _has_threads() -> bool:
+    """Whether this process has more than one thread, as the kernel counts them."""
+    try:
+        return len(os.listdir("/proc/self/task")) > 1
+    except OSError:  # no /proc: nothing known, nothing said
+        return False
+
+
 def _fork() -> int:
     """``os.fork()``.  The first time the zygote forks with more than one thread (the kernel's
     count, Python's own; a library that stops its threads before a fork, as OpenBLAS does, is
@@ -111,7 +119,7 @@ def _fork() -> int:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", _FORK_WARNING, DeprecationWarning)
         pid = os.fork()
-    if pid and not _threads_reported and len(os.listdir("/proc/self/task")) > 1:
+    if pid and not _threads_reported and _has_threads():
         _threads_reported = True
         origin = ", ".join(_thread_origins) or "a library the task modules loaded"
         print(f"xpmstore: warning: the zygote, the process that forks the local jobs, has"
