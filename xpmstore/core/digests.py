@@ -36,6 +36,7 @@ __all__ = [
     "PersistentMemo",
     "digest_input",
     "hash_file",
+    "keep_pool_out",
     "object_path_parts",
     "set_persistent_memo",
 ]
@@ -45,6 +46,9 @@ DIGEST_DIRECTORY = 0x02
 
 _TRUST_AFTER_NS = 2_000_000_000
 _MMAP_THRESHOLD = 1 << 20
+_OWN_POOL_SIZE = 64 << 20
+"""From this size, a forked child that cannot use blake3's global pool hashes on a pool of its
+own (made and ended with the hash); below, on one thread, faster than making a pool."""
 _WARN_FILES = 100_000
 _WARN_BYTES = 100 << 30
 
@@ -80,12 +84,39 @@ def _memo_key(st: os.stat_result) -> MemoKey:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+_pool_pid = 0
+"""The process that started blake3's global pool of threads (rayon's, started by its first hash
+on all cores; 0: none).  A process forked from it inherits the pool's state but not its threads: a
+hash there on that pool would wait for them forever, so it hashes without it."""
+_pool_kept_out = 0
+"""The process that keeps the global pool out (:func:`keep_pool_out`; 0: none)."""
+
+
+def keep_pool_out() -> None:
+    """Hash without blake3's global pool in this process (not in those it forks): no hash then
+    starts a thread here.  For a process that forks others, such as the zygote."""
+    global _pool_kept_out
+    _pool_kept_out = os.getpid()
+
+
+def _threads(size: int) -> int:
+    """The ``max_threads`` of a blake3 hash of ``size`` bytes: all cores, on the global pool
+    unless this process keeps it out or was forked after it started (see ``_pool_pid``)."""
+    global _pool_pid
+    pid = os.getpid()
+    if _pool_pid == 0 and _pool_kept_out != pid:
+        _pool_pid = pid
+    if _pool_pid == pid:
+        return int(blake3.AUTO)
+    return 1 if size < _OWN_POOL_SIZE else os.cpu_count() or 1
+
+
 def hash_file(path: str | os.PathLike[str], size: int | None = None) -> bytes:
     """The raw blake3 of a regular file: mmap and all cores for big files, one read for small."""
     if size is None:
         size = os.stat(path).st_size
     if size >= _MMAP_THRESHOLD:
-        return blake3(max_threads=blake3.AUTO).update_mmap(path).digest()
+        return blake3(max_threads=_threads(size)).update_mmap(path).digest()
     with open(path, "rb") as handle:
         return blake3(handle.read()).digest()
 

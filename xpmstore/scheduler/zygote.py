@@ -30,7 +30,10 @@ logs flushed), just before ``os._exit`` — the exit of a process forked from a 
 zygote's own line still follows; the scheduler keeps the first one of each token.
 
 On end of input (the scheduler ended or was killed) the zygote stops forking but lets running
-jobs finish in their own sessions.  Single-threaded by design, so forking it is safe.
+jobs finish in their own sessions.  Single-threaded by design, so forking it is safe — unless a
+task module it imports starts a thread: a job forked then may hang on a lock that thread held.
+The zygote says so once, in one line naming the import (:func:`_fork`), instead of the
+DeprecationWarning of Python 3.12+ that names only this module's line.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ import os
 import selectors
 import signal
 import sys
+import threading
 import time
+import warnings
 from typing import Any
 
 from . import runner
@@ -53,27 +58,76 @@ def _import(message: dict[str, Any], imported: set[str]) -> None:
     """Import the modules and scripts of ``message``, once each.  One that fails is left out
     (a failed script's half-run module too): each job then imports it again itself, and
     fails with its error (``experiment()`` entered inside a job's process, say), exactly as a
-    job of a fresh process does."""
+    job of a fresh process does.  The Python threads an import leaves running are noted."""
     for entry in message.get("path", []):
         if entry not in sys.path:
             sys.path.append(entry)
     for module in message.get("modules", []):
         if module not in imported:
             imported.add(module)
+            before = set(threading.enumerate())
             try:
                 importlib.import_module(module)
             except BaseException:  # SystemExit too: a module may call sys.exit()
                 pass
+            _note_threads(module, before)
     for script in message.get("scripts", []):
         if script not in imported:
             imported.add(script)
             from ..core.params import _main_module
 
+            before = set(threading.enumerate())
             try:
                 _main_module(script)  # a script that fails half-way is not kept
             except BaseException:
                 pass
+            _note_threads(script, before)
     _settle_standard_streams()
+
+
+_thread_origins: list[str] = []
+"""What started the Python threads of the zygote: ``"the import of MODULE (thread 'NAME')"``."""
+_threads_reported = False
+
+
+def _note_threads(origin: str, before: set[threading.Thread]) -> None:
+    """Note the threads that the import of ``origin`` left running (alive and not in
+    ``before``)."""
+    for thread in threading.enumerate():
+        if thread not in before:
+            _thread_origins.append(f"the import of {origin} (thread {thread.name!r})")
+
+
+_FORK_WARNING = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\)"
+"""The DeprecationWarning of Python 3.12+ when a multi-threaded process forks."""
+
+
+def _has_threads() -> bool:
+    """Whether this process has more than one thread, as the kernel counts them."""
+    try:
+        return len(os.listdir("/proc/self/task")) > 1
+    except OSError:  # no /proc: nothing known, nothing said
+        return False
+
+
+def _fork() -> int:
+    """``os.fork()``.  The first time the zygote forks with more than one thread (the kernel's
+    count, Python's own; a library that stops its threads before a fork, as OpenBLAS does, is
+    not counted), one line on stderr names what started them and what to do, in place of
+    Python's DeprecationWarning, which names only this line."""
+    global _threads_reported
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _FORK_WARNING, DeprecationWarning)
+        pid = os.fork()
+    if pid and not _threads_reported and _has_threads():
+        _threads_reported = True
+        origin = ", ".join(_thread_origins) or "a library the task modules loaded"
+        print(f"xpmstore: warning: the zygote, the process that forks the local jobs, has"
+              f" threads, started by {origin}: a job forked from it may hang on a lock one of"
+              f" them held; start threads in execute(), or run these jobs in new processes"
+              f" (LocalLauncher(fresh_process=True), or fresh_process = True on the task class)",
+              file=sys.stderr, flush=True)
+    return pid
 
 
 def _settle_standard_streams() -> None:
@@ -114,7 +168,7 @@ class _Child:
     def __init__(self, spare: bool) -> None:
         runner.flush_standard_streams()  # what user code left there: a fork would copy it
         read_fd, write_fd = os.pipe()
-        pid = os.fork()
+        pid = _fork()
         if pid == 0:
             os.close(write_fd)
             _child(read_fd, spare)
@@ -339,7 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler handles interrupts
     preload()
+    from xpmstore.core.digests import keep_pool_out
     from xpmstore.store.taskstate import boot_id, heartbeat_path, mark_job_process
+
+    keep_pool_out()  # a task module that hashes a large input at import starts no thread here
 
     boot_id()  # read once here, inherited by every job
 
