@@ -77,11 +77,6 @@ class S3Server:
         # own, so that a fuller disk answered InternalError ("no free volumes left") mid-suite
         args = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 "-admin.ui=false", "-webdav=false", "-master.telemetry=false",
-                # Each bucket is a collection with volumes of its own, and by default the
-                # number of volumes is the free disk space divided by their size (1 GiB when the
-                # disk is large): with 36 GiB free, the remote tests ran out of volumes half-way
-                # ("No writable volumes").  Small volumes, a fixed count: the same server
-                # whatever the disk holds (volumes grow as written: an empty one costs no space).
                 "-master.volumeSizeLimitMB=64", "-volume.max=2000"]
         args += [f"-{name}={port}" for name, port in ports.items()]
         env = dict(os.environ, AWS_ACCESS_KEY_ID="any", AWS_SECRET_ACCESS_KEY="any")
