@@ -126,6 +126,24 @@ def upload_started(folder: Path, digest: str) -> bool:
         return False
 
 
+def push_was_interrupted(code: int, out: str, err: str, identifier: str) -> None:
+    """What a push stopped by Ctrl-C says: the object interrupted, one line, exit 1."""
+    assert code == 1, err
+    assert out.splitlines() == [f"interrupted\t{identifier}"]
+    assert only_line(err).startswith("xpmstore: interrupted: 1 of 1 object(s) not pushed")
+
+
+def push_and_pull_again(first: Workspace, second: Workspace, identifier: str,
+                        digest: str) -> None:
+    """After the interruption: a push from ``first`` completes and ``second`` pulls the
+    object whole."""
+    again = console(first, "push", identifier)
+    assert again.returncode == 0 and again.stdout == f"pushed\t{identifier}\n", again.stderr
+    pulled = console(second, "pull", identifier)
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled_digest(second, identifier) == digest
+
+
 def test_ctrl_c_stops_a_push_to_a_directory_remote_within_a_chunk(tmp_path: Path) -> None:
     share = tmp_path / "remote"
     share.mkdir()
@@ -145,18 +163,12 @@ def test_ctrl_c_stops_a_push_to_a_directory_remote_within_a_chunk(tmp_path: Path
     finally:
         stop(process)
 
-    assert code == 1, err
-    assert out.splitlines() == [f"interrupted\t{identifier}"]
-    assert only_line(err).startswith("xpmstore: interrupted: 1 of 1 object(s) not pushed")
+    push_was_interrupted(code, out, err, identifier)
     assert written < SIZE  # the upload did not go to its end: it stopped within a chunk
     assert os.listdir(folder) == []  # nothing half-present: neither the blob nor its temp file
     assert not (share / "objects").exists()
 
-    again = console(first, "push", identifier)
-    assert again.returncode == 0 and again.stdout == f"pushed\t{identifier}\n", again.stderr
-    pulled = console(second, "pull", identifier)
-    assert pulled.returncode == 0, pulled.stderr
-    assert pulled_digest(second, identifier) == digest
+    push_and_pull_again(first, second, identifier, digest)
 
 
 def test_ctrl_c_stops_a_push_to_s3_within_a_chunk(s3_server: Any, relay: Relay,
@@ -178,20 +190,14 @@ def test_ctrl_c_stops_a_push_to_s3_within_a_chunk(s3_server: Any, relay: Relay,
         stop(process)
     sent = relay.count("up")
 
-    assert code == 1, err
-    assert out.splitlines() == [f"interrupted\t{identifier}"]
-    assert only_line(err).startswith("xpmstore: interrupted: 1 of 1 object(s) not pushed")
+    push_was_interrupted(code, out, err, identifier)
     assert sent < SIZE  # the PUT's body never went whole: the server stored nothing of it
     client: Any = s3_server.client()
     keys = [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert not [key for key in keys if key.startswith(("team/cas/", "team/objects/"))], keys
 
     relay.release("up")
-    again = console(first, "push", identifier)
-    assert again.returncode == 0 and again.stdout == f"pushed\t{identifier}\n", again.stderr
-    pulled = console(second, "pull", identifier)
-    assert pulled.returncode == 0, pulled.stderr
-    assert pulled_digest(second, identifier) == digest
+    push_and_pull_again(first, second, identifier, digest)
 
 
 def test_ctrl_c_stops_a_pull_from_s3_within_a_chunk(s3_server: Any, relay: Relay,
