@@ -126,6 +126,44 @@ def upload_started(folder: Path, digest: str) -> bool:
         return False
 
 
+def s3_workspaces(s3_server: Any, relay: Relay,
+                  tmp_path: Path) -> tuple[str, Workspace, Workspace]:
+    """A new bucket, and two workspaces whose remote is it, reached through ``relay``."""
+    bucket = new_bucket(s3_server)
+    section = f'url = "s3://{bucket}/team"\nendpoint_url = "{relay.endpoint}"\n'
+    return bucket, workspace_with(tmp_path / "first", section), \
+        workspace_with(tmp_path / "second", section)
+
+
+def remote_keys(s3_server: Any, bucket: str) -> list[str]:
+    """The keys stored in ``bucket``."""
+    client: Any = s3_server.client()
+    return [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def start_held_pull(relay: Relay, workspace: Workspace,
+                    identifier: str) -> subprocess.Popen[str]:
+    """``xpmstore pull identifier`` in ``workspace``, once its download is held mid-way by the
+    relay."""
+    before = relay.count("down")
+    relay.hold("down", after=before + HELD_AFTER)
+    process = start(workspace, "pull", identifier)
+    try:
+        wait_for(lambda: relay.count("down") >= before + HELD_AFTER,
+                 "the download to reach the relay's hold")
+    except BaseException:
+        stop(process)
+        raise
+    return process
+
+
+def pulls_whole(workspace: Workspace, identifier: str, digest: str) -> None:
+    """A pull of ``identifier`` into ``workspace`` succeeds and gives the object whole."""
+    pulled = console(workspace, "pull", identifier)
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled_digest(workspace, identifier) == digest
+
+
 def push_was_interrupted(code: int, out: str, err: str, identifier: str) -> None:
     """What a push stopped by Ctrl-C says: the object interrupted, one line, exit 1."""
     assert code == 1, err
@@ -139,9 +177,7 @@ def push_and_pull_again(first: Workspace, second: Workspace, identifier: str,
     object whole."""
     again = console(first, "push", identifier)
     assert again.returncode == 0 and again.stdout == f"pushed\t{identifier}\n", again.stderr
-    pulled = console(second, "pull", identifier)
-    assert pulled.returncode == 0, pulled.stderr
-    assert pulled_digest(second, identifier) == digest
+    pulls_whole(second, identifier, digest)
 
 
 def test_ctrl_c_stops_a_push_to_a_directory_remote_within_a_chunk(tmp_path: Path) -> None:
@@ -173,10 +209,7 @@ def test_ctrl_c_stops_a_push_to_a_directory_remote_within_a_chunk(tmp_path: Path
 
 def test_ctrl_c_stops_a_push_to_s3_within_a_chunk(s3_server: Any, relay: Relay,
                                                    tmp_path: Path) -> None:
-    bucket = new_bucket(s3_server)
-    section = f'url = "s3://{bucket}/team"\nendpoint_url = "{relay.endpoint}"\n'
-    first = workspace_with(tmp_path / "first", section)
-    second = workspace_with(tmp_path / "second", section)
+    bucket, first, second = s3_workspaces(s3_server, relay, tmp_path)
     identifier, digest = big_entry(first)
 
     relay.hold("up", after=HELD_AFTER)
@@ -192,8 +225,7 @@ def test_ctrl_c_stops_a_push_to_s3_within_a_chunk(s3_server: Any, relay: Relay,
 
     push_was_interrupted(code, out, err, identifier)
     assert sent < SIZE  # the PUT's body never went whole: the server stored nothing of it
-    client: Any = s3_server.client()
-    keys = [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    keys = remote_keys(s3_server, bucket)
     assert not [key for key in keys if key.startswith(("team/cas/", "team/objects/"))], keys
 
     relay.release("up")
@@ -202,19 +234,13 @@ def test_ctrl_c_stops_a_push_to_s3_within_a_chunk(s3_server: Any, relay: Relay,
 
 def test_ctrl_c_stops_a_pull_from_s3_within_a_chunk(s3_server: Any, relay: Relay,
                                                      tmp_path: Path) -> None:
-    bucket = new_bucket(s3_server)
-    section = f'url = "s3://{bucket}/team"\nendpoint_url = "{relay.endpoint}"\n'
-    first = workspace_with(tmp_path / "first", section)
-    second = workspace_with(tmp_path / "second", section)
+    _, first, second = s3_workspaces(s3_server, relay, tmp_path)
     identifier, digest = big_entry(first)
     assert console(first, "push", identifier).returncode == 0
 
     before = relay.count("down")
-    relay.hold("down", after=before + HELD_AFTER)
-    process = start(second, "pull", identifier)
+    process = start_held_pull(relay, second, identifier)
     try:
-        wait_for(lambda: relay.count("down") >= before + HELD_AFTER,
-                 "the download to reach the relay's hold")
         os.kill(process.pid, signal.SIGINT)
         relay.release("down", rate=RATE)  # the rest of the download would take 20 s
         code, out, err, _ = ended(process)
@@ -229,9 +255,7 @@ def test_ctrl_c_stops_a_pull_from_s3_within_a_chunk(s3_server: Any, relay: Relay
     assert os.listdir(second.cache / "tests.remote.BigBlob") == []  # not even the temp folder
 
     relay.release("down")
-    pulled = console(second, "pull", identifier)
-    assert pulled.returncode == 0, pulled.stderr
-    assert pulled_digest(second, identifier) == digest
+    pulls_whole(second, identifier, digest)
 
 
 def test_an_interrupted_experiment_stops_its_pushes_within_a_chunk(
@@ -257,26 +281,18 @@ def test_an_interrupted_experiment_stops_its_pushes_within_a_chunk(
     assert code != 0, err
     assert "1 push(es) not done (the run was interrupted)" in err, err
     assert relay.count("up") < SIZE
-    client: Any = s3_server.client()
-    keys = [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    keys = remote_keys(s3_server, bucket)
     assert not [key for key in keys if key.startswith("team/objects/")], keys
 
 
 def test_a_connection_cut_during_a_pull_is_a_failed_transfer_not_a_damaged_blob(
         s3_server: Any, relay: Relay, tmp_path: Path) -> None:
-    bucket = new_bucket(s3_server)
-    section = f'url = "s3://{bucket}/team"\nendpoint_url = "{relay.endpoint}"\n'
-    first = workspace_with(tmp_path / "first", section)
-    second = workspace_with(tmp_path / "second", section)
+    _, first, second = s3_workspaces(s3_server, relay, tmp_path)
     identifier, digest = big_entry(first)
     assert console(first, "push", identifier).returncode == 0
 
-    before = relay.count("down")
-    relay.hold("down", after=before + HELD_AFTER)
-    process = start(second, "pull", identifier)
+    process = start_held_pull(relay, second, identifier)
     try:
-        wait_for(lambda: relay.count("down") >= before + HELD_AFTER,
-                 "the download to reach the relay's hold")
         relay.cut()  # the network drops the download in its middle
         relay.release("down")
         code, out, err, _ = ended(process)
@@ -290,6 +306,4 @@ def test_a_connection_cut_during_a_pull_is_a_failed_transfer_not_a_damaged_blob(
     assert "corrupt" not in failure and "push --verify" not in failure, failure  # ...not damage
     assert count == "xpmstore: 1 of 1 object(s) not pulled"
     assert os.listdir(second.cache / "tests.remote.BigBlob") == []
-    pulled = console(second, "pull", identifier)
-    assert pulled.returncode == 0, pulled.stderr
-    assert pulled_digest(second, identifier) == digest
+    pulls_whole(second, identifier, digest)
