@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from xpmstore.remote import cachepush, reach
+from xpmstore.remote import Remote, cachepush, reach
 from xpmstore.store.workspace import Workspace
 
 from ..s3server import S3Server
@@ -104,3 +104,18 @@ def workspaces(tmp_path: Path, remote_section: str) -> RemoteFactory:
 def environ_without_proxy() -> dict[str, str]:
     """The environment with no HTTP proxy (loopback servers)."""
     return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+
+def flipped(data: bytes) -> bytes:
+    """``data`` with its last byte changed (same size)."""
+    return data[:-1] + bytes([data[-1] ^ 1])
+
+
+def damage(remote: Remote, key: str) -> bytes:
+    """Rewrite ``key`` with one byte flipped, through the remote's own storage; the new
+    bytes."""
+    data = remote.backend.get_bytes(key)
+    assert data
+    remote.backend.delete(key)
+    remote.backend.put_bytes(key, flipped(data))
+    return flipped(data)

@@ -21,7 +21,7 @@ from xpmstore.store.workspace import Workspace
 from ..helpers import PYTHON, REPO_ROOT
 from ..storehelpers import Terms, active, count_of
 from .cachetasks import UsesTerms
-from .conftest import RemoteFactory, environ_without_proxy
+from .conftest import RemoteFactory, damage, environ_without_proxy
 from .test_remote import reasons
 
 
@@ -134,9 +134,7 @@ def test_an_entry_a_job_computed_after_a_refused_pull_repairs_the_remote(
     assert remote is not None
     assert push_one(remote, first.cache / "tests.store.Terms" / entry_of(4))
     (key,) = remote.backend.list("cas/")
-    data = remote.backend.get_bytes(key) or b"?"
-    remote.backend.delete(key)
-    remote.backend.put_bytes(key, data[:-1] + bytes([data[-1] ^ 1]))  # damaged in the remote
+    damage(remote, key)  # damaged in the remote
 
     second = workspaces("second")  # its job refuses the entry, computes it, notes it
     with experiment(second, "exp", launcher=LocalLauncher(workers=1),

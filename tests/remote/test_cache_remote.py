@@ -16,7 +16,7 @@ from xpmstore.store.index import Index
 from xpmstore.store.workspace import Workspace
 
 from ..storehelpers import Terms, active, count_of, make_workspace
-from .conftest import RemoteFactory, closed_port
+from .conftest import RemoteFactory, closed_port, damage
 
 
 @pytest.fixture(autouse=True)
@@ -77,11 +77,7 @@ def test_a_tampered_cache_entry_is_rejected_and_computed(
     remote = open_remote(second)
     assert remote is not None
     digest = next(iter(remote.backend.list("cas/"))).rsplit("/", 1)[1]
-    key = remote.blob_key(digest)
-    data = remote.backend.get_bytes(key)
-    assert data
-    remote.backend.delete(key)
-    remote.backend.put_bytes(key, data[:-1] + bytes([data[-1] ^ 1]))
+    damage(remote, remote.blob_key(digest))
     capfd.readouterr()
     assert compute(second, counters) == "terms of 5\n" * 3
     err = capfd.readouterr().err
@@ -100,11 +96,7 @@ def test_an_entry_computed_after_a_refused_pull_repairs_the_remote(
     remote = open_remote(first)
     assert remote is not None and push_one(remote, entry_dir(first))
     digest = next(iter(remote.backend.list("cas/"))).rsplit("/", 1)[1]
-    key = remote.blob_key(digest)
-    data = remote.backend.get_bytes(key)
-    assert data
-    remote.backend.delete(key)
-    remote.backend.put_bytes(key, data[:-1] + bytes([data[-1] ^ 1]))
+    damage(remote, remote.blob_key(digest))
 
     second = workspaces("second", push="auto")
     assert compute(second, counters) == "terms of 5\n" * 3  # refused, computed, pushed

@@ -20,23 +20,8 @@ from xpmstore.store.workspace import Workspace
 
 from ..clihelpers import console, run_experiment, task_dir
 from ..gctasks import Step
-from .conftest import RemoteFactory
+from .conftest import RemoteFactory, damage, flipped
 from .test_hostile_remote import done_steps, no_traceback, remote_of, rewrite
-
-
-def flipped(data: bytes) -> bytes:
-    """``data`` with its last byte changed (same size)."""
-    return data[:-1] + bytes([data[-1] ^ 1])
-
-
-def damage(remote: Remote, key: str) -> bytes:
-    """Rewrite ``key`` with one byte flipped, through the remote's own storage; the new
-    bytes."""
-    data = remote.backend.get_bytes(key)
-    assert data
-    remote.backend.delete(key)
-    remote.backend.put_bytes(key, flipped(data))
-    return flipped(data)
 
 
 def pushed_step(workspaces: RemoteFactory) -> tuple[Workspace, Workspace, Step, Remote]:
