@@ -20,11 +20,12 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-def repository(tmp_path: Path) -> tuple[Path, str]:
-    """A git repository with one commit under ``tmp_path``, and that commit."""
+def repository(tmp_path: Path, object_format: str = "sha1") -> tuple[Path, str]:
+    """A git repository with one commit (``script.py``) under ``tmp_path``, and that commit;
+    ``object_format`` "sha256" makes one whose object names are SHA-256 digests."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    git(repo, "init", "-q")
+    git(repo, "init", "-q", f"--object-format={object_format}")
     (repo / "script.py").write_text("print(1)\n")
     git(repo, "add", "script.py")
     git(repo, "commit", "-q", "-m", "first")

@@ -255,12 +255,7 @@ def test_a_git_worktree_has_its_own_state(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_a_sha256_repository_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        runs: Runs, no_racy_window: None) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "--object-format=sha256")
-    (repo / "f.py").write_text("f = 1\n")
-    git(repo, "add", "f.py")
-    git(repo, "commit", "-q", "-m", "first")
+    repo, _ = repository(tmp_path, "sha256")
     monkeypatch.chdir(repo)
     assert runs.record()[0] == runs.record()[0] == truth(repo)
     assert len(str(truth(repo)["commit"])) == 64 and runs.statuses() == 1

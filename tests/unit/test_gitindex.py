@@ -12,7 +12,7 @@ import pytest
 from xpmstore.errors import GitIndexError
 from xpmstore.system.gitindex import parse_header, parse_index
 
-from ..githelpers import git, needs_git
+from ..githelpers import git, needs_git, repository
 from ..gitindexfiles import Entry, index_bytes, varint
 
 
@@ -101,13 +101,8 @@ def test_a_gitlink_is_told(repo: Path) -> None:
 
 @needs_git
 def test_a_sha256_repository_is_read_with_its_hash_size(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "--object-format=sha256")
-    (repo / "f").write_text("f")
-    git(repo, "add", "f")
-    git(repo, "commit", "-q", "-m", "first")
-    assert parse_index(index_of(repo), hash_size=32).paths == [b"f"]
+    repo, _ = repository(tmp_path, "sha256")
+    assert parse_index(index_of(repo), hash_size=32).paths == [b"script.py"]
     with pytest.raises(GitIndexError):
         parse_index(index_of(repo), hash_size=20)
 
